@@ -1,0 +1,225 @@
+//! The command-line grammar (clap derive). Doc comments are the `--help` text.
+//! Only parsing lives here; each command's behaviour lives in `commands/`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    version,
+    about = "Ship Prefect flows to Fly.io: register deployments natively, check secrets, build and deploy.",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command understands.
+#[derive(Debug, Args, Clone)]
+pub struct GlobalArgs {
+    /// The prefect.yaml to read (default: prefect.yaml, or prefect-dev.yaml with `--env dev`).
+    /// Entrypoints resolve relative to the project root, as Prefect does.
+    #[arg(long, global = true, value_name = "PATH", env = "XTASK_PREFECT_FILE")]
+    pub prefect_file: Option<PathBuf>,
+
+    /// Print more detail: every HTTP request, every external command.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The ordered pipeline: check secrets -> validate and plan -> build image -> fly deploy
+    /// (whose release_command registers the flows) -> verify the server matches the yaml.
+    /// With --local: the same against a local Prefect server and worker on this machine.
+    Deploy(DeployArgs),
+    /// Register every deployment in prefect.yaml with the Prefect server at PREFECT_API_URL,
+    /// natively over the REST API: validated before any write, only what changed, all-or-nothing.
+    /// This is also Fly's release_command inside the image.
+    RegisterFlows(RegisterFlowsArgs),
+    /// Prove the secrets a release needs exist, locally and in the Fly app. Never prints values.
+    CheckSecrets(CheckSecretsArgs),
+    /// Build the production image from the Dockerfile (docker, or Fly's builder with --fly).
+    BuildImage(BuildImageArgs),
+    /// Stop the local Prefect server and worker that `deploy --local` started.
+    Down(DownArgs),
+    /// Run the whole test suite: bootstraps the venv, starts throwaway Prefect servers,
+    /// runs unit and integration tests, stops the servers (also on failure).
+    Test(TestArgs),
+    /// Benchmark register-flows against `prefect deploy --all` on one local server; prints ratios.
+    Bench(BenchArgs),
+}
+
+/// Which environment's files and app to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Env {
+    /// prefect.yaml, app `captionacc-api`, pool `captionacc-workers-prod`.
+    #[default]
+    Prod,
+    /// prefect-dev.yaml, pool `captionacc-workers-dev`.
+    Dev,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// Which environment to deploy.
+    #[arg(long, value_enum, default_value_t = Env::Prod)]
+    pub env: Env,
+    /// Run everything on this machine: a local Prefect server (started if needed),
+    /// a process worker, and one smoke flow run that must complete.
+    #[arg(long)]
+    pub local: bool,
+    /// Print the exact commands and the plan without running any of them.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Fly app name (default: `app` in fly.toml).
+    #[arg(long, env = "FLY_APP")]
+    pub app: Option<String>,
+    /// Deploy this already-built image instead of building one.
+    #[arg(long, value_name = "REF")]
+    pub image: Option<String>,
+    /// Timeout for Fly's release command, e.g. `5m`.
+    #[arg(long, default_value = "5m", value_name = "DURATION")]
+    pub release_command_timeout: String,
+    /// Give up on `fly deploy` after this many seconds (flyctl can hang).
+    #[arg(long, default_value_t = 1200, value_name = "SECONDS")]
+    pub timeout: u64,
+    /// With --local: the port for a newly started Prefect server (default: a free one).
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
+}
+
+/// How register-flows talks to Prefect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Engine {
+    /// Native REST client: validate, plan, write only what changed, roll back on failure.
+    #[default]
+    Native,
+    /// Shell out to `prefect --no-prompt deploy --all` (the old bash setup's behaviour).
+    PrefectCli,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct RegisterFlowsArgs {
+    /// Compute the plan against the live server and print it; write nothing.
+    #[arg(long, conflicts_with = "check")]
+    pub dry_run: bool,
+    /// Drift check: exit 0 when the server matches the yaml, 2 when it differs, 1 on error.
+    #[arg(long)]
+    pub check: bool,
+    /// Delete deployments this project created earlier that are no longer in the yaml.
+    #[arg(long)]
+    pub prune: bool,
+    /// Print the plan/result as JSON on stdout (human text goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// Registration engine.
+    #[arg(long, value_enum, default_value_t = Engine::Native)]
+    pub engine: Engine,
+    /// How many writes may run at once.
+    #[arg(long, default_value_t = 8, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct CheckSecretsArgs {
+    /// Fly app whose secrets to check (default: `app` in fly.toml).
+    #[arg(long, env = "FLY_APP")]
+    pub app: Option<String>,
+    /// Check only this machine's environment and the Prefect server; skip Fly.
+    #[arg(long)]
+    pub local_only: bool,
+    /// Print the checklist as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct BuildImageArgs {
+    /// Print the build command without running it.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Build with Fly's builder and push to its registry (`fly deploy --build-only --push`).
+    #[arg(long)]
+    pub fly: bool,
+    /// Fly app name for --fly (default: `app` in fly.toml).
+    #[arg(long, env = "FLY_APP")]
+    pub app: Option<String>,
+    /// Image repository to tag (default: the app name).
+    #[arg(long, value_name = "NAME")]
+    pub repository: Option<String>,
+    /// Target platform.
+    #[arg(long, default_value = "linux/amd64")]
+    pub platform: String,
+    /// Extra build argument, repeatable.
+    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+    pub build_args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DownArgs {}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Arguments passed through to `cargo test` (e.g. a test name filter).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub cargo_args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// How many deployments the generated project has.
+    #[arg(long, default_value_t = 51)]
+    pub deployments: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_each_subcommand() {
+        for args in [
+            &["xtask", "deploy", "--local"][..],
+            &["xtask", "deploy", "--env", "dev", "--dry-run"],
+            &["xtask", "register-flows", "--dry-run", "--json"],
+            &["xtask", "register-flows", "--check", "--prune"],
+            &["xtask", "--prefect-file", "x.yaml", "register-flows"],
+            &["xtask", "register-flows", "--prefect-file", "x.yaml"],
+            &["xtask", "check-secrets", "--local-only"],
+            &["xtask", "build-image", "--dry-run"],
+            &["xtask", "down"],
+            &["xtask", "test", "--", "--nocapture"],
+            &["xtask", "bench"],
+        ] {
+            Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        }
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        for args in [
+            &["xtask"][..],
+            &["xtask", "register-flows", "--no-such-flag"],
+            &["xtask", "register-flows", "--dry-run", "--check"],
+            &["xtask", "register-flows", "--engine", "bogus"],
+            &["xtask", "deploy", "--env", "staging"],
+            &["xtask", "register-flows", "--prefect-file"],
+            &["xtask", "register-flows", "--concurrency", "0"],
+        ] {
+            assert!(Cli::try_parse_from(args).is_err(), "{args:?} should be rejected");
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! Where things are: the project root and every path the commands use, in one place.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::cli::{Env, GlobalArgs};
+
+/// Files that mark a project root.
+const ROOT_MARKERS: &[&str] = &["prefect.yaml", "fly.toml"];
+
+/// The Prefect version the app, the image and the tests use. The single source of truth is
+/// `app/requirements.txt`; this constant is checked against it by a test.
+pub const PREFECT_VERSION: &str = "3.9.1";
+
+/// The project a command works on.
+#[derive(Debug, Clone)]
+pub struct Project {
+    /// Entrypoints and pull-step directories resolve against this directory, as in Prefect.
+    pub root: PathBuf,
+    /// The prefect.yaml in use.
+    pub prefect_file: PathBuf,
+}
+
+impl Project {
+    /// Finds the project from the current directory: the nearest ancestor holding a
+    /// prefect.yaml or fly.toml (so `cargo xtask` works from a subdirectory), else the cwd.
+    pub fn discover(global: &GlobalArgs, env: Env) -> Result<Project> {
+        let cwd = std::env::current_dir().context("cannot read the current directory")?;
+        let root = match std::env::var_os("XTASK_PROJECT_ROOT") {
+            Some(dir) => PathBuf::from(dir),
+            None => find_root(&cwd).unwrap_or_else(|| cwd.clone()),
+        };
+        let prefect_file = match &global.prefect_file {
+            Some(path) if path.is_absolute() => path.clone(),
+            Some(path) => cwd.join(path),
+            None => root.join(default_prefect_file(env)),
+        };
+        Ok(Project { root, prefect_file })
+    }
+
+    pub fn fly_toml(&self) -> PathBuf {
+        self.root.join("fly.toml")
+    }
+
+    pub fn dockerfile(&self) -> PathBuf {
+        self.root.join("Dockerfile")
+    }
+
+    /// The prefect file as shown to the user: relative to the root when inside it.
+    pub fn prefect_file_label(&self) -> String {
+        display_relative(&self.prefect_file, &self.root)
+    }
+}
+
+pub fn default_prefect_file(env: Env) -> &'static str {
+    match env {
+        Env::Prod => "prefect.yaml",
+        Env::Dev => "prefect-dev.yaml",
+    }
+}
+
+fn find_root(start: &Path) -> Option<PathBuf> {
+    start
+        .ancestors()
+        .find(|dir| ROOT_MARKERS.iter().any(|marker| dir.join(marker).is_file()))
+        .map(Path::to_path_buf)
+}
+
+/// `path` relative to `base` when it is inside it, else as given.
+pub fn display_relative(path: &Path, base: &Path) -> String {
+    path.strip_prefix(base).unwrap_or(path).display().to_string()
+}
+
+/// The repository this xtask was built from (for developer commands: test, bench, deploy --local).
+pub fn repo_root() -> PathBuf {
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .filter(|dir| dir.join("Cargo.toml").is_file())
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir.parent().map(Path::to_path_buf).unwrap_or(manifest_dir)
+}
+
+/// Local state of developer commands (server logs, pid files): `target/xtask/`.
+pub fn state_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"))
+        .join("xtask")
+}
+
+/// The project-local Python venv with the pinned Prefect.
+pub fn venv_dir() -> PathBuf {
+    std::env::var_os("XTASK_VENV").map(PathBuf::from).unwrap_or_else(|| repo_root().join(".venv"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefect_version_matches_requirements() {
+        let requirements = std::fs::read_to_string(repo_root().join("app/requirements.txt")).unwrap();
+        assert!(
+            requirements.lines().any(|l| l.trim() == format!("prefect=={PREFECT_VERSION}")),
+            "app/requirements.txt must pin prefect=={PREFECT_VERSION}"
+        );
+    }
+
+    #[test]
+    fn finds_root_from_subdirectory() {
+        let dir = std::env::temp_dir().join(format!("xtask-root-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("a/b")).unwrap();
+        std::fs::write(dir.join("prefect.yaml"), "deployments: []\n").unwrap();
+        assert_eq!(find_root(&dir.join("a/b")).unwrap(), dir);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
