@@ -160,6 +160,11 @@ pub struct BuildImageArgs {
     /// Extra build argument, repeatable.
     #[arg(long = "build-arg", value_name = "KEY=VALUE")]
     pub build_args: Vec<String>,
+    /// For engines without a registry (tests): build the Dockerfile's base images locally from
+    /// Debian packages and this machine's Rust toolchain, with crates and wheels prepared here,
+    /// and pass them as RUST_IMAGE/PYTHON_IMAGE. Cached; rebuilt only when missing.
+    #[arg(long, conflicts_with = "fly")]
+    pub local_bases: bool,
 }
 
 #[derive(Debug, Args)]
@@ -200,6 +205,7 @@ mod tests {
             &["xtask", "register-flows", "--prefect-file", "x.yaml"],
             &["xtask", "check-secrets", "--local-only"],
             &["xtask", "build-image", "--dry-run"],
+            &["xtask", "build-image", "--local-bases", "--build-arg", "A=b"],
             &["xtask", "down"],
             &["xtask", "test", "--", "--nocapture"],
             &["xtask", "bench"],
@@ -218,6 +224,7 @@ mod tests {
             &["xtask", "deploy", "--env", "staging"],
             &["xtask", "register-flows", "--prefect-file"],
             &["xtask", "register-flows", "--concurrency", "0"],
+            &["xtask", "build-image", "--fly", "--local-bases"],
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?} should be rejected");
         }

@@ -1,0 +1,513 @@
+//! The Dockerfile's base images, built locally for an engine that cannot pull (no registry) and
+//! containers that cannot download packages during `docker build` (`build-image --local-bases`).
+//!
+//! Production pulls `rust:1-slim-bookworm` and `python:3.11-slim-bookworm`; here they are
+//! stand-ins with the same shape, passed through the Dockerfile's `RUST_IMAGE`/`PYTHON_IMAGE`
+//! build args, so the Dockerfile itself is the production one:
+//!
+//! 1. `debian`: a debootstrap'ed bookworm rootfs, `docker import`ed (needs root and debootstrap).
+//! 2. `python`: debian + Debian's python3.11 and venv; `rust`: debian + gcc + this machine's Rust
+//!    toolchain (Debian's rustc is too old for the lockfile), copied in from the active sysroot.
+//! 3. Offline inputs baked into thin derived images: a wheel directory of app/requirements.txt
+//!    (`PIP_NO_INDEX` + `PIP_FIND_LINKS`) and `cargo vendor` output with a source replacement in
+//!    `CARGO_HOME`, both prepared on the host. Their tags carry a hash of the input file, so a
+//!    changed pin or lockfile gives a new image and an unchanged one reuses the cached image.
+//!
+//! Every image is built only when its tag is missing from the engine.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+use md5::{Digest, Md5};
+
+use super::stderr_stdio;
+
+/// Bump when a recipe below changes, so cached images built from the old recipe are not reused.
+const RECIPE: &str = "r1";
+const REPO_PREFIX: &str = "xtask-local";
+const SUITE: &str = "bookworm";
+/// The Python of the production base image; the wheels are downloaded for it.
+const PYTHON_SERIES: &str = "3.11";
+const PATH_ENV: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The image tags to pass as the Dockerfile's base images.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalBases {
+    pub rust_image: String,
+    pub python_image: String,
+}
+
+impl LocalBases {
+    /// `--build-arg` values selecting these images in the Dockerfile.
+    pub fn build_args(&self) -> Vec<String> {
+        vec![
+            format!("RUST_IMAGE={}", self.rust_image),
+            format!("PYTHON_IMAGE={}", self.python_image),
+        ]
+    }
+}
+
+/// Every tag of the chain, derived from the inputs (pure, so it is unit-tested).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseTags {
+    pub debian: String,
+    pub python: String,
+    pub rust: String,
+    pub python_offline: String,
+    pub rust_offline: String,
+}
+
+impl BaseTags {
+    pub fn new(rust_version: &str, requirements: &[u8], lockfile: &[u8]) -> BaseTags {
+        let repo = |name: &str| format!("{REPO_PREFIX}/{name}");
+        BaseTags {
+            debian: format!("{}:{SUITE}-{RECIPE}", repo("debian")),
+            python: format!("{}:{PYTHON_SERIES}-{SUITE}-{RECIPE}", repo("python")),
+            rust: format!("{}:{rust_version}-{SUITE}-{RECIPE}", repo("rust")),
+            python_offline: format!(
+                "{}:{PYTHON_SERIES}-{SUITE}-{RECIPE}-wheels-{}",
+                repo("python"),
+                short_hash(requirements)
+            ),
+            rust_offline: format!(
+                "{}:{rust_version}-{SUITE}-{RECIPE}-vendor-{}",
+                repo("rust"),
+                short_hash(lockfile)
+            ),
+        }
+    }
+}
+
+fn short_hash(bytes: &[u8]) -> String {
+    let digest = Md5::digest(bytes);
+    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
+/// `rustc 1.95.0 (59807616e 2026-04-14)` → `1.95.0`.
+pub fn parse_rustc_version(output: &str) -> Option<String> {
+    let version = output.split_whitespace().nth(1)?;
+    let valid = !version.is_empty()
+        && version
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-".contains(c));
+    valid.then(|| version.to_string())
+}
+
+fn python_dockerfile(debian: &str) -> String {
+    format!(
+        "FROM {debian}\n\
+         ENV DEBIAN_FRONTEND=noninteractive\n\
+         RUN apt-get update \\\n \
+         && apt-get install -y --no-install-recommends python3 python3-venv python-is-python3 ca-certificates \\\n \
+         && rm -rf /var/lib/apt/lists/* \\\n \
+         && python3 --version\n\
+         CMD [\"python3\"]\n"
+    )
+}
+
+fn rust_dockerfile(debian: &str) -> String {
+    format!(
+        "FROM {debian}\n\
+         ENV DEBIAN_FRONTEND=noninteractive\n\
+         RUN apt-get update \\\n \
+         && apt-get install -y --no-install-recommends gcc libc6-dev ca-certificates \\\n \
+         && rm -rf /var/lib/apt/lists/*\n\
+         COPY bin/rustc bin/cargo /usr/local/rust/bin/\n\
+         COPY lib /usr/local/rust/lib\n\
+         ENV CARGO_HOME=/usr/local/cargo PATH=/usr/local/cargo/bin:/usr/local/rust/bin:{PATH_ENV}\n\
+         RUN mkdir -p /usr/local/cargo && rustc --version && cargo --version\n"
+    )
+}
+
+fn python_offline_dockerfile(python: &str) -> String {
+    format!(
+        "FROM {python}\n\
+         COPY wheels /opt/wheelhouse\n\
+         ENV PIP_NO_INDEX=1 PIP_FIND_LINKS=/opt/wheelhouse\n"
+    )
+}
+
+fn rust_offline_dockerfile(rust: &str) -> String {
+    format!(
+        "FROM {rust}\n\
+         COPY vendor /usr/local/cargo/vendor\n\
+         COPY cargo-config.toml /usr/local/cargo/config.toml\n"
+    )
+}
+
+/// Cargo reads this from `CARGO_HOME`: crates come from the vendored copy, never the network.
+const VENDORED_CARGO_CONFIG: &str = "[source.crates-io]\n\
+replace-with = \"vendored-sources\"\n\
+\n\
+[source.vendored-sources]\n\
+directory = \"/usr/local/cargo/vendor\"\n\
+\n\
+[net]\n\
+offline = true\n";
+
+/// Builds whatever image of the chain is missing and returns the two base images to use.
+/// `work_dir` holds the rootfs and the prepared inputs while they are needed.
+pub fn ensure(docker: &Path, root: &Path, work_dir: &Path) -> Result<LocalBases> {
+    let tags = tags_for(root)?;
+    let sysroot = rust_sysroot(root)?;
+    std::fs::create_dir_all(work_dir)
+        .with_context(|| format!("cannot create {}", work_dir.display()))?;
+
+    if !image_exists(docker, &tags.debian)? {
+        build_debian(docker, &tags.debian, work_dir)?;
+    }
+    if !image_exists(docker, &tags.python)? {
+        let context = fresh_dir(work_dir, "python")?;
+        write(
+            &context.join("Dockerfile"),
+            &python_dockerfile(&tags.debian),
+        )?;
+        docker_build_dir(docker, &tags.python, &context)?;
+        remove_dir(&context);
+    }
+    if !image_exists(docker, &tags.rust)? {
+        build_rust(docker, &tags.rust, &tags.debian, &sysroot, work_dir)?;
+    }
+    if !image_exists(docker, &tags.python_offline)? {
+        let context = fresh_dir(work_dir, "python-offline")?;
+        download_wheels(root, &context.join("wheels"))?;
+        write(
+            &context.join("Dockerfile"),
+            &python_offline_dockerfile(&tags.python),
+        )?;
+        docker_build_dir(docker, &tags.python_offline, &context)?;
+        remove_dir(&context);
+    }
+    if !image_exists(docker, &tags.rust_offline)? {
+        let context = fresh_dir(work_dir, "rust-offline")?;
+        vendor_crates(root, &context.join("vendor"))?;
+        write(&context.join("cargo-config.toml"), VENDORED_CARGO_CONFIG)?;
+        write(
+            &context.join("Dockerfile"),
+            &rust_offline_dockerfile(&tags.rust),
+        )?;
+        docker_build_dir(docker, &tags.rust_offline, &context)?;
+        remove_dir(&context);
+    }
+    Ok(LocalBases {
+        rust_image: tags.rust_offline,
+        python_image: tags.python_offline,
+    })
+}
+
+/// The tags `ensure` would use, without building anything (for `--dry-run`).
+pub fn tags_for(root: &Path) -> Result<BaseTags> {
+    let requirements = read(&root.join("app/requirements.txt"))?;
+    let lockfile = read(&root.join("Cargo.lock"))?;
+    let rustc = output(
+        Command::new(rustc_program())
+            .arg("--version")
+            .current_dir(root),
+    )
+    .context("cannot run `rustc --version` to pick the toolchain for the builder base image")?;
+    let version = parse_rustc_version(&rustc)
+        .with_context(|| format!("unexpected `rustc --version` output {rustc:?}"))?;
+    Ok(BaseTags::new(&version, &requirements, &lockfile))
+}
+
+fn build_debian(docker: &Path, tag: &str, work_dir: &Path) -> Result<()> {
+    let debootstrap = which::which("debootstrap").context(
+        "building the base images needs `debootstrap` (Debian/Ubuntu: apt-get install debootstrap)",
+    )?;
+    let uid = output(Command::new("id").arg("-u")).context("cannot run `id -u`")?;
+    if uid.trim() != "0" {
+        bail!("debootstrap needs root to build the {tag} base image: run as root (e.g. in CI) or build it once with sudo");
+    }
+    let rootfs = fresh_dir(work_dir, "rootfs")?;
+    eprintln!("building base image {tag}: debootstrap {SUITE} (about half a minute)");
+    let mut debootstrap_cmd = Command::new(debootstrap);
+    debootstrap_cmd
+        .args(["--variant=minbase", SUITE])
+        .arg(&rootfs);
+    // Default mirror unless overridden (air-gapped CI points this at its mirror).
+    if let Some(mirror) = std::env::var_os("XTASK_DEBIAN_MIRROR") {
+        debootstrap_cmd.arg(mirror);
+    }
+    run(debootstrap_cmd.stdout(stderr_stdio())).context("debootstrap failed")?;
+
+    // tar | docker import: the rootfs becomes an image without an intermediate archive.
+    let mut tar = Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .args(["--numeric-owner", "-c", "."])
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("cannot run tar")?;
+    let tar_out = tar.stdout.take().context("tar has no stdout")?;
+    let import = Command::new(docker)
+        .args([
+            "import",
+            "--change",
+            &format!("ENV PATH={PATH_ENV}"),
+            "--change",
+            "CMD [\"bash\"]",
+            "-",
+            tag,
+        ])
+        .stdin(tar_out)
+        .stdout(stderr_stdio())
+        .status()
+        .context("cannot run docker import")?;
+    let tar_status = tar.wait().context("tar did not finish")?;
+    remove_dir(&rootfs);
+    if !tar_status.success() || !import.success() {
+        bail!("importing the debootstrap rootfs as {tag} failed (tar: {tar_status}, docker import: {import})");
+    }
+    Ok(())
+}
+
+/// The toolchain goes in as a tar stream built from the sysroot (bin/rustc, bin/cargo, lib),
+/// so nothing is copied on the host and docs/clippy stay out of the image.
+fn build_rust(
+    docker: &Path,
+    tag: &str,
+    debian: &str,
+    sysroot: &Path,
+    work_dir: &Path,
+) -> Result<()> {
+    let context = fresh_dir(work_dir, "rust")?;
+    write(&context.join("Dockerfile"), &rust_dockerfile(debian))?;
+    for part in ["bin/rustc", "bin/cargo", "lib"] {
+        if !sysroot.join(part).exists() {
+            bail!("the Rust toolchain at {} has no {part}", sysroot.display());
+        }
+    }
+    eprintln!(
+        "building base image {tag} with the toolchain at {}",
+        sysroot.display()
+    );
+    let mut tar = Command::new("tar")
+        .arg("-C")
+        .arg(sysroot)
+        .args(["-c", "bin/rustc", "bin/cargo", "lib"])
+        .arg("-C")
+        .arg(&context)
+        .arg("Dockerfile")
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("cannot run tar")?;
+    let tar_out = tar.stdout.take().context("tar has no stdout")?;
+    let build = Command::new(docker)
+        .args(["build", "--tag", tag, "-"])
+        .stdin(tar_out)
+        .stdout(stderr_stdio())
+        .status()
+        .context("cannot run docker build")?;
+    let tar_status = tar.wait().context("tar did not finish")?;
+    remove_dir(&context);
+    if !tar_status.success() || !build.success() {
+        bail!("building {tag} failed (tar: {tar_status}, docker build: {build})");
+    }
+    Ok(())
+}
+
+fn docker_build_dir(docker: &Path, tag: &str, context: &Path) -> Result<()> {
+    eprintln!("building base image {tag}");
+    run(Command::new(docker)
+        .args(["build", "--tag", tag])
+        .arg(context)
+        .stdout(stderr_stdio()))
+    .with_context(|| format!("building the base image {tag} failed"))
+}
+
+/// Wheels for the image's Python (manylinux x86_64, CPython 3.11), binary only: the runtime
+/// stage has no compiler.
+fn download_wheels(root: &Path, dest: &Path) -> Result<()> {
+    let python = host_python()?;
+    eprintln!("downloading the wheels of app/requirements.txt for the image");
+    run(Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--disable-pip-version-check",
+            "--only-binary=:all:",
+        ])
+        .args([
+            "--python-version",
+            PYTHON_SERIES,
+            "--implementation",
+            "cp",
+            "--platform",
+            "manylinux_2_36_x86_64",
+        ])
+        .arg("--requirement")
+        .arg(root.join("app/requirements.txt"))
+        .arg("--dest")
+        .arg(dest)
+        .stdout(stderr_stdio()))
+    .with_context(|| format!("`{} -m pip download` failed", python.display()))
+}
+
+fn vendor_crates(root: &Path, dest: &Path) -> Result<()> {
+    eprintln!("vendoring the crates of Cargo.lock for the image");
+    let cargo = std::env::var_os("CARGO")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("cargo"));
+    run(Command::new(cargo)
+        .args(["vendor", "--locked", "--versioned-dirs", "--quiet"])
+        .arg(dest)
+        .current_dir(root)
+        .stdout(Stdio::null()))
+    .context("`cargo vendor` failed")
+}
+
+/// The venv's Python when it exists (it has pip), else python3 from PATH.
+fn host_python() -> Result<PathBuf> {
+    let venv_python = crate::project::venv_dir().join("bin/python");
+    if venv_python.is_file() {
+        return Ok(venv_python);
+    }
+    which::which("python3").context("downloading wheels needs python3 with pip on PATH")
+}
+
+fn rustc_program() -> PathBuf {
+    std::env::var_os("RUSTC")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("rustc"))
+}
+
+fn rust_sysroot(root: &Path) -> Result<PathBuf> {
+    let sysroot = output(
+        Command::new(rustc_program())
+            .args(["--print", "sysroot"])
+            .current_dir(root),
+    )
+    .context("cannot run `rustc --print sysroot`")?;
+    Ok(PathBuf::from(sysroot.trim()))
+}
+
+fn image_exists(docker: &Path, tag: &str) -> Result<bool> {
+    let status = Command::new(docker)
+        .args(["image", "inspect", "--format", "{{.Id}}", tag])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .context("cannot run docker image inspect")?;
+    Ok(status.success())
+}
+
+fn fresh_dir(work_dir: &Path, name: &str) -> Result<PathBuf> {
+    let dir = work_dir.join(name);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("cannot remove the leftover {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Best effort: a leftover work directory is recreated by `fresh_dir` next time.
+fn remove_dir(dir: &Path) {
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    std::fs::File::create(path)
+        .and_then(|mut file| file.write_all(text.as_bytes()))
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd
+        .stdin(Stdio::null())
+        .status()
+        .with_context(|| format!("cannot run {:?}", cmd.get_program()))?;
+    if !status.success() {
+        bail!("{:?} exited with {status}", cmd.get_program());
+    }
+    Ok(())
+}
+
+fn output(cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {:?}", cmd.get_program()))?;
+    if !out.status.success() {
+        bail!(
+            "{:?} exited with {}: {}",
+            cmd.get_program(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_follow_the_inputs() {
+        let a = BaseTags::new("1.95.0", b"prefect==3.9.1\n", b"lock-a");
+        assert_eq!(a.debian, "xtask-local/debian:bookworm-r1");
+        assert_eq!(a.python, "xtask-local/python:3.11-bookworm-r1");
+        assert_eq!(a.rust, "xtask-local/rust:1.95.0-bookworm-r1");
+        assert!(a
+            .python_offline
+            .starts_with("xtask-local/python:3.11-bookworm-r1-wheels-"));
+        assert!(a
+            .rust_offline
+            .starts_with("xtask-local/rust:1.95.0-bookworm-r1-vendor-"));
+
+        // A new pin changes only the wheel image; a new lockfile only the vendored one.
+        let b = BaseTags::new("1.95.0", b"prefect==3.9.2\n", b"lock-a");
+        assert_ne!(a.python_offline, b.python_offline);
+        assert_eq!(a.rust_offline, b.rust_offline);
+        let c = BaseTags::new("1.95.0", b"prefect==3.9.1\n", b"lock-b");
+        assert_eq!(a.python_offline, c.python_offline);
+        assert_ne!(a.rust_offline, c.rust_offline);
+        // Same inputs, same tags: the cache is reused.
+        assert_eq!(a, BaseTags::new("1.95.0", b"prefect==3.9.1\n", b"lock-a"));
+    }
+
+    #[test]
+    fn build_args_select_the_offline_images() {
+        let bases = LocalBases {
+            rust_image: "r:1".into(),
+            python_image: "p:2".into(),
+        };
+        assert_eq!(bases.build_args(), ["RUST_IMAGE=r:1", "PYTHON_IMAGE=p:2"]);
+    }
+
+    #[test]
+    fn rustc_version_is_parsed() {
+        assert_eq!(
+            parse_rustc_version("rustc 1.95.0 (59807616e 2026-04-14)\n").as_deref(),
+            Some("1.95.0")
+        );
+        assert_eq!(
+            parse_rustc_version("rustc 1.96.0-nightly (abc 2026-05-01)").as_deref(),
+            Some("1.96.0-nightly")
+        );
+        assert_eq!(parse_rustc_version("rustc"), None);
+        assert_eq!(parse_rustc_version("rustc 1.0/../x"), None);
+    }
+
+    #[test]
+    fn generated_dockerfiles_build_on_the_given_base() {
+        assert!(python_dockerfile("d:1").starts_with("FROM d:1\n"));
+        assert!(rust_dockerfile("d:1").contains("COPY lib /usr/local/rust/lib"));
+        assert!(python_offline_dockerfile("p:1").contains("PIP_NO_INDEX=1"));
+        assert!(rust_offline_dockerfile("r:1").contains("/usr/local/cargo/config.toml"));
+        let config: toml::Table = VENDORED_CARGO_CONFIG.parse().unwrap();
+        assert_eq!(
+            config["source"]["crates-io"]["replace-with"].as_str(),
+            Some("vendored-sources")
+        );
+    }
+}
