@@ -8,10 +8,14 @@
 //! 1. `debian`: a debootstrap'ed bookworm rootfs, `docker import`ed (needs root and debootstrap).
 //! 2. `python`: debian + Debian's python3.11 and venv; `rust`: debian + gcc + this machine's Rust
 //!    toolchain (Debian's rustc is too old for the lockfile), copied in from the active sysroot.
-//! 3. Offline inputs baked into thin derived images: a wheel directory of app/requirements.txt
-//!    (`PIP_NO_INDEX` + `PIP_FIND_LINKS`) and `cargo vendor` output with a source replacement in
-//!    `CARGO_HOME`, both prepared on the host. Their tags carry a hash of the input file, so a
-//!    changed pin or lockfile gives a new image and an unchanged one reuses the cached image.
+//! 3. The build's downloads, baked into thin derived images because containers here cannot
+//!    download during `docker build` (HTTPS to the package registries goes through a
+//!    TLS-intercepting proxy the images do not trust): a wheel directory of app/requirements.txt
+//!    (`PIP_NO_INDEX` + `PIP_FIND_LINKS`), downloaded inside the Python base with the host's CA
+//!    bundle, and `cargo vendor` output from the host with a source replacement in `CARGO_HOME`.
+//!
+//! Tags end in a hash of their recipe and input file (pin, lockfile), so a change gives new
+//! images while unchanged ones are reused.
 //!
 //! Every image is built only when its tag is missing from the engine.
 
@@ -24,8 +28,8 @@ use md5::{Digest, Md5};
 
 use super::stderr_stdio;
 
-/// Bump when a recipe below changes, so cached images built from the old recipe are not reused.
-const RECIPE: &str = "r1";
+/// Bump when the debootstrap recipe changes (the derived images hash their own recipes).
+const DEBIAN_RECIPE: &str = "r1";
 const REPO_PREFIX: &str = "xtask-local";
 const SUITE: &str = "bookworm";
 /// The Python of the production base image; the wheels are downloaded for it.
@@ -60,28 +64,49 @@ pub struct BaseTags {
 }
 
 impl BaseTags {
+    /// Each tag ends in a hash of the recipe that builds it (its generated Dockerfile, which
+    /// names the parent tag) and of its input file, so a change anywhere up the chain, in the
+    /// pin or in the lockfile gives new images while unchanged ones are reused.
     pub fn new(rust_version: &str, requirements: &[u8], lockfile: &[u8]) -> BaseTags {
-        let repo = |name: &str| format!("{REPO_PREFIX}/{name}");
+        let debian = format!("{REPO_PREFIX}/debian:{SUITE}-{DEBIAN_RECIPE}");
+        let python = format!(
+            "{REPO_PREFIX}/python:{PYTHON_SERIES}-{SUITE}-{}",
+            short_hash(&[python_dockerfile(&debian).as_bytes()])
+        );
+        let rust = format!(
+            "{REPO_PREFIX}/rust:{rust_version}-{SUITE}-{}",
+            short_hash(&[rust_dockerfile(&debian).as_bytes()])
+        );
+        let python_offline = format!(
+            "{REPO_PREFIX}/python:{PYTHON_SERIES}-{SUITE}-wheels-{}",
+            short_hash(&[python_offline_dockerfile(&python).as_bytes(), requirements])
+        );
+        let rust_offline = format!(
+            "{REPO_PREFIX}/rust:{rust_version}-{SUITE}-vendor-{}",
+            short_hash(&[
+                rust_offline_dockerfile(&rust).as_bytes(),
+                VENDORED_CARGO_CONFIG.as_bytes(),
+                lockfile,
+            ])
+        );
         BaseTags {
-            debian: format!("{}:{SUITE}-{RECIPE}", repo("debian")),
-            python: format!("{}:{PYTHON_SERIES}-{SUITE}-{RECIPE}", repo("python")),
-            rust: format!("{}:{rust_version}-{SUITE}-{RECIPE}", repo("rust")),
-            python_offline: format!(
-                "{}:{PYTHON_SERIES}-{SUITE}-{RECIPE}-wheels-{}",
-                repo("python"),
-                short_hash(requirements)
-            ),
-            rust_offline: format!(
-                "{}:{rust_version}-{SUITE}-{RECIPE}-vendor-{}",
-                repo("rust"),
-                short_hash(lockfile)
-            ),
+            debian,
+            python,
+            rust,
+            python_offline,
+            rust_offline,
         }
     }
 }
 
-fn short_hash(bytes: &[u8]) -> String {
-    let digest = Md5::digest(bytes);
+fn short_hash(parts: &[&[u8]]) -> String {
+    let mut hasher = Md5::new();
+    for part in parts {
+        // Length-prefixed, so that moving bytes between parts changes the hash.
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    let digest = hasher.finalize();
     digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
 }
 
@@ -123,8 +148,15 @@ fn rust_dockerfile(debian: &str) -> String {
 
 fn python_offline_dockerfile(python: &str) -> String {
     format!(
-        "FROM {python}\n\
-         COPY wheels /opt/wheelhouse\n\
+        "FROM {python} AS download\n\
+         COPY requirements.txt host-ca.crt /tmp/\n\
+         RUN python3 -m venv /tmp/pip \\\n \
+         && if [ -s /tmp/host-ca.crt ]; then export PIP_CERT=/tmp/host-ca.crt; fi \\\n \
+         && /tmp/pip/bin/pip download --disable-pip-version-check --only-binary=:all: \\\n \
+         --requirement /tmp/requirements.txt --dest /wheels\n\
+         \n\
+         FROM {python}\n\
+         COPY --from=download /wheels /opt/wheelhouse\n\
          ENV PIP_NO_INDEX=1 PIP_FIND_LINKS=/opt/wheelhouse\n"
     )
 }
@@ -172,7 +204,7 @@ pub fn ensure(docker: &Path, root: &Path, work_dir: &Path) -> Result<LocalBases>
     }
     if !image_exists(docker, &tags.python_offline)? {
         let context = fresh_dir(work_dir, "python-offline")?;
-        download_wheels(root, &context.join("wheels"))?;
+        prepare_wheel_download(root, &context)?;
         write(
             &context.join("Dockerfile"),
             &python_offline_dockerfile(&tags.python),
@@ -317,33 +349,32 @@ fn docker_build_dir(docker: &Path, tag: &str, context: &Path) -> Result<()> {
     .with_context(|| format!("building the base image {tag} failed"))
 }
 
-/// Wheels for the image's Python (manylinux x86_64, CPython 3.11), binary only: the runtime
-/// stage has no compiler.
-fn download_wheels(root: &Path, dest: &Path) -> Result<()> {
-    let python = host_python()?;
-    eprintln!("downloading the wheels of app/requirements.txt for the image");
-    run(Command::new(&python)
-        .args([
-            "-m",
-            "pip",
-            "download",
-            "--disable-pip-version-check",
-            "--only-binary=:all:",
-        ])
-        .args([
-            "--python-version",
-            PYTHON_SERIES,
-            "--implementation",
-            "cp",
-            "--platform",
-            "manylinux_2_36_x86_64",
-        ])
-        .arg("--requirement")
-        .arg(root.join("app/requirements.txt"))
-        .arg("--dest")
-        .arg(dest)
-        .stdout(stderr_stdio()))
-    .with_context(|| format!("`{} -m pip download` failed", python.display()))
+/// The context of the wheel image: the pin and the host's CA bundle. The wheels are downloaded
+/// inside the Python base itself, so that dependency markers (`python_full_version < "3.11.3"`)
+/// and wheel tags are evaluated for the image's interpreter (`pip download --python-version` on
+/// the host still evaluates markers against the host's Python). The host's CA bundle lets that
+/// step trust what the host trusts (a TLS-intercepting proxy); it stays in the download stage.
+fn prepare_wheel_download(root: &Path, context: &Path) -> Result<()> {
+    let requirements = root.join("app/requirements.txt");
+    std::fs::copy(&requirements, context.join("requirements.txt"))
+        .with_context(|| format!("cannot copy {}", requirements.display()))?;
+    let bundle = match host_ca_bundle() {
+        Some(path) => read(&path)?,
+        None => Vec::new(),
+    };
+    std::fs::write(context.join("host-ca.crt"), bundle)
+        .context("cannot write the CA bundle into the build context")
+}
+
+/// The CA bundle the host's tools use, when there is one.
+fn host_ca_bundle() -> Option<PathBuf> {
+    ["PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"]
+        .iter()
+        .filter_map(|name| std::env::var_os(name).map(PathBuf::from))
+        .chain(std::iter::once(PathBuf::from(
+            "/etc/ssl/certs/ca-certificates.crt",
+        )))
+        .find(|path| path.is_file())
 }
 
 fn vendor_crates(root: &Path, dest: &Path) -> Result<()> {
@@ -357,15 +388,6 @@ fn vendor_crates(root: &Path, dest: &Path) -> Result<()> {
         .current_dir(root)
         .stdout(Stdio::null()))
     .context("`cargo vendor` failed")
-}
-
-/// The venv's Python when it exists (it has pip), else python3 from PATH.
-fn host_python() -> Result<PathBuf> {
-    let venv_python = crate::project::venv_dir().join("bin/python");
-    if venv_python.is_file() {
-        return Ok(venv_python);
-    }
-    which::which("python3").context("downloading wheels needs python3 with pip on PATH")
 }
 
 fn rustc_program() -> PathBuf {
@@ -455,14 +477,19 @@ mod tests {
     fn tags_follow_the_inputs() {
         let a = BaseTags::new("1.95.0", b"prefect==3.9.1\n", b"lock-a");
         assert_eq!(a.debian, "xtask-local/debian:bookworm-r1");
-        assert_eq!(a.python, "xtask-local/python:3.11-bookworm-r1");
-        assert_eq!(a.rust, "xtask-local/rust:1.95.0-bookworm-r1");
+        assert!(a.python.starts_with("xtask-local/python:3.11-bookworm-"));
+        assert!(a.rust.starts_with("xtask-local/rust:1.95.0-bookworm-"));
         assert!(a
             .python_offline
-            .starts_with("xtask-local/python:3.11-bookworm-r1-wheels-"));
+            .starts_with("xtask-local/python:3.11-bookworm-wheels-"));
         assert!(a
             .rust_offline
-            .starts_with("xtask-local/rust:1.95.0-bookworm-r1-vendor-"));
+            .starts_with("xtask-local/rust:1.95.0-bookworm-vendor-"));
+        // Another toolchain gives another builder chain.
+        assert_ne!(
+            a.rust_offline,
+            BaseTags::new("1.96.0", b"prefect==3.9.1\n", b"lock-a").rust_offline
+        );
 
         // A new pin changes only the wheel image; a new lockfile only the vendored one.
         let b = BaseTags::new("1.95.0", b"prefect==3.9.2\n", b"lock-a");
