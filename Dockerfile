@@ -55,6 +55,8 @@ COPY --from=builder /usr/local/bin/xtask /usr/local/bin/xtask
 WORKDIR /app
 COPY prefect.yaml prefect-dev.yaml fly.toml ./
 COPY app ./app
+# The old release entry point, kept as a shim that execs `xtask register-flows`.
+COPY scripts/deploy_flows.sh ./scripts/deploy_flows.sh
 
 USER app
 EXPOSE 8080

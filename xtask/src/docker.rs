@@ -259,22 +259,32 @@ fn shell_quote(word: &str) -> String {
     }
 }
 
-/// `https://github.com/o/r.git` and `git@github.com:o/r.git` → `https://github.com/o/r`
-/// (credentials dropped); anything else is kept as is, with credentials masked.
-pub fn normalize_source_url(remote: &str) -> String {
+/// The remote as a browsable source URL for the `source` label: `git@github.com:o/r.git`,
+/// `ssh://git@github.com/o/r.git` and `https://user:token@github.com/o/r.git` all give
+/// `https://github.com/o/r` (credentials never kept). Local paths and `file://` give `None`.
+pub fn normalize_source_url(remote: &str) -> Option<String> {
     let remote = remote.trim();
-    if let Some(rest) = remote.strip_prefix("git@") {
-        if let Some((host, path)) = rest.split_once(':') {
-            return format!("https://{host}/{}", path.trim_end_matches(".git"));
-        }
-    }
-    if let Some(rest) = remote.strip_prefix("https://") {
-        let rest = rest
+    let (scheme, host, path) = if let Some(rest) = remote.strip_prefix("git@") {
+        let (host, path) = rest.split_once(':')?;
+        ("https", host, path)
+    } else {
+        let (scheme, rest) = remote.split_once("://")?;
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let host = authority
             .rsplit_once('@')
-            .map_or(rest, |(_, host_and_path)| host_and_path);
-        return format!("https://{}", rest.trim_end_matches(".git"));
+            .map_or(authority, |(_, host)| host);
+        match scheme {
+            "https" | "http" => (scheme, host, path),
+            // The ssh port says nothing about the web address.
+            "ssh" | "git" => ("https", host.split(':').next().unwrap_or(host), path),
+            _ => return None,
+        }
+    };
+    if host.is_empty() {
+        return None;
     }
-    mask_url_credentials(remote)
+    let path = path.trim_end_matches('/').trim_end_matches(".git");
+    Some(format!("{scheme}://{host}/{path}"))
 }
 
 // ---- edges -----------------------------------------------------------------------------------
@@ -340,7 +350,7 @@ pub fn git_state(root: &Path) -> Result<GitState> {
 fn git_source_url(root: &Path) -> Option<String> {
     git(root, &["remote", "get-url", "origin"])
         .ok()
-        .map(|url| normalize_source_url(&url))
+        .and_then(|url| normalize_source_url(&url))
 }
 
 fn git(root: &Path, args: &[&str]) -> Result<String> {
@@ -558,19 +568,33 @@ mod tests {
 
     #[test]
     fn source_urls_are_normalized_without_credentials() {
+        let expected = Some("https://github.com/o/r".to_string());
+        for remote in [
+            "git@github.com:o/r.git\n",
+            "https://github.com/o/r.git",
+            "https://user:tok3n@github.com/o/r.git",
+            "ssh://git@github.com:22/o/r.git",
+            "https://github.com/o/r/",
+        ] {
+            assert_eq!(normalize_source_url(remote), expected, "{remote}");
+        }
+        // An @ in the path is not a credential separator.
         assert_eq!(
-            normalize_source_url("git@github.com:o/r.git\n"),
-            "https://github.com/o/r"
+            normalize_source_url("https://host/o/r@v1").as_deref(),
+            Some("https://host/o/r@v1")
         );
         assert_eq!(
-            normalize_source_url("https://github.com/o/r.git"),
-            "https://github.com/o/r"
+            normalize_source_url("http://u:p@host/r").as_deref(),
+            Some("http://host/r")
         );
-        assert_eq!(
-            normalize_source_url("https://user:tok3n@github.com/o/r.git"),
-            "https://github.com/o/r"
-        );
-        assert!(!normalize_source_url("http://user:tok3n@host/r").contains("tok3n"));
+        for local in [
+            "/work/wt/docker",
+            "../repo",
+            "file:///srv/repo.git",
+            "https://",
+        ] {
+            assert_eq!(normalize_source_url(local), None, "{local}");
+        }
     }
 
     #[test]

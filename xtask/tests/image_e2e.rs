@@ -359,6 +359,21 @@ fn production_image_end_to_end() {
         "the image has no revision label: {revision:?}"
     );
 
+    // The image's entry points exist: the old bash entry point is a shim over xtask.
+    let shim = docker_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &image,
+        "scripts/deploy_flows.sh",
+        "--help",
+    ]);
+    assert!(
+        shim.contains("--dry-run"),
+        "scripts/deploy_flows.sh --help did not reach register-flows:\n{shim}"
+    );
+
     let res = Resources::new();
 
     // 2. A Prefect server from the same image, published on a random host port.
@@ -547,6 +562,14 @@ fn production_image_end_to_end() {
         output.contains("error"),
         "the failing release printed no error:\n{output}"
     );
+    say(&format!(
+        "image_e2e: the failing release exited {code}: {}",
+        output
+            .lines()
+            .filter(|l| l.contains("error"))
+            .last()
+            .unwrap_or_default()
+    ));
     let after = api.deployments();
     assert_eq!(
         comparable(&before),
