@@ -12,7 +12,8 @@ FROM ${RUST_IMAGE} AS builder
 WORKDIR /build
 
 # Dependencies first, against a stub crate: this layer is reused until Cargo.toml or Cargo.lock
-# change, so a source edit recompiles only xtask itself.
+# change, so a source edit recompiles only xtask itself. (A target declared with an explicit
+# path in xtask/Cargo.toml, e.g. [[bench]], would need its own stub file here.)
 COPY Cargo.toml Cargo.lock ./
 COPY xtask/Cargo.toml xtask/Cargo.toml
 RUN mkdir -p xtask/src \

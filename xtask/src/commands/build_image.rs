@@ -39,10 +39,12 @@ pub fn run(global: &GlobalArgs, args: BuildImageArgs) -> Result<ExitCode> {
         // Appended last so that they win over a RUST_IMAGE/PYTHON_IMAGE given by hand.
         opts.build_args.extend(bases.build_args());
     }
+    let started = std::time::Instant::now();
     let image_ref = docker::build_image(&project, &opts)?;
     if opts.dry_run {
         eprintln!("would build {image_ref}");
     } else {
+        eprintln!("built {image_ref} in {:.0?}", started.elapsed());
         println!("{image_ref}");
     }
     Ok(ExitCode::from(code::OK))

@@ -187,10 +187,10 @@ pub fn ensure(docker: &Path, root: &Path, work_dir: &Path) -> Result<LocalBases>
     std::fs::create_dir_all(work_dir)
         .with_context(|| format!("cannot create {}", work_dir.display()))?;
 
-    if !image_exists(docker, &tags.debian)? {
-        build_debian(docker, &tags.debian, work_dir)?;
-    }
-    if !image_exists(docker, &tags.python)? {
+    build_if_missing(docker, &tags.debian, || {
+        build_debian(docker, &tags.debian, work_dir)
+    })?;
+    build_if_missing(docker, &tags.python, || {
         let context = fresh_dir(work_dir, "python")?;
         write(
             &context.join("Dockerfile"),
@@ -198,11 +198,12 @@ pub fn ensure(docker: &Path, root: &Path, work_dir: &Path) -> Result<LocalBases>
         )?;
         docker_build_dir(docker, &tags.python, &context)?;
         remove_dir(&context);
-    }
-    if !image_exists(docker, &tags.rust)? {
-        build_rust(docker, &tags.rust, &tags.debian, &sysroot, work_dir)?;
-    }
-    if !image_exists(docker, &tags.python_offline)? {
+        Ok(())
+    })?;
+    build_if_missing(docker, &tags.rust, || {
+        build_rust(docker, &tags.rust, &tags.debian, &sysroot, work_dir)
+    })?;
+    build_if_missing(docker, &tags.python_offline, || {
         let context = fresh_dir(work_dir, "python-offline")?;
         prepare_wheel_download(root, &context)?;
         write(
@@ -211,8 +212,9 @@ pub fn ensure(docker: &Path, root: &Path, work_dir: &Path) -> Result<LocalBases>
         )?;
         docker_build_dir(docker, &tags.python_offline, &context)?;
         remove_dir(&context);
-    }
-    if !image_exists(docker, &tags.rust_offline)? {
+        Ok(())
+    })?;
+    build_if_missing(docker, &tags.rust_offline, || {
         let context = fresh_dir(work_dir, "rust-offline")?;
         vendor_crates(root, &context.join("vendor"))?;
         write(&context.join("cargo-config.toml"), VENDORED_CARGO_CONFIG)?;
@@ -222,11 +224,24 @@ pub fn ensure(docker: &Path, root: &Path, work_dir: &Path) -> Result<LocalBases>
         )?;
         docker_build_dir(docker, &tags.rust_offline, &context)?;
         remove_dir(&context);
-    }
+        Ok(())
+    })?;
     Ok(LocalBases {
         rust_image: tags.rust_offline,
         python_image: tags.python_offline,
     })
+}
+
+/// Runs `build` unless `tag` is already on the engine, and says which happened and how long it took.
+fn build_if_missing(docker: &Path, tag: &str, build: impl FnOnce() -> Result<()>) -> Result<()> {
+    if image_exists(docker, tag)? {
+        eprintln!("base image {tag}: cached");
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    build()?;
+    eprintln!("base image {tag}: built in {:.0?}", started.elapsed());
+    Ok(())
 }
 
 /// The tags `ensure` would use, without building anything (for `--dry-run`).
