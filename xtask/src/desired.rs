@@ -6,6 +6,9 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::prefect_api::PrefectClient;
+use crate::project::Project;
+
 /// Where a deployment is declared, for error messages and the plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceLocation {
@@ -303,6 +306,45 @@ pub fn check_unique_names(deployments: &[DesiredDeployment], errors: &mut Valida
             }
         }
     }
+}
+
+/// Builds and validates the desired state of every deployment in the project's prefect file.
+/// Any problem → `ValidationErrors` listing all of them (nothing is written).
+pub fn build(project: &Project, client: &PrefectClient) -> anyhow::Result<DesiredState> {
+    let _ = (project, client);
+    anyhow::bail!("reading prefect.yaml is not wired into this build yet")
+}
+
+/// Every distinct work pool must exist on the server (one GET each) and not be a `prefect-agent` pool.
+pub fn check_work_pools(deployments: &[DesiredDeployment], client: &PrefectClient, errors: &mut ValidationErrors) -> anyhow::Result<()> {
+    let mut checked: std::collections::HashMap<String, Result<(), String>> = std::collections::HashMap::new();
+    for deployment in deployments {
+        let Some(pool) = deployment.fields.get("work_pool_name").and_then(Value::as_str) else {
+            errors.push(
+                Some(&deployment.source),
+                Some(&deployment.name),
+                "a work pool is required: set `work_pool.name`",
+            );
+            continue;
+        };
+        if !checked.contains_key(pool) {
+            let verdict = match client.read_work_pool(pool) {
+                Ok(None) => Err(format!(
+                    "work pool '{pool}' does not exist on the server, so no worker could run this deployment; create it first (e.g. `prefect work-pool create {pool} --type process`)"
+                )),
+                Ok(Some(found)) if found.get("type").and_then(Value::as_str) == Some("prefect-agent") => {
+                    Err(format!("work pool '{pool}' is of type 'prefect-agent', which project deployments cannot use"))
+                }
+                Ok(Some(_)) => Ok(()),
+                Err(err) => return Err(anyhow::Error::new(err).context(format!("cannot check work pool '{pool}'"))),
+            };
+            checked.insert(pool.to_string(), verdict);
+        }
+        if let Some(Err(message)) = checked.get(pool) {
+            errors.push(Some(&deployment.source), Some(&deployment.name), message);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -180,6 +180,8 @@ pub struct PlanItem {
     pub schedule_ops: Vec<ScheduleOp>,
     /// The owned automations differ: delete them and create the yaml's.
     pub triggers_changed: bool,
+    /// The automations the deployment owns now (what rollback re-creates when triggers change).
+    pub automations_snapshot: Vec<Value>,
 }
 
 impl PlanItem {
@@ -273,6 +275,7 @@ pub fn plan(desired: &DesiredState, server: &ServerState, prune: bool) -> Plan {
                 restore_patch: Map::new(),
                 schedule_ops: Vec::new(),
                 triggers_changed: false,
+                automations_snapshot: Vec::new(),
             },
             Some(have) => {
                 match &have.owner {
@@ -315,6 +318,7 @@ pub fn plan(desired: &DesiredState, server: &ServerState, prune: bool) -> Plan {
                     restore_patch: Map::new(),
                     schedule_ops: Vec::new(),
                     triggers_changed: false,
+                    automations_snapshot: Vec::new(),
                 });
             }
         }
@@ -369,6 +373,7 @@ fn diff_deployment(
         restore_patch,
         schedule_ops,
         triggers_changed,
+        automations_snapshot: if triggers_changed { automations.unwrap_or_default().to_vec() } else { Vec::new() },
     }
 }
 
