@@ -6,8 +6,13 @@
 
 use serde_json::{json, Map, Value};
 
+use anyhow::Context as _;
+
+use crate::flow_source;
 use crate::prefect_api::PrefectClient;
+use crate::prefect_yaml;
 use crate::project::Project;
+use crate::template::{PlaceholderKind, TemplateValues};
 
 /// Where a deployment is declared, for error messages and the plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -309,17 +314,372 @@ pub fn check_unique_names(deployments: &[DesiredDeployment], errors: &mut Valida
 }
 
 /// Builds and validates the desired state of every deployment in the project's prefect file.
-/// Any problem → `ValidationErrors` listing all of them (nothing is written).
+/// Every problem (yaml, templates, flow files, work pools, duplicate names) is collected, each
+/// with file:line and the deployment's name; if there is any, a [`ValidationErrors`] is returned
+/// and nothing may be written.
 pub fn build(project: &Project, client: &PrefectClient) -> anyhow::Result<DesiredState> {
-    let _ = (project, client);
-    anyhow::bail!("reading prefect.yaml is not wired into this build yet")
+    let label = project.prefect_file_label();
+    let bytes = std::fs::read(&project.prefect_file).with_context(|| {
+        format!(
+            "cannot read {} (use --prefect-file to point at another file)",
+            project.prefect_file.display()
+        )
+    })?;
+    let file = prefect_yaml::parse(&label, &bytes).map_err(|diagnostics| ValidationErrors {
+        problems: diagnostics.0.iter().map(ToString::to_string).collect(),
+    })?;
+    let mut errors = ValidationErrors::default();
+    let mut warnings: Vec<String> = file.warnings.iter().map(ToString::to_string).collect();
+    let values = template_values(&file, client)?;
+    let git = GitVersion::detect(&project.root);
+    let now = jiff::Timestamp::now();
+    let mut deployments = Vec::new();
+    for config in &file.deployments {
+        let source = SourceLocation {
+            file: label.clone(),
+            line: config.line,
+        };
+        let resolved = match prefect_yaml::resolve(&file, config, &values) {
+            Ok(resolved) => resolved,
+            Err(diagnostics) => {
+                errors
+                    .problems
+                    .extend(diagnostics.0.iter().map(ToString::to_string));
+                continue;
+            }
+        };
+        let has_triggers = config.raw.contains_key("triggers");
+        match from_resolved(
+            project,
+            source.clone(),
+            resolved,
+            has_triggers,
+            git.as_ref(),
+            now,
+            &mut warnings,
+        ) {
+            Ok(deployment) => deployments.push(deployment),
+            Err(message) => errors.push(Some(&source), Some(&config.name), message),
+        }
+    }
+    check_unique_names(&deployments, &mut errors);
+    check_work_pools(&deployments, client, &mut errors)?;
+    if !errors.is_empty() {
+        return Err(errors.into());
+    }
+    Ok(DesiredState {
+        owner: Ownership {
+            project: project_name(project, &bytes),
+            prefect_file: label,
+        },
+        deployments,
+        warnings,
+    })
+}
+
+/// The yaml's top-level `name:` (Prefect's project name), else the project directory's name.
+fn project_name(project: &Project, bytes: &[u8]) -> String {
+    let from_yaml = crate::yaml::parse("", bytes)
+        .ok()
+        .and_then(|doc| {
+            doc.root
+                .get("name")
+                .and_then(|n| n.as_str())
+                .map(str::to_string)
+        })
+        .filter(|n| !n.trim().is_empty());
+    from_yaml.unwrap_or_else(|| {
+        project
+            .root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "project".to_string())
+    })
+}
+
+/// Blocks and variables the templates name, read once each (one GET per distinct name), and the environment.
+fn template_values(
+    file: &prefect_yaml::PrefectFile,
+    client: &PrefectClient,
+) -> anyhow::Result<TemplateValues> {
+    let mut values = TemplateValues {
+        env: std::env::vars().collect(),
+        ..TemplateValues::default()
+    };
+    for config in &file.deployments {
+        for placeholder in config.placeholders() {
+            match placeholder.kind {
+                PlaceholderKind::Block { slug, name, .. } => {
+                    let key = (slug.clone(), name.clone());
+                    if !values.blocks.contains_key(&key) {
+                        let document = client
+                            .read_block_document(&slug, &name)
+                            .with_context(|| format!("cannot read block '{slug}/{name}'"))?;
+                        values.blocks.insert(
+                            key,
+                            document.map(|d| d.get("data").cloned().unwrap_or(Value::Null)),
+                        );
+                    }
+                }
+                PlaceholderKind::Variable { name } => {
+                    if !values.variables.contains_key(&name) {
+                        let variable = client
+                            .read_variable(&name)
+                            .with_context(|| format!("cannot read variable '{name}'"))?;
+                        values.variables.insert(
+                            name,
+                            variable.map(|v| v.get("value").cloned().unwrap_or(Value::Null)),
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(values)
+}
+
+/// The commit a git checkout with an `origin` remote is at: Prefect then uses its sha[:8] as the
+/// version when the yaml does not give one (even over `@flow(version=…)`).
+#[derive(Debug, Clone)]
+pub struct GitVersion {
+    pub commit_sha: String,
+    pub branch: String,
+    pub url: String,
+}
+
+impl GitVersion {
+    pub fn detect(root: &std::path::Path) -> Option<GitVersion> {
+        let git = |args: &[&str]| -> Option<String> {
+            let output = std::process::Command::new("git")
+                .args(args)
+                .current_dir(root)
+                .stdin(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .output()
+                .ok()?;
+            let text = String::from_utf8(output.stdout).ok()?.trim().to_string();
+            (output.status.success() && !text.is_empty()).then_some(text)
+        };
+        let url = git(&["config", "--get", "remote.origin.url"])?;
+        let commit_sha = git(&["rev-parse", "HEAD"])?;
+        let branch = git(&["rev-parse", "--abbrev-ref", "HEAD"]).unwrap_or_default();
+        Some(GitVersion {
+            commit_sha,
+            branch,
+            url: crate::redact::mask_url_credentials(&url),
+        })
+    }
+
+    fn short_sha(&self) -> String {
+        self.commit_sha.chars().take(8).collect()
+    }
+}
+
+/// One resolved yaml deployment plus its flow file → the API fields.
+fn from_resolved(
+    project: &Project,
+    source: SourceLocation,
+    resolved: prefect_yaml::ResolvedDeployment,
+    has_triggers: bool,
+    git: Option<&GitVersion>,
+    now: jiff::Timestamp,
+    warnings: &mut Vec<String>,
+) -> Result<DesiredDeployment, String> {
+    if !resolved.build_steps.is_empty() || !resolved.push_steps.is_empty() {
+        return Err(
+            "build/push steps are not supported by the native engine; use `--engine prefect-cli`"
+                .into(),
+        );
+    }
+    let entrypoint = flow_source::parse_entrypoint(&resolved.entrypoint)?;
+    let path = flow_source::locate_entrypoint_file(&project.root, &entrypoint)?;
+    let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = String::from_utf8_lossy(&bytes);
+    let flow = flow_source::read_flow(&text, &entrypoint.file_label(), entrypoint.function())
+        .map_err(|e| e.to_string())?;
+    warnings.extend(
+        flow.warnings
+            .iter()
+            .map(|w| format!("{source}: deployment '{}': {w}", resolved.name)),
+    );
+
+    let version = resolved
+        .version
+        .clone()
+        .or_else(|| git.map(GitVersion::short_sha))
+        .or_else(|| flow.version.clone())
+        .unwrap_or_else(|| flow_source::file_version_hash(&bytes));
+    let version_info = match git {
+        Some(git) => json!({
+            "type": "vcs:git", "version": version, "commit_sha": git.commit_sha,
+            "branch": git.branch, "url": git.url,
+        }),
+        None => json!({"type": "prefect:simple", "version": version}),
+    };
+    let description = resolved
+        .description
+        .clone()
+        .or_else(|| flow.description.clone());
+    let pull_steps = match resolved.pull_steps {
+        prefect_yaml::PullSteps::Explicit(steps) => Value::Array(steps),
+        prefect_yaml::PullSteps::Default => {
+            // Prefect's default: the working directory the flow is deployed from, or /opt/prefect
+            // for image-based job variables.
+            let directory = if resolved.work_pool.job_variables.contains_key("image") {
+                "/opt/prefect".to_string()
+            } else {
+                std::fs::canonicalize(&project.root)
+                    .unwrap_or_else(|_| project.root.clone())
+                    .display()
+                    .to_string()
+            };
+            json!([{"prefect.deployments.steps.set_working_directory": {"directory": directory}}])
+        }
+    };
+
+    let mut fields = Map::new();
+    fields.insert("version".into(), json!(version));
+    fields.insert("description".into(), json!(description));
+    fields.insert("parameters".into(), Value::Object(resolved.parameters));
+    if let Some(paused) = resolved.paused {
+        fields.insert("paused".into(), json!(paused));
+    }
+    fields.insert(
+        "concurrency_limit".into(),
+        json!(resolved.concurrency_limit),
+    );
+    fields.insert(
+        "concurrency_options".into(),
+        resolved.concurrency_options.unwrap_or(Value::Null),
+    );
+    fields.insert("tags".into(), json!(resolved.tags));
+    fields.insert(
+        "work_queue_name".into(),
+        json!(resolved.work_pool.work_queue_name),
+    );
+    fields.insert("work_pool_name".into(), json!(resolved.work_pool.name));
+    fields.insert(
+        "job_variables".into(),
+        Value::Object(resolved.work_pool.job_variables),
+    );
+    fields.insert("entrypoint".into(), json!(resolved.entrypoint));
+    fields.insert(
+        "parameter_openapi_schema".into(),
+        flow.parameter_openapi_schema,
+    );
+    fields.insert("pull_steps".into(), pull_steps);
+    if let Some(enforce) = resolved.enforce_parameter_schema {
+        fields.insert("enforce_parameter_schema".into(), json!(enforce));
+    }
+    let schedules = resolved
+        .schedules
+        .map(|list| list.iter().map(|s| desired_schedule(s, now)).collect());
+    let triggers = has_triggers.then(|| resolved.triggers.iter().map(trigger_automation).collect());
+    Ok(DesiredDeployment {
+        name: resolved.name,
+        flow_name: flow.flow_name,
+        source,
+        fields,
+        version_info: Some(version_info),
+        schedules,
+        triggers,
+    })
+}
+
+fn desired_schedule(s: &crate::schedule::DesiredSchedule, now: jiff::Timestamp) -> DesiredSchedule {
+    let anchor_explicit = !matches!(
+        s.kind,
+        crate::schedule::ScheduleKind::Interval {
+            anchor_date: None,
+            ..
+        }
+    );
+    DesiredSchedule {
+        schedule: s.schedule_object(now),
+        anchor_explicit,
+        active: s.active.unwrap_or(true),
+        parameters: s.parameters.clone(),
+        slug: s.slug.clone(),
+    }
+}
+
+/// A yaml trigger spec → the automation Prefect creates for it (`BaseDeploymentTrigger` fields
+/// become the automation and its run-deployment action; the rest is the trigger).
+pub fn trigger_automation(spec: &Value) -> Value {
+    let empty = Map::new();
+    let spec = spec.as_object().unwrap_or(&empty);
+    let mut trigger = Map::new();
+    for (key, value) in spec {
+        if ![
+            "name",
+            "description",
+            "enabled",
+            "parameters",
+            "job_variables",
+            "schedule_after",
+        ]
+        .contains(&key.as_str())
+        {
+            trigger.insert(key.clone(), value.clone());
+        }
+    }
+    let kind = match trigger.get("type").and_then(Value::as_str) {
+        Some(kind) => kind.to_string(),
+        None if trigger.get("posture").and_then(Value::as_str) == Some("Metric") => "metric".into(),
+        None if trigger.contains_key("triggers") && trigger.contains_key("require") => {
+            "compound".into()
+        }
+        None if trigger.contains_key("triggers") => "sequence".into(),
+        None => "event".into(),
+    };
+    trigger.insert("type".into(), json!(kind));
+    if kind == "event" {
+        let defaults = [
+            ("match", json!({})),
+            ("match_related", json!({})),
+            ("after", json!([])),
+            ("expect", json!([])),
+            ("for_each", json!([])),
+            ("posture", json!("Reactive")),
+            ("threshold", json!(1)),
+            ("within", json!(0.0)),
+        ];
+        for (key, value) in defaults {
+            trigger.entry(key.to_string()).or_insert(value);
+        }
+    }
+    json!({
+        "name": spec.get("name").cloned().unwrap_or(Value::Null),
+        "description": spec.get("description").cloned().unwrap_or(json!("")),
+        "enabled": spec.get("enabled").cloned().unwrap_or(json!(true)),
+        "trigger": trigger,
+        "actions": [{
+            "type": "run-deployment",
+            "source": "selected",
+            "parameters": spec.get("parameters").cloned().unwrap_or(Value::Null),
+            "job_variables": spec.get("job_variables").cloned().unwrap_or(Value::Null),
+            "schedule_after": spec.get("schedule_after").cloned().unwrap_or(json!(0.0)),
+        }],
+        "actions_on_trigger": [],
+        "actions_on_resolve": [],
+    })
 }
 
 /// Every distinct work pool must exist on the server (one GET each) and not be a `prefect-agent` pool.
-pub fn check_work_pools(deployments: &[DesiredDeployment], client: &PrefectClient, errors: &mut ValidationErrors) -> anyhow::Result<()> {
-    let mut checked: std::collections::HashMap<String, Result<(), String>> = std::collections::HashMap::new();
+pub fn check_work_pools(
+    deployments: &[DesiredDeployment],
+    client: &PrefectClient,
+    errors: &mut ValidationErrors,
+) -> anyhow::Result<()> {
+    let mut checked: std::collections::HashMap<String, Result<(), String>> =
+        std::collections::HashMap::new();
     for deployment in deployments {
-        let Some(pool) = deployment.fields.get("work_pool_name").and_then(Value::as_str) else {
+        let Some(pool) = deployment
+            .fields
+            .get("work_pool_name")
+            .and_then(Value::as_str)
+        else {
             errors.push(
                 Some(&deployment.source),
                 Some(&deployment.name),

@@ -216,7 +216,8 @@ impl PlanItem {
     pub fn write_count(&self) -> usize {
         let automations = |d: &DesiredDeployment| d.triggers.as_ref().map_or(0, Vec::len);
         match self.action {
-            Action::Create => 2 + self.desired.as_ref().map_or(0, automations),
+            // The flow is created once per distinct flow: counted by `Plan::write_count`.
+            Action::Create => 1 + self.desired.as_ref().map_or(0, automations),
             Action::Update => {
                 usize::from(!self.patch.is_empty())
                     + self.schedule_ops.len()
@@ -248,8 +249,15 @@ impl Plan {
         self.items.iter().any(|i| i.action != Action::Unchanged)
     }
 
+    /// Write requests executing the plan takes (without retries).
     pub fn write_count(&self) -> usize {
-        self.items.iter().map(PlanItem::write_count).sum()
+        let flows: HashSet<&str> = self
+            .items
+            .iter()
+            .filter(|i| i.action == Action::Create)
+            .map(|i| i.flow_name.as_str())
+            .collect();
+        flows.len() + self.items.iter().map(PlanItem::write_count).sum::<usize>()
     }
 }
 
@@ -373,7 +381,11 @@ fn diff_deployment(
         restore_patch,
         schedule_ops,
         triggers_changed,
-        automations_snapshot: if triggers_changed { automations.unwrap_or_default().to_vec() } else { Vec::new() },
+        automations_snapshot: if triggers_changed {
+            automations.unwrap_or_default().to_vec()
+        } else {
+            Vec::new()
+        },
     }
 }
 

@@ -36,7 +36,12 @@ pub fn run(global: &GlobalArgs, args: RegisterFlowsArgs) -> Result<ExitCode> {
     let desired = desired::build(&project, &client)?;
     let validated = started.elapsed();
     let outcome = sync(&client, &desired, &args, &cancel)?;
-    let timings = Timings { validate: validated, read: outcome.read, write: outcome.write, total: started.elapsed() };
+    let timings = Timings {
+        validate: validated,
+        read: outcome.read,
+        write: outcome.write,
+        total: started.elapsed(),
+    };
     print_outcome(&client, &project, &desired, &args, &outcome, &timings);
     Ok(ExitCode::from(outcome.exit_code(&args)))
 }
@@ -95,7 +100,12 @@ impl SyncOutcome {
 }
 
 /// Reads the server, plans, and (unless `--dry-run`/`--check`) applies until the server matches.
-pub fn sync(client: &PrefectClient, desired: &DesiredState, args: &RegisterFlowsArgs, cancel: &AtomicBool) -> Result<SyncOutcome> {
+pub fn sync(
+    client: &PrefectClient,
+    desired: &DesiredState,
+    args: &RegisterFlowsArgs,
+    cancel: &AtomicBool,
+) -> Result<SyncOutcome> {
     let read_started = Instant::now();
     let server = read_server_state(client, desired, args.prune)?;
     let first = plan::plan(desired, &server, args.prune);
@@ -114,7 +124,11 @@ pub fn sync(client: &PrefectClient, desired: &DesiredState, args: &RegisterFlows
         outcome.requests = client.request_count();
         return Ok(outcome);
     }
-    let options = ApplyOptions { concurrency: usize::from(args.concurrency), cancel, owner: &desired.owner };
+    let options = ApplyOptions {
+        concurrency: usize::from(args.concurrency),
+        cancel,
+        owner: &desired.owner,
+    };
     let mut current = outcome.plan.clone();
     loop {
         let write_started = Instant::now();
@@ -146,14 +160,26 @@ pub fn sync(client: &PrefectClient, desired: &DesiredState, args: &RegisterFlows
 }
 
 /// The server state the plan needs, in a few bulk reads (never one GET per deployment).
-pub fn read_server_state(client: &PrefectClient, desired: &DesiredState, prune: bool) -> Result<ServerState> {
+pub fn read_server_state(
+    client: &PrefectClient,
+    desired: &DesiredState,
+    prune: bool,
+) -> Result<ServerState> {
     let flow_names: Vec<&str> = {
-        let mut names: Vec<&str> = desired.deployments.iter().map(|d| d.flow_name.as_str()).collect();
+        let mut names: Vec<&str> = desired
+            .deployments
+            .iter()
+            .map(|d| d.flow_name.as_str())
+            .collect();
         names.sort_unstable();
         names.dedup();
         names
     };
-    let deployment_names: Vec<&str> = desired.deployments.iter().map(|d| d.name.as_str()).collect();
+    let deployment_names: Vec<&str> = desired
+        .deployments
+        .iter()
+        .map(|d| d.name.as_str())
+        .collect();
     let filter = if prune {
         // Prune candidates can have any name: read them all (labels cannot be filtered on).
         json!({})
@@ -163,15 +189,22 @@ pub fn read_server_state(client: &PrefectClient, desired: &DesiredState, prune: 
     let deployments = if !prune && deployment_names.is_empty() {
         Vec::new()
     } else {
-        client.read_deployments(filter).context("cannot read the server's deployments")?
+        client
+            .read_deployments(filter)
+            .context("cannot read the server's deployments")?
     };
-    let mut flow_ids: Vec<&str> = deployments.iter().filter_map(|d| d.get("flow_id").and_then(Value::as_str)).collect();
+    let mut flow_ids: Vec<&str> = deployments
+        .iter()
+        .filter_map(|d| d.get("flow_id").and_then(Value::as_str))
+        .collect();
     flow_ids.sort_unstable();
     flow_ids.dedup();
     let flows = if flow_ids.is_empty() {
         Vec::new()
     } else {
-        client.read_flows(json!({"flows": {"id": {"any_": flow_ids}}})).context("cannot read the server's flows")?
+        client
+            .read_flows(json!({"flows": {"id": {"any_": flow_ids}}}))
+            .context("cannot read the server's flows")?
     };
     let automations = if desired.deployments.iter().any(|d| d.triggers.is_some()) {
         Some(read_automations(client)?)
@@ -186,9 +219,14 @@ fn read_automations(client: &PrefectClient) -> Result<Vec<Value>> {
     let mut all = Vec::new();
     loop {
         let page = client
-            .post("/automations/filter", &json!({"limit": PAGE, "offset": all.len()}))
+            .post(
+                "/automations/filter",
+                &json!({"limit": PAGE, "offset": all.len()}),
+            )
             .context("cannot read the server's automations")?;
-        let Value::Array(items) = page else { bail!("POST /automations/filter did not return a list") };
+        let Value::Array(items) = page else {
+            bail!("POST /automations/filter did not return a list")
+        };
         let n = items.len();
         all.extend(items);
         if n < PAGE {
@@ -208,7 +246,14 @@ fn secs(d: Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
 }
 
-fn print_outcome(client: &PrefectClient, project: &Project, desired: &DesiredState, args: &RegisterFlowsArgs, outcome: &SyncOutcome, timings: &Timings) {
+fn print_outcome(
+    client: &PrefectClient,
+    project: &Project,
+    desired: &DesiredState,
+    args: &RegisterFlowsArgs,
+    outcome: &SyncOutcome,
+    timings: &Timings,
+) {
     let mode = if args.check {
         "check"
     } else if args.dry_run {
@@ -216,7 +261,12 @@ fn print_outcome(client: &PrefectClient, project: &Project, desired: &DesiredSta
     } else {
         "apply"
     };
-    eprintln!("register-flows ({mode}): {} → {} (project {})", project.prefect_file_label(), client.display_url(), desired.owner.project);
+    eprintln!(
+        "register-flows ({mode}): {} → {} (project {})",
+        project.prefect_file_label(),
+        client.display_url(),
+        desired.owner.project
+    );
     for warning in desired.warnings.iter().chain(&outcome.plan.warnings) {
         eprintln!("warning: {warning}");
     }
@@ -231,7 +281,10 @@ fn print_outcome(client: &PrefectClient, project: &Project, desired: &DesiredSta
             eprintln!("warning: deleting a deployment also deletes its scheduled runs");
         }
     }
-    let writes = outcome.report.as_ref().map_or(0, |_| outcome.writes_planned);
+    let writes = outcome
+        .report
+        .as_ref()
+        .map_or(0, |_| outcome.writes_planned);
     eprintln!(
         "{} in {} (validate {}, read {}, write {}); {} requests{}.",
         summary_word(outcome, mode),
@@ -240,26 +293,48 @@ fn print_outcome(client: &PrefectClient, project: &Project, desired: &DesiredSta
         secs(timings.read),
         secs(timings.write),
         outcome.requests,
-        if mode == "apply" { format!(", {writes} writes planned") } else { String::new() }
+        if mode == "apply" {
+            format!(", {writes} writes planned")
+        } else {
+            String::new()
+        }
     );
     if let Some(report) = outcome.report.as_ref().filter(|r| !r.succeeded()) {
         for step in &report.rollback {
-            eprintln!("  rollback: {} {}", if step.ok { "✓" } else { "✗ NOT ROLLED BACK:" }, step.text);
+            eprintln!(
+                "  rollback: {} {}",
+                if step.ok {
+                    "✓"
+                } else {
+                    "✗ NOT ROLLED BACK:"
+                },
+                step.text
+            );
         }
         let complete = report.rollback_complete();
         eprintln!(
             "error: register-flows failed: {}; {}",
             report.error.as_deref().unwrap_or("unknown error"),
-            if complete { "every write was rolled back" } else { "the rollback was incomplete (see ✗ above)" }
+            if complete {
+                "every write was rolled back"
+            } else {
+                "the rollback was incomplete (see ✗ above)"
+            }
         );
     } else if let Some(residual) = &outcome.unconverged {
         eprint!("{}", residual.render_text());
         eprintln!("error: register-flows failed: the server kept changing while registering (another run at the same time?); run it again");
     } else if args.check && outcome.plan.has_changes() {
-        eprintln!("drift: the server differs from {}", project.prefect_file_label());
+        eprintln!(
+            "drift: the server differs from {}",
+            project.prefect_file_label()
+        );
     }
     if args.json {
-        println!("{}", json_document(client, project, desired, mode, outcome, timings));
+        println!(
+            "{}",
+            json_document(client, project, desired, mode, outcome, timings)
+        );
     }
 }
 
@@ -279,7 +354,10 @@ pub fn render_result(outcome: &SyncOutcome) -> String {
     let mut out = String::new();
     let statuses = outcome.report.as_ref().map(|r| r.status.as_slice());
     for (i, item) in outcome.plan.items.iter().enumerate() {
-        let status = statuses.and_then(|s| s.get(i)).cloned().unwrap_or(ItemStatus::Done);
+        let status = statuses
+            .and_then(|s| s.get(i))
+            .cloned()
+            .unwrap_or(ItemStatus::Done);
         let failed = outcome.failed();
         let verb = match (item.action, &status) {
             (Action::Unchanged, _) => "unchanged".to_string(),
@@ -288,13 +366,25 @@ pub fn render_result(outcome: &SyncOutcome) -> String {
             (_, ItemStatus::Done) if failed => format!("{} (rolled back)", past(item.action)),
             (_, ItemStatus::Done) => past(item.action).to_string(),
         };
-        let fields = if item.action == Action::Update { format!(": {}", item.changed_fields().join(", ")) } else { String::new() };
+        let fields = if item.action == Action::Update {
+            format!(": {}", item.changed_fields().join(", "))
+        } else {
+            String::new()
+        };
         out.push_str(&format!("{verb} {}{fields}\n", item.full_name()));
         for change in &item.changes {
-            out.push_str(&format!("    {}: {} → {}\n", change.path, plan::short(change.old.as_ref(), 60), plan::short(change.new.as_ref(), 60)));
+            out.push_str(&format!(
+                "    {}: {} → {}\n",
+                change.path,
+                plan::short(change.old.as_ref(), 60),
+                plan::short(change.new.as_ref(), 60)
+            ));
         }
         for op in &item.schedule_ops {
-            out.push_str(&format!("    schedules: {}\n", plan::describe_schedule_op(op)));
+            out.push_str(&format!(
+                "    schedules: {}\n",
+                plan::describe_schedule_op(op)
+            ));
         }
     }
     out
@@ -310,7 +400,14 @@ fn past(action: Action) -> &'static str {
 }
 
 /// The `--json` document; its schema is documented in docs/register-flows-json.md.
-pub fn json_document(client: &PrefectClient, project: &Project, desired: &DesiredState, mode: &str, outcome: &SyncOutcome, timings: &Timings) -> Value {
+pub fn json_document(
+    client: &PrefectClient,
+    project: &Project,
+    desired: &DesiredState,
+    mode: &str,
+    outcome: &SyncOutcome,
+    timings: &Timings,
+) -> Value {
     let mut doc = outcome.plan.to_json();
     let statuses = outcome.report.as_ref().map(|r| r.status.clone());
     if let Some(Value::Array(items)) = doc.get_mut("deployments") {

@@ -63,7 +63,10 @@ pub struct FaultProxy {
 /// A write: anything but GET, except the read-only `…/filter` and `…/count` POSTs.
 pub fn is_write(method: &str, path: &str) -> bool {
     let path = path.split('?').next().unwrap_or(path);
-    method != "GET" && !path.ends_with("/filter") && !path.ends_with("/count") && !path.contains("/csrf-token")
+    method != "GET"
+        && !path.ends_with("/filter")
+        && !path.ends_with("/count")
+        && !path.contains("/csrf-token")
 }
 
 impl FaultProxy {
@@ -95,7 +98,11 @@ impl FaultProxy {
                 std::thread::spawn(move || handle(stream, &shared));
             }
         });
-        FaultProxy { api_url: format!("http://127.0.0.1:{port}{api_path}"), shared, port }
+        FaultProxy {
+            api_url: format!("http://127.0.0.1:{port}{api_path}"),
+            shared,
+            port,
+        }
     }
 
     pub fn set_rules(&self, rules: Rules) {
@@ -111,7 +118,10 @@ impl FaultProxy {
     /// Writes the server answered with a success (the SQLite server answers 503 under concurrent
     /// writes, which the client retries: those attempts are not counted here).
     pub fn successful_writes(&self) -> usize {
-        self.log().iter().filter(|l| l.is_write && l.outcome.starts_with('2')).count()
+        self.log()
+            .iter()
+            .filter(|l| l.is_write && l.outcome.starts_with('2'))
+            .count()
     }
 
     pub fn log(&self) -> Vec<Logged> {
@@ -125,7 +135,11 @@ impl FaultProxy {
 
     /// The writes seen, as `METHOD path` lines (for assertion messages).
     pub fn write_lines(&self) -> Vec<String> {
-        self.log().into_iter().filter(|l| l.is_write).map(|l| format!("{} {} → {}", l.method, l.path, l.outcome)).collect()
+        self.log()
+            .into_iter()
+            .filter(|l| l.is_write)
+            .map(|l| format!("{} {} → {}", l.method, l.path, l.outcome))
+            .collect()
     }
 }
 
@@ -149,7 +163,9 @@ fn next_random(shared: &Shared) -> f64 {
 
 fn handle(mut client: TcpStream, shared: &Shared) {
     let _ = client.set_read_timeout(Some(Duration::from_secs(30)));
-    let Some((head, body)) = read_request(&client) else { return };
+    let Some((head, body)) = read_request(&client) else {
+        return;
+    };
     let mut lines = head.split("\r\n");
     let request_line = lines.next().unwrap_or_default().to_string();
     let mut parts = request_line.split(' ');
@@ -181,7 +197,12 @@ fn handle(mut client: TcpStream, shared: &Shared) {
         fault
     };
     let log = |outcome: String| {
-        shared.log.lock().unwrap().push(Logged { method: method.clone(), path: path.clone(), outcome, is_write: write });
+        shared.log.lock().unwrap().push(Logged {
+            method: method.clone(),
+            path: path.clone(),
+            outcome,
+            is_write: write,
+        });
     };
     match fault {
         Some(Fault::Status(code)) => {
@@ -220,7 +241,11 @@ fn handle(mut client: TcpStream, shared: &Shared) {
         return;
     };
     let _ = upstream.set_read_timeout(Some(Duration::from_secs(120)));
-    if upstream.write_all(forwarded.as_bytes()).and_then(|_| upstream.write_all(&body)).is_err() {
+    if upstream
+        .write_all(forwarded.as_bytes())
+        .and_then(|_| upstream.write_all(&body))
+        .is_err()
+    {
         log("upstream write failed".into());
         return;
     }
@@ -231,7 +256,11 @@ fn handle(mut client: TcpStream, shared: &Shared) {
         let _ = client.shutdown(Shutdown::Both);
         return;
     }
-    let status = String::from_utf8_lossy(&response).split(' ').nth(1).unwrap_or("?").to_string();
+    let status = String::from_utf8_lossy(&response)
+        .split(' ')
+        .nth(1)
+        .unwrap_or("?")
+        .to_string();
     log(status);
     let _ = client.write_all(&response);
     let _ = client.shutdown(Shutdown::Both);
@@ -255,7 +284,9 @@ fn read_request(stream: &TcpStream) -> Option<(String, Vec<u8>)> {
         .lines()
         .find_map(|l| {
             let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length").then(|| value.trim().parse::<usize>().ok()).flatten()
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())
+                .flatten()
         })
         .unwrap_or(0);
     let mut body = vec![0; length];

@@ -26,8 +26,16 @@ pub fn server_url() -> String {
 /// A prefix unique to this test process and call, for flow/deployment/pool names.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    format!("{prefix}-{}-{}-{:x}", std::process::id(), N.fetch_add(1, Ordering::SeqCst), nanos % 0xfffff)
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}-{}-{}-{:x}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst),
+        nanos % 0xfffff
+    )
 }
 
 /// A client with few, fast retries (tests inject failures on purpose).
@@ -39,7 +47,9 @@ pub fn client_for(url: &str, max_retries: u32) -> PrefectClient {
 }
 
 pub fn ensure_pool(client: &PrefectClient, pool: &str) {
-    client.create_work_pool(pool, "process").expect("create work pool");
+    client
+        .create_work_pool(pool, "process")
+        .expect("create work pool");
 }
 
 pub fn cron(expr: &str) -> DesiredSchedule {
@@ -53,7 +63,12 @@ pub fn cron(expr: &str) -> DesiredSchedule {
 }
 
 /// A deployment as a prefect.yaml would describe it.
-pub fn deployment(flow: &str, name: &str, pool: &str, schedules: Vec<DesiredSchedule>) -> DesiredDeployment {
+pub fn deployment(
+    flow: &str,
+    name: &str,
+    pool: &str,
+    schedules: Vec<DesiredSchedule>,
+) -> DesiredDeployment {
     let mut fields = Map::new();
     fields.insert("version".into(), json!("1.0"));
     fields.insert("description".into(), json!(format!("{name} for tests")));
@@ -69,11 +84,17 @@ pub fn deployment(flow: &str, name: &str, pool: &str, schedules: Vec<DesiredSche
         "parameter_openapi_schema".into(),
         json!({"title": "Parameters", "type": "object", "properties": {"n": {"default": 1, "position": 0, "title": "n", "type": "integer"}}}),
     );
-    fields.insert("pull_steps".into(), json!([{"prefect.deployments.steps.set_working_directory": {"directory": "/tmp"}}]));
+    fields.insert(
+        "pull_steps".into(),
+        json!([{"prefect.deployments.steps.set_working_directory": {"directory": "/tmp"}}]),
+    );
     DesiredDeployment {
         name: name.into(),
         flow_name: flow.into(),
-        source: SourceLocation { file: "prefect.yaml".into(), line: 1 },
+        source: SourceLocation {
+            file: "prefect.yaml".into(),
+            line: 1,
+        },
         fields,
         version_info: Some(json!({"type": "prefect:simple", "version": "1.0"})),
         schedules: Some(schedules),
@@ -83,18 +104,32 @@ pub fn deployment(flow: &str, name: &str, pool: &str, schedules: Vec<DesiredSche
 
 pub fn state(project: &str, deployments: Vec<DesiredDeployment>) -> DesiredState {
     DesiredState {
-        owner: Ownership { project: project.into(), prefect_file: "prefect.yaml".into() },
+        owner: Ownership {
+            project: project.into(),
+            prefect_file: "prefect.yaml".into(),
+        },
         deployments,
         warnings: vec![],
     }
 }
 
 pub fn args(prune: bool, concurrency: u16) -> RegisterFlowsArgs {
-    RegisterFlowsArgs { dry_run: false, check: false, prune, json: false, engine: Engine::Native, concurrency }
+    RegisterFlowsArgs {
+        dry_run: false,
+        check: false,
+        prune,
+        json: false,
+        engine: Engine::Native,
+        concurrency,
+    }
 }
 
 /// Runs one in-process sync.
-pub fn run_sync(client: &PrefectClient, desired: &DesiredState, args: &RegisterFlowsArgs) -> SyncOutcome {
+pub fn run_sync(
+    client: &PrefectClient,
+    desired: &DesiredState,
+    args: &RegisterFlowsArgs,
+) -> SyncOutcome {
     let cancel = AtomicBool::new(false);
     sync(client, desired, args, &cancel).expect("sync")
 }
@@ -102,7 +137,9 @@ pub fn run_sync(client: &PrefectClient, desired: &DesiredState, args: &RegisterF
 /// Every deployment of `flow` as comparable JSON: owned fields as the server normalises them,
 /// labels, paused, enforce flag, schedules without ids (sorted), keyed by name.
 pub fn snapshot(client: &PrefectClient, flow: &str) -> BTreeMap<String, Value> {
-    let deployments = client.read_deployments(json!({"flows": {"name": {"any_": [flow]}}})).expect("read deployments");
+    let deployments = client
+        .read_deployments(json!({"flows": {"name": {"any_": [flow]}}}))
+        .expect("read deployments");
     let mut out = BTreeMap::new();
     for raw in deployments {
         let name = raw["name"].as_str().unwrap_or_default().to_string();
@@ -129,18 +166,29 @@ pub fn snapshot(client: &PrefectClient, flow: &str) -> BTreeMap<String, Value> {
 
 /// Schedule ids by cron expression, of one deployment.
 pub fn schedule_ids(client: &PrefectClient, flow: &str, name: &str) -> BTreeMap<String, String> {
-    let raw = client.get(&format!("/deployments/name/{flow}/{name}")).expect("read").expect("exists");
+    let raw = client
+        .get(&format!("/deployments/name/{flow}/{name}"))
+        .expect("read")
+        .expect("exists");
     raw["schedules"]
         .as_array()
         .cloned()
         .unwrap_or_default()
         .iter()
-        .map(|s| (s["schedule"]["cron"].as_str().unwrap_or("?").to_string(), s["id"].as_str().unwrap_or("").to_string()))
+        .map(|s| {
+            (
+                s["schedule"]["cron"].as_str().unwrap_or("?").to_string(),
+                s["id"].as_str().unwrap_or("").to_string(),
+            )
+        })
         .collect()
 }
 
 pub fn deployment_id(client: &PrefectClient, flow: &str, name: &str) -> Option<String> {
-    client.get(&format!("/deployments/name/{flow}/{name}")).expect("read").map(|d| d["id"].as_str().unwrap_or_default().to_string())
+    client
+        .get(&format!("/deployments/name/{flow}/{name}"))
+        .expect("read")
+        .map(|d| d["id"].as_str().unwrap_or_default().to_string())
 }
 
 /// Ids of the scheduled (future) flow runs of a deployment.
@@ -151,7 +199,13 @@ pub fn scheduled_run_ids(client: &PrefectClient, deployment_id: &str) -> Vec<Str
             &json!({"deployments": {"id": {"any_": [deployment_id]}}, "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}}, "limit": 200}),
         )
         .expect("read runs");
-    let mut ids: Vec<String> = runs.as_array().cloned().unwrap_or_default().iter().filter_map(|r| r["id"].as_str().map(String::from)).collect();
+    let mut ids: Vec<String> = runs
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|r| r["id"].as_str().map(String::from))
+        .collect();
     ids.sort();
     ids
 }
