@@ -268,6 +268,25 @@ impl FlyCommand {
         self
     }
 
+    /// `fly deploy`, `fly secrets list`: the program and its subcommand words, for messages
+    /// (the full line was printed before it ran).
+    pub fn short_name(&self) -> String {
+        let program = self
+            .program
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let words = self
+            .args
+            .iter()
+            .take_while(|a| !a.starts_with('-'))
+            .map(String::as_str);
+        std::iter::once(program.as_str())
+            .chain(words)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     /// The argv, program first (for tests).
     pub fn argv(&self) -> Vec<String> {
         std::iter::once(self.program.display().to_string())
@@ -653,7 +672,7 @@ pub fn run_checked(cmd: &FlyCommand, timeout: Duration, echo: bool) -> Result<Ru
         return Ok(output);
     }
     Err(FlyError {
-        command: cmd.to_string(),
+        command: cmd.short_name(),
         failure: classify_failure(&output, timeout),
         tail: output.tail,
     }
@@ -838,6 +857,45 @@ mod tests {
             status_cmd(Path::new("fly"), "x").args,
             ["status", "--app", "x", "--json"]
         );
+    }
+
+    #[test]
+    fn short_name_is_program_and_subcommand() {
+        assert_eq!(
+            secrets_list_cmd(Path::new("/x/flyctl"), "a").short_name(),
+            "flyctl secrets list"
+        );
+    }
+
+    #[test]
+    fn dev_target_is_fly_dev_toml_or_suffixed_app() {
+        let dir = std::env::temp_dir().join(format!("xtask-fly-target-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("fly.toml"), "app = \"web\"\n").unwrap();
+        let project = Project {
+            root: dir.clone(),
+            prefect_file: dir.join("prefect.yaml"),
+        };
+        assert_eq!(target(&project, Env::Prod, None).unwrap().app, "web");
+        assert_eq!(target(&project, Env::Dev, None).unwrap().app, "web-dev");
+        assert_eq!(
+            target(&project, Env::Dev, None).unwrap().config,
+            dir.join("fly.toml")
+        );
+        assert_eq!(
+            target(&project, Env::Prod, Some("other")).unwrap().app,
+            "other"
+        );
+        std::fs::write(dir.join(DEV_FLY_TOML), "app = \"web-staging\"\n").unwrap();
+        let dev = target(&project, Env::Dev, None).unwrap();
+        assert_eq!(
+            (dev.app.as_str(), dev.config.clone()),
+            ("web-staging", dir.join(DEV_FLY_TOML))
+        );
+        std::fs::write(dir.join("fly.toml"), "primary_region = \"iad\"\n").unwrap();
+        let err = target(&project, Env::Prod, None).unwrap_err().to_string();
+        assert!(err.contains("has no `app`; pass --app"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -107,6 +107,7 @@ impl Sandbox {
     }
 
     pub fn write_fly_toml(&self, release_command: &str) {
+        let release_command = release_command.replace('\\', "\\\\").replace('"', "\\\"");
         let text = format!(
             r#"app = "{app}"
 primary_region = "iad"
