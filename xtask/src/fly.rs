@@ -637,7 +637,7 @@ pub fn classify_failure(output: &RunOutput, timeout: Duration) -> FlyFailure {
 fn word_after(text: &str, marker: &str) -> Option<String> {
     let start = text.find(marker)? + marker.len();
     let word: String = text.get(start..)?.split_whitespace().next()?.to_string();
-    let word = word.trim_end_matches(|c: char| matches!(c, '.' | ',' | ':' | ';' | ')'));
+    let word = word.trim_end_matches(['.', ',', ':', ';', ')']);
     (!word.is_empty()).then(|| word.to_string())
 }
 

@@ -60,7 +60,7 @@ fn deploy_runs_the_stages_in_order() {
             "--image",
             IMAGE,
             "--release-command-timeout",
-            "5m",
+            "7m",
             "--deploy-retries",
             "0",
             "--yes",
@@ -306,7 +306,7 @@ fn dry_run_runs_no_fly_command() {
     );
     let config = sandbox.project.join("fly.toml").display().to_string();
     let expected = format!(
-        "fly deploy --config {config} --app {} --image {IMAGE} --release-command-timeout 5m --deploy-retries 0 --yes",
+        "fly deploy --config {config} --app {} --image {IMAGE} --release-command-timeout 7m --deploy-retries 0 --yes",
         sandbox.app
     );
     assert!(
@@ -340,7 +340,16 @@ fn dev_deploy_uses_the_dev_app_and_yaml() {
     sandbox.write_prefect_yaml("dev", "captionacc-workers-dev");
     std::fs::rename(&prod_yaml, sandbox.project.join("prefect-dev.yaml")).unwrap();
     sandbox.write_prefect_yaml("prod", "captionacc-workers-prod");
-    let run = sandbox.run(&["deploy", "--env", "dev", "--dry-run", "--image", IMAGE]);
+    let run = sandbox.run(&[
+        "deploy",
+        "--env",
+        "dev",
+        "--dry-run",
+        "--image",
+        IMAGE,
+        "--release-command-timeout",
+        "9m",
+    ]);
     assert_eq!(run.code, Some(0), "{}", run.all());
     assert!(
         run.stderr.contains(&format!(
@@ -353,6 +362,22 @@ fn dev_deploy_uses_the_dev_app_and_yaml() {
     assert!(
         run.stderr
             .contains(&format!("--app {}-dev --image", sandbox.app)),
+        "{}",
+        run.all()
+    );
+    // The flag overrides fly.toml's release_command_timeout (7m).
+    assert!(
+        run.stderr.contains("--release-command-timeout 9m"),
+        "{}",
+        run.all()
+    );
+    // The lint checks the dev yaml against the dev environment: a prod yaml would be refused.
+    std::fs::rename(&prod_yaml, sandbox.project.join("prefect-dev.yaml")).unwrap();
+    let run = sandbox.run(&["deploy", "--env", "dev", "--dry-run", "--image", IMAGE]);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(
+        run.stderr
+            .contains("belongs to prod but this is a dev deploy"),
         "{}",
         run.all()
     );

@@ -1,13 +1,13 @@
 //! `cargo xtask deploy`: the ordered release pipeline.
 //!
-//! 1. check secrets      — check-secrets' checklist (local env, server, the Fly app's secrets)
-//! 2. validate and plan  — the pool naming lint, then `register-flows --dry-run` (offline
-//!                         validation, then the plan against the server; writes nothing)
-//! 3. build image        — `docker::build_image` (skipped with `--image REF`)
-//! 4. fly deploy         — `fly deploy --image REF …`; Fly runs the release command
-//!                         (`xtask register-flows`) in a temporary Machine before rolling out
-//! 5. verify             — `register-flows --check` from this host (drift fails) and
-//!                         `fly status --json` shows running Machines
+//! 1. check secrets: check-secrets' checklist (local env, server, the Fly app's secrets).
+//! 2. validate and plan: the pool naming lint, then `register-flows --dry-run` (offline
+//!    validation, then the plan against the server; writes nothing).
+//! 3. build image: `docker::build_image` (skipped with `--image REF`).
+//! 4. fly deploy: `fly deploy --image REF …`; Fly runs the release command
+//!    (`xtask register-flows`) in a temporary Machine before rolling out.
+//! 5. verify: `register-flows --check` from this host (drift fails) and `fly status --json`
+//!    shows running Machines.
 //!
 //! Stages 2 and 5 compute the yaml's desired state with the release Machine's plain environment
 //! (fly.toml `[env]`, e.g. `APP_DIR=/app` used by the pull step), so the plan and the drift check
@@ -36,6 +36,9 @@ use crate::redact::{redact, SECRET_ENV_VARS};
 use crate::report::code;
 use crate::secrets;
 
+/// flyctl's own default for `--release-command-timeout`.
+const DEFAULT_RELEASE_COMMAND_TIMEOUT: &str = "5m";
+
 /// The platform of Fly Machines.
 const FLY_PLATFORM: &str = "linux/amd64";
 
@@ -45,20 +48,29 @@ pub fn run(global: &GlobalArgs, args: DeployArgs) -> Result<ExitCode> {
     }
     let project = Project::discover(global, args.env)?;
     let target = fly::target(&project, args.env, args.app.as_deref())?;
-    fly::parse_go_duration(&args.release_command_timeout)
-        .map_err(|e| anyhow::anyhow!("--release-command-timeout: {e}"))?;
+    // flyctl's flag overrides fly.toml, so pass fly.toml's value unless told otherwise.
+    let release_timeout = args
+        .release_command_timeout
+        .clone()
+        .or_else(|| target.toml.release_command_timeout.clone())
+        .unwrap_or_else(|| DEFAULT_RELEASE_COMMAND_TIMEOUT.to_string());
+    let release_limit = fly::parse_go_duration(&release_timeout)
+        .map_err(|e| anyhow::anyhow!("release command timeout: {e}"))?;
     let outer_timeout = Duration::from_secs(args.timeout);
+    if release_limit.map_or(true, |limit| limit >= outer_timeout) {
+        eprintln!(
+            "warning: --timeout {}s does not leave room for the release command timeout ({release_timeout}); \
+             flyctl may be stopped while the release command still runs",
+            args.timeout
+        );
+    }
     // register-flows must read the same file as the lint, whatever its own default is.
     let global = GlobalArgs {
         prefect_file: Some(project.prefect_file.clone()),
         ..global.clone()
     };
-    let fly_program = match fly::find_fly() {
-        Ok(path) => path,
-        // A dry run only prints fly commands.
-        Err(_) if args.dry_run => "fly".into(),
-        Err(err) => return Err(err),
-    };
+    // A missing flyctl is reported by stage 1 (check secrets), so the error names the stage.
+    let fly_program = fly::find_fly().unwrap_or_else(|_| "fly".into());
 
     eprintln!(
         "Deploying {} to Fly app {} ({} environment, config {}){}",
@@ -80,13 +92,23 @@ pub fn run(global: &GlobalArgs, args: DeployArgs) -> Result<ExitCode> {
         &project,
         &target,
         &fly_program,
-        outer_timeout,
+        &Limits {
+            release_timeout,
+            outer_timeout,
+        },
     );
     eprint!("{}", pipeline.summary());
     result.map(|()| ExitCode::from(code::OK))
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Time limits of `fly deploy`.
+struct Limits {
+    /// Go duration passed as `--release-command-timeout`.
+    release_timeout: String,
+    /// When flyctl is killed.
+    outer_timeout: Duration,
+}
+
 fn run_stages(
     pipeline: &mut Pipeline,
     global: &GlobalArgs,
@@ -94,7 +116,7 @@ fn run_stages(
     project: &Project,
     target: &FlyTarget,
     fly_program: &Path,
-    outer_timeout: Duration,
+    limits: &Limits,
 ) -> Result<()> {
     let dry_run = args.dry_run;
 
@@ -164,7 +186,7 @@ fn run_stages(
                 config: target.config.clone(),
                 app: target.app.clone(),
                 image: image.clone(),
-                release_command_timeout: args.release_command_timeout.clone(),
+                release_command_timeout: limits.release_timeout.clone(),
             },
         );
         eprintln!("    $ {}", redact(&cmd.to_string()));
@@ -173,9 +195,9 @@ fn run_stages(
         }
         eprintln!(
             "    (gives up after {}s; the release command runs register-flows first)",
-            outer_timeout.as_secs()
+            limits.outer_timeout.as_secs()
         );
-        fly::run_checked(&cmd, outer_timeout, true)?;
+        fly::run_checked(&cmd, limits.outer_timeout, true)?;
         Ok(())
     })?;
 

@@ -114,7 +114,7 @@ primary_region = "iad"
 
 [deploy]
   release_command = "{release_command}"
-  release_command_timeout = "5m"
+  release_command_timeout = "7m"
 
 [env]
   # The release Machine's address of the server; the app's PREFECT_API_URL secret overrides it.
