@@ -118,6 +118,28 @@ pub fn parse(file_label: &str, bytes: &[u8]) -> Result<Document, YamlError> {
         }
     };
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    match build(file_label, text) {
+        Err(e) if e.message.contains("invalid indentation") => {
+            // PyYAML accepts flow collections whose continuation lines are not
+            // indented past their key (`k: {` ... `}` at the key's column);
+            // yaml-rust2 follows the spec strictly. Retry with those lines shifted right,
+            // which changes nothing else: whitespace inside flow collections is insignificant.
+            match relax_flow_indentation(text) {
+                Some(relaxed) => build(file_label, &relaxed).map_err(|_| e),
+                None => Err(e),
+            }
+        }
+        other => other,
+    }
+}
+
+fn build(file_label: &str, text: &str) -> Result<Document, YamlError> {
+    let err = |line: usize, col: usize, message: String| YamlError {
+        file: file_label.to_string(),
+        line,
+        col,
+        message,
+    };
     let mut builder = Builder::new(file_label);
     let mut parser = Parser::new_from_str(text);
     loop {
@@ -154,6 +176,79 @@ fn describe_scan_error(info: &str, text: &str, mark: &Marker) -> String {
         );
     }
     format!("YAML syntax error: {info}")
+}
+
+/// Shift every line that starts inside a flow collection (`{...}` / `[...]`
+/// spanning lines) to the right of the collection's opening bracket. Quotes,
+/// comments and block scalars are skipped so their brackets do not count.
+/// `None` when nothing needed shifting.
+fn relax_flow_indentation(text: &str) -> Option<String> {
+    let mut out = String::with_capacity(text.len() + 64);
+    let mut changed = false;
+    let mut depth = 0usize;
+    let mut base_col = 0usize;
+    let mut quote: Option<char> = None;
+    let mut block_scalar_parent: Option<usize> = None;
+    for line in text.split_inclusive('\n') {
+        let indent = line.len() - line.trim_start_matches(' ').len();
+        let content = line.trim_end_matches(['\n', '\r']);
+        if let Some(parent) = block_scalar_parent {
+            if content.trim().is_empty() || indent > parent {
+                out.push_str(line);
+                continue;
+            }
+            block_scalar_parent = None;
+        }
+        let mut pad = 0;
+        if (depth > 0 || quote.is_some()) && indent <= base_col {
+            pad = base_col + 1 - indent;
+            changed = true;
+        }
+        out.push_str(&" ".repeat(pad));
+        out.push_str(line);
+        // Track brackets, quotes and comments on this line.
+        let mut prev_sig: Option<char> = None; // previous non-space char on the line
+        let mut prev: Option<char> = None;
+        let mut chars = content.char_indices().peekable();
+        while let Some((col, c)) = chars.next() {
+            if let Some(q) = quote {
+                if q == '"' && c == '\\' {
+                    chars.next();
+                } else if c == q {
+                    if q == '\'' && chars.peek().map(|(_, n)| *n) == Some('\'') {
+                        chars.next();
+                    } else {
+                        quote = None;
+                    }
+                }
+                prev = Some(c);
+                prev_sig = Some(c);
+                continue;
+            }
+            let at_value_start = matches!(prev_sig, None | Some(':' | '-' | '?' | ',' | '[' | '{'))
+                && prev.map_or(true, |p| {
+                    p == ' ' || p == '\t' || depth > 0 || matches!(p, '[' | '{' | ',')
+                });
+            match c {
+                '#' if prev.map_or(true, |p| p == ' ' || p == '\t') => break,
+                '"' | '\'' if at_value_start => quote = Some(c),
+                '[' | '{' if depth > 0 || at_value_start => {
+                    if depth == 0 {
+                        base_col = col;
+                    }
+                    depth += 1;
+                }
+                ']' | '}' if depth > 0 => depth -= 1,
+                '|' | '>' if depth == 0 && at_value_start => block_scalar_parent = Some(indent),
+                _ => {}
+            }
+            prev = Some(c);
+            if c != ' ' && c != '\t' {
+                prev_sig = Some(c);
+            }
+        }
+    }
+    changed.then_some(out)
 }
 
 fn position_of_byte(bytes: &[u8], offset: usize) -> (usize, usize) {
@@ -311,17 +406,20 @@ impl<'a> Builder<'a> {
                 let Some(open) = self.stack.pop() else {
                     return Err(self.error(line, col, "unbalanced collection end"));
                 };
+                // yaml-rust2 marks a block mapping at its first `:`; the first key is where it starts.
+                let (line, col) = match open.items.first() {
+                    Some(first) if (first.line, first.col) < (open.line, open.col) => {
+                        (first.line, first.col)
+                    }
+                    _ => (open.line, open.col),
+                };
                 let value = match open.kind {
                     OpenKind::Seq => NodeValue::Seq(open.items),
                     OpenKind::Map => {
                         NodeValue::Map(self.build_mapping(open.items, open.merge_flags)?)
                     }
                 };
-                let node = Node {
-                    value,
-                    line: open.line,
-                    col: open.col,
-                };
+                let node = Node { value, line, col };
                 self.push_node(node, false, open.anchor)
             }
         }
@@ -1255,6 +1353,24 @@ mod tests {
         assert_eq!(load(""), Value::Null);
         assert_eq!(load("# only a comment\n"), Value::Null);
         assert_eq!(load("---\na: 1\n"), json!({"a": 1}));
+    }
+
+    #[test]
+    fn flow_collections_closed_at_the_keys_column_parse_like_pyyaml() {
+        // PyYAML: {'w': {'job_variables': {'env': {'A': '/x'}}, 'q': [1, 2], 'n': 'a # {'}}
+        let src = "w:\n  job_variables: {\n      \"env\": {\"A\": \"/x\"}\n  }\n  q: [1,\n  2]\n  n: 'a # {'\n";
+        assert_eq!(
+            load(src),
+            json!({"w": {"job_variables": {"env": {"A": "/x"}}, "q": [1, 2], "n": "a # {"}})
+        );
+        // Block scalars and quotes with brackets are not flow collections.
+        let src = "a: |\n  {\nb: '['\nc: {x: 1,\n y: 2}\n";
+        assert_eq!(
+            load(src),
+            json!({"a": "{\n", "b": "[", "c": {"x": 1, "y": 2}})
+        );
+        // A real indentation error still fails.
+        assert!(parse("t", b"a:\n    b: 1\n  c: 2\n").is_err());
     }
 
     #[test]
