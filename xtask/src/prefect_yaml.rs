@@ -1142,7 +1142,6 @@ pub fn resolve(
             Vec::new()
         }
     };
-    drop(err);
     if !errors.is_empty() {
         errors.sort_by_key(|e| (e.line, e.col));
         return Err(Diagnostics(errors));
@@ -1602,6 +1601,11 @@ deployments:
             } else {
                 let f = result.unwrap_or_else(|e| panic!("{file}: {e}"));
                 assert!(!f.deployments.is_empty(), "{file}");
+                // Pass 2 must not panic either (missing values are reported, not fatal).
+                for d in &f.deployments {
+                    let _ = resolve(&f, d, &TemplateValues::default());
+                    let _ = d.placeholders();
+                }
             }
         }
         assert_eq!(seen, 40, "corpus files");

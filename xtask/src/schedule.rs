@@ -306,13 +306,14 @@ pub fn parse_schedule(item: &Value) -> Result<DesiredSchedule, Vec<String>> {
     let mut kind = None;
     if selectors.len() == 1 {
         match selectors[0] {
-            "cron" => match opt_string("cron", &mut errors) {
-                Some(cron) => match validate_cron(&cron) {
-                    Ok(()) => kind = Some(ScheduleKind::Cron { cron, day_or }),
-                    Err(e) => errors.push(e),
-                },
-                None => {}
-            },
+            "cron" => {
+                if let Some(cron) = opt_string("cron", &mut errors) {
+                    match validate_cron(&cron) {
+                        Ok(()) => kind = Some(ScheduleKind::Cron { cron, day_or }),
+                        Err(e) => errors.push(e),
+                    }
+                }
+            }
             "interval" => {
                 let seconds = match given("interval") {
                     Some(v) => parse_interval(v).map_err(|e| errors.push(e)).ok(),
@@ -333,8 +334,8 @@ pub fn parse_schedule(item: &Value) -> Result<DesiredSchedule, Vec<String>> {
                     (None, Ok(_)) => {}
                 }
             }
-            _ => match opt_string("rrule", &mut errors) {
-                Some(text) => {
+            _ => {
+                if let Some(text) = opt_string("rrule", &mut errors) {
                     // Prefect first tries the rrule as a JSON object `{"rrule": ..., "timezone": ...}`.
                     let (rrule, json_tz) = match serde_json::from_str::<Value>(&text) {
                         Ok(Value::Object(o)) => (
@@ -356,8 +357,7 @@ pub fn parse_schedule(item: &Value) -> Result<DesiredSchedule, Vec<String>> {
                         Err(e) => errors.push(e),
                     }
                 }
-                None => {}
-            },
+            }
         }
     }
     if anchor_text.is_some() && selectors.len() == 1 && selectors[0] != "interval" {
@@ -714,10 +714,8 @@ fn validate_rule_body(body: &str) -> Result<(), String> {
                 }
                 freq = Some(value.to_string());
             }
-            "INTERVAL" | "COUNT" => {
-                if value.parse::<u32>().is_err() {
-                    return Err(format!("invalid {name} {value:?}"));
-                }
+            "INTERVAL" | "COUNT" if value.parse::<u32>().is_err() => {
+                return Err(format!("invalid {name} {value:?}"));
             }
             _ => {}
         }
