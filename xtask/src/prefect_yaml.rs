@@ -840,10 +840,17 @@ fn lax_bool(s: &str) -> Option<bool> {
 }
 
 impl DeploymentConfig {
-    /// Every distinct placeholder in the deployment and its effective pull
-    /// steps, so the caller can fetch blocks and variables before [`resolve`].
+    /// Every distinct placeholder [`resolve`] will template (build/push/pull
+    /// excluded: pull steps keep blocks and variables for the worker), so the
+    /// caller can fetch the blocks and variables it needs first.
     pub fn placeholders(&self) -> Vec<Placeholder> {
-        template::placeholders(&Value::Object(self.raw.clone()))
+        let templated: Map<String, Value> = self
+            .raw
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "build" | "push" | "pull"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        template::placeholders(&Value::Object(templated))
     }
 
     /// `(line, col)` for a templating/validation path, falling back to its parents.
