@@ -23,7 +23,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use yaml_rust2::{Yaml, YamlLoader};
 
 use crate::cli::{DeployArgs, Engine, Env, GlobalArgs, RegisterFlowsArgs};
 use crate::commands::check_secrets::{self, FlyCheck};
@@ -31,6 +30,7 @@ use crate::commands::{local, register_flows};
 use crate::docker::{self, BuildOptions};
 use crate::fly::{self, DeployRequest, FlyTarget};
 use crate::pipeline::Pipeline;
+use crate::prefect_yaml::{self, PrefectFile};
 use crate::project::Project;
 use crate::redact::{redact, SECRET_ENV_VARS};
 use crate::report::code;
@@ -140,9 +140,11 @@ fn run_stages(
     })?;
 
     pipeline.run("validate and plan", || {
-        let text = std::fs::read_to_string(&project.prefect_file)
+        let bytes = std::fs::read(&project.prefect_file)
             .with_context(|| format!("cannot read {}", project.prefect_file.display()))?;
-        let deployments = deployment_pools(&text).with_context(|| project.prefect_file_label())?;
+        // Offline validation first (all problems at once); register-flows repeats it, cheaply.
+        let file = prefect_yaml::parse(&project.prefect_file_label(), &bytes)?;
+        let deployments = deployment_pools(&file);
         let problems = lint_pool_names(&deployments, args.env);
         if !problems.is_empty() {
             bail!("{}: {}", project.prefect_file_label(), problems.join("; "));
@@ -300,6 +302,8 @@ fn with_release_env<T>(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeploymentPool {
     pub name: String,
+    /// Line of the deployment in the file (for messages).
+    pub line: usize,
     pub pool: Option<String>,
 }
 
@@ -332,7 +336,8 @@ pub fn lint_pool_names(deployments: &[DeploymentPool], target: Env) -> Vec<Strin
         let pool = d.pool.as_deref().unwrap_or("(none)");
         match (name_env, pool_env) {
             (Some(n), Some(p)) if n != p => problems.push(format!(
-                "deployment `{}` is a {} deployment but uses the {} pool `{pool}`",
+                "line {}: deployment `{}` is a {} deployment but uses the {} pool `{pool}`",
+                d.line,
                 d.name,
                 env_name(n),
                 env_name(p)
@@ -340,7 +345,8 @@ pub fn lint_pool_names(deployments: &[DeploymentPool], target: Env) -> Vec<Strin
             (n, p) => {
                 if let Some(env) = n.or(p).filter(|e| *e != target) {
                     problems.push(format!(
-                        "deployment `{}` (pool `{pool}`) belongs to {} but this is a {} deploy",
+                        "line {}: deployment `{}` (pool `{pool}`) belongs to {} but this is a {} deploy",
+                        d.line,
                         d.name,
                         env_name(env),
                         env_name(target)
@@ -352,50 +358,21 @@ pub fn lint_pool_names(deployments: &[DeploymentPool], target: Env) -> Vec<Strin
     problems
 }
 
-/// Names and pools of prefect.yaml's deployments (YAML merge keys `<<` included). Only what the
-/// lint needs; full validation is register-flows'.
-pub fn deployment_pools(text: &str) -> Result<Vec<DeploymentPool>> {
-    let docs = YamlLoader::load_from_str(text).map_err(|e| anyhow::anyhow!("invalid YAML: {e}"))?;
-    let Some(doc) = docs.first() else {
-        return Ok(Vec::new());
-    };
-    let Some(list) = lookup(doc, "deployments") else {
-        return Ok(Vec::new());
-    };
-    let Yaml::Array(items) = list else {
-        bail!("`deployments` must be a list")
-    };
-    let mut out = Vec::new();
-    for (index, item) in items.iter().enumerate() {
-        let name = lookup(item, "name")
-            .and_then(scalar)
-            .unwrap_or_else(|| format!("deployments[{index}]"));
-        let pool = lookup(item, "work_pool")
-            .and_then(|wp| lookup(wp, "name"))
-            .and_then(scalar);
-        out.push(DeploymentPool { name, pool });
-    }
-    Ok(out)
-}
-
-/// `map[key]`, falling back to the maps merged in with `<<`.
-fn lookup<'a>(node: &'a Yaml, key: &str) -> Option<&'a Yaml> {
-    let Yaml::Hash(map) = node else { return None };
-    if let Some(value) = map.get(&Yaml::String(key.to_string())) {
-        return Some(value);
-    }
-    match map.get(&Yaml::String("<<".to_string()))? {
-        Yaml::Array(sources) => sources.iter().find_map(|s| lookup(s, key)),
-        source => lookup(source, key),
-    }
-}
-
-fn scalar(node: &Yaml) -> Option<String> {
-    match node {
-        Yaml::String(s) | Yaml::Real(s) => Some(s.clone()),
-        Yaml::Integer(i) => Some(i.to_string()),
-        _ => None,
-    }
+/// Names and pools of a parsed prefect.yaml's deployments (as written, before templating).
+pub fn deployment_pools(file: &PrefectFile) -> Vec<DeploymentPool> {
+    file.deployments
+        .iter()
+        .map(|d| DeploymentPool {
+            name: d.name.clone(),
+            line: d.line,
+            pool: d
+                .raw
+                .get("work_pool")
+                .and_then(|wp| wp.get("name"))
+                .and_then(|n| n.as_str())
+                .map(str::to_string),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -405,6 +382,7 @@ mod tests {
     fn dp(name: &str, pool: Option<&str>) -> DeploymentPool {
         DeploymentPool {
             name: name.into(),
+            line: 1,
             pool: pool.map(String::from),
         }
     }
@@ -451,8 +429,8 @@ mod tests {
         assert_eq!(
             problems,
             [
-                "deployment `captionacc-dev-video` is a dev deployment but uses the prod pool `captionacc-workers-prod`",
-                "deployment `captionacc-prod-video` is a prod deployment but uses the dev pool `captionacc-workers-dev`",
+                "line 1: deployment `captionacc-dev-video` is a dev deployment but uses the prod pool `captionacc-workers-prod`",
+                "line 1: deployment `captionacc-prod-video` is a prod deployment but uses the dev pool `captionacc-workers-dev`",
             ]
         );
     }
@@ -490,28 +468,30 @@ deployments:
     work_pool: {name: p1}
   - <<: *prod
     name: b
-  - entrypoint: x.py:f
 ";
-        let got = deployment_pools(text).unwrap();
-        assert_eq!(
-            got,
-            [
-                dp("a", Some("p1")),
-                dp("b", Some("captionacc-workers-prod")),
-                dp("deployments[2]", None)
-            ]
-        );
-        assert!(deployment_pools("deployments: {}").is_err());
-        assert!(deployment_pools("a: [").is_err());
-        assert_eq!(deployment_pools("").unwrap(), []);
+        let file = prefect_yaml::parse("prefect.yaml", text.as_bytes()).unwrap();
+        let got = deployment_pools(&file);
+        let want = [
+            DeploymentPool {
+                name: "a".into(),
+                line: 8,
+                pool: Some("p1".into()),
+            },
+            DeploymentPool {
+                name: "b".into(),
+                line: 10,
+                pool: Some("captionacc-workers-prod".into()),
+            },
+        ];
+        assert_eq!(got, want);
     }
 
     #[test]
     fn the_project_yaml_files_pass_the_lint() {
         let root = crate::project::repo_root();
         for (file, env) in [("prefect.yaml", Env::Prod), ("prefect-dev.yaml", Env::Dev)] {
-            let text = std::fs::read_to_string(root.join(file)).unwrap();
-            let deployments = deployment_pools(&text).unwrap();
+            let bytes = std::fs::read(root.join(file)).unwrap();
+            let deployments = deployment_pools(&prefect_yaml::parse(file, &bytes).unwrap());
             assert!(!deployments.is_empty(), "{file}");
             assert_eq!(
                 lint_pool_names(&deployments, env),
