@@ -159,6 +159,12 @@ fn display_url(url: &reqwest::Url) -> String {
     )
 }
 
+/// Whether `url` carries `user[:password]@` (a secret that must not live in fly.toml).
+pub fn url_has_credentials(url: &str) -> bool {
+    reqwest::Url::parse(url.trim())
+        .is_ok_and(|u| !u.username().is_empty() || u.password().is_some())
+}
+
 /// The URL as safe to print, whether or not it is valid.
 pub fn display_api_url(url: &str) -> String {
     match reqwest::Url::parse(url.trim()) {
@@ -711,6 +717,14 @@ mod tests {
             "https://***@h/api"
         );
         assert_eq!(display_api_url("::garbage hunter2"), "(not a valid URL)");
+    }
+
+    #[test]
+    fn detects_url_credentials() {
+        assert!(url_has_credentials("https://u:p@h/api"));
+        assert!(url_has_credentials("https://token@h/api"));
+        assert!(!url_has_credentials("https://h/api"));
+        assert!(!url_has_credentials("not a url"));
     }
 
     #[test]

@@ -280,3 +280,24 @@ fn silent_server_is_unreachable() {
         started.elapsed()
     );
 }
+
+#[test]
+fn credentials_in_fly_toml_env_are_flagged_not_shown() {
+    let sandbox = complete("toml-credentials");
+    let path = sandbox.project.join("fly.toml");
+    let toml = std::fs::read_to_string(&path).unwrap();
+    let leaky = toml.replace(
+        "https://gateway.invalid",
+        &format!("https://deployer:{URL_PASSWORD}@gateway.invalid"),
+    );
+    std::fs::write(&path, leaky).unwrap();
+    let run = sandbox.run(&["check-secrets"]);
+    assert!(
+        run.stdout.contains(
+            "[warn] PREFECT_API_URL in fly.toml [env]: carries credentials in plain text"
+        ),
+        "{}",
+        run.all()
+    );
+    run.assert_no_secrets(SENTINELS);
+}

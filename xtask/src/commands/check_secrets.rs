@@ -167,6 +167,14 @@ fn check_fly_app(
     // Machine uses (unless a secret overrides it, whose value cannot be read): prefer it.
     let mut kind = local_kind.unwrap_or(ServerKind::SelfHosted);
     if let Some(url) = target.toml.env.get(secrets::PREFECT_API_URL) {
+        if secrets::url_has_credentials(url) {
+            items.push(CheckItem::new(
+                Scope::Fly,
+                "PREFECT_API_URL in fly.toml [env]",
+                CheckStatus::Warn,
+                "carries credentials in plain text; move the URL to a secret (`fly secrets import`)",
+            ));
+        }
         match secrets::validate_api_url(url) {
             Ok(url) => kind = url.kind,
             Err(problem) => items.push(fail("PREFECT_API_URL in fly.toml [env]", problem)),
