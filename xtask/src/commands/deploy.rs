@@ -277,13 +277,10 @@ fn with_release_env<T>(
     env: &std::collections::BTreeMap<String, String>,
     f: impl FnOnce() -> T,
 ) -> T {
-    let saved: Vec<(String, Option<OsString>)> = env
-        .keys()
-        .filter(|name| !keeps_host_value(name))
-        .map(|name| (name.clone(), std::env::var_os(name)))
-        .collect();
-    for (name, _) in &saved {
-        std::env::set_var(name, &env[name]);
+    let mut saved: Vec<(String, Option<OsString>)> = Vec::new();
+    for (name, value) in env.iter().filter(|(name, _)| !keeps_host_value(name)) {
+        saved.push((name.clone(), std::env::var_os(name)));
+        std::env::set_var(name, value);
     }
     let result = f();
     for (name, previous) in saved {
@@ -509,6 +506,27 @@ deployments:
                 "{file}"
             );
         }
+    }
+
+    #[test]
+    fn release_env_is_applied_then_restored() {
+        let var = format!("XTASK_TEST_RELEASE_ENV_{}", std::process::id());
+        let env = std::collections::BTreeMap::from([
+            (var.clone(), "/app".to_string()),
+            (
+                "PREFECT_API_URL".to_string(),
+                "https://internal/api".to_string(),
+            ),
+        ]);
+        let host_url = std::env::var_os("PREFECT_API_URL");
+        let seen = with_release_env(&env, || {
+            (
+                std::env::var(&var).ok(),
+                std::env::var_os("PREFECT_API_URL"),
+            )
+        });
+        assert_eq!(seen, (Some("/app".to_string()), host_url.clone()));
+        assert_eq!(std::env::var_os(&var), None);
     }
 
     #[test]
