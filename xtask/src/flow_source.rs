@@ -1321,6 +1321,45 @@ mod tests {
     }
 
     #[test]
+    fn cyclic_classes_and_constants_do_not_hang() {
+        let src = "from prefect import flow\nfrom pydantic import BaseModel\nclass A(B):\n    x: int\nclass B(A):\n    y: int\nX = Y\nY = X\n@flow\ndef f(a: A = None, b: int = X):\n    pass\n";
+        let info = read_flow(src, "f.py", "f").unwrap();
+        assert_eq!(info.warnings.len(), 2, "{:?}", info.warnings);
+        assert_eq!(
+            info.parameter_openapi_schema["properties"]["a"],
+            serde_json::json!({"default": null, "position": 0, "title": "a"})
+        );
+        assert_eq!(
+            info.parameter_openapi_schema["properties"]["b"]["default"],
+            serde_json::Value::Null
+        );
+    }
+
+    #[test]
+    fn parameter_name_rules() {
+        let check = |params: &str| {
+            read_flow(
+                &format!("from prefect import flow\n@flow\ndef f({params}):\n    pass\n"),
+                "f.py",
+                "f",
+            )
+        };
+        assert_eq!(
+            check("wait_for=1").unwrap_err().message,
+            "'wait_for' is a reserved argument name and cannot be used."
+        );
+        assert_eq!(
+            check("model_dump=1").unwrap_err().kind,
+            FlowErrorKind::InvalidParameter
+        );
+        assert!(check("_x=1")
+            .unwrap_err()
+            .message
+            .contains("use 'x' instead of '_x'"));
+        assert!(check("model_fields: int = 1").is_ok());
+    }
+
+    #[test]
     fn non_literal_description_and_version_warn() {
         let src = "from prefect import flow\nimport os\n@flow(description=os.environ['D'], version=os.environ['V'])\ndef f():\n    '''Doc.'''\n";
         let info = read_flow(src, "f.py", "f").unwrap();

@@ -522,7 +522,8 @@ impl<'m, 'a> SchemaContext<'m, 'a> {
             other => {
                 notes.push(format!(
                     "type `{other}` is defined outside this file; assuming a plain class \
-                     (schema {{}}), as Prefect renders arbitrary classes"
+                     (schema {{}}, as Prefect renders arbitrary classes); if it is a pydantic \
+                     model, Enum or dataclass, Prefect's schema differs"
                 ));
                 Ty::Any
             }
@@ -667,6 +668,13 @@ impl<'m, 'a> SchemaContext<'m, 'a> {
     }
 
     fn classify(&self, class: &'a ast::StmtClassDef) -> LocalClass<'a> {
+        self.classify_at(class, 0)
+    }
+
+    fn classify_at(&self, class: &'a ast::StmtClassDef, depth: usize) -> LocalClass<'a> {
+        if depth > MAX_EVAL_DEPTH {
+            return LocalClass::Unsupported("part of a class hierarchy too deep to follow");
+        }
         if class.decorator_list.iter().any(|d| {
             let target = match d {
                 Expr::Call(c) => c.func.as_ref(),
@@ -692,7 +700,7 @@ impl<'m, 'a> SchemaContext<'m, 'a> {
                     "builtins.str" | "builtins.int" | "builtins.float" | "builtins.object" => {}
                     _ => return LocalClass::Unsupported("derived from a class defined elsewhere"),
                 },
-                Resolved::Class(parent) => match self.classify(parent) {
+                Resolved::Class(parent) => match self.classify_at(parent, depth + 1) {
                     LocalClass::Model(_) => return LocalClass::Model(class),
                     LocalClass::Enum(_) => return LocalClass::Unsupported("an Enum subclass"),
                     LocalClass::Plain => {}
@@ -908,10 +916,24 @@ impl<'m, 'a> SchemaContext<'m, 'a> {
 
     /// Annotated class-level fields of a model, parents first (pydantic's order).
     fn model_fields(&self, class: &'a ast::StmtClassDef) -> Result<Vec<ModelField<'a>>, String> {
+        self.model_fields_at(class, 0)
+    }
+
+    fn model_fields_at(
+        &self,
+        class: &'a ast::StmtClassDef,
+        depth: usize,
+    ) -> Result<Vec<ModelField<'a>>, String> {
+        if depth > MAX_EVAL_DEPTH {
+            return Err(format!(
+                "model {}: class hierarchy too deep to follow",
+                class.name
+            ));
+        }
         let mut fields: Vec<ModelField<'a>> = Vec::new();
         for base in &class.bases {
             if let Resolved::Class(parent) = self.module.resolve(base) {
-                fields.extend(self.model_fields(parent)?);
+                fields.extend(self.model_fields_at(parent, depth + 1)?);
             }
         }
         for stmt in &class.body {
