@@ -131,9 +131,10 @@ fn run_stages(
         let failed: Vec<String> = list.failures().map(|i| i.check.clone()).collect();
         if !failed.is_empty() {
             bail!(
-                "{} problem(s): {}; run `cargo xtask check-secrets` for details",
+                "{} problem(s): {}; see the checklist above (`cargo xtask check-secrets --app {}`)",
                 failed.len(),
-                failed.join(", ")
+                failed.join(", "),
+                target.app
             );
         }
         Ok(())
