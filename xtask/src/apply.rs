@@ -568,7 +568,10 @@ fn run_undo(client: &PrefectClient, undo: &Undo) -> Vec<RollbackStep> {
             id,
             snapshot,
         } => {
-            let bodies: Vec<Value> = snapshot.iter().map(automation_recreate_body).collect();
+            let bodies: Vec<Value> = snapshot
+                .iter()
+                .map(|a| automation_recreate_body(a, id))
+                .collect();
             match replace_automations(client, id, &bodies) {
                 Ok(()) => vec![step(
                     true,
@@ -650,12 +653,20 @@ fn restore_schedules(
     Ok(recreated)
 }
 
-/// An automation as read back, as a `POST /automations/` body.
-fn automation_recreate_body(automation: &Value) -> Value {
+/// An automation as read back, as a `POST /automations/` body owned by the deployment again
+/// (reads do not return `owner_resource`; the trigger's server-side id is dropped too).
+fn automation_recreate_body(automation: &Value, deployment_id: &str) -> Value {
     let mut body = automation.clone();
     if let Value::Object(map) = &mut body {
         for key in ["id", "created", "updated"] {
             map.remove(key);
+        }
+        map.insert(
+            "owner_resource".into(),
+            json!(format!("prefect.deployment.{deployment_id}")),
+        );
+        if let Some(Value::Object(trigger)) = map.get_mut("trigger") {
+            trigger.remove("id");
         }
     }
     body
@@ -706,12 +717,11 @@ mod tests {
 
     #[test]
     fn automation_bodies_lose_server_fields() {
-        let body = automation_recreate_body(
-            &json!({"id": "a", "created": "t", "updated": "t", "name": "n", "owner_resource": "prefect.deployment.x"}),
-        );
+        let read = json!({"id": "a", "created": "t", "updated": "t", "name": "n", "trigger": {"id": "t1", "type": "event"}});
+        let body = automation_recreate_body(&read, "x");
         assert_eq!(
             body,
-            json!({"name": "n", "owner_resource": "prefect.deployment.x"})
+            json!({"name": "n", "trigger": {"type": "event"}, "owner_resource": "prefect.deployment.x"})
         );
     }
 

@@ -42,12 +42,13 @@ pub struct ServerState {
 }
 
 impl ServerState {
-    /// Joins `/deployments/filter` results with `/flows/filter` results (flow_id → flow name)
-    /// and groups `/automations/filter` results by their `prefect.deployment.<id>` owner.
+    /// Joins `/deployments/filter` results with `/flows/filter` results (flow_id → flow name).
+    /// `automations`: `/automations/related-to/prefect.deployment.<id>` results by deployment id,
+    /// read only for deployments whose yaml states `triggers`.
     pub fn from_json(
         deployments: Vec<Value>,
         flows: &[Value],
-        automations: Option<Vec<Value>>,
+        automations: Option<HashMap<String, Vec<Value>>>,
     ) -> Result<ServerState> {
         let flow_names: HashMap<&str, &str> = flows
             .iter()
@@ -74,19 +75,6 @@ impl ServerState {
                 raw,
             });
         }
-        let automations = automations.map(|list| {
-            let mut by_owner: HashMap<String, Vec<Value>> = HashMap::new();
-            for automation in list {
-                let owner = automation
-                    .get("owner_resource")
-                    .and_then(Value::as_str)
-                    .and_then(|o| o.strip_prefix("prefect.deployment."));
-                if let Some(id) = owner {
-                    by_owner.entry(id.to_string()).or_default().push(automation);
-                }
-            }
-            by_owner
-        });
         Ok(ServerState {
             deployments: out,
             automations,
@@ -361,7 +349,11 @@ fn diff_deployment(
         ),
         None => Vec::new(),
     };
-    let triggers_changed = match (&want.triggers, automations) {
+    let own = match (&want.triggers, automations) {
+        (Some(triggers), Some(related)) => Some(own_automations(related, &want.name, triggers)),
+        _ => None,
+    };
+    let triggers_changed = match (&want.triggers, &own) {
         (Some(triggers), Some(existing)) => !automations_match(triggers, existing, &have.id),
         _ => false,
     };
@@ -382,7 +374,7 @@ fn diff_deployment(
         schedule_ops,
         triggers_changed,
         automations_snapshot: if triggers_changed {
-            automations.unwrap_or_default().to_vec()
+            own.unwrap_or_default()
         } else {
             Vec::new()
         },
@@ -695,15 +687,41 @@ fn same_instant(a: &str, b: &str) -> bool {
     }
 }
 
+/// The automations among those related to a deployment that its yaml triggers made: named like
+/// Prefect's default (`<deployment>__automation_<n>`) or like one of the yaml's triggers. (Reads do
+/// not say which automations a deployment owns; one that merely runs it is left alone.)
+fn own_automations(related: &[Value], deployment_name: &str, triggers: &[Value]) -> Vec<Value> {
+    let prefix = format!("{deployment_name}__automation_");
+    let wanted: HashSet<&str> = triggers
+        .iter()
+        .filter_map(|t| t.get("name").and_then(Value::as_str))
+        .collect();
+    related
+        .iter()
+        .filter(|a| {
+            let name = a.get("name").and_then(Value::as_str).unwrap_or("");
+            wanted.contains(name)
+                || name
+                    .strip_prefix(&prefix)
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .cloned()
+        .collect()
+}
+
 /// Do the deployment's automations equal the yaml's triggers? Each desired body must be contained
-/// in one automation (the server adds defaults and ids), and the counts must agree.
+/// in one automation (the server adds ids and defaults), and the counts must agree.
 fn automations_match(triggers: &[Value], existing: &[Value], deployment_id: &str) -> bool {
     if triggers.len() != existing.len() {
         return false;
     }
     let mut used = vec![false; existing.len()];
     triggers.iter().all(|trigger| {
-        let want = crate::desired::automation_body(trigger, deployment_id);
+        let mut want = crate::desired::automation_body(trigger, deployment_id);
+        if let Value::Object(map) = &mut want {
+            // Not part of the read model.
+            map.remove("owner_resource");
+        }
         match (0..existing.len()).find(|&i| !used[i] && json_contains(&existing[i], &want)) {
             Some(i) => {
                 used[i] = true;
@@ -1366,6 +1384,10 @@ mod tests {
         );
     }
 
+    fn stored_copy_named(name: &str) -> Value {
+        json!({"name": name, "enabled": true, "actions": []})
+    }
+
     #[test]
     fn triggers_compare_against_owned_automations() {
         let mut a = sample("a");
@@ -1376,7 +1398,10 @@ mod tests {
         let mut stored = crate::desired::automation_body(&a.triggers.as_ref().unwrap()[0], "id-a");
         stored["id"] = json!("auto-1");
         stored["actions"][0]["job_variables"] = Value::Null;
-        let automations = HashMap::from([("id-a".to_string(), vec![stored])]);
+        stored.as_object_mut().unwrap().remove("owner_resource");
+        // Someone else's automation that runs this deployment: not ours, ignored.
+        let foreign = json!({"id": "auto-2", "name": "page the team", "actions": [{"type": "run-deployment", "deployment_id": "id-a"}]});
+        let automations = HashMap::from([("id-a".to_string(), vec![stored.clone(), foreign])]);
         let server = ServerState {
             deployments: vec![have.clone()],
             automations: Some(automations),
@@ -1389,6 +1414,23 @@ mod tests {
         changed.triggers.as_mut().unwrap()[0]["enabled"] = json!(false);
         let p = plan(&state(vec![changed]), &server, false);
         assert!(p.items[0].triggers_changed);
+        assert_eq!(
+            p.items[0].automations_snapshot,
+            vec![stored],
+            "only our automation is snapshotted"
+        );
+        // A left-over automation of a removed trigger counts as a change.
+        let mut leftover = stored_copy_named("a__automation_2");
+        leftover["id"] = json!("auto-3");
+        let mut with_leftover = server.clone();
+        with_leftover
+            .automations
+            .as_mut()
+            .unwrap()
+            .get_mut("id-a")
+            .unwrap()
+            .push(leftover);
+        assert!(plan(&state(vec![a.clone()]), &with_leftover, false).items[0].triggers_changed);
         let none = ServerState {
             deployments: vec![have],
             automations: Some(HashMap::new()),
@@ -1417,15 +1459,10 @@ mod tests {
             json!({"id": "d2", "name": "y", "flow_id": "f-unknown"}),
         ];
         let flows = vec![json!({"id": "f1", "name": "flow-one"})];
-        let automations = vec![
-            json!({"id": "a1", "owner_resource": "prefect.deployment.d1"}),
-            json!({"id": "a2", "owner_resource": null}),
-        ];
-        let s = ServerState::from_json(deployments, &flows, Some(automations)).unwrap();
+        let s = ServerState::from_json(deployments, &flows, None).unwrap();
         assert_eq!(s.deployments.len(), 1);
         assert_eq!(s.deployments[0].full_name(), "flow-one/x");
         assert_eq!(s.deployments[0].owner, Some(owner()));
-        assert_eq!(s.automations.unwrap()["d1"].len(), 1);
         assert!(ServerState::from_json(vec![json!({"name": "no id"})], &flows, None).is_err());
     }
 

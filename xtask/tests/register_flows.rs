@@ -386,3 +386,85 @@ fn fifty_deployments_request_counts() {
     let (_, writes) = measure("one change");
     assert_eq!(writes, 1);
 }
+
+/// The deployment's automations as (name, enabled), sorted.
+fn automations_of(deployment_id: &str) -> Vec<(String, bool)> {
+    let client = client_for(&server_url(), 3);
+    let related = client
+        .get(&format!(
+            "/automations/related-to/prefect.deployment.{deployment_id}"
+        ))
+        .unwrap()
+        .unwrap_or(json!([]));
+    let mut out: Vec<(String, bool)> = related
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|a| {
+            (
+                a["name"].as_str().unwrap_or_default().to_string(),
+                a["enabled"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn triggers_are_replaced_only_when_they_change() {
+    let p = Project::new("triggers");
+    let proxy = FaultProxy::start(&server_url(), Rules::default());
+    let with_trigger = |enabled: bool| {
+        p.entry("t", 1, "0 1 * * *")
+            + &format!(
+                "    triggers:\n      - enabled: {enabled}\n        match:\n          prefect.resource.id: \"my.resource.*\"\n        expect: [\"external.event\"]\n        parameters:\n          n: \"{{{{ event.payload.n }}}}\"\n"
+            )
+    };
+    p.write_yaml(&with_trigger(true));
+    let out = p.run(&proxy.api_url, &[]);
+    assert_eq!(exit_code(&out), 0, "{}", text(&out));
+    let id = deployment_id(&client_for(&server_url(), 3), &p.flow, "t").unwrap();
+    assert_eq!(
+        automations_of(&id),
+        vec![("t__automation_1".to_string(), true)]
+    );
+
+    // Someone's own automation that runs this deployment is not ours.
+    let client = client_for(&server_url(), 3);
+    client
+        .post(
+            "/automations/",
+            &json!({"name": "hand-made", "trigger": {"type": "event", "expect": ["x"], "posture": "Reactive", "threshold": 1, "within": 0},
+                    "actions": [{"type": "run-deployment", "source": "selected", "deployment_id": id}]}),
+        )
+        .unwrap();
+
+    proxy.reset_counts();
+    let out = p.run(&proxy.api_url, &[]);
+    assert_eq!(exit_code(&out), 0, "{}", text(&out));
+    assert_eq!(proxy.writes(), 0, "{:#?}", proxy.write_lines());
+
+    p.write_yaml(&with_trigger(false));
+    let out = p.run(&proxy.api_url, &[]);
+    assert_eq!(exit_code(&out), 0, "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("triggers"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        automations_of(&id),
+        vec![
+            ("hand-made".to_string(), true),
+            ("t__automation_1".to_string(), false)
+        ]
+    );
+
+    p.write_yaml(&(p.entry("t", 1, "0 1 * * *") + "    triggers: []\n"));
+    let out = p.run(&proxy.api_url, &[]);
+    assert_eq!(exit_code(&out), 0, "{}", text(&out));
+    assert_eq!(automations_of(&id), vec![("hand-made".to_string(), true)]);
+    assert_eq!(exit_code(&p.run(&proxy.api_url, &["--check"])), 0);
+}

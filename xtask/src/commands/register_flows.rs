@@ -4,6 +4,7 @@
 //! apply (all or nothing) → verify. Also Fly's release_command: never reads stdin, never prompts,
 //! ends with one `error:` line when it fails.
 
+use std::collections::HashMap;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -16,7 +17,7 @@ use crate::apply::{self, ApplyOptions, ApplyReport, ItemStatus};
 use crate::cli::{Engine, Env, GlobalArgs, RegisterFlowsArgs};
 use crate::desired::{self, DesiredState};
 use crate::plan::{self, Action, Plan, ServerState, JSON_SCHEMA_VERSION};
-use crate::prefect_api::PrefectClient;
+use crate::prefect_api::{encode_segment, PrefectClient};
 use crate::project::Project;
 use crate::report::code;
 
@@ -207,32 +208,55 @@ pub fn read_server_state(
             .context("cannot read the server's flows")?
     };
     let automations = if desired.deployments.iter().any(|d| d.triggers.is_some()) {
-        Some(read_automations(client)?)
+        Some(read_related_automations(
+            client,
+            desired,
+            &deployments,
+            &flows,
+        )?)
     } else {
         None
     };
     ServerState::from_json(deployments, &flows, automations)
 }
 
-fn read_automations(client: &PrefectClient) -> Result<Vec<Value>> {
-    const PAGE: usize = 200;
-    let mut all = Vec::new();
-    loop {
-        let page = client
-            .post(
-                "/automations/filter",
-                &json!({"limit": PAGE, "offset": all.len()}),
-            )
-            .context("cannot read the server's automations")?;
-        let Value::Array(items) = page else {
-            bail!("POST /automations/filter did not return a list")
+/// The automations related to each existing deployment whose yaml states `triggers` (one GET
+/// each: the API has no bulk read that says which deployment owns an automation).
+fn read_related_automations(
+    client: &PrefectClient,
+    desired: &DesiredState,
+    deployments: &[Value],
+    flows: &[Value],
+) -> Result<HashMap<String, Vec<Value>>> {
+    let flow_ids: HashMap<&str, &str> = flows
+        .iter()
+        .filter_map(|f| Some((f.get("name")?.as_str()?, f.get("id")?.as_str()?)))
+        .collect();
+    let mut out = HashMap::new();
+    for want in desired.deployments.iter().filter(|d| d.triggers.is_some()) {
+        let Some(flow_id) = flow_ids.get(want.flow_name.as_str()) else {
+            continue;
         };
-        let n = items.len();
-        all.extend(items);
-        if n < PAGE {
-            return Ok(all);
-        }
+        let found = deployments.iter().find(|d| {
+            d.get("name").and_then(Value::as_str) == Some(want.name.as_str())
+                && d.get("flow_id").and_then(Value::as_str) == Some(flow_id)
+        });
+        let Some(id) = found.and_then(|d| d.get("id")).and_then(Value::as_str) else {
+            continue;
+        };
+        let related = client
+            .get(&format!(
+                "/automations/related-to/prefect.deployment.{}",
+                encode_segment(id)
+            ))
+            .with_context(|| format!("cannot read the automations of {}", want.full_name()))?;
+        let list = match related {
+            Some(Value::Array(items)) => items,
+            _ => Vec::new(),
+        };
+        out.insert(id.to_string(), list);
     }
+    Ok(out)
 }
 
 pub struct Timings {
@@ -358,7 +382,7 @@ pub fn render_result(outcome: &SyncOutcome) -> String {
             .and_then(|s| s.get(i))
             .cloned()
             .unwrap_or(ItemStatus::Done);
-        let failed = outcome.failed();
+        let failed = outcome.report.as_ref().is_some_and(|r| !r.succeeded());
         let verb = match (item.action, &status) {
             (Action::Unchanged, _) => "unchanged".to_string(),
             (_, ItemStatus::NotStarted) => format!("not {}", past(item.action)),
@@ -415,7 +439,11 @@ pub fn json_document(
             let status = match statuses.as_ref().and_then(|s| s.get(i)) {
                 None if mode == "apply" => "done",
                 None => "planned",
-                Some(ItemStatus::Done) if outcome.failed() => "rolled_back",
+                Some(ItemStatus::Done)
+                    if outcome.report.as_ref().is_some_and(|r| !r.succeeded()) =>
+                {
+                    "rolled_back"
+                }
                 Some(ItemStatus::Done) => "done",
                 Some(ItemStatus::NotStarted) => "not_started",
                 Some(ItemStatus::Failed(_)) => "failed",
