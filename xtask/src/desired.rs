@@ -6,6 +6,8 @@
 
 use serde_json::{json, Map, Value};
 
+use std::collections::hash_map::Entry;
+
 use anyhow::Context as _;
 
 use crate::flow_source;
@@ -410,24 +412,21 @@ fn template_values(
         for placeholder in config.placeholders() {
             match placeholder.kind {
                 PlaceholderKind::Block { slug, name, .. } => {
-                    let key = (slug.clone(), name.clone());
-                    if !values.blocks.contains_key(&key) {
+                    if let Entry::Vacant(slot) = values.blocks.entry((slug.clone(), name.clone())) {
                         let document = client
                             .read_block_document(&slug, &name)
                             .with_context(|| format!("cannot read block '{slug}/{name}'"))?;
-                        values.blocks.insert(
-                            key,
+                        slot.insert(
                             document.map(|d| d.get("data").cloned().unwrap_or(Value::Null)),
                         );
                     }
                 }
                 PlaceholderKind::Variable { name } => {
-                    if !values.variables.contains_key(&name) {
+                    if let Entry::Vacant(slot) = values.variables.entry(name.clone()) {
                         let variable = client
                             .read_variable(&name)
                             .with_context(|| format!("cannot read variable '{name}'"))?;
-                        values.variables.insert(
-                            name,
+                        slot.insert(
                             variable.map(|v| v.get("value").cloned().unwrap_or(Value::Null)),
                         );
                     }

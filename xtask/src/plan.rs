@@ -579,7 +579,7 @@ pub fn reconcile_schedules(desired: &[DesiredSchedule], server: &[Value]) -> Vec
             !used[i]
                 && match &want.slug {
                     Some(slug) => str_of(server[i], "slug") == Some(slug.as_str()),
-                    None => server[i].get("slug").is_none_or(Value::is_null),
+                    None => server[i].get("slug").map_or(true, Value::is_null),
                 }
         });
         match slot.and_then(|i| Some((i, str_of(server[i], "id")?))) {

@@ -310,7 +310,7 @@ fn two_concurrent_runs_end_in_the_yaml_state() {
     let mut yaml = String::new();
     for i in 0..6 {
         yaml += &p.entry(&format!("d{i}"), 2, "0 5 * * *");
-        yaml += &format!("      - cron: \"0 6 * * *\"\n        timezone: UTC\n");
+        yaml += "      - cron: \"0 6 * * *\"\n        timezone: UTC\n";
     }
     for i in 0..4 {
         yaml += &p.entry(&format!("n{i}"), 1, "0 7 * * *");
@@ -352,7 +352,7 @@ fn fifty_deployments_request_counts() {
         .collect();
     p.write_yaml(&entries.concat());
     let proxy = FaultProxy::start(&server_url(), Rules::default());
-    let mut measure = |label: &str| {
+    let measure = |label: &str| {
         proxy.reset_counts();
         let started = Instant::now();
         let out = p.run(&proxy.api_url, &[]);
