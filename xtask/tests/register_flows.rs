@@ -251,6 +251,13 @@ fn invalid_project_writes_nothing_and_names_every_problem() {
             "stderr should mention {needle}: {stderr}"
         );
     }
+    let out = p.run(&proxy.api_url, &["--json"]);
+    assert_eq!(exit_code(&out), 1, "{}", text(&out));
+    let doc: Value =
+        serde_json::from_slice(&out.stdout).expect("--json prints a document also when invalid");
+    assert_eq!(doc["status"], json!("invalid"));
+    assert_eq!(doc["errors"].as_array().map(Vec::len), Some(3), "{doc:#}");
+    assert_eq!(proxy.writes(), 0);
 }
 
 #[test]

@@ -34,7 +34,15 @@ pub fn run(global: &GlobalArgs, args: RegisterFlowsArgs) -> Result<ExitCode> {
     let client = PrefectClient::from_env()?;
     client.set_verbose(global.verbose);
     let cancel = interrupt_flag();
-    let desired = desired::build(&project, &client)?;
+    let desired = match desired::build(&project, &client) {
+        Ok(desired) => desired,
+        Err(err) => {
+            if args.json {
+                println!("{}", invalid_document(&client, &project, &args, &err));
+            }
+            return Err(err);
+        }
+    };
     let validated = started.elapsed();
     let outcome = sync(&client, &desired, &args, &cancel)?;
     let timings = Timings {
@@ -421,6 +429,28 @@ fn past(action: Action) -> &'static str {
         Action::Unchanged => "unchanged",
         Action::Delete => "deleted",
     }
+}
+
+/// The `--json` document when the project did not validate (nothing was read or written).
+fn invalid_document(
+    client: &PrefectClient,
+    project: &Project,
+    args: &RegisterFlowsArgs,
+    err: &anyhow::Error,
+) -> Value {
+    let errors: Vec<String> = match err.downcast_ref::<desired::ValidationErrors>() {
+        Some(validation) => validation.problems.clone(),
+        None => vec![crate::redact::redact(&format!("{err:#}"))],
+    };
+    json!({
+        "schema_version": JSON_SCHEMA_VERSION,
+        "mode": if args.check { "check" } else if args.dry_run { "dry-run" } else { "apply" },
+        "status": "invalid",
+        "server": client.display_url(),
+        "prefect_file": project.prefect_file_label(),
+        "errors": errors,
+        "deployments": [],
+    })
 }
 
 /// The `--json` document; its schema is documented in docs/register-flows-json.md.
