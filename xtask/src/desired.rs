@@ -336,6 +336,7 @@ pub fn build(project: &Project, client: &PrefectClient) -> anyhow::Result<Desire
     let git = GitVersion::detect(&project.root);
     let now = jiff::Timestamp::now();
     let mut deployments = Vec::new();
+    let mut pools = Vec::new();
     for config in &file.deployments {
         let source = SourceLocation {
             file: label.clone(),
@@ -351,6 +352,12 @@ pub fn build(project: &Project, client: &PrefectClient) -> anyhow::Result<Desire
             }
         };
         let has_triggers = config.raw.contains_key("triggers");
+        // Checked even when the flow file has a problem: every problem is reported at once.
+        pools.push(PoolUse {
+            source: source.clone(),
+            deployment: config.name.clone(),
+            pool: resolved.work_pool.name.clone(),
+        });
         match from_resolved(
             project,
             source.clone(),
@@ -365,7 +372,7 @@ pub fn build(project: &Project, client: &PrefectClient) -> anyhow::Result<Desire
         }
     }
     check_unique_names(&deployments, &mut errors);
-    check_work_pools(&deployments, client, &mut errors)?;
+    check_work_pools(&pools, client, &mut errors)?;
     if !errors.is_empty() {
         return Err(errors.into());
     }
@@ -665,23 +672,26 @@ pub fn trigger_automation(spec: &Value) -> Value {
     })
 }
 
+/// A deployment's work pool, to check on the server.
+pub struct PoolUse {
+    pub source: SourceLocation,
+    pub deployment: String,
+    pub pool: Option<String>,
+}
+
 /// Every distinct work pool must exist on the server (one GET each) and not be a `prefect-agent` pool.
 pub fn check_work_pools(
-    deployments: &[DesiredDeployment],
+    uses: &[PoolUse],
     client: &PrefectClient,
     errors: &mut ValidationErrors,
 ) -> anyhow::Result<()> {
-    let mut checked: std::collections::HashMap<String, Result<(), String>> =
+    let mut checked: std::collections::HashMap<&str, Result<(), String>> =
         std::collections::HashMap::new();
-    for deployment in deployments {
-        let Some(pool) = deployment
-            .fields
-            .get("work_pool_name")
-            .and_then(Value::as_str)
-        else {
+    for using in uses {
+        let Some(pool) = using.pool.as_deref() else {
             errors.push(
-                Some(&deployment.source),
-                Some(&deployment.name),
+                Some(&using.source),
+                Some(&using.deployment),
                 "a work pool is required: set `work_pool.name`",
             );
             continue;
@@ -697,10 +707,10 @@ pub fn check_work_pools(
                 Ok(Some(_)) => Ok(()),
                 Err(err) => return Err(anyhow::Error::new(err).context(format!("cannot check work pool '{pool}'"))),
             };
-            checked.insert(pool.to_string(), verdict);
+            checked.insert(pool, verdict);
         }
         if let Some(Err(message)) = checked.get(pool) {
-            errors.push(Some(&deployment.source), Some(&deployment.name), message);
+            errors.push(Some(&using.source), Some(&using.deployment), message);
         }
     }
     Ok(())
