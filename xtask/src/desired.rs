@@ -510,6 +510,8 @@ fn from_resolved(
             .map(|w| format!("{source}: deployment '{}': {w}", resolved.name)),
     );
 
+    // `version_type: prefect:simple` turns Prefect's git inference off.
+    let git = git.filter(|_| resolved.version_type.as_deref() != Some("prefect:simple"));
     let version = resolved
         .version
         .clone()
