@@ -518,3 +518,110 @@ pub fn json_document(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::RollbackStep;
+    use crate::plan::{FieldChange, PlanItem};
+    use serde_json::Map;
+
+    fn item(action: Action, name: &str, changes: Vec<FieldChange>) -> PlanItem {
+        PlanItem {
+            action,
+            flow_name: "f".into(),
+            name: name.into(),
+            desired: None,
+            server: None,
+            changes,
+            patch: Map::new(),
+            restore_patch: Map::new(),
+            schedule_ops: Vec::new(),
+            triggers_changed: false,
+            automations_snapshot: Vec::new(),
+        }
+    }
+
+    fn outcome(report: Option<ApplyReport>) -> SyncOutcome {
+        let change = FieldChange {
+            path: "tags".into(),
+            old: Some(json!(["a"])),
+            new: Some(json!(["b"])),
+        };
+        let plan = Plan {
+            items: vec![
+                item(Action::Create, "new", vec![]),
+                item(Action::Update, "upd", vec![change]),
+                item(Action::Unchanged, "same", vec![]),
+            ],
+            warnings: vec![],
+        };
+        SyncOutcome {
+            plan,
+            report,
+            rounds: 1,
+            unconverged: None,
+            read: Duration::ZERO,
+            write: Duration::ZERO,
+            requests: 0,
+            writes_planned: 3,
+        }
+    }
+
+    fn args(check: bool) -> RegisterFlowsArgs {
+        RegisterFlowsArgs {
+            dry_run: false,
+            check,
+            prune: false,
+            json: false,
+            engine: Engine::Native,
+            concurrency: 8,
+        }
+    }
+
+    #[test]
+    fn result_lines_name_what_happened() {
+        let ok = ApplyReport {
+            status: vec![ItemStatus::Done; 3],
+            error: None,
+            interrupted: false,
+            rollback: vec![],
+        };
+        let text = render_result(&outcome(Some(ok)));
+        assert_eq!(
+            text,
+            "created f/new\nupdated f/upd: tags\n    tags: [\"a\"] → [\"b\"]\nunchanged f/same\n"
+        );
+        let failed = ApplyReport {
+            status: vec![
+                ItemStatus::Done,
+                ItemStatus::Failed("boom".into()),
+                ItemStatus::Done,
+            ],
+            error: Some("f/upd: boom".into()),
+            interrupted: false,
+            rollback: vec![RollbackStep {
+                ok: true,
+                text: "deleted f/new".into(),
+            }],
+        };
+        let out = outcome(Some(failed));
+        let text = render_result(&out);
+        assert!(
+            text.starts_with("created (rolled back) f/new\nFAILED to update (boom) f/upd: tags\n"),
+            "{text}"
+        );
+        assert_eq!(out.exit_code(&args(false)), code::ERROR);
+    }
+
+    #[test]
+    fn exit_codes_follow_terraforms_convention() {
+        let mut planned = outcome(None);
+        assert_eq!(planned.exit_code(&args(true)), code::DRIFT);
+        assert_eq!(planned.exit_code(&args(false)), code::OK);
+        planned.plan.items.truncate(0);
+        assert_eq!(planned.exit_code(&args(true)), code::OK);
+        planned.unconverged = Some(Plan::default());
+        assert_eq!(planned.exit_code(&args(true)), code::ERROR);
+    }
+}
