@@ -54,8 +54,9 @@ pub struct DesiredSchedule {
     /// The `schedule` object as Prefect's create payload sends it
     /// (`{"cron", "timezone", "day_or"}`, `{"interval", "anchor_date", "timezone"}` or `{"rrule", "timezone"}`).
     pub schedule: Value,
-    /// False when the yaml gave an interval without `anchor_date`: then any anchor on the server
-    /// matches, so a re-run does not reset it (Prefect resets it to "now" on every deploy).
+    /// False when the yaml did not write the schedule's start: an interval without `anchor_date`
+    /// or an rrule without `DTSTART`. Then any start on the server matches, so a re-run does not
+    /// reset it (Prefect resets an interval's anchor to "now" on every deploy).
     pub anchor_explicit: bool,
     pub active: bool,
     pub parameters: Map<String, Value>,
@@ -596,13 +597,13 @@ fn from_resolved(
 }
 
 fn desired_schedule(s: &crate::schedule::DesiredSchedule, now: jiff::Timestamp) -> DesiredSchedule {
-    let anchor_explicit = !matches!(
-        s.kind,
-        crate::schedule::ScheduleKind::Interval {
-            anchor_date: None,
-            ..
+    let anchor_explicit = match &s.kind {
+        crate::schedule::ScheduleKind::Interval { anchor_date, .. } => anchor_date.is_some(),
+        crate::schedule::ScheduleKind::RRule { rrule } => {
+            rrule.to_ascii_uppercase().contains("DTSTART")
         }
-    );
+        crate::schedule::ScheduleKind::Cron { .. } => true,
+    };
     DesiredSchedule {
         schedule: s.schedule_object(now),
         anchor_explicit,

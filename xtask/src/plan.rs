@@ -661,15 +661,16 @@ fn schedule_object_equivalent(want: &DesiredSchedule, have: &Value) -> bool {
         let Some(have_rrule) = have.get("rrule").and_then(Value::as_str) else {
             return false;
         };
-        // The server injects `DTSTART:20200101T000000` when the rule has none.
+        // Without a DTSTART in the yaml, the client or the server injects one (a fixed 2020 date,
+        // or a recent one for SECONDLY/MINUTELY rules): any start matches.
         let strip = |r: &str| -> String {
             r.lines()
-                .filter(|l| !l.trim_start().starts_with("DTSTART"))
+                .filter(|l| !l.trim_start().to_ascii_uppercase().starts_with("DTSTART"))
                 .map(str::trim)
                 .collect::<Vec<_>>()
                 .join("\n")
         };
-        let same_rule = if rrule.contains("DTSTART") {
+        let same_rule = if want.anchor_explicit {
             rrule.trim() == have_rrule.trim()
         } else {
             strip(rrule) == strip(have_rrule)
@@ -1066,7 +1067,7 @@ mod tests {
             },
             DesiredSchedule {
                 schedule: json!({"rrule": "FREQ=DAILY;COUNT=3", "timezone": "UTC"}),
-                anchor_explicit: true,
+                anchor_explicit: false,
                 active: true,
                 parameters: Map::new(),
                 slug: Some("r".into()),
@@ -1311,6 +1312,23 @@ mod tests {
         assert!(schedule_equivalent(&interval, &have));
         interval.active = false;
         assert!(!schedule_equivalent(&interval, &have));
+        let minutely = DesiredSchedule {
+            schedule: json!({"rrule": "DTSTART:20261127T045500\nFREQ=MINUTELY;INTERVAL=5", "timezone": "UTC"}),
+            anchor_explicit: false,
+            active: true,
+            parameters: Map::new(),
+            slug: None,
+        };
+        let stored = json!({"schedule": {"rrule": "DTSTART:20261120T100000\nFREQ=MINUTELY;INTERVAL=5", "timezone": "UTC"}, "active": true, "parameters": {}, "slug": null});
+        assert!(
+            schedule_equivalent(&minutely, &stored),
+            "a DTSTART the yaml did not write is not compared"
+        );
+        let explicit = DesiredSchedule {
+            anchor_explicit: true,
+            ..minutely
+        };
+        assert!(!schedule_equivalent(&explicit, &stored));
         let c = cron("0 1 * * *", None);
         let mut have = server_schedule("x", "1", &c);
         assert!(schedule_equivalent(&c, &have));
