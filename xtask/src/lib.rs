@@ -17,6 +17,7 @@ pub mod apply;
 pub mod fly;
 pub mod docker;
 pub mod local;
+pub mod prefect_cli;
 pub mod project;
 pub mod redact;
 pub mod report;

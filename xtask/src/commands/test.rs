@@ -1,11 +1,195 @@
-//! `cargo xtask test` (being written).
+//! `cargo xtask test`: the test command CI runs. Bootstraps the venv, starts two throwaway
+//! Prefect servers, runs `cargo test --workspace` against them, and stops the servers at the
+//! end — also when the tests fail or the run is interrupted.
 
-use std::process::ExitCode;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitCode};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::cli::{GlobalArgs, TestArgs};
+use crate::local::process::{self, read_pid_file, write_pid_file, PidRecord};
+use crate::local::server::{self, api_url, ServerSpec, SERVER_WORDS, STARTUP_TIMEOUT};
+use crate::local::{venv, STOP_GRACE};
+use crate::project::{repo_root, state_dir, venv_dir};
+use crate::report::code;
 
-pub fn run(_global: &GlobalArgs, _args: TestArgs) -> Result<ExitCode> {
-    bail!("`test` is not available in this build yet")
+/// Set by Ctrl-C / SIGTERM.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// The running `cargo test`, so a SIGTERM to this process reaches it too.
+static CARGO_TEST_PID: AtomicU32 = AtomicU32::new(0);
+
+/// How many servers the suite gets (the second is for parity tests).
+const SERVERS: usize = 2;
+
+pub fn run(global: &GlobalArgs, args: TestArgs) -> Result<ExitCode> {
+    install_interrupt_handler();
+    let started = Instant::now();
+
+    eprintln!("==> Python venv with the pinned Prefect");
+    let venv = venv::ensure(&venv_dir(), &repo_root().join("app/requirements.txt"))?;
+
+    let dir = state_dir().join("test");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    stop_leftovers(&dir);
+
+    eprintln!("==> starting {SERVERS} throwaway Prefect servers");
+    let mut servers = TestServers::default();
+    let ports = server::pick_free_ports(SERVERS)?;
+    for (i, port) in ports.iter().enumerate() {
+        let n = i + 1;
+        let home = dir.join(format!("server-{n}"));
+        // Throwaway: a fresh database every run.
+        if home.exists() {
+            std::fs::remove_dir_all(&home).with_context(|| format!("cannot clear {}", home.display()))?;
+        }
+        let spec = ServerSpec {
+            prefect: venv.prefect(),
+            home,
+            log: dir.join(format!("server-{n}.log")),
+            port: *port,
+            ui: false,
+        };
+        let child = server::spawn(&spec)?;
+        let pid_file = dir.join(format!("server-{n}.pid.json"));
+        let record = PidRecord { pid: child.id(), role: "server".into(), port: *port, pool: None, log: spec.log.clone() };
+        write_pid_file(&pid_file, &record)?;
+        servers.0.push(TestServer { child, record, pid_file });
+    }
+    for (i, server) in servers.0.iter_mut().enumerate() {
+        let waited = server::wait_healthy(
+            server.record.port,
+            server.record.pid,
+            Some(&mut server.child),
+            &server.record.log,
+            STARTUP_TIMEOUT,
+        )
+        .with_context(|| format!("test server {} did not start", i + 1))?;
+        eprintln!("    server {} ready at {} ({:.1}s)", i + 1, api_url(server.record.port), waited.as_secs_f64());
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            bail!("interrupted");
+        }
+    }
+
+    let mut cmd = cargo_test_command(&args.cargo_args, &servers.urls(), &venv.dir);
+    if global.verbose {
+        cmd.arg("--verbose");
+    }
+    eprintln!("==> cargo test --workspace {}", args.cargo_args.join(" "));
+    let mut child = cmd.spawn().context("cannot run cargo test")?;
+    CARGO_TEST_PID.store(child.id(), Ordering::SeqCst);
+    let status = child.wait().context("cannot wait for cargo test")?;
+    CARGO_TEST_PID.store(0, Ordering::SeqCst);
+
+    drop(servers);
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        bail!("interrupted; the test servers are stopped");
+    }
+    if !status.success() {
+        bail!("the test suite failed ({status}) after {:.0?}", started.elapsed());
+    }
+    eprintln!("==> all tests passed ({:.0?})", started.elapsed());
+    Ok(ExitCode::from(code::OK))
+}
+
+/// `$CARGO test --workspace <args>` with the servers' URLs and the venv, and without the
+/// developer's PREFECT_* / FLY_* settings (no test may reach a real server or Fly).
+pub fn cargo_test_command(cargo_args: &[String], urls: &[String], venv: &std::path::Path) -> Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["test", "--workspace"]).args(cargo_args).current_dir(repo_root());
+    for (key, _) in std::env::vars_os() {
+        let key_text = key.to_string_lossy();
+        if key_text.starts_with("PREFECT_") || key_text.starts_with("FLY_") || key_text == "XTASK_STATE_DIR" {
+            cmd.env_remove(&key);
+        }
+    }
+    if let Some(url) = urls.first() {
+        cmd.env("XTASK_TEST_PREFECT_API_URL", url);
+    }
+    if let Some(url) = urls.get(1) {
+        cmd.env("XTASK_TEST_PREFECT_API_URL_2", url);
+    }
+    cmd.env("XTASK_TEST_VENV", venv);
+    cmd
+}
+
+struct TestServer {
+    child: Child,
+    record: PidRecord,
+    pid_file: PathBuf,
+}
+
+/// Stops the servers when dropped: on success, on error, and after an interrupt.
+#[derive(Default)]
+struct TestServers(Vec<TestServer>);
+
+impl TestServers {
+    fn urls(&self) -> Vec<String> {
+        self.0.iter().map(|s| api_url(s.record.port)).collect()
+    }
+}
+
+impl Drop for TestServers {
+    fn drop(&mut self) {
+        if self.0.is_empty() {
+            return;
+        }
+        eprintln!("==> stopping the test servers");
+        for server in &mut self.0 {
+            if let Err(err) = process::stop(server.record.pid, SERVER_WORDS, STOP_GRACE) {
+                eprintln!("warning: cannot stop the test server pid {}: {err:#}", server.record.pid);
+            }
+            let _ = server.child.wait();
+            let _ = std::fs::remove_file(&server.pid_file);
+        }
+    }
+}
+
+/// Servers of an earlier run that was killed before it could clean up.
+fn stop_leftovers(dir: &std::path::Path) {
+    for n in 1..=SERVERS {
+        let pid_file = dir.join(format!("server-{n}.pid.json"));
+        if let Some(record) = read_pid_file(&pid_file) {
+            if let Ok(process::Stopped::Terminated | process::Stopped::Killed) =
+                process::stop(record.pid, SERVER_WORDS, STOP_GRACE)
+            {
+                eprintln!("    stopped a test server left over from an earlier run (pid {})", record.pid);
+            }
+        }
+        let _ = std::fs::remove_file(&pid_file);
+    }
+}
+
+/// Ctrl-C reaches `cargo test` through the terminal; this process only has to survive it to
+/// clean up. A SIGTERM sent to this process alone is forwarded to `cargo test`.
+fn install_interrupt_handler() {
+    let _ = ctrlc::set_handler(|| {
+        INTERRUPTED.store(true, Ordering::SeqCst);
+        let pid = CARGO_TEST_PID.load(Ordering::SeqCst);
+        if pid != 0 {
+            let _ = Command::new("kill").args(["-s", "TERM", &pid.to_string()]).status();
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cargo_test_command_carries_the_contract() {
+        let urls = vec![api_url(4431), api_url(4432)];
+        let cmd = cargo_test_command(&["local_e2e".into(), "--".into(), "--nocapture".into()], &urls, std::path::Path::new("/r/.venv"));
+        let args: Vec<_> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert_eq!(args, ["test", "--workspace", "local_e2e", "--", "--nocapture"]);
+        let env = |name: &str| {
+            cmd.get_envs().find(|(k, _)| *k == name).and_then(|(_, v)| v).map(|v| v.to_string_lossy().into_owned())
+        };
+        assert_eq!(env("XTASK_TEST_PREFECT_API_URL").as_deref(), Some("http://127.0.0.1:4431/api"));
+        assert_eq!(env("XTASK_TEST_PREFECT_API_URL_2").as_deref(), Some("http://127.0.0.1:4432/api"));
+        assert_eq!(env("XTASK_TEST_VENV").as_deref(), Some("/r/.venv"));
+    }
 }
