@@ -37,10 +37,12 @@ pub fn deploy_all_command(project: &Project, prefect_bin: &Path, extra_env: &[(&
     cmd
 }
 
-/// Registers every deployment of the project's prefect file with Prefect's CLI. Output streams
-/// to the terminal; the server comes from PREFECT_API_URL (environment or `extra_env`).
+/// Registers every deployment of the project's prefect file with Prefect's CLI. Its output
+/// streams to stderr (progress, like ours); the server comes from PREFECT_API_URL
+/// (environment or `extra_env`).
 pub fn deploy_all(project: &Project, prefect_bin: &Path, extra_env: &[(&str, &str)]) -> Result<()> {
     let status = deploy_all_command(project, prefect_bin, extra_env)
+        .stdout(std::io::stderr())
         .status()
         .with_context(|| format!("cannot run {}", prefect_bin.display()))?;
     if !status.success() {

@@ -277,7 +277,9 @@ fn install(venv: &Venv, requirements: &Path, host: Option<&Path>) -> Result<()> 
         }
         None => None,
     };
+    // pip's progress goes to stderr with ours; stdout stays for the command's result.
     let status = pip_install_command(venv, requirements, host)
+        .stdout(std::io::stderr())
         .status()
         .context("cannot run pip")?;
     if !status.success() {
