@@ -101,8 +101,7 @@ pub fn cargo_test_command(cargo_args: &[String], urls: &[String], venv: &std::pa
     let mut cmd = Command::new(cargo);
     cmd.args(["test", "--workspace"]).args(cargo_args).current_dir(repo_root());
     for (key, _) in std::env::vars_os() {
-        let key_text = key.to_string_lossy();
-        if key_text.starts_with("PREFECT_") || key_text.starts_with("FLY_") || key_text == "XTASK_STATE_DIR" {
+        if !keep_for_cargo_test(&key.to_string_lossy()) {
             cmd.env_remove(&key);
         }
     }
@@ -114,6 +113,20 @@ pub fn cargo_test_command(cargo_args: &[String], urls: &[String], venv: &std::pa
     }
     cmd.env("XTASK_TEST_VENV", venv);
     cmd
+}
+
+/// Whether an inherited variable reaches `cargo test`. Dropped: the developer's Prefect and Fly
+/// settings, and what `cargo run` set for this binary (CARGO_MANIFEST_DIR, CARGO_PKG_*…):
+/// some build scripts (ring) rerun when CARGO_MANIFEST_DIR changes, which would rebuild the
+/// TLS stack on every switch between `cargo test` and `cargo xtask test`.
+pub fn keep_for_cargo_test(name: &str) -> bool {
+    const SET_BY_CARGO_RUN: &[&str] =
+        &["CARGO_MANIFEST_DIR", "CARGO_MANIFEST_PATH", "CARGO_CRATE_NAME", "CARGO_BIN_NAME", "CARGO_PRIMARY_PACKAGE"];
+    !(name.starts_with("PREFECT_")
+        || name.starts_with("FLY_")
+        || name == "XTASK_STATE_DIR"
+        || name.starts_with("CARGO_PKG_")
+        || SET_BY_CARGO_RUN.contains(&name))
 }
 
 struct TestServer {
@@ -191,5 +204,15 @@ mod tests {
         assert_eq!(env("XTASK_TEST_PREFECT_API_URL").as_deref(), Some("http://127.0.0.1:4431/api"));
         assert_eq!(env("XTASK_TEST_PREFECT_API_URL_2").as_deref(), Some("http://127.0.0.1:4432/api"));
         assert_eq!(env("XTASK_TEST_VENV").as_deref(), Some("/r/.venv"));
+    }
+
+    #[test]
+    fn filters_the_inherited_environment() {
+        for dropped in ["PREFECT_API_URL", "PREFECT_API_KEY", "FLY_API_TOKEN", "CARGO_MANIFEST_DIR", "CARGO_PKG_NAME", "XTASK_STATE_DIR"] {
+            assert!(!keep_for_cargo_test(dropped), "{dropped}");
+        }
+        for kept in ["PATH", "HOME", "CARGO_HOME", "CARGO_TARGET_DIR", "RUSTFLAGS", "XTASK_VENV", "CI"] {
+            assert!(keep_for_cargo_test(kept), "{kept}");
+        }
     }
 }
