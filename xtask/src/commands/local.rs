@@ -213,7 +213,7 @@ fn smoke_run(client: &PrefectClient, deployment: &Value, state: &LocalState, poo
                 bail!(
                     "the smoke run {name} ended {state_name}: {message}\n{}{}",
                     run_logs(client, &id),
-                    worker_log.as_deref().map(|l| log_tail(l, 30)).unwrap_or_default()
+                    worker_log.as_deref().map(|l| log_tail(l, 20)).unwrap_or_default()
                 );
             }
             _ => {}
@@ -249,8 +249,12 @@ fn run_logs(client: &PrefectClient, run_id: &str) -> String {
     let body = json!({"logs": {"flow_run_id": {"any_": [run_id]}}, "sort": "TIMESTAMP_ASC", "limit": 200});
     match client.post("/logs/filter", &body) {
         Ok(Value::Array(logs)) if !logs.is_empty() => {
-            let lines: Vec<String> =
-                logs.iter().filter_map(|l| l["message"].as_str()).map(|m| format!("    {m}")).collect();
+            let lines: Vec<String> = logs
+                .iter()
+                .filter_map(|l| l["message"].as_str())
+                .flat_map(str::lines)
+                .map(|line| format!("    {line}"))
+                .collect();
             let tail = crate::local::process::tail_lines(&lines.join("\n"), 30);
             format!("flow run logs:\n{tail}\n")
         }

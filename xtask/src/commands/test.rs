@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -20,6 +21,9 @@ use crate::report::code;
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 /// The running `cargo test`, so a SIGTERM to this process reaches it too.
 static CARGO_TEST_PID: AtomicU32 = AtomicU32::new(0);
+/// The servers, stopped by the interrupt handler at once (they run in their own process
+/// groups, so the terminal's Ctrl-C does not reach them).
+static SERVER_PIDS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
 /// How many servers the suite gets (the second is for parity tests).
 const SERVERS: usize = 2;
@@ -53,6 +57,9 @@ pub fn run(global: &GlobalArgs, args: TestArgs) -> Result<ExitCode> {
             ui: false,
         };
         let child = server::spawn(&spec)?;
+        if let Ok(mut pids) = SERVER_PIDS.lock() {
+            pids.push(child.id());
+        }
         let pid_file = dir.join(format!("server-{n}.pid.json"));
         let record = PidRecord { pid: child.id(), role: "server".into(), port: *port, pool: None, log: spec.log.clone() };
         write_pid_file(&pid_file, &record)?;
@@ -66,11 +73,11 @@ pub fn run(global: &GlobalArgs, args: TestArgs) -> Result<ExitCode> {
             &server.record.log,
             STARTUP_TIMEOUT,
         )
-        .with_context(|| format!("test server {} did not start", i + 1))?;
-        eprintln!("    server {} ready at {} ({:.1}s)", i + 1, api_url(server.record.port), waited.as_secs_f64());
+        .with_context(|| format!("test server {} did not start", i + 1));
         if INTERRUPTED.load(Ordering::SeqCst) {
-            bail!("interrupted");
+            bail!("interrupted; the test servers are stopped");
         }
+        eprintln!("    server {} ready at {} ({:.1}s)", i + 1, api_url(server.record.port), waited?.as_secs_f64());
     }
 
     let mut cmd = cargo_test_command(&args.cargo_args, &servers.urls(), &venv.dir);
@@ -176,14 +183,19 @@ fn stop_leftovers(dir: &std::path::Path) {
     }
 }
 
-/// Ctrl-C reaches `cargo test` through the terminal; this process only has to survive it to
-/// clean up. A SIGTERM sent to this process alone is forwarded to `cargo test`.
+/// Ctrl-C reaches `cargo test` through the terminal; this process survives it to clean up.
+/// The handler stops the servers at once (ending a wait for their health) and forwards a
+/// SIGTERM sent to this process alone to `cargo test`; the main thread then reports.
 fn install_interrupt_handler() {
     let _ = ctrlc::set_handler(|| {
         INTERRUPTED.store(true, Ordering::SeqCst);
         let pid = CARGO_TEST_PID.load(Ordering::SeqCst);
         if pid != 0 {
             let _ = Command::new("kill").args(["-s", "TERM", &pid.to_string()]).status();
+        }
+        let pids = SERVER_PIDS.lock().map(|p| p.clone()).unwrap_or_default();
+        for pid in pids {
+            let _ = process::stop(pid, SERVER_WORDS, STOP_GRACE);
         }
     });
 }

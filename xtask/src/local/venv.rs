@@ -173,7 +173,8 @@ pub fn ensure(dir: &Path, requirements: &Path) -> Result<Venv> {
 /// The interpreter used to create the venv: `XTASK_PYTHON`, else `python3` on PATH.
 fn host_python() -> Result<PathBuf> {
     if let Some(python) = std::env::var_os("XTASK_PYTHON").filter(|p| !p.is_empty()) {
-        return Ok(PathBuf::from(python));
+        return which::which(&python)
+            .map_err(|_| anyhow::anyhow!("XTASK_PYTHON={} is not an executable Python interpreter", python.to_string_lossy()));
     }
     which::which("python3").map_err(|_| {
         anyhow::anyhow!(
