@@ -62,7 +62,9 @@ impl ApiConfig {
             cfg.timeout = Duration::from_secs_f64(secs);
         }
         if let Some(n) = non_empty_env("PREFECT_CLIENT_MAX_RETRIES") {
-            cfg.max_retries = n.parse().context("PREFECT_CLIENT_MAX_RETRIES must be a whole number")?;
+            cfg.max_retries = n
+                .parse()
+                .context("PREFECT_CLIENT_MAX_RETRIES must be a whole number")?;
         }
         Ok(cfg)
     }
@@ -85,7 +87,10 @@ impl ApiConfig {
     /// Prefect's rule: the auth string (Basic) wins over the API key (Bearer).
     fn authorization(&self) -> Option<String> {
         if let Some(auth) = &self.auth_string {
-            Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(auth)))
+            Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(auth)
+            ))
         } else {
             self.api_key.as_ref().map(|key| format!("Bearer {key}"))
         }
@@ -97,7 +102,10 @@ impl ApiConfig {
 }
 
 fn non_empty_env(name: &str) -> Option<String> {
-    std::env::var(name).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
 }
 
 /// Why a request failed. Display never contains credentials.
@@ -147,7 +155,10 @@ impl std::fmt::Display for ApiError {
         write!(f, "{} {} failed: ", self.method, self.path)?;
         match &self.kind {
             ApiErrorKind::Status { code, detail } => {
-                let reason = StatusCode::from_u16(*code).ok().and_then(|s| s.canonical_reason()).unwrap_or("");
+                let reason = StatusCode::from_u16(*code)
+                    .ok()
+                    .and_then(|s| s.canonical_reason())
+                    .unwrap_or("");
                 write!(f, "{code} {reason}")?;
                 if !detail.is_empty() {
                     write!(f, ": {detail}")?;
@@ -193,10 +204,16 @@ pub struct PrefectClient {
 impl PrefectClient {
     pub fn new(cfg: ApiConfig) -> Result<PrefectClient> {
         if !(cfg.url.starts_with("http://") || cfg.url.starts_with("https://")) {
-            bail!("PREFECT_API_URL must start with http:// or https:// (got {})", cfg.display_url());
+            bail!(
+                "PREFECT_API_URL must start with http:// or https:// (got {})",
+                cfg.display_url()
+            );
         }
         let mut headers = HeaderMap::new();
-        headers.insert("X-PREFECT-API-VERSION", HeaderValue::from_static(API_VERSION));
+        headers.insert(
+            "X-PREFECT-API-VERSION",
+            HeaderValue::from_static(API_VERSION),
+        );
         if let Some(auth) = cfg.authorization() {
             let mut value = HeaderValue::from_str(&auth)
                 .map_err(|_| anyhow::anyhow!("PREFECT_API_KEY / PREFECT_API_AUTH_STRING contain characters not allowed in an HTTP header"))?;
@@ -205,7 +222,11 @@ impl PrefectClient {
         }
         let http = Client::builder()
             .default_headers(headers)
-            .user_agent(concat!("prefect-xtask/", env!("CARGO_PKG_VERSION"), " (API 0.8.4)"))
+            .user_agent(concat!(
+                "prefect-xtask/",
+                env!("CARGO_PKG_VERSION"),
+                " (API 0.8.4)"
+            ))
             .connect_timeout(Duration::from_secs(10).min(cfg.timeout))
             .timeout(cfg.timeout)
             .pool_max_idle_per_host(16)
@@ -281,7 +302,8 @@ impl PrefectClient {
 
     /// An authenticated read that every role may do.
     pub fn check_auth(&self) -> Result<(), ApiError> {
-        self.post("/work_pools/filter", &json!({"limit": 1})).map(|_| ())
+        self.post("/work_pools/filter", &json!({"limit": 1}))
+            .map(|_| ())
     }
 
     pub fn read_work_pool(&self, name: &str) -> Result<Option<Value>, ApiError> {
@@ -320,9 +342,16 @@ impl PrefectClient {
         ))
     }
 
-    pub fn create_flow_run_from_deployment(&self, deployment_id: &str, parameters: Value) -> Result<Value, ApiError> {
+    pub fn create_flow_run_from_deployment(
+        &self,
+        deployment_id: &str,
+        parameters: Value,
+    ) -> Result<Value, ApiError> {
         self.post(
-            &format!("/deployments/{}/create_flow_run", encode_segment(deployment_id)),
+            &format!(
+                "/deployments/{}/create_flow_run",
+                encode_segment(deployment_id)
+            ),
             &json!({"parameters": parameters}),
         )
     }
@@ -340,7 +369,9 @@ impl PrefectClient {
                 return Err(ApiError {
                     method: "POST",
                     path: path.to_string(),
-                    kind: ApiErrorKind::InvalidResponse(format!("filter must be an object, got {other}")),
+                    kind: ApiErrorKind::InvalidResponse(format!(
+                        "filter must be an object, got {other}"
+                    )),
                 })
             }
         };
@@ -372,13 +403,19 @@ impl PrefectClient {
         let mut csrf_refreshed = false;
         loop {
             let csrf = if mutating {
-                self.csrf_headers().map_err(|kind| ApiError { method: method_name, path: path.to_string(), kind })?
+                self.csrf_headers().map_err(|kind| ApiError {
+                    method: method_name,
+                    path: path.to_string(),
+                    kind,
+                })?
             } else {
                 None
             };
             let mut request = self.inner.http.request(method.clone(), self.url(path));
             if let Some((token, client)) = &csrf {
-                request = request.header("Prefect-Csrf-Token", token).header("Prefect-Csrf-Client", client);
+                request = request
+                    .header("Prefect-Csrf-Token", token)
+                    .header("Prefect-Csrf-Client", client);
             }
             if let Some(body) = body {
                 request = request.json(body);
@@ -403,9 +440,15 @@ impl PrefectClient {
                     let error = ApiError {
                         method: method_name,
                         path: path.to_string(),
-                        kind: ApiErrorKind::Status { code: status.as_u16(), detail: detail.clone() },
+                        kind: ApiErrorKind::Status {
+                            code: status.as_u16(),
+                            detail: detail.clone(),
+                        },
                     };
-                    if status == StatusCode::FORBIDDEN && detail.contains("Invalid CSRF token") && !csrf_refreshed {
+                    if status == StatusCode::FORBIDDEN
+                        && detail.contains("Invalid CSRF token")
+                        && !csrf_refreshed
+                    {
                         // The token expired or the server restarted: get a new one, once.
                         csrf_refreshed = true;
                         self.forget_csrf_token();
@@ -418,9 +461,16 @@ impl PrefectClient {
                 }
                 Err(kind) => {
                     self.trace(method_name, path, "error", started);
-                    let error = ApiError { method: method_name, path: path.to_string(), kind };
+                    let error = ApiError {
+                        method: method_name,
+                        path: path.to_string(),
+                        kind,
+                    };
                     let never_connected = !self.inner.connected_once.load(Ordering::Relaxed);
-                    if never_connected && matches!(error.kind, ApiErrorKind::Unreachable(_)) && attempt >= 1 {
+                    if never_connected
+                        && matches!(error.kind, ApiErrorKind::Unreachable(_))
+                        && attempt >= 1
+                    {
                         // A server that never answered is most likely a wrong URL or down: fail fast.
                         return Err(error);
                     }
@@ -432,7 +482,10 @@ impl PrefectClient {
             }
             let delay = retry_after.unwrap_or_else(|| backoff(attempt));
             if self.inner.verbose.load(Ordering::Relaxed) {
-                eprintln!("  retrying {method_name} {path} in {:.1}s ({error})", delay.as_secs_f64());
+                eprintln!(
+                    "  retrying {method_name} {path} in {:.1}s ({error})",
+                    delay.as_secs_f64()
+                );
             }
             std::thread::sleep(delay);
             attempt += 1;
@@ -461,7 +514,10 @@ impl PrefectClient {
 
     fn trace(&self, method: &str, path: &str, status: &str, started: Instant) {
         if self.inner.verbose.load(Ordering::Relaxed) {
-            eprintln!("  {method} {path} → {status} ({} ms)", started.elapsed().as_millis());
+            eprintln!(
+                "  {method} {path} → {status} ({} ms)",
+                started.elapsed().as_millis()
+            );
         }
     }
 
@@ -470,7 +526,11 @@ impl PrefectClient {
         if self.inner.cfg.is_prefect_cloud() {
             return Ok(None);
         }
-        let mut csrf = self.inner.csrf.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut csrf = self
+            .inner
+            .csrf
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(state) = &csrf.token {
             match state {
                 None => return Ok(None),
@@ -490,21 +550,33 @@ impl PrefectClient {
             return Ok(None);
         }
         if !status.is_success() {
-            return Err(ApiErrorKind::Status { code: status.as_u16(), detail: error_detail(response) });
+            return Err(ApiErrorKind::Status {
+                code: status.as_u16(),
+                detail: error_detail(response),
+            });
         }
         let body = read_json(response).map_err(ApiErrorKind::InvalidResponse)?;
         let token = body
             .get("token")
             .and_then(Value::as_str)
-            .ok_or_else(|| ApiErrorKind::InvalidResponse("CSRF token response without a token".into()))?
+            .ok_or_else(|| {
+                ApiErrorKind::InvalidResponse("CSRF token response without a token".into())
+            })?
             .to_string();
         // Tokens live an hour; refresh well before.
-        csrf.token = Some(Some((token.clone(), Instant::now() + Duration::from_secs(50 * 60))));
+        csrf.token = Some(Some((
+            token.clone(),
+            Instant::now() + Duration::from_secs(50 * 60),
+        )));
         Ok(Some((token, self.inner.csrf_client_id.clone())))
     }
 
     fn forget_csrf_token(&self) {
-        let mut csrf = self.inner.csrf.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut csrf = self
+            .inner
+            .csrf
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         csrf.token = None;
     }
 }
@@ -541,7 +613,13 @@ fn jitter() -> f64 {
 
 /// `Retry-After` in seconds (capped at one minute); HTTP dates are not used by Prefect servers.
 fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let secs: f64 = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    let secs: f64 = headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     if !secs.is_finite() || secs < 0.0 {
         return None;
     }
@@ -576,7 +654,11 @@ fn detail_from_body(text: &str) -> String {
                         .filter_map(|d| {
                             let msg = d.get("msg").and_then(Value::as_str)?;
                             let loc = d.get("loc").map(value_to_text).unwrap_or_default();
-                            Some(if loc.is_empty() { msg.to_string() } else { format!("{msg} (at {loc})") })
+                            Some(if loc.is_empty() {
+                                msg.to_string()
+                            } else {
+                                format!("{msg} (at {loc})")
+                            })
                         })
                         .collect();
                     if !msgs.is_empty() {
@@ -603,7 +685,11 @@ fn detail_from_body(text: &str) -> String {
 fn value_to_text(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
-        Value::Array(items) => items.iter().map(value_to_text).collect::<Vec<_>>().join(", "),
+        Value::Array(items) => items
+            .iter()
+            .map(value_to_text)
+            .collect::<Vec<_>>()
+            .join(", "),
         other => other.to_string(),
     }
 }
@@ -615,7 +701,11 @@ fn describe_transport_error(err: &reqwest::Error) -> String {
     while let Some(next) = cause.source() {
         cause = next;
     }
-    let text = if err.is_connect() { format!("cannot connect: {cause}") } else { cause.to_string() };
+    let text = if err.is_connect() {
+        format!("cannot connect: {cause}")
+    } else {
+        cause.to_string()
+    };
     mask_url_credentials(&text)
 }
 
@@ -624,7 +714,9 @@ pub fn encode_segment(segment: &str) -> String {
     let mut out = String::with_capacity(segment.len());
     for byte in segment.bytes() {
         match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(byte as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(byte as char)
+            }
             _ => out.push_str(&format!("%{byte:02X}")),
         }
     }
@@ -643,22 +735,35 @@ mod tests {
         cfg.api_key = Some("my-key".into());
         assert_eq!(cfg.authorization().as_deref(), Some("Bearer my-key"));
         cfg.auth_string = Some("admin:pa55".into());
-        assert_eq!(cfg.authorization().as_deref(), Some("Basic YWRtaW46cGE1NQ=="));
+        assert_eq!(
+            cfg.authorization().as_deref(),
+            Some("Basic YWRtaW46cGE1NQ==")
+        );
     }
 
     #[test]
     fn debug_and_display_hide_credentials() {
-        let mut cfg = ApiConfig::for_url("https://user:hunter2@gw.example/prefect-internal/prefect/api");
+        let mut cfg =
+            ApiConfig::for_url("https://user:hunter2@gw.example/prefect-internal/prefect/api");
         cfg.api_key = Some("sentinel-key".into());
         let shown = format!("{cfg:?} {}", cfg.display_url());
-        assert!(!shown.contains("hunter2") && !shown.contains("sentinel-key"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("sentinel-key"),
+            "{shown}"
+        );
         assert!(shown.contains("gw.example/prefect-internal/prefect/api"));
     }
 
     #[test]
     fn url_keeps_gateway_prefix() {
-        let client = PrefectClient::new(ApiConfig::for_url("https://gw/prefect-internal/prefect/api")).unwrap();
-        assert_eq!(client.url("/deployments/filter"), "https://gw/prefect-internal/prefect/api/deployments/filter");
+        let client = PrefectClient::new(ApiConfig::for_url(
+            "https://gw/prefect-internal/prefect/api",
+        ))
+        .unwrap();
+        assert_eq!(
+            client.url("/deployments/filter"),
+            "https://gw/prefect-internal/prefect/api/deployments/filter"
+        );
         assert!(PrefectClient::new(ApiConfig::for_url("ftp://x")).is_err());
     }
 
@@ -671,9 +776,15 @@ mod tests {
 
     #[test]
     fn error_details_are_extracted_and_bounded() {
-        assert_eq!(detail_from_body(r#"{"detail":"Work pool \"x\" not found."}"#), "Work pool \"x\" not found.");
+        assert_eq!(
+            detail_from_body(r#"{"detail":"Work pool \"x\" not found."}"#),
+            "Work pool \"x\" not found."
+        );
         let body = r#"{"exception_message":"Invalid request received.","exception_detail":[{"loc":["body","x"],"msg":"bad"}]}"#;
-        assert_eq!(detail_from_body(body), "Invalid request received.: bad (at body, x)");
+        assert_eq!(
+            detail_from_body(body),
+            "Invalid request received.: bad (at body, x)"
+        );
         assert_eq!(detail_from_body("plain text"), "plain text");
         let long = "é".repeat(2000);
         assert!(detail_from_body(&long).chars().count() <= 501);
@@ -705,7 +816,10 @@ mod tests {
         let err = ApiError {
             method: "GET",
             path: "/work_pools/x".into(),
-            kind: ApiErrorKind::Status { code: 401, detail: "Unauthorized".into() },
+            kind: ApiErrorKind::Status {
+                code: 401,
+                detail: "Unauthorized".into(),
+            },
         };
         assert!(err.is_auth());
         assert_eq!(
