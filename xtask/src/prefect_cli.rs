@@ -25,7 +25,11 @@ pub fn find_prefect() -> Result<PathBuf> {
 
 /// `prefect --no-prompt deploy --all --prefect-file <file>`, run from the project root
 /// (entrypoints resolve against the working directory) with stdin closed.
-pub fn deploy_all_command(project: &Project, prefect_bin: &Path, extra_env: &[(&str, &str)]) -> Command {
+pub fn deploy_all_command(
+    project: &Project,
+    prefect_bin: &Path,
+    extra_env: &[(&str, &str)],
+) -> Command {
     let mut cmd = Command::new(prefect_bin);
     cmd.args(["--no-prompt", "deploy", "--all", "--prefect-file"])
         .arg(&project.prefect_file)
@@ -60,14 +64,39 @@ mod tests {
 
     #[test]
     fn deploy_all_command_line() {
-        let project = Project { root: PathBuf::from("/r"), prefect_file: PathBuf::from("/r/prefect-dev.yaml") };
-        let cmd = deploy_all_command(&project, Path::new("/r/.venv/bin/prefect"), &[("APP_DIR", "/r")]);
+        let project = Project {
+            root: PathBuf::from("/r"),
+            prefect_file: PathBuf::from("/r/prefect-dev.yaml"),
+        };
+        let cmd = deploy_all_command(
+            &project,
+            Path::new("/r/.venv/bin/prefect"),
+            &[("APP_DIR", "/r")],
+        );
         assert_eq!(cmd.get_program(), "/r/.venv/bin/prefect");
-        let args: Vec<_> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
-        assert_eq!(args, ["--no-prompt", "deploy", "--all", "--prefect-file", "/r/prefect-dev.yaml"]);
+        let args: Vec<_> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "--no-prompt",
+                "deploy",
+                "--all",
+                "--prefect-file",
+                "/r/prefect-dev.yaml"
+            ]
+        );
         assert_eq!(cmd.get_current_dir(), Some(Path::new("/r")));
         let envs: Vec<_> = cmd.get_envs().collect();
-        assert_eq!(envs, [(std::ffi::OsStr::new("APP_DIR"), Some(std::ffi::OsStr::new("/r")))]);
+        assert_eq!(
+            envs,
+            [(
+                std::ffi::OsStr::new("APP_DIR"),
+                Some(std::ffi::OsStr::new("/r"))
+            )]
+        );
     }
 
     #[test]
@@ -75,16 +104,28 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("xtask-fake-prefect-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let fake = dir.join("prefect");
-        std::fs::write(&fake, "#!/bin/sh\n[ \"$APP_DIR\" = /app ] && exit 0\nexit 4\n").unwrap();
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\n[ \"$APP_DIR\" = /app ] && exit 0\nexit 4\n",
+        )
+        .unwrap();
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
-        let project = Project { root: dir.clone(), prefect_file: dir.join("prefect.yaml") };
+        let project = Project {
+            root: dir.clone(),
+            prefect_file: dir.join("prefect.yaml"),
+        };
         deploy_all(&project, &fake, &[("APP_DIR", "/app")]).unwrap();
-        let err = deploy_all(&project, &fake, &[("APP_DIR", "/elsewhere")]).unwrap_err().to_string();
-        assert!(err.contains("--prefect-file prefect.yaml") && err.contains("exit status: 4"), "{err}");
+        let err = deploy_all(&project, &fake, &[("APP_DIR", "/elsewhere")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--prefect-file prefect.yaml") && err.contains("exit status: 4"),
+            "{err}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

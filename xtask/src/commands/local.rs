@@ -39,7 +39,8 @@ pub fn deploy_local(global: &GlobalArgs, args: &DeployArgs) -> Result<ExitCode> 
     let prefect = venv.prefect();
 
     step("local Prefect server");
-    std::fs::create_dir_all(&state.dir).with_context(|| format!("cannot create {}", state.dir.display()))?;
+    std::fs::create_dir_all(&state.dir)
+        .with_context(|| format!("cannot create {}", state.dir.display()))?;
     let server = local::ensure_server(&state, &prefect, args.port)?;
     let api = api_url(server.port);
     eprintln!(
@@ -62,12 +63,19 @@ pub fn deploy_local(global: &GlobalArgs, args: &DeployArgs) -> Result<ExitCode> 
         }
     }
 
-    step(&format!("registering the deployments of {}", project.prefect_file_label()));
+    step(&format!(
+        "registering the deployments of {}",
+        project.prefect_file_label()
+    ));
     if NATIVE_REGISTER {
         register_native(global, &project)?;
     } else {
         let root = project.root.to_string_lossy().into_owned();
-        crate::prefect_cli::deploy_all(&project, &prefect, &[("PREFECT_API_URL", &api), ("APP_DIR", &root)])?;
+        crate::prefect_cli::deploy_all(
+            &project,
+            &prefect,
+            &[("PREFECT_API_URL", &api), ("APP_DIR", &root)],
+        )?;
     }
 
     step("process workers");
@@ -89,13 +97,19 @@ pub fn deploy_local(global: &GlobalArgs, args: &DeployArgs) -> Result<ExitCode> 
     let registered = registered_deployments(&client, &deployments)?;
     println!("\nLocal Prefect is up ({:.0?}).", started.elapsed());
     println!("  dashboard:   {}", dashboard_url(server.port));
-    println!("  api:         {api}   (export PREFECT_API_URL={api} to use the prefect CLI against it)");
+    println!(
+        "  api:         {api}   (export PREFECT_API_URL={api} to use the prefect CLI against it)"
+    );
     println!("  deployments: {}", registered.len());
     for name in &registered {
         println!("    - {name}");
     }
     println!("  smoke run:   {} {} → {}", run.name, run.id, run.state);
-    println!("               {}/runs/flow-run/{}", dashboard_url(server.port), run.id);
+    println!(
+        "               {}/runs/flow-run/{}",
+        dashboard_url(server.port),
+        run.id
+    );
     println!("  logs:        {}", state.dir.display());
     println!("  stop with:   cargo xtask down");
     Ok(ExitCode::from(code::OK))
@@ -142,7 +156,10 @@ fn isolate_environment(api: &str, state: &LocalState, app_dir: &Path) {
 }
 
 fn register_native(global: &GlobalArgs, project: &Project) -> Result<()> {
-    let global = GlobalArgs { prefect_file: Some(project.prefect_file.clone()), verbose: global.verbose };
+    let global = GlobalArgs {
+        prefect_file: Some(project.prefect_file.clone()),
+        verbose: global.verbose,
+    };
     let args = RegisterFlowsArgs {
         dry_run: false,
         check: false,
@@ -164,20 +181,37 @@ fn find_deployment(client: &PrefectClient, name: &str, pool: Option<&str>) -> Re
         filter["work_pools"] = json!({"name": {"any_": [pool]}});
     }
     let found = client.read_deployments(filter)?;
-    found.into_iter().next().with_context(|| format!("deployment {name} is not on the server after registration"))
+    found
+        .into_iter()
+        .next()
+        .with_context(|| format!("deployment {name} is not on the server after registration"))
 }
 
-fn registered_deployments(client: &PrefectClient, deployments: &[prefect_file::DeploymentSummary]) -> Result<Vec<String>> {
+fn registered_deployments(
+    client: &PrefectClient,
+    deployments: &[prefect_file::DeploymentSummary],
+) -> Result<Vec<String>> {
     let names: Vec<&str> = deployments.iter().map(|d| d.name.as_str()).collect();
     let found = client.read_deployments(json!({"deployments": {"name": {"any_": names}}}))?;
     let flow_ids: Vec<&str> = found.iter().filter_map(|d| d["flow_id"].as_str()).collect();
     let flows = client.read_flows(json!({"flows": {"id": {"any_": flow_ids}}}))?;
     let flow_name = |id: &str| {
-        flows.iter().find(|f| f["id"] == id).and_then(|f| f["name"].as_str()).unwrap_or("?").to_string()
+        flows
+            .iter()
+            .find(|f| f["id"] == id)
+            .and_then(|f| f["name"].as_str())
+            .unwrap_or("?")
+            .to_string()
     };
     let mut out: Vec<String> = found
         .iter()
-        .map(|d| format!("{}/{}", flow_name(d["flow_id"].as_str().unwrap_or("")), d["name"].as_str().unwrap_or("?")))
+        .map(|d| {
+            format!(
+                "{}/{}",
+                flow_name(d["flow_id"].as_str().unwrap_or("")),
+                d["name"].as_str().unwrap_or("?")
+            )
+        })
         .collect();
     out.sort();
     Ok(out)
@@ -191,29 +225,50 @@ struct SmokeRun {
 
 /// Creates one flow run of `deployment` (its parameters are the yaml's: the server fills them
 /// from the deployment) and waits for a final state.
-fn smoke_run(client: &PrefectClient, deployment: &Value, state: &LocalState, pool: Option<&str>) -> Result<SmokeRun> {
-    let deployment_id = deployment["id"].as_str().context("the deployment has no id")?;
+fn smoke_run(
+    client: &PrefectClient,
+    deployment: &Value,
+    state: &LocalState,
+    pool: Option<&str>,
+) -> Result<SmokeRun> {
+    let deployment_id = deployment["id"]
+        .as_str()
+        .context("the deployment has no id")?;
     let run = client.create_flow_run_from_deployment(deployment_id, json!({}))?;
-    let id = run["id"].as_str().context("the new flow run has no id")?.to_string();
+    let id = run["id"]
+        .as_str()
+        .context("the new flow run has no id")?
+        .to_string();
     let name = run["name"].as_str().unwrap_or("?").to_string();
     eprintln!("    flow run {name} ({id})");
     let worker_log = pool.map(|p| state.worker_log(p));
     let start = Instant::now();
     let mut last_state = String::new();
     loop {
-        let run = client.read_flow_run(&id)?.with_context(|| format!("flow run {id} disappeared"))?;
+        let run = client
+            .read_flow_run(&id)?
+            .with_context(|| format!("flow run {id} disappeared"))?;
         let (state_type, state_name, message) = run_state(&run);
         if state_name != last_state {
             eprintln!("    {:>5.1}s {state_name}", start.elapsed().as_secs_f64());
             last_state = state_name.clone();
         }
         match state_type.as_str() {
-            "COMPLETED" => return Ok(SmokeRun { id, name, state: state_name }),
+            "COMPLETED" => {
+                return Ok(SmokeRun {
+                    id,
+                    name,
+                    state: state_name,
+                })
+            }
             "FAILED" | "CRASHED" | "CANCELLED" | "CANCELLING" => {
                 bail!(
                     "the smoke run {name} ended {state_name}: {message}\n{}{}",
                     run_logs(client, &id),
-                    worker_log.as_deref().map(|l| log_tail(l, 20)).unwrap_or_default()
+                    worker_log
+                        .as_deref()
+                        .map(|l| log_tail(l, 20))
+                        .unwrap_or_default()
                 );
             }
             _ => {}
@@ -238,15 +293,24 @@ fn smoke_run(client: &PrefectClient, deployment: &Value, state: &LocalState, poo
 /// (type, name, message) of a flow run's state.
 fn run_state(run: &Value) -> (String, String, String) {
     let state = &run["state"];
-    let state_type = state["type"].as_str().or(run["state_type"].as_str()).unwrap_or("UNKNOWN").to_string();
-    let name = state["name"].as_str().or(run["state_name"].as_str()).unwrap_or(&state_type).to_string();
+    let state_type = state["type"]
+        .as_str()
+        .or(run["state_type"].as_str())
+        .unwrap_or("UNKNOWN")
+        .to_string();
+    let name = state["name"]
+        .as_str()
+        .or(run["state_name"].as_str())
+        .unwrap_or(&state_type)
+        .to_string();
     let message = state["message"].as_str().unwrap_or("").to_string();
     (state_type, name, message)
 }
 
 /// The run's own log lines (flow and task logs), for a failure message.
 fn run_logs(client: &PrefectClient, run_id: &str) -> String {
-    let body = json!({"logs": {"flow_run_id": {"any_": [run_id]}}, "sort": "TIMESTAMP_ASC", "limit": 200});
+    let body =
+        json!({"logs": {"flow_run_id": {"any_": [run_id]}}, "sort": "TIMESTAMP_ASC", "limit": 200});
     match client.post("/logs/filter", &body) {
         Ok(Value::Array(logs)) if !logs.is_empty() => {
             let lines: Vec<String> = logs
@@ -262,14 +326,35 @@ fn run_logs(client: &PrefectClient, run_id: &str) -> String {
     }
 }
 
-fn print_dry_run(project: &Project, state: &LocalState, deployments: &[prefect_file::DeploymentSummary], pools: &[String]) {
+fn print_dry_run(
+    project: &Project,
+    state: &LocalState,
+    deployments: &[prefect_file::DeploymentSummary],
+    pools: &[String],
+) {
     println!("deploy --local would:");
-    println!("  1. ensure the venv {} has prefect from app/requirements.txt", venv_dir().display());
-    println!("  2. reuse or start `prefect server start --host 127.0.0.1` (state in {})", state.dir.display());
-    println!("  3. create the work pools if missing (type process): {}", pools.join(", "));
-    println!("  4. register {} deployments from {}", deployments.len(), project.prefect_file_label());
+    println!(
+        "  1. ensure the venv {} has prefect from app/requirements.txt",
+        venv_dir().display()
+    );
+    println!(
+        "  2. reuse or start `prefect server start --host 127.0.0.1` (state in {})",
+        state.dir.display()
+    );
+    println!(
+        "  3. create the work pools if missing (type process): {}",
+        pools.join(", ")
+    );
+    println!(
+        "  4. register {} deployments from {}",
+        deployments.len(),
+        project.prefect_file_label()
+    );
     println!("  5. reuse or start `prefect worker start --pool <pool> --type process` per pool");
-    println!("  6. run {} once and wait for Completed", deployments[0].name);
+    println!(
+        "  6. run {} once and wait for Completed",
+        deployments[0].name
+    );
 }
 
 #[cfg(test)]
@@ -279,9 +364,15 @@ mod tests {
     #[test]
     fn reads_run_states() {
         let run = json!({"state": {"type": "FAILED", "name": "Failed", "message": "boom"}});
-        assert_eq!(run_state(&run), ("FAILED".into(), "Failed".into(), "boom".into()));
+        assert_eq!(
+            run_state(&run),
+            ("FAILED".into(), "Failed".into(), "boom".into())
+        );
         let run = json!({"state_type": "SCHEDULED", "state_name": "Late", "state": null});
-        assert_eq!(run_state(&run), ("SCHEDULED".into(), "Late".into(), "".into()));
+        assert_eq!(
+            run_state(&run),
+            ("SCHEDULED".into(), "Late".into(), "".into())
+        );
         assert_eq!(run_state(&json!({})).0, "UNKNOWN");
     }
 }

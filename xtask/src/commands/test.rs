@@ -47,7 +47,8 @@ pub fn run(global: &GlobalArgs, args: TestArgs) -> Result<ExitCode> {
         let home = dir.join(format!("server-{n}"));
         // Throwaway: a fresh database every run.
         if home.exists() {
-            std::fs::remove_dir_all(&home).with_context(|| format!("cannot clear {}", home.display()))?;
+            std::fs::remove_dir_all(&home)
+                .with_context(|| format!("cannot clear {}", home.display()))?;
         }
         let spec = ServerSpec {
             prefect: venv.prefect(),
@@ -61,9 +62,19 @@ pub fn run(global: &GlobalArgs, args: TestArgs) -> Result<ExitCode> {
             pids.push(child.id());
         }
         let pid_file = dir.join(format!("server-{n}.pid.json"));
-        let record = PidRecord { pid: child.id(), role: "server".into(), port: *port, pool: None, log: spec.log.clone() };
+        let record = PidRecord {
+            pid: child.id(),
+            role: "server".into(),
+            port: *port,
+            pool: None,
+            log: spec.log.clone(),
+        };
         write_pid_file(&pid_file, &record)?;
-        servers.0.push(TestServer { child, record, pid_file });
+        servers.0.push(TestServer {
+            child,
+            record,
+            pid_file,
+        });
     }
     for (i, server) in servers.0.iter_mut().enumerate() {
         let waited = server::wait_healthy(
@@ -77,7 +88,12 @@ pub fn run(global: &GlobalArgs, args: TestArgs) -> Result<ExitCode> {
         if INTERRUPTED.load(Ordering::SeqCst) {
             bail!("interrupted; the test servers are stopped");
         }
-        eprintln!("    server {} ready at {} ({:.1}s)", i + 1, api_url(server.record.port), waited?.as_secs_f64());
+        eprintln!(
+            "    server {} ready at {} ({:.1}s)",
+            i + 1,
+            api_url(server.record.port),
+            waited?.as_secs_f64()
+        );
     }
 
     let mut cmd = cargo_test_command(&args.cargo_args, &servers.urls(), &venv.dir);
@@ -95,7 +111,10 @@ pub fn run(global: &GlobalArgs, args: TestArgs) -> Result<ExitCode> {
         bail!("interrupted; the test servers are stopped");
     }
     if !status.success() {
-        bail!("the test suite failed ({status}) after {:.0?}", started.elapsed());
+        bail!(
+            "the test suite failed ({status}) after {:.0?}",
+            started.elapsed()
+        );
     }
     eprintln!("==> all tests passed ({:.0?})", started.elapsed());
     Ok(ExitCode::from(code::OK))
@@ -103,10 +122,16 @@ pub fn run(global: &GlobalArgs, args: TestArgs) -> Result<ExitCode> {
 
 /// `$CARGO test --workspace <args>` with the servers' URLs and the venv, and without the
 /// developer's PREFECT_* / FLY_* settings (no test may reach a real server or Fly).
-pub fn cargo_test_command(cargo_args: &[String], urls: &[String], venv: &std::path::Path) -> Command {
+pub fn cargo_test_command(
+    cargo_args: &[String],
+    urls: &[String],
+    venv: &std::path::Path,
+) -> Command {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["test", "--workspace"]).args(cargo_args).current_dir(repo_root());
+    cmd.args(["test", "--workspace"])
+        .args(cargo_args)
+        .current_dir(repo_root());
     for (key, _) in std::env::vars_os() {
         if !keep_for_cargo_test(&key.to_string_lossy()) {
             cmd.env_remove(&key);
@@ -127,8 +152,13 @@ pub fn cargo_test_command(cargo_args: &[String], urls: &[String], venv: &std::pa
 /// some build scripts (ring) rerun when CARGO_MANIFEST_DIR changes, which would rebuild the
 /// TLS stack on every switch between `cargo test` and `cargo xtask test`.
 pub fn keep_for_cargo_test(name: &str) -> bool {
-    const SET_BY_CARGO_RUN: &[&str] =
-        &["CARGO_MANIFEST_DIR", "CARGO_MANIFEST_PATH", "CARGO_CRATE_NAME", "CARGO_BIN_NAME", "CARGO_PRIMARY_PACKAGE"];
+    const SET_BY_CARGO_RUN: &[&str] = &[
+        "CARGO_MANIFEST_DIR",
+        "CARGO_MANIFEST_PATH",
+        "CARGO_CRATE_NAME",
+        "CARGO_BIN_NAME",
+        "CARGO_PRIMARY_PACKAGE",
+    ];
     !(name.starts_with("PREFECT_")
         || name.starts_with("FLY_")
         || name == "XTASK_STATE_DIR"
@@ -160,7 +190,10 @@ impl Drop for TestServers {
         eprintln!("==> stopping the test servers");
         for server in &mut self.0 {
             if let Err(err) = process::stop(server.record.pid, SERVER_WORDS, STOP_GRACE) {
-                eprintln!("warning: cannot stop the test server pid {}: {err:#}", server.record.pid);
+                eprintln!(
+                    "warning: cannot stop the test server pid {}: {err:#}",
+                    server.record.pid
+                );
             }
             let _ = server.child.wait();
             let _ = std::fs::remove_file(&server.pid_file);
@@ -176,7 +209,10 @@ fn stop_leftovers(dir: &std::path::Path) {
             if let Ok(process::Stopped::Terminated | process::Stopped::Killed) =
                 process::stop(record.pid, SERVER_WORDS, STOP_GRACE)
             {
-                eprintln!("    stopped a test server left over from an earlier run (pid {})", record.pid);
+                eprintln!(
+                    "    stopped a test server left over from an earlier run (pid {})",
+                    record.pid
+                );
             }
         }
         let _ = std::fs::remove_file(&pid_file);
@@ -191,7 +227,9 @@ fn install_interrupt_handler() {
         INTERRUPTED.store(true, Ordering::SeqCst);
         let pid = CARGO_TEST_PID.load(Ordering::SeqCst);
         if pid != 0 {
-            let _ = Command::new("kill").args(["-s", "TERM", &pid.to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-s", "TERM", &pid.to_string()])
+                .status();
         }
         let pids = SERVER_PIDS.lock().map(|p| p.clone()).unwrap_or_default();
         for pid in pids {
@@ -207,23 +245,57 @@ mod tests {
     #[test]
     fn cargo_test_command_carries_the_contract() {
         let urls = vec![api_url(4431), api_url(4432)];
-        let cmd = cargo_test_command(&["local_e2e".into(), "--".into(), "--nocapture".into()], &urls, std::path::Path::new("/r/.venv"));
-        let args: Vec<_> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
-        assert_eq!(args, ["test", "--workspace", "local_e2e", "--", "--nocapture"]);
+        let cmd = cargo_test_command(
+            &["local_e2e".into(), "--".into(), "--nocapture".into()],
+            &urls,
+            std::path::Path::new("/r/.venv"),
+        );
+        let args: Vec<_> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            args,
+            ["test", "--workspace", "local_e2e", "--", "--nocapture"]
+        );
         let env = |name: &str| {
-            cmd.get_envs().find(|(k, _)| *k == name).and_then(|(_, v)| v).map(|v| v.to_string_lossy().into_owned())
+            cmd.get_envs()
+                .find(|(k, _)| *k == name)
+                .and_then(|(_, v)| v)
+                .map(|v| v.to_string_lossy().into_owned())
         };
-        assert_eq!(env("XTASK_TEST_PREFECT_API_URL").as_deref(), Some("http://127.0.0.1:4431/api"));
-        assert_eq!(env("XTASK_TEST_PREFECT_API_URL_2").as_deref(), Some("http://127.0.0.1:4432/api"));
+        assert_eq!(
+            env("XTASK_TEST_PREFECT_API_URL").as_deref(),
+            Some("http://127.0.0.1:4431/api")
+        );
+        assert_eq!(
+            env("XTASK_TEST_PREFECT_API_URL_2").as_deref(),
+            Some("http://127.0.0.1:4432/api")
+        );
         assert_eq!(env("XTASK_TEST_VENV").as_deref(), Some("/r/.venv"));
     }
 
     #[test]
     fn filters_the_inherited_environment() {
-        for dropped in ["PREFECT_API_URL", "PREFECT_API_KEY", "FLY_API_TOKEN", "CARGO_MANIFEST_DIR", "CARGO_PKG_NAME", "XTASK_STATE_DIR"] {
+        for dropped in [
+            "PREFECT_API_URL",
+            "PREFECT_API_KEY",
+            "FLY_API_TOKEN",
+            "CARGO_MANIFEST_DIR",
+            "CARGO_PKG_NAME",
+            "XTASK_STATE_DIR",
+        ] {
             assert!(!keep_for_cargo_test(dropped), "{dropped}");
         }
-        for kept in ["PATH", "HOME", "CARGO_HOME", "CARGO_TARGET_DIR", "RUSTFLAGS", "XTASK_VENV", "CI"] {
+        for kept in [
+            "PATH",
+            "HOME",
+            "CARGO_HOME",
+            "CARGO_TARGET_DIR",
+            "RUSTFLAGS",
+            "XTASK_VENV",
+            "CI",
+        ] {
             assert!(keep_for_cargo_test(kept), "{kept}");
         }
     }

@@ -15,13 +15,16 @@ pub struct DeploymentSummary {
 
 /// Deployments in file order.
 pub fn read(path: &Path) -> Result<Vec<DeploymentSummary>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     summarize(&text).with_context(|| format!("in {}", path.display()))
 }
 
 pub fn summarize(text: &str) -> Result<Vec<DeploymentSummary>> {
     let docs = YamlLoader::load_from_str(text).map_err(|e| anyhow::anyhow!("invalid YAML: {e}"))?;
-    let Some(doc) = docs.first() else { bail!("the file is empty") };
+    let Some(doc) = docs.first() else {
+        bail!("the file is empty")
+    };
     let Some(deployments) = doc["deployments"].as_vec() else {
         bail!("no `deployments:` list");
     };
@@ -34,7 +37,10 @@ pub fn summarize(text: &str) -> Result<Vec<DeploymentSummary>> {
             Yaml::String(pool) => Some(pool.clone()),
             _ => None,
         };
-        out.push(DeploymentSummary { name: name.to_string(), pool });
+        out.push(DeploymentSummary {
+            name: name.to_string(),
+            pool,
+        });
     }
     if out.is_empty() {
         bail!("`deployments:` is empty; nothing to deploy");
@@ -61,7 +67,10 @@ mod tests {
     fn reads_names_and_pools() {
         let yaml = "deployments:\n  - name: a\n    work_pool:\n      name: p1\n  - name: b\n    work_pool: {name: p2}\n  - name: c\n    work_pool: {name: p1}\n  - name: d\n";
         let ds = summarize(yaml).unwrap();
-        assert_eq!(ds.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(), ["a", "b", "c", "d"]);
+        assert_eq!(
+            ds.iter().map(|d| d.name.as_str()).collect::<Vec<_>>(),
+            ["a", "b", "c", "d"]
+        );
         assert_eq!(ds[3].pool, None);
         assert_eq!(pools(&ds), ["p1", "p2"]);
     }

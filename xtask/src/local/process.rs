@@ -26,7 +26,11 @@ pub struct PidRecord {
 
 pub fn parse_pid_record(text: &str) -> Result<PidRecord> {
     let record: PidRecord = serde_json::from_str(text).context("not a pid record")?;
-    anyhow::ensure!(record.pid > 1, "pid {} is not a process this tool started", record.pid);
+    anyhow::ensure!(
+        record.pid > 1,
+        "pid {} is not a process this tool started",
+        record.pid
+    );
     Ok(record)
 }
 
@@ -68,7 +72,10 @@ pub fn parse_proc_stat(stat: &str) -> Option<(char, u32)> {
 
 /// `/proc/<pid>/cmdline`: NUL-separated arguments.
 pub fn parse_cmdline(raw: &[u8]) -> Vec<String> {
-    raw.split(|b| *b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect()
+    raw.split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect()
 }
 
 /// `ps -o stat=,pgid=,command= -p PID` output (systems without /proc).
@@ -77,7 +84,11 @@ pub fn parse_ps_line(line: &str) -> Option<ProcInfo> {
     let stat = fields.next()?;
     let pgid = fields.next()?.parse().ok()?;
     let cmdline: Vec<String> = fields.map(str::to_string).collect();
-    Some(ProcInfo { zombie: stat.starts_with('Z'), pgid, cmdline })
+    Some(ProcInfo {
+        zombie: stat.starts_with('Z'),
+        pgid,
+        cmdline,
+    })
 }
 
 /// Information about a live process, `None` when there is no such process.
@@ -87,7 +98,11 @@ pub fn process_info(pid: u32) -> Option<ProcInfo> {
         let stat = std::fs::read_to_string(proc_dir.join("stat")).ok()?;
         let (state, pgid) = parse_proc_stat(&stat)?;
         let cmdline = parse_cmdline(&std::fs::read(proc_dir.join("cmdline")).unwrap_or_default());
-        return Some(ProcInfo { cmdline, pgid, zombie: state == 'Z' || state == 'X' });
+        return Some(ProcInfo {
+            cmdline,
+            pgid,
+            zombie: state == 'Z' || state == 'X',
+        });
     }
     let out = Command::new("ps")
         .args(["-o", "stat=,pgid=,command=", "-p", &pid.to_string()])
@@ -95,7 +110,9 @@ pub fn process_info(pid: u32) -> Option<ProcInfo> {
         .stderr(Stdio::null())
         .output()
         .ok()?;
-    String::from_utf8_lossy(&out.stdout).lines().find_map(parse_ps_line)
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(parse_ps_line)
 }
 
 /// True when `info` is a Prefect process whose arguments contain every word in `expect`
@@ -103,7 +120,9 @@ pub fn process_info(pid: u32) -> Option<ProcInfo> {
 pub fn is_ours(info: &ProcInfo, expect: &[&str]) -> bool {
     !info.zombie
         && info.cmdline.iter().any(|a| a.contains("prefect"))
-        && expect.iter().all(|word| info.cmdline.iter().any(|a| a == word))
+        && expect
+            .iter()
+            .all(|word| info.cmdline.iter().any(|a| a == word))
 }
 
 /// The pid's process if it is alive and matches `expect` (see [`is_ours`]).
@@ -118,14 +137,17 @@ pub fn spawn_detached(cmd: &mut Command, log: &Path) -> Result<Child> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let out = File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
-    let err = out.try_clone().with_context(|| format!("cannot open {}", log.display()))?;
+    let err = out
+        .try_clone()
+        .with_context(|| format!("cannot open {}", log.display()))?;
     cmd.stdin(Stdio::null()).stdout(out).stderr(err);
     #[cfg(unix)]
     {
         use std::os::unix::process::CommandExt;
         cmd.process_group(0);
     }
-    cmd.spawn().with_context(|| format!("cannot start {}", cmd.get_program().to_string_lossy()))
+    cmd.spawn()
+        .with_context(|| format!("cannot start {}", cmd.get_program().to_string_lossy()))
 }
 
 /// How [`stop`] ended.
@@ -202,7 +224,11 @@ pub fn log_tail(path: &Path, n: usize) -> String {
             let text = String::from_utf8_lossy(&bytes);
             let tail = tail_lines(&text, n);
             let body: String = tail.lines().map(|l| format!("    {l}\n")).collect();
-            format!("last lines of {}:\n{}", path.display(), crate::redact::redact(&body))
+            format!(
+                "last lines of {}:\n{}",
+                path.display(),
+                crate::redact::redact(&body)
+            )
         }
         Err(_) => format!("({} does not exist)", path.display()),
     }
@@ -231,18 +257,35 @@ mod tests {
         assert_eq!(read_pid_file(&dir.join("missing.json")), None);
         std::fs::remove_dir_all(&dir).unwrap();
 
-        let server = parse_pid_record(r#"{"pid": 17, "role": "server", "port": 4200, "log": "s.log"}"#).unwrap();
+        let server =
+            parse_pid_record(r#"{"pid": 17, "role": "server", "port": 4200, "log": "s.log"}"#)
+                .unwrap();
         assert_eq!((server.pid, server.port, server.pool), (17, 4200, None));
-        assert!(parse_pid_record(r#"{"pid": 1, "role": "server", "port": 4200, "log": "s.log"}"#).is_err());
-        assert!(parse_pid_record(r#"{"pid": -3, "role": "server", "port": 4200, "log": "s.log"}"#).is_err());
-        assert!(parse_pid_record(r#"{"pid": 17, "role": "server", "port": 70000, "log": "s.log"}"#).is_err());
+        assert!(
+            parse_pid_record(r#"{"pid": 1, "role": "server", "port": 4200, "log": "s.log"}"#)
+                .is_err()
+        );
+        assert!(
+            parse_pid_record(r#"{"pid": -3, "role": "server", "port": 4200, "log": "s.log"}"#)
+                .is_err()
+        );
+        assert!(parse_pid_record(
+            r#"{"pid": 17, "role": "server", "port": 70000, "log": "s.log"}"#
+        )
+        .is_err());
         assert!(parse_pid_record("").is_err());
     }
 
     #[test]
     fn parses_proc_stat_with_odd_command_names() {
-        assert_eq!(parse_proc_stat("123 (python) S 1 123 123 0 -1"), Some(('S', 123)));
-        assert_eq!(parse_proc_stat("77 (a) b (c)) Z 5 70 70 0"), Some(('Z', 70)));
+        assert_eq!(
+            parse_proc_stat("123 (python) S 1 123 123 0 -1"),
+            Some(('S', 123))
+        );
+        assert_eq!(
+            parse_proc_stat("77 (a) b (c)) Z 5 70 70 0"),
+            Some(('Z', 70))
+        );
         assert_eq!(parse_proc_stat("garbage"), None);
         assert_eq!(parse_proc_stat("1 (x) S"), None);
     }
@@ -257,7 +300,10 @@ mod tests {
         let info = parse_ps_line("Ss   4321 /v/bin/python /v/bin/prefect worker start").unwrap();
         assert_eq!(info.pgid, 4321);
         assert!(!info.zombie);
-        assert_eq!(info.cmdline, ["/v/bin/python", "/v/bin/prefect", "worker", "start"]);
+        assert_eq!(
+            info.cmdline,
+            ["/v/bin/python", "/v/bin/prefect", "worker", "start"]
+        );
         assert!(parse_ps_line("Z+ 1 x").unwrap().zombie);
         assert_eq!(parse_ps_line("S notanumber x"), None);
     }
@@ -265,14 +311,29 @@ mod tests {
     #[test]
     fn recognises_only_our_processes() {
         let server = ProcInfo {
-            cmdline: vec!["/v/bin/python".into(), "/v/bin/prefect".into(), "server".into(), "start".into()],
+            cmdline: vec![
+                "/v/bin/python".into(),
+                "/v/bin/prefect".into(),
+                "server".into(),
+                "start".into(),
+            ],
             pgid: 10,
             zombie: false,
         };
         assert!(is_ours(&server, &["server", "start"]));
         assert!(!is_ours(&server, &["worker", "start"]));
-        assert!(!is_ours(&ProcInfo { zombie: true, ..server.clone() }, &["server"]));
-        let other = ProcInfo { cmdline: vec!["vim".into(), "server".into()], pgid: 10, zombie: false };
+        assert!(!is_ours(
+            &ProcInfo {
+                zombie: true,
+                ..server.clone()
+            },
+            &["server"]
+        ));
+        let other = ProcInfo {
+            cmdline: vec!["vim".into(), "server".into()],
+            pgid: 10,
+            zombie: false,
+        };
         assert!(!is_ours(&other, &["server"]));
     }
 
@@ -305,22 +366,38 @@ mod tests {
         while !child_file.exists() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
-        let grandchild: u32 = std::fs::read_to_string(&child_file).unwrap().trim().parse().unwrap();
+        let grandchild: u32 = std::fs::read_to_string(&child_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
         assert_eq!(process_info(pid).unwrap().pgid, pid, "own process group");
 
         // Wrong role: not ours, left alone.
-        assert_eq!(stop(pid, &["worker"], Duration::from_secs(1)).unwrap(), Stopped::NotRunning);
+        assert_eq!(
+            stop(pid, &["worker"], Duration::from_secs(1)).unwrap(),
+            Stopped::NotRunning
+        );
         assert!(running(pid, &["server", "start"]).is_some());
 
         let outcome = stop(pid, &["server", "start"], Duration::from_secs(5)).unwrap();
-        assert!(matches!(outcome, Stopped::Terminated | Stopped::Killed), "{outcome:?}");
+        assert!(
+            matches!(outcome, Stopped::Terminated | Stopped::Killed),
+            "{outcome:?}"
+        );
         child.wait().unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
         while alive(grandchild) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
-        assert!(!alive(grandchild), "the group's other members are stopped too");
-        assert_eq!(stop(pid, &["server"], Duration::from_secs(1)).unwrap(), Stopped::NotRunning);
+        assert!(
+            !alive(grandchild),
+            "the group's other members are stopped too"
+        );
+        assert_eq!(
+            stop(pid, &["server"], Duration::from_secs(1)).unwrap(),
+            Stopped::NotRunning
+        );
         std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -50,11 +50,15 @@ pub fn clear_prefect_env(cmd: &mut Command) {
 /// `prefect server start --host 127.0.0.1 --port P` with an isolated environment.
 pub fn server_command(spec: &ServerSpec) -> Command {
     let mut cmd = Command::new(&spec.prefect);
-    cmd.args(["server", "start", "--host", "127.0.0.1", "--port"]).arg(spec.port.to_string());
+    cmd.args(["server", "start", "--host", "127.0.0.1", "--port"])
+        .arg(spec.port.to_string());
     clear_prefect_env(&mut cmd);
     cmd.env("PREFECT_HOME", &spec.home)
         .env("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-        .env("PREFECT_SERVER_UI_ENABLED", if spec.ui { "true" } else { "false" })
+        .env(
+            "PREFECT_SERVER_UI_ENABLED",
+            if spec.ui { "true" } else { "false" },
+        )
         // Settings files (.env, prefect.toml) are read from the cwd: use the server's own dir.
         .current_dir(&spec.home);
     cmd
@@ -62,8 +66,12 @@ pub fn server_command(spec: &ServerSpec) -> Command {
 
 /// A port nobody listens on right now (the OS picks it).
 pub fn pick_free_port() -> Result<u16> {
-    let listener = TcpListener::bind(("127.0.0.1", 0)).context("cannot find a free TCP port on 127.0.0.1")?;
-    Ok(listener.local_addr().context("cannot read the picked port")?.port())
+    let listener =
+        TcpListener::bind(("127.0.0.1", 0)).context("cannot find a free TCP port on 127.0.0.1")?;
+    Ok(listener
+        .local_addr()
+        .context("cannot read the picked port")?
+        .port())
 }
 
 /// `n` distinct free ports (all held open until every one is picked, so none repeats).
@@ -71,8 +79,14 @@ pub fn pick_free_ports(n: usize) -> Result<Vec<u16>> {
     let mut listeners = Vec::with_capacity(n);
     let mut ports = Vec::with_capacity(n);
     for _ in 0..n {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).context("cannot find a free TCP port on 127.0.0.1")?;
-        ports.push(listener.local_addr().context("cannot read the picked port")?.port());
+        let listener = TcpListener::bind(("127.0.0.1", 0))
+            .context("cannot find a free TCP port on 127.0.0.1")?;
+        ports.push(
+            listener
+                .local_addr()
+                .context("cannot read the picked port")?
+                .port(),
+        );
         listeners.push(listener);
     }
     Ok(ports)
@@ -92,13 +106,20 @@ pub fn ensure_port_free(port: u16) -> Result<()> {
 /// Starts the server in its own process group. Does not wait for it.
 pub fn spawn(spec: &ServerSpec) -> Result<Child> {
     ensure_port_free(spec.port)?;
-    std::fs::create_dir_all(&spec.home).with_context(|| format!("cannot create {}", spec.home.display()))?;
+    std::fs::create_dir_all(&spec.home)
+        .with_context(|| format!("cannot create {}", spec.home.display()))?;
     spawn_detached(&mut server_command(spec), &spec.log)
 }
 
 /// Polls `/api/health` until it answers, the process exits, or `timeout` passes.
 /// `child` is given when this process started the server (to notice its exit at once).
-pub fn wait_healthy(port: u16, pid: u32, mut child: Option<&mut Child>, log: &Path, timeout: Duration) -> Result<Duration> {
+pub fn wait_healthy(
+    port: u16,
+    pid: u32,
+    mut child: Option<&mut Child>,
+    log: &Path,
+    timeout: Duration,
+) -> Result<Duration> {
     let mut cfg = ApiConfig::for_url(&api_url(port));
     cfg.timeout = Duration::from_secs(3);
     cfg.max_retries = 0;
@@ -109,8 +130,15 @@ pub fn wait_healthy(port: u16, pid: u32, mut child: Option<&mut Child>, log: &Pa
             return Ok(start.elapsed());
         }
         let exited = match child.as_deref_mut() {
-            Some(child) => child.try_wait().ok().flatten().map(|status| status.to_string()),
-            None => process::process_info(pid).filter(|i| !i.zombie).is_none().then(|| "gone".to_string()),
+            Some(child) => child
+                .try_wait()
+                .ok()
+                .flatten()
+                .map(|status| status.to_string()),
+            None => process::process_info(pid)
+                .filter(|i| !i.zombie)
+                .is_none()
+                .then(|| "gone".to_string()),
         };
         if let Some(status) = exited {
             bail!(
@@ -135,7 +163,9 @@ mod tests {
     use super::*;
 
     fn args(cmd: &Command) -> Vec<String> {
-        cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect()
+        cmd.get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
     }
 
     #[test]
@@ -149,16 +179,37 @@ mod tests {
         };
         let cmd = server_command(&spec);
         assert_eq!(cmd.get_program(), "/r/.venv/bin/prefect");
-        assert_eq!(args(&cmd), ["server", "start", "--host", "127.0.0.1", "--port", "4433"]);
+        assert_eq!(
+            args(&cmd),
+            ["server", "start", "--host", "127.0.0.1", "--port", "4433"]
+        );
         let envs: Vec<(String, Option<String>)> = cmd
             .get_envs()
-            .map(|(k, v)| (k.to_string_lossy().into_owned(), v.map(|v| v.to_string_lossy().into_owned())))
+            .map(|(k, v)| {
+                (
+                    k.to_string_lossy().into_owned(),
+                    v.map(|v| v.to_string_lossy().into_owned()),
+                )
+            })
             .collect();
-        let get = |name: &str| envs.iter().find(|(k, _)| k == name).and_then(|(_, v)| v.clone());
-        assert_eq!(get("PREFECT_HOME").as_deref(), Some("/r/target/xtask/local/home"));
-        assert_eq!(get("PREFECT_SERVER_ANALYTICS_ENABLED").as_deref(), Some("false"));
+        let get = |name: &str| {
+            envs.iter()
+                .find(|(k, _)| k == name)
+                .and_then(|(_, v)| v.clone())
+        };
+        assert_eq!(
+            get("PREFECT_HOME").as_deref(),
+            Some("/r/target/xtask/local/home")
+        );
+        assert_eq!(
+            get("PREFECT_SERVER_ANALYTICS_ENABLED").as_deref(),
+            Some("false")
+        );
         assert_eq!(get("PREFECT_SERVER_UI_ENABLED").as_deref(), Some("false"));
-        assert_eq!(cmd.get_current_dir(), Some(Path::new("/r/target/xtask/local/home")));
+        assert_eq!(
+            cmd.get_current_dir(),
+            Some(Path::new("/r/target/xtask/local/home"))
+        );
     }
 
     #[test]
@@ -166,12 +217,18 @@ mod tests {
         let port = pick_free_port().unwrap();
         assert!(port > 0);
         let ports = pick_free_ports(3).unwrap();
-        assert!(ports[0] != ports[1] && ports[1] != ports[2] && ports[0] != ports[2], "{ports:?}");
+        assert!(
+            ports[0] != ports[1] && ports[1] != ports[2] && ports[0] != ports[2],
+            "{ports:?}"
+        );
         ensure_port_free(port).unwrap();
         let listener = TcpListener::bind(("127.0.0.1", 0)).unwrap();
         let busy = listener.local_addr().unwrap().port();
         let err = ensure_port_free(busy).unwrap_err().to_string();
-        assert!(err.contains(&format!("port {busy}")) && err.contains("--port"), "{err}");
+        assert!(
+            err.contains(&format!("port {busy}")) && err.contains("--port"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -189,7 +246,9 @@ mod tests {
         let mut child = spawn_detached(&mut cmd, &log).unwrap();
         let pid = child.id();
         let port = pick_free_port().unwrap();
-        let err = wait_healthy(port, pid, Some(&mut child), &log, Duration::from_secs(20)).unwrap_err().to_string();
+        let err = wait_healthy(port, pid, Some(&mut child), &log, Duration::from_secs(20))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("exited before answering"), "{err}");
         assert!(err.contains("boom: database locked"), "{err}");
         std::fs::remove_dir_all(&dir).ok();

@@ -109,7 +109,11 @@ pub fn parse_python_version(output: &str) -> Option<(u32, u32)> {
     let version = output.trim().strip_prefix("Python ")?;
     let mut parts = version.split('.');
     let major = parts.next()?.trim().parse().ok()?;
-    let minor: String = parts.next()?.chars().take_while(char::is_ascii_digit).collect();
+    let minor: String = parts
+        .next()?
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
     Some((major, minor.parse().ok()?))
 }
 
@@ -119,8 +123,10 @@ fn observe(dir: &Path) -> Observed {
     if let Ok(libs) = std::fs::read_dir(dir.join("lib")) {
         for lib in libs.flatten() {
             if let Ok(entries) = std::fs::read_dir(lib.path().join("site-packages")) {
-                let names: Vec<String> =
-                    entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+                let names: Vec<String> = entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect();
                 installed.extend(dist_info_versions(names.iter().map(String::as_str)));
             }
         }
@@ -138,10 +144,16 @@ fn observe(dir: &Path) -> Observed {
 pub fn ensure(dir: &Path, requirements: &Path) -> Result<Venv> {
     let text = std::fs::read_to_string(requirements)
         .with_context(|| format!("cannot read {}", requirements.display()))?;
-    let pinned = pinned_prefect_version(&text)
-        .with_context(|| format!("{} does not pin prefect (expected a line `prefect==X.Y.Z`)", requirements.display()))?;
+    let pinned = pinned_prefect_version(&text).with_context(|| {
+        format!(
+            "{} does not pin prefect (expected a line `prefect==X.Y.Z`)",
+            requirements.display()
+        )
+    })?;
     let expected_stamp = stamp_text(&text);
-    let venv = Venv { dir: dir.to_path_buf() };
+    let venv = Venv {
+        dir: dir.to_path_buf(),
+    };
 
     let mut action = decide(&observe(dir), &expected_stamp, &pinned);
     if action == Action::Reuse {
@@ -149,12 +161,19 @@ pub fn ensure(dir: &Path, requirements: &Path) -> Result<Venv> {
     }
     let mut host_pip = None;
     if action == Action::Create {
-        eprintln!("==> creating the Python venv {} (prefect {pinned})", dir.display());
+        eprintln!(
+            "==> creating the Python venv {} (prefect {pinned})",
+            dir.display()
+        );
         host_pip = create(dir)?;
         action = Action::Install("new venv".into());
     }
     if let Action::Install(why) = &action {
-        eprintln!("==> installing {} into {} ({why})", requirements.display(), dir.display());
+        eprintln!(
+            "==> installing {} into {} ({why})",
+            requirements.display(),
+            dir.display()
+        );
         install(&venv, requirements, host_pip.as_deref())?;
     }
     let after = observe(dir);
@@ -173,8 +192,12 @@ pub fn ensure(dir: &Path, requirements: &Path) -> Result<Venv> {
 /// The interpreter used to create the venv: `XTASK_PYTHON`, else `python3` on PATH.
 fn host_python() -> Result<PathBuf> {
     if let Some(python) = std::env::var_os("XTASK_PYTHON").filter(|p| !p.is_empty()) {
-        return which::which(&python)
-            .map_err(|_| anyhow::anyhow!("XTASK_PYTHON={} is not an executable Python interpreter", python.to_string_lossy()));
+        return which::which(&python).map_err(|_| {
+            anyhow::anyhow!(
+                "XTASK_PYTHON={} is not an executable Python interpreter",
+                python.to_string_lossy()
+            )
+        });
     }
     which::which("python3").map_err(|_| {
         anyhow::anyhow!(
@@ -196,7 +219,11 @@ fn create(dir: &Path) -> Result<Option<PathBuf>> {
         .stdin(Stdio::null())
         .output()
         .with_context(|| format!("cannot run {}", python.display()))?;
-    let text = format!("{}{}", String::from_utf8_lossy(&version.stdout), String::from_utf8_lossy(&version.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&version.stdout),
+        String::from_utf8_lossy(&version.stderr)
+    );
     match parse_python_version(&text) {
         Some(v) if v >= MIN_PYTHON => {}
         Some((major, minor)) => bail!(
@@ -216,7 +243,12 @@ fn create(dir: &Path) -> Result<Option<PathBuf>> {
     }
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     if !stderr.contains("ensurepip") {
-        bail!("`{} -m venv {}` failed:\n{}", python.display(), dir.display(), stderr.trim());
+        bail!(
+            "`{} -m venv {}` failed:\n{}",
+            python.display(),
+            dir.display(),
+            stderr.trim()
+        );
     }
     // No ensurepip: a venv without pip, filled by the host's pip if it has one.
     let host_has_pip = Command::new(&python)
@@ -250,7 +282,11 @@ pub fn venv_command(python: &Path, dir: &Path, with_pip: bool) -> Command {
 }
 
 /// `pip install -r requirements` into the venv, output on the terminal (progress).
-pub fn pip_install_command(venv: &Venv, requirements: &Path, host_python: Option<&Path>) -> Command {
+pub fn pip_install_command(
+    venv: &Venv,
+    requirements: &Path,
+    host_python: Option<&Path>,
+) -> Command {
     let mut cmd = match host_python {
         Some(host) => {
             let mut cmd = Command::new(host);
@@ -263,7 +299,9 @@ pub fn pip_install_command(venv: &Venv, requirements: &Path, host_python: Option
             cmd
         }
     };
-    cmd.args(["install", "--disable-pip-version-check", "-r"]).arg(requirements).stdin(Stdio::null());
+    cmd.args(["install", "--disable-pip-version-check", "-r"])
+        .arg(requirements)
+        .stdin(Stdio::null());
     cmd
 }
 
@@ -299,13 +337,23 @@ mod tests {
 
     #[test]
     fn reads_the_pinned_version() {
-        assert_eq!(pinned_prefect_version("prefect==3.9.1\n").as_deref(), Some("3.9.1"));
         assert_eq!(
-            pinned_prefect_version("# deps\nhttpx==0.27\n  prefect[aws] == 3.9.1  # pinned\n").as_deref(),
+            pinned_prefect_version("prefect==3.9.1\n").as_deref(),
             Some("3.9.1")
         );
-        assert_eq!(pinned_prefect_version("prefect==3.9.1 ; python_version>'3'").as_deref(), Some("3.9.1"));
-        assert_eq!(pinned_prefect_version("prefect-aws==0.5\nprefect>=3\n"), None);
+        assert_eq!(
+            pinned_prefect_version("# deps\nhttpx==0.27\n  prefect[aws] == 3.9.1  # pinned\n")
+                .as_deref(),
+            Some("3.9.1")
+        );
+        assert_eq!(
+            pinned_prefect_version("prefect==3.9.1 ; python_version>'3'").as_deref(),
+            Some("3.9.1")
+        );
+        assert_eq!(
+            pinned_prefect_version("prefect-aws==0.5\nprefect>=3\n"),
+            None
+        );
         assert_eq!(pinned_prefect_version("# prefect==3.9.1\n"), None);
         assert_eq!(pinned_prefect_version("prefect==\n"), None);
     }
@@ -328,18 +376,42 @@ mod tests {
             installed_prefect: vec!["3.9.1".into()],
         };
         assert_eq!(decide(&ready, &stamp, "3.9.1"), Action::Reuse);
-        assert_eq!(decide(&Observed::default(), &stamp, "3.9.1"), Action::Create);
-        let no_prefect = Observed { has_prefect: false, ..ready_clone(&ready) };
-        assert!(matches!(decide(&no_prefect, &stamp, "3.9.1"), Action::Install(_)));
-        let old = Observed { installed_prefect: vec!["3.8.0".into()], ..ready_clone(&ready) };
+        assert_eq!(
+            decide(&Observed::default(), &stamp, "3.9.1"),
+            Action::Create
+        );
+        let no_prefect = Observed {
+            has_prefect: false,
+            ..ready_clone(&ready)
+        };
+        assert!(matches!(
+            decide(&no_prefect, &stamp, "3.9.1"),
+            Action::Install(_)
+        ));
+        let old = Observed {
+            installed_prefect: vec!["3.8.0".into()],
+            ..ready_clone(&ready)
+        };
         assert_eq!(
             decide(&old, &stamp, "3.9.1"),
             Action::Install("prefect 3.8.0 is installed, 3.9.1 is pinned".into())
         );
-        let changed = Observed { stamp: Some(stamp_text("prefect==3.9.1\nhttpx\n")), ..ready_clone(&ready) };
-        assert!(matches!(decide(&changed, &stamp, "3.9.1"), Action::Install(_)));
-        let unstamped = Observed { stamp: None, ..ready_clone(&ready) };
-        assert!(matches!(decide(&unstamped, &stamp, "3.9.1"), Action::Install(_)));
+        let changed = Observed {
+            stamp: Some(stamp_text("prefect==3.9.1\nhttpx\n")),
+            ..ready_clone(&ready)
+        };
+        assert!(matches!(
+            decide(&changed, &stamp, "3.9.1"),
+            Action::Install(_)
+        ));
+        let unstamped = Observed {
+            stamp: None,
+            ..ready_clone(&ready)
+        };
+        assert!(matches!(
+            decide(&unstamped, &stamp, "3.9.1"),
+            Action::Install(_)
+        ));
     }
 
     fn ready_clone(o: &Observed) -> Observed {
@@ -353,7 +425,13 @@ mod tests {
 
     #[test]
     fn finds_prefect_dist_info_only() {
-        let names = ["prefect-3.9.1.dist-info", "prefect_aws-0.5.0.dist-info", "prefect", "prefect-.dist-info", "pip-24.0.dist-info"];
+        let names = [
+            "prefect-3.9.1.dist-info",
+            "prefect_aws-0.5.0.dist-info",
+            "prefect",
+            "prefect-.dist-info",
+            "pip-24.0.dist-info",
+        ];
         assert_eq!(dist_info_versions(names), vec!["3.9.1".to_string()]);
     }
 
@@ -368,17 +446,42 @@ mod tests {
 
     #[test]
     fn builds_the_commands() {
-        let venv = Venv { dir: PathBuf::from("/r/.venv") };
+        let venv = Venv {
+            dir: PathBuf::from("/r/.venv"),
+        };
         let cmd = pip_install_command(&venv, Path::new("/r/app/requirements.txt"), None);
         assert_eq!(cmd.get_program(), "/r/.venv/bin/python");
-        let args: Vec<_> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
-        assert_eq!(args, ["-m", "pip", "install", "--disable-pip-version-check", "-r", "/r/app/requirements.txt"]);
-        let cmd = pip_install_command(&venv, Path::new("req.txt"), Some(Path::new("/usr/bin/python3")));
+        let args: Vec<_> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "-r",
+                "/r/app/requirements.txt"
+            ]
+        );
+        let cmd = pip_install_command(
+            &venv,
+            Path::new("req.txt"),
+            Some(Path::new("/usr/bin/python3")),
+        );
         assert_eq!(cmd.get_program(), "/usr/bin/python3");
-        let args: Vec<_> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        let args: Vec<_> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
         assert_eq!(&args[..4], ["-m", "pip", "--python", "/r/.venv/bin/python"]);
         let cmd = venv_command(Path::new("python3"), Path::new("/r/.venv"), false);
-        let args: Vec<_> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        let args: Vec<_> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
         assert_eq!(args, ["-m", "venv", "--clear", "--without-pip", "/r/.venv"]);
     }
 }

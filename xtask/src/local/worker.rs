@@ -54,12 +54,31 @@ mod tests {
             log: PathBuf::from("/r/target/xtask/local/worker.log"),
         };
         let cmd = worker_command(&spec);
-        let args: Vec<_> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
-        assert_eq!(args, ["worker", "start", "--pool", "captionacc-workers-prod", "--type", "process"]);
+        let args: Vec<_> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "worker",
+                "start",
+                "--pool",
+                "captionacc-workers-prod",
+                "--type",
+                "process"
+            ]
+        );
         let env = |name: &str| {
-            cmd.get_envs().find(|(k, _)| *k == name).and_then(|(_, v)| v).map(|v| v.to_string_lossy().into_owned())
+            cmd.get_envs()
+                .find(|(k, _)| *k == name)
+                .and_then(|(_, v)| v)
+                .map(|v| v.to_string_lossy().into_owned())
         };
-        assert_eq!(env("PREFECT_API_URL").as_deref(), Some("http://127.0.0.1:4435/api"));
+        assert_eq!(
+            env("PREFECT_API_URL").as_deref(),
+            Some("http://127.0.0.1:4435/api")
+        );
         assert_eq!(env("APP_DIR").as_deref(), Some("/r"));
         assert_eq!(cmd.get_current_dir(), Some(Path::new("/r")));
         assert!(cmdline_serves_pool(&args, "captionacc-workers-prod"));

@@ -57,13 +57,20 @@ pub fn xtask() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
     for (key, _) in std::env::vars_os() {
         let k = key.to_string_lossy();
-        if k.starts_with("PREFECT_") || k.starts_with("FLY_") || k.starts_with("XTASK_") || k == "CARGO_MANIFEST_DIR" {
+        if k.starts_with("PREFECT_")
+            || k.starts_with("FLY_")
+            || k.starts_with("XTASK_")
+            || k == "CARGO_MANIFEST_DIR"
+        {
             cmd.env_remove(&key);
         }
     }
-    cmd.env("XTASK_STATE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("xtask-state"))
-        .current_dir(repo_root())
-        .stdin(Stdio::null());
+    cmd.env(
+        "XTASK_STATE_DIR",
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("xtask-state"),
+    )
+    .current_dir(repo_root())
+    .stdin(Stdio::null());
     if let Ok(venv) = std::env::var("XTASK_TEST_VENV") {
         cmd.env("XTASK_VENV", venv);
     }
@@ -72,7 +79,8 @@ pub fn xtask() -> Command {
 
 /// Runs `cmd`, returning its output; panics (with what it printed) when it cannot start.
 pub fn run(cmd: &mut Command) -> Output {
-    cmd.output().unwrap_or_else(|e| panic!("cannot run {:?}: {e}", cmd.get_program()))
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {:?}: {e}", cmd.get_program()))
 }
 
 /// stdout and stderr of a finished command, for assertion messages.
@@ -89,7 +97,10 @@ pub fn describe(out: &Output) -> String {
 pub fn unique(prefix: &str) -> String {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let micros = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() % 1_000_000_000).unwrap_or(0);
+    let micros = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() % 1_000_000_000)
+        .unwrap_or(0);
     format!("{prefix}-{}-{n}-{micros}", std::process::id())
 }
 
@@ -105,7 +116,9 @@ pub fn client_2() -> PrefectClient {
 
 /// Creates a process work pool on test server 1 unless it exists.
 pub fn ensure_pool(name: &str) {
-    client().create_work_pool(name, "process").unwrap_or_else(|e| panic!("cannot create work pool {name}: {e}"));
+    client()
+        .create_work_pool(name, "process")
+        .unwrap_or_else(|e| panic!("cannot create work pool {name}: {e}"));
 }
 
 /// A throwaway project directory under the test temp dir: a prefect.yaml plus whatever
@@ -117,7 +130,8 @@ pub struct TempProject {
 impl TempProject {
     pub fn new(prefect_yaml: &str) -> TempProject {
         let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join(unique("project"));
-        std::fs::create_dir_all(&root).unwrap_or_else(|e| panic!("cannot create {}: {e}", root.display()));
+        std::fs::create_dir_all(&root)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", root.display()));
         let project = TempProject { root };
         project.write("prefect.yaml", prefect_yaml);
         project
@@ -127,9 +141,11 @@ impl TempProject {
     pub fn write(&self, relative: &str, content: &str) -> &TempProject {
         let path = self.root.join(relative);
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+            std::fs::create_dir_all(dir)
+                .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
         }
-        std::fs::write(&path, content).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        std::fs::write(&path, content)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
         self
     }
 
@@ -140,7 +156,8 @@ impl TempProject {
     /// [`xtask`] run from this project's root.
     pub fn xtask(&self) -> Command {
         let mut cmd = xtask();
-        cmd.current_dir(&self.root).env("XTASK_PROJECT_ROOT", &self.root);
+        cmd.current_dir(&self.root)
+            .env("XTASK_PROJECT_ROOT", &self.root);
         cmd
     }
 }
