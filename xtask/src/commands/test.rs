@@ -1,6 +1,12 @@
 //! `cargo xtask test`: the test command CI runs. Bootstraps the venv, starts two throwaway
 //! Prefect servers, runs `cargo test --workspace` against them, and stops the servers at the
 //! end — also when the tests fail or the run is interrupted.
+//!
+//! Contract with the tests (environment of `cargo test`):
+//! - XTASK_TEST_PREFECT_API_URL: server 1, no auth.
+//! - XTASK_TEST_PREFECT_API_URL_2 + XTASK_TEST_PREFECT_AUTH_STRING_2: server 2, which requires
+//!   that Basic auth string and has CSRF protection on.
+//! - XTASK_TEST_VENV: the venv with the pinned Prefect.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode};
@@ -39,9 +45,10 @@ pub fn run(global: &GlobalArgs, args: TestArgs) -> Result<ExitCode> {
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     stop_leftovers(&dir);
 
-    eprintln!("==> starting {SERVERS} throwaway Prefect servers");
+    eprintln!("==> starting {SERVERS} throwaway Prefect servers (server 2 with an auth string and CSRF protection)");
     let mut servers = TestServers::default();
     let ports = server::pick_free_ports(SERVERS)?;
+    let auth_2 = format!("xtask-test:{}", uuid::Uuid::new_v4().simple());
     for (i, port) in ports.iter().enumerate() {
         let n = i + 1;
         let home = dir.join(format!("server-{n}"));
@@ -56,6 +63,11 @@ pub fn run(global: &GlobalArgs, args: TestArgs) -> Result<ExitCode> {
             log: dir.join(format!("server-{n}.log")),
             port: *port,
             ui: false,
+            env: if n == 2 {
+                secured_server_env(&auth_2)
+            } else {
+                Vec::new()
+            },
         };
         let child = server::spawn(&spec)?;
         if let Ok(mut pids) = SERVER_PIDS.lock() {
@@ -97,10 +109,14 @@ pub fn run(global: &GlobalArgs, args: TestArgs) -> Result<ExitCode> {
     }
 
     let mut cmd = cargo_test_command(&args.cargo_args, &servers.urls(), &venv.dir);
+    cmd.env("XTASK_TEST_PREFECT_AUTH_STRING_2", &auth_2);
     if global.verbose {
         cmd.arg("--verbose");
     }
-    eprintln!("==> cargo test --workspace {}", args.cargo_args.join(" "));
+    eprintln!(
+        "==> cargo test --workspace --no-fail-fast {}",
+        args.cargo_args.join(" ")
+    );
     let mut child = cmd.spawn().context("cannot run cargo test")?;
     CARGO_TEST_PID.store(child.id(), Ordering::SeqCst);
     let status = child.wait().context("cannot wait for cargo test")?;
@@ -120,7 +136,7 @@ pub fn run(global: &GlobalArgs, args: TestArgs) -> Result<ExitCode> {
     Ok(ExitCode::from(code::OK))
 }
 
-/// `$CARGO test --workspace <args>` with the servers' URLs and the venv, and without the
+/// `$CARGO test --workspace --no-fail-fast <args>` with the servers' URLs and the venv, and without the
 /// developer's PREFECT_* / FLY_* settings (no test may reach a real server or Fly).
 pub fn cargo_test_command(
     cargo_args: &[String],
@@ -129,7 +145,8 @@ pub fn cargo_test_command(
 ) -> Command {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["test", "--workspace"])
+    // --no-fail-fast: one failing test binary must not hide the results of the others.
+    cmd.args(["test", "--workspace", "--no-fail-fast"])
         .args(cargo_args)
         .current_dir(repo_root());
     for (key, _) in std::env::vars_os() {
@@ -145,6 +162,19 @@ pub fn cargo_test_command(
     }
     cmd.env("XTASK_TEST_VENV", venv);
     cmd
+}
+
+/// Server 2 is secured like a production gateway's server: Basic auth and CSRF tokens
+/// (the client tests and the parity test need both).
+fn secured_server_env(auth: &str) -> Vec<(String, String)> {
+    vec![
+        ("PREFECT_SERVER_API_AUTH_STRING".into(), auth.into()),
+        ("PREFECT_API_AUTH_STRING".into(), auth.into()),
+        (
+            "PREFECT_SERVER_CSRF_PROTECTION_ENABLED".into(),
+            "true".into(),
+        ),
+    ]
 }
 
 /// Whether an inherited variable reaches `cargo test`. Dropped: the developer's Prefect and Fly
@@ -256,7 +286,14 @@ mod tests {
             .collect();
         assert_eq!(
             args,
-            ["test", "--workspace", "local_e2e", "--", "--nocapture"]
+            [
+                "test",
+                "--workspace",
+                "--no-fail-fast",
+                "local_e2e",
+                "--",
+                "--nocapture"
+            ]
         );
         let env = |name: &str| {
             cmd.get_envs()

@@ -124,6 +124,7 @@ pub fn ensure_server(state: &LocalState, prefect: &Path, port: Option<u16>) -> R
         log: state.server_log(),
         port,
         ui: true,
+        env: Vec::new(),
     };
     let mut child = server::spawn(&spec)?;
     let record = PidRecord {

@@ -27,6 +27,8 @@ pub struct ServerSpec {
     pub port: u16,
     /// Serve the dashboard (off for throwaway test servers: faster start).
     pub ui: bool,
+    /// Extra server settings, e.g. PREFECT_SERVER_API_AUTH_STRING for a secured test server.
+    pub env: Vec<(String, String)>,
 }
 
 pub fn api_url(port: u16) -> String {
@@ -61,6 +63,9 @@ pub fn server_command(spec: &ServerSpec) -> Command {
         )
         // Settings files (.env, prefect.toml) are read from the cwd: use the server's own dir.
         .current_dir(&spec.home);
+    for (key, value) in &spec.env {
+        cmd.env(key, value);
+    }
     cmd
 }
 
@@ -176,6 +181,10 @@ mod tests {
             log: PathBuf::from("/r/target/xtask/local/server.log"),
             port: 4433,
             ui: false,
+            env: vec![(
+                "PREFECT_SERVER_CSRF_PROTECTION_ENABLED".into(),
+                "true".into(),
+            )],
         };
         let cmd = server_command(&spec);
         assert_eq!(cmd.get_program(), "/r/.venv/bin/prefect");
@@ -206,6 +215,10 @@ mod tests {
             Some("false")
         );
         assert_eq!(get("PREFECT_SERVER_UI_ENABLED").as_deref(), Some("false"));
+        assert_eq!(
+            get("PREFECT_SERVER_CSRF_PROTECTION_ENABLED").as_deref(),
+            Some("true")
+        );
         assert_eq!(
             cmd.get_current_dir(),
             Some(Path::new("/r/target/xtask/local/home"))
