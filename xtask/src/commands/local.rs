@@ -28,6 +28,14 @@ pub fn deploy_local(global: &GlobalArgs, args: &DeployArgs) -> Result<ExitCode> 
     let project = Project::discover(global, args.env)?;
     let deployments = prefect_file::read(&project.prefect_file)?;
     let pools = prefect_file::pools(&deployments);
+    // The smoke run needs a worker, and a worker needs a pool.
+    let Some(first) = deployments.iter().find(|d| d.pool.is_some()) else {
+        bail!(
+            "no deployment in {} names a `work_pool`; deploy --local runs flows with a process worker \
+             polling that pool",
+            project.prefect_file_label()
+        );
+    };
     let state = LocalState::default_location();
     if args.dry_run {
         print_dry_run(&project, &state, &deployments, &pools);
@@ -89,7 +97,6 @@ pub fn deploy_local(global: &GlobalArgs, args: &DeployArgs) -> Result<ExitCode> 
         );
     }
 
-    let first = &deployments[0];
     step(&format!("smoke run of {}", first.name));
     let deployment = find_deployment(&client, &first.name, first.pool.as_deref())?;
     let run = smoke_run(&client, &deployment, &state, first.pool.as_deref())?;
@@ -351,10 +358,9 @@ fn print_dry_run(
         project.prefect_file_label()
     );
     println!("  5. reuse or start `prefect worker start --pool <pool> --type process` per pool");
-    println!(
-        "  6. run {} once and wait for Completed",
-        deployments[0].name
-    );
+    if let Some(first) = deployments.iter().find(|d| d.pool.is_some()) {
+        println!("  6. run {} once and wait for Completed", first.name);
+    }
 }
 
 #[cfg(test)]
