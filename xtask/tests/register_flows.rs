@@ -475,3 +475,24 @@ fn triggers_are_replaced_only_when_they_change() {
     assert_eq!(automations_of(&id), vec![("hand-made".to_string(), true)]);
     assert_eq!(exit_code(&p.run(&proxy.api_url, &["--check"])), 0);
 }
+
+#[test]
+fn prefect_cli_engine_refuses_native_only_modes() {
+    let dir = std::env::temp_dir().join(unique("xtask-rf-engine"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("prefect.yaml"), "deployments: []\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["register-flows", "--engine", "prefect-cli", "--dry-run"])
+        .current_dir(&dir)
+        .env("PREFECT_API_URL", "http://127.0.0.1:9/api")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(exit_code(&out), 1, "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("need the native engine"),
+        "{}",
+        text(&out)
+    );
+}

@@ -27,7 +27,7 @@ const MAX_ROUNDS: usize = 3;
 
 pub fn run(global: &GlobalArgs, args: RegisterFlowsArgs) -> Result<ExitCode> {
     if args.engine == Engine::PrefectCli {
-        bail!("--engine prefect-cli is not available in this build yet; use the default native engine");
+        return run_prefect_cli(global, &args);
     }
     let started = Instant::now();
     let project = Project::discover(global, Env::Prod)?;
@@ -53,6 +53,18 @@ pub fn run(global: &GlobalArgs, args: RegisterFlowsArgs) -> Result<ExitCode> {
     };
     print_outcome(&client, &project, &desired, &args, &outcome, &timings);
     Ok(ExitCode::from(outcome.exit_code(&args)))
+}
+
+/// `--engine prefect-cli`: the old bash setup's behaviour, `prefect --no-prompt deploy --all`
+/// (no plan, no prune, no rollback: Prefect's CLI has none of them).
+fn run_prefect_cli(global: &GlobalArgs, args: &RegisterFlowsArgs) -> Result<ExitCode> {
+    if args.dry_run || args.check || args.prune || args.json {
+        bail!("--dry-run, --check, --prune and --json need the native engine; `prefect deploy` has no such modes");
+    }
+    let project = Project::discover(global, Env::Prod)?;
+    let prefect = crate::prefect_cli::find_prefect()?;
+    crate::prefect_cli::deploy_all(&project, &prefect, &[])?;
+    Ok(ExitCode::from(code::OK))
 }
 
 /// The flag Ctrl-C / SIGTERM sets. Installed once per process (`deploy` may call `run` again).
