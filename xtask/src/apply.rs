@@ -413,7 +413,8 @@ fn replace_automations(
 /// retries after a backoff of at least 0.4 s; a Postgres-backed server gains from parallel writes.
 /// Start with one write at a time, double the window after a full window (at least 8) of fast
 /// writes, up to `--concurrency`; a write that took noticeably longer than the fastest one was
-/// retried: halve the window.
+/// retried: halve the window and never grow past that again in this run (measured on a SQLite
+/// server: 50 creates take ~2.5 s one at a time, ~4 s with 8 in flight because of the retries).
 struct Limiter {
     state: Mutex<LimiterState>,
     changed: std::sync::Condvar,
@@ -469,6 +470,7 @@ impl Limiter {
         }
         if !ok || took > fastest + RETRY_SIGNAL {
             state.limit = (state.limit / 2).max(1);
+            state.ceiling = state.ceiling.min(state.limit);
             state.fast_streak = 0;
         } else {
             state.fast_streak += 1;
@@ -677,7 +679,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn limiter_grows_on_fast_writes_and_halves_on_retries() {
+    fn limiter_grows_on_fast_writes_and_settles_after_retries() {
         use std::time::Duration;
         let fast = Duration::from_millis(20);
         let slow = Duration::from_millis(900);
@@ -705,14 +707,10 @@ mod tests {
         done(slow);
         done(slow);
         assert_eq!(limiter.limit(), 1);
-        for _ in 0..8 {
+        for _ in 0..40 {
             done(fast);
         }
-        assert_eq!(
-            limiter.limit(),
-            2,
-            "probes again after a run of fast writes"
-        );
+        assert_eq!(limiter.limit(), 1, "no new probe after retries");
     }
 
     #[test]
