@@ -1,1 +1,830 @@
-//! (being written)
+//! The Prefect REST client: one place for the base URL, authentication, the API-version
+//! header, the CSRF token exchange, timeouts and retries. It never prints credentials:
+//! errors carry the method and the API path, not the URL or headers.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use base64::Engine as _;
+use reqwest::blocking::{Client, RequestBuilder, Response};
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, RETRY_AFTER};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::redact::mask_url_credentials;
+
+/// The REST API version Prefect 3.9.1 speaks; the server rejects versions it does not support.
+pub const API_VERSION: &str = "0.8.4";
+/// `POST /…/filter` page size; the server rejects more than its default limit (200).
+const PAGE_SIZE: usize = 200;
+
+/// Where the server is and how to authenticate. Built from Prefect's own variables.
+#[derive(Clone)]
+pub struct ApiConfig {
+    pub url: String,
+    pub api_key: Option<String>,
+    pub auth_string: Option<String>,
+    pub timeout: Duration,
+    pub max_retries: u32,
+}
+
+impl std::fmt::Debug for ApiConfig {
+    // Hand-written so credentials never reach a debug print.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiConfig")
+            .field("url", &self.display_url())
+            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .field("auth_string", &self.auth_string.as_ref().map(|_| "***"))
+            .field("timeout", &self.timeout)
+            .field("max_retries", &self.max_retries)
+            .finish()
+    }
+}
+
+impl ApiConfig {
+    /// PREFECT_API_URL (required), PREFECT_API_KEY, PREFECT_API_AUTH_STRING,
+    /// PREFECT_API_REQUEST_TIMEOUT (seconds), PREFECT_CLIENT_MAX_RETRIES.
+    pub fn from_env() -> Result<ApiConfig> {
+        let url = non_empty_env("PREFECT_API_URL").context(
+            "PREFECT_API_URL is not set: point it at your Prefect server's API, e.g. http://127.0.0.1:4200/api",
+        )?;
+        let mut cfg = ApiConfig::for_url(&url);
+        cfg.api_key = non_empty_env("PREFECT_API_KEY");
+        cfg.auth_string = non_empty_env("PREFECT_API_AUTH_STRING");
+        if let Some(secs) = non_empty_env("PREFECT_API_REQUEST_TIMEOUT") {
+            let secs: f64 = secs
+                .parse()
+                .ok()
+                .filter(|s: &f64| s.is_finite() && *s > 0.0)
+                .context("PREFECT_API_REQUEST_TIMEOUT must be a positive number of seconds")?;
+            cfg.timeout = Duration::from_secs_f64(secs);
+        }
+        if let Some(n) = non_empty_env("PREFECT_CLIENT_MAX_RETRIES") {
+            cfg.max_retries = n
+                .parse()
+                .context("PREFECT_CLIENT_MAX_RETRIES must be a whole number")?;
+        }
+        Ok(cfg)
+    }
+
+    /// A config for `url` without credentials and with Prefect's defaults.
+    pub fn for_url(url: &str) -> ApiConfig {
+        ApiConfig {
+            url: url.trim().trim_end_matches('/').to_string(),
+            api_key: None,
+            auth_string: None,
+            timeout: Duration::from_secs(60),
+            max_retries: 5,
+        }
+    }
+
+    pub fn display_url(&self) -> String {
+        mask_url_credentials(&self.url)
+    }
+
+    /// Prefect's rule: the auth string (Basic) wins over the API key (Bearer).
+    fn authorization(&self) -> Option<String> {
+        if let Some(auth) = &self.auth_string {
+            Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(auth)
+            ))
+        } else {
+            self.api_key.as_ref().map(|key| format!("Bearer {key}"))
+        }
+    }
+
+    fn is_prefect_cloud(&self) -> bool {
+        self.url.contains("api.prefect.cloud")
+    }
+}
+
+fn non_empty_env(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// Why a request failed. Display never contains credentials.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub method: &'static str,
+    pub path: String,
+    pub kind: ApiErrorKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum ApiErrorKind {
+    /// The server answered with a non-success status.
+    Status { code: u16, detail: String },
+    /// No answer within the timeout.
+    Timeout,
+    /// Connection refused/reset, DNS failure, TLS failure.
+    Unreachable(String),
+    /// The answer was not what the API promises (e.g. not JSON).
+    InvalidResponse(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> Option<u16> {
+        match &self.kind {
+            ApiErrorKind::Status { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// 401/403 other than a CSRF problem: the credentials are missing or wrong.
+    pub fn is_auth(&self) -> bool {
+        matches!(self.status(), Some(401 | 403))
+    }
+
+    /// The server's own message (`detail` / `exception_message`), if it answered.
+    pub fn detail(&self) -> Option<&str> {
+        match &self.kind {
+            ApiErrorKind::Status { detail, .. } => Some(detail),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} failed: ", self.method, self.path)?;
+        match &self.kind {
+            ApiErrorKind::Status { code, detail } => {
+                let reason = StatusCode::from_u16(*code)
+                    .ok()
+                    .and_then(|s| s.canonical_reason())
+                    .unwrap_or("");
+                write!(f, "{code} {reason}")?;
+                if !detail.is_empty() {
+                    write!(f, ": {detail}")?;
+                }
+                if matches!(code, 401 | 403) {
+                    write!(f, " (check PREFECT_API_KEY / PREFECT_API_AUTH_STRING)")?;
+                }
+                Ok(())
+            }
+            ApiErrorKind::Timeout => write!(f, "the server did not answer in time"),
+            ApiErrorKind::Unreachable(why) => write!(f, "server unreachable ({why})"),
+            ApiErrorKind::InvalidResponse(why) => write!(f, "unexpected response ({why})"),
+        }
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// The CSRF token state shared by clones of one client.
+#[derive(Default)]
+struct Csrf {
+    /// None until asked; Some(None) when the server has CSRF protection off.
+    token: Option<Option<(String, Instant)>>,
+}
+
+struct Inner {
+    http: Client,
+    cfg: ApiConfig,
+    csrf_client_id: String,
+    csrf: Mutex<Csrf>,
+    requests: AtomicUsize,
+    verbose: AtomicBool,
+    /// Prefect retries connection errors only once a connection has worked: a wrong URL fails fast.
+    connected_once: AtomicBool,
+}
+
+/// A blocking Prefect API client. Cheap to clone; clones share connections and the CSRF token.
+#[derive(Clone)]
+pub struct PrefectClient {
+    inner: Arc<Inner>,
+}
+
+impl PrefectClient {
+    pub fn new(cfg: ApiConfig) -> Result<PrefectClient> {
+        if !(cfg.url.starts_with("http://") || cfg.url.starts_with("https://")) {
+            bail!(
+                "PREFECT_API_URL must start with http:// or https:// (got {})",
+                cfg.display_url()
+            );
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "X-PREFECT-API-VERSION",
+            HeaderValue::from_static(API_VERSION),
+        );
+        if let Some(auth) = cfg.authorization() {
+            let mut value = HeaderValue::from_str(&auth)
+                .map_err(|_| anyhow::anyhow!("PREFECT_API_KEY / PREFECT_API_AUTH_STRING contain characters not allowed in an HTTP header"))?;
+            value.set_sensitive(true);
+            headers.insert(AUTHORIZATION, value);
+        }
+        let http = Client::builder()
+            .default_headers(headers)
+            .user_agent(concat!(
+                "prefect-xtask/",
+                env!("CARGO_PKG_VERSION"),
+                " (API 0.8.4)"
+            ))
+            .connect_timeout(Duration::from_secs(10).min(cfg.timeout))
+            .timeout(cfg.timeout)
+            .pool_max_idle_per_host(16)
+            .build()
+            .context("cannot set up the HTTP client")?;
+        Ok(PrefectClient {
+            inner: Arc::new(Inner {
+                http,
+                cfg,
+                csrf_client_id: uuid::Uuid::new_v4().to_string(),
+                csrf: Mutex::new(Csrf::default()),
+                requests: AtomicUsize::new(0),
+                verbose: AtomicBool::new(false),
+                connected_once: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// Client for PREFECT_API_URL and friends.
+    pub fn from_env() -> Result<PrefectClient> {
+        PrefectClient::new(ApiConfig::from_env()?)
+    }
+
+    pub fn display_url(&self) -> String {
+        self.inner.cfg.display_url()
+    }
+
+    /// Log every request (method, path, status, time) to stderr.
+    pub fn set_verbose(&self, verbose: bool) {
+        self.inner.verbose.store(verbose, Ordering::Relaxed);
+    }
+
+    /// How many HTTP requests this client (and its clones) sent, retries included.
+    pub fn request_count(&self) -> usize {
+        self.inner.requests.load(Ordering::Relaxed)
+    }
+
+    // ---- raw verbs -------------------------------------------------------------------------
+
+    /// GET; a 404 is `Ok(None)`.
+    pub fn get(&self, path: &str) -> Result<Option<Value>, ApiError> {
+        match self.send(Method::GET, path, None) {
+            Ok(value) => Ok(Some(value)),
+            Err(err) if err.status() == Some(404) => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// POST a JSON body; returns the response body (`null` when empty).
+    pub fn post(&self, path: &str, body: &Value) -> Result<Value, ApiError> {
+        self.send(Method::POST, path, Some(body))
+    }
+
+    pub fn patch(&self, path: &str, body: &Value) -> Result<(), ApiError> {
+        self.send(Method::PATCH, path, Some(body)).map(|_| ())
+    }
+
+    /// DELETE; `Ok(false)` when the object was already gone.
+    pub fn delete(&self, path: &str) -> Result<bool, ApiError> {
+        match self.send(Method::DELETE, path, None) {
+            Ok(_) => Ok(true),
+            Err(err) if err.status() == Some(404) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    // ---- typed conveniences -----------------------------------------------------------------
+
+    /// `GET /health`: unauthenticated on self-hosted servers, so it proves reachability only.
+    pub fn health(&self) -> Result<(), ApiError> {
+        self.send(Method::GET, "/health", None).map(|_| ())
+    }
+
+    /// An authenticated read that every role may do.
+    pub fn check_auth(&self) -> Result<(), ApiError> {
+        self.post("/work_pools/filter", &json!({"limit": 1}))
+            .map(|_| ())
+    }
+
+    pub fn read_work_pool(&self, name: &str) -> Result<Option<Value>, ApiError> {
+        self.get(&format!("/work_pools/{}", encode_segment(name)))
+    }
+
+    /// Creates the pool unless it exists.
+    pub fn create_work_pool(&self, name: &str, pool_type: &str) -> Result<(), ApiError> {
+        match self.post("/work_pools/", &json!({"name": name, "type": pool_type})) {
+            Ok(_) => Ok(()),
+            Err(err) if err.status() == Some(409) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Every deployment matching `filter` (a `/deployments/filter` body without limit/offset), all pages.
+    pub fn read_deployments(&self, filter: Value) -> Result<Vec<Value>, ApiError> {
+        self.read_all_pages("/deployments/filter", filter)
+    }
+
+    /// Every flow matching `filter`, all pages.
+    pub fn read_flows(&self, filter: Value) -> Result<Vec<Value>, ApiError> {
+        self.read_all_pages("/flows/filter", filter)
+    }
+
+    pub fn read_variable(&self, name: &str) -> Result<Option<Value>, ApiError> {
+        self.get(&format!("/variables/name/{}", encode_segment(name)))
+    }
+
+    /// A block document with its secret values (templating needs them, as Prefect's CLI does).
+    pub fn read_block_document(&self, slug: &str, name: &str) -> Result<Option<Value>, ApiError> {
+        self.get(&format!(
+            "/block_types/slug/{}/block_documents/name/{}?include_secrets=true",
+            encode_segment(slug),
+            encode_segment(name)
+        ))
+    }
+
+    pub fn create_flow_run_from_deployment(
+        &self,
+        deployment_id: &str,
+        parameters: Value,
+    ) -> Result<Value, ApiError> {
+        self.post(
+            &format!(
+                "/deployments/{}/create_flow_run",
+                encode_segment(deployment_id)
+            ),
+            &json!({"parameters": parameters}),
+        )
+    }
+
+    pub fn read_flow_run(&self, id: &str) -> Result<Option<Value>, ApiError> {
+        self.get(&format!("/flow_runs/{}", encode_segment(id)))
+    }
+
+    fn read_all_pages(&self, path: &str, filter: Value) -> Result<Vec<Value>, ApiError> {
+        let mut all = Vec::new();
+        let mut body = match filter {
+            Value::Object(map) => map,
+            Value::Null => serde_json::Map::new(),
+            other => {
+                return Err(ApiError {
+                    method: "POST",
+                    path: path.to_string(),
+                    kind: ApiErrorKind::InvalidResponse(format!(
+                        "filter must be an object, got {other}"
+                    )),
+                })
+            }
+        };
+        loop {
+            body.insert("limit".into(), json!(PAGE_SIZE));
+            body.insert("offset".into(), json!(all.len()));
+            let page = self.post(path, &Value::Object(body.clone()))?;
+            let Value::Array(items) = page else {
+                return Err(ApiError {
+                    method: "POST",
+                    path: path.to_string(),
+                    kind: ApiErrorKind::InvalidResponse("expected a JSON list".into()),
+                });
+            };
+            let n = items.len();
+            all.extend(items);
+            if n < PAGE_SIZE {
+                return Ok(all);
+            }
+        }
+    }
+
+    // ---- the request loop --------------------------------------------------------------------
+
+    fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value, ApiError> {
+        let method_name = method_name(&method);
+        let mutating = method != Method::GET;
+        let mut attempt: u32 = 0;
+        let mut csrf_refreshed = false;
+        loop {
+            let csrf = if mutating {
+                self.csrf_headers().map_err(|kind| ApiError {
+                    method: method_name,
+                    path: path.to_string(),
+                    kind,
+                })?
+            } else {
+                None
+            };
+            let mut request = self.inner.http.request(method.clone(), self.url(path));
+            if let Some((token, client)) = &csrf {
+                request = request
+                    .header("Prefect-Csrf-Token", token)
+                    .header("Prefect-Csrf-Client", client);
+            }
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let started = Instant::now();
+            let outcome = self.execute(request);
+            self.inner.requests.fetch_add(1, Ordering::Relaxed);
+            let (retry_after, error) = match outcome {
+                Ok(response) => {
+                    self.inner.connected_once.store(true, Ordering::Relaxed);
+                    let status = response.status();
+                    self.trace(method_name, path, &status.as_u16().to_string(), started);
+                    if status.is_success() {
+                        return read_json(response).map_err(|why| ApiError {
+                            method: method_name,
+                            path: path.to_string(),
+                            kind: ApiErrorKind::InvalidResponse(why),
+                        });
+                    }
+                    let retry_after = parse_retry_after(response.headers());
+                    let detail = error_detail(response);
+                    let error = ApiError {
+                        method: method_name,
+                        path: path.to_string(),
+                        kind: ApiErrorKind::Status {
+                            code: status.as_u16(),
+                            detail: detail.clone(),
+                        },
+                    };
+                    if status == StatusCode::FORBIDDEN
+                        && detail.contains("Invalid CSRF token")
+                        && !csrf_refreshed
+                    {
+                        // The token expired or the server restarted: get a new one, once.
+                        csrf_refreshed = true;
+                        self.forget_csrf_token();
+                        continue;
+                    }
+                    if !is_retryable_status(status.as_u16()) {
+                        return Err(error);
+                    }
+                    (retry_after, error)
+                }
+                Err(kind) => {
+                    self.trace(method_name, path, "error", started);
+                    let error = ApiError {
+                        method: method_name,
+                        path: path.to_string(),
+                        kind,
+                    };
+                    let never_connected = !self.inner.connected_once.load(Ordering::Relaxed);
+                    if never_connected
+                        && matches!(error.kind, ApiErrorKind::Unreachable(_))
+                        && attempt >= 1
+                    {
+                        // A server that never answered is most likely a wrong URL or down: fail fast.
+                        return Err(error);
+                    }
+                    (None, error)
+                }
+            };
+            if attempt >= self.inner.cfg.max_retries {
+                return Err(error);
+            }
+            let delay = retry_after.unwrap_or_else(|| backoff(attempt));
+            if self.inner.verbose.load(Ordering::Relaxed) {
+                eprintln!(
+                    "  retrying {method_name} {path} in {:.1}s ({error})",
+                    delay.as_secs_f64()
+                );
+            }
+            std::thread::sleep(delay);
+            attempt += 1;
+        }
+    }
+
+    fn execute(&self, request: RequestBuilder) -> Result<Response, ApiErrorKind> {
+        request.send().map_err(|err| {
+            if err.is_timeout() {
+                ApiErrorKind::Timeout
+            } else {
+                ApiErrorKind::Unreachable(describe_transport_error(&err))
+            }
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        // Plain concatenation keeps a gateway's path prefix (…/prefect-internal/prefect/api).
+        let mut url = self.inner.cfg.url.clone();
+        if !path.starts_with('/') {
+            url.push('/');
+        }
+        url.push_str(path);
+        url
+    }
+
+    fn trace(&self, method: &str, path: &str, status: &str, started: Instant) {
+        if self.inner.verbose.load(Ordering::Relaxed) {
+            eprintln!(
+                "  {method} {path} → {status} ({} ms)",
+                started.elapsed().as_millis()
+            );
+        }
+    }
+
+    /// The CSRF headers for a mutating request, fetching a token on first use.
+    fn csrf_headers(&self) -> Result<Option<(String, String)>, ApiErrorKind> {
+        if self.inner.cfg.is_prefect_cloud() {
+            return Ok(None);
+        }
+        let mut csrf = self
+            .inner
+            .csrf
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(state) = &csrf.token {
+            match state {
+                None => return Ok(None),
+                Some((token, expires)) if Instant::now() < *expires => {
+                    return Ok(Some((token.clone(), self.inner.csrf_client_id.clone())))
+                }
+                Some(_) => {}
+            }
+        }
+        let path = format!("/csrf-token?client={}", self.inner.csrf_client_id);
+        let response = self.execute(self.inner.http.get(self.url(&path)))?;
+        self.inner.requests.fetch_add(1, Ordering::Relaxed);
+        let status = response.status();
+        if status == StatusCode::NOT_FOUND || status == StatusCode::UNPROCESSABLE_ENTITY {
+            // 422 "CSRF protection is disabled." (or an old server without the route).
+            csrf.token = Some(None);
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(ApiErrorKind::Status {
+                code: status.as_u16(),
+                detail: error_detail(response),
+            });
+        }
+        let body = read_json(response).map_err(ApiErrorKind::InvalidResponse)?;
+        let token = body
+            .get("token")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                ApiErrorKind::InvalidResponse("CSRF token response without a token".into())
+            })?
+            .to_string();
+        // Tokens live an hour; refresh well before.
+        csrf.token = Some(Some((
+            token.clone(),
+            Instant::now() + Duration::from_secs(50 * 60),
+        )));
+        Ok(Some((token, self.inner.csrf_client_id.clone())))
+    }
+
+    fn forget_csrf_token(&self) {
+        let mut csrf = self
+            .inner
+            .csrf
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        csrf.token = None;
+    }
+}
+
+fn method_name(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::PUT => "PUT",
+        _ => "REQUEST",
+    }
+}
+
+/// Statuses Prefect's own client retries.
+pub fn is_retryable_status(code: u16) -> bool {
+    matches!(code, 408 | 429 | 502 | 503)
+}
+
+/// Exponential backoff with ±20 % jitter: 0.5 s, 1 s, 2 s, 4 s … capped at 10 s.
+/// (Prefect waits 2^attempt s; a release command should not sit out a minute on a blip.)
+fn backoff(attempt: u32) -> Duration {
+    let base = 0.5 * 2f64.powi(attempt.min(5) as i32);
+    let base = base.min(10.0);
+    Duration::from_secs_f64(base * (0.8 + 0.4 * jitter()))
+}
+
+/// A number in [0, 1) that differs between calls and processes; good enough for jitter.
+fn jitter() -> f64 {
+    let bytes = *uuid::Uuid::new_v4().as_bytes();
+    f64::from(u16::from_le_bytes([bytes[0], bytes[1]])) / 65536.0
+}
+
+/// `Retry-After` in seconds (capped at one minute); HTTP dates are not used by Prefect servers.
+fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let secs: f64 = headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    if !secs.is_finite() || secs < 0.0 {
+        return None;
+    }
+    Some(Duration::from_secs_f64(secs.min(60.0)))
+}
+
+fn read_json(response: Response) -> Result<Value, String> {
+    let bytes = response.bytes().map_err(|e| describe_transport_error(&e))?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(&bytes).map_err(|e| format!("not JSON: {e}"))
+}
+
+/// The server's explanation of an error status: `detail`, `exception_message` + details, or the text.
+fn error_detail(response: Response) -> String {
+    let text = response.text().unwrap_or_default();
+    detail_from_body(&text)
+}
+
+fn detail_from_body(text: &str) -> String {
+    let parsed: Option<Value> = serde_json::from_str(text).ok();
+    let detail = match parsed {
+        Some(Value::Object(map)) => {
+            if let Some(detail) = map.get("detail") {
+                value_to_text(detail)
+            } else if let Some(message) = map.get("exception_message") {
+                let mut out = value_to_text(message);
+                if let Some(Value::Array(details)) = map.get("exception_detail") {
+                    let msgs: Vec<String> = details
+                        .iter()
+                        .filter_map(|d| {
+                            let msg = d.get("msg").and_then(Value::as_str)?;
+                            let loc = d.get("loc").map(value_to_text).unwrap_or_default();
+                            Some(if loc.is_empty() {
+                                msg.to_string()
+                            } else {
+                                format!("{msg} (at {loc})")
+                            })
+                        })
+                        .collect();
+                    if !msgs.is_empty() {
+                        out.push_str(": ");
+                        out.push_str(&msgs.join("; "));
+                    }
+                }
+                out
+            } else {
+                text.to_string()
+            }
+        }
+        Some(other) => value_to_text(&other),
+        None => text.to_string(),
+    };
+    // Bound the size: an HTML error page from a gateway is not a useful message.
+    let detail = detail.trim();
+    match detail.char_indices().nth(500) {
+        Some((cut, _)) => format!("{}…", &detail[..cut]),
+        None => detail.to_string(),
+    }
+}
+
+fn value_to_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items
+            .iter()
+            .map(value_to_text)
+            .collect::<Vec<_>>()
+            .join(", "),
+        other => other.to_string(),
+    }
+}
+
+fn describe_transport_error(err: &reqwest::Error) -> String {
+    // The innermost cause says what happened ("Connection refused"); reqwest's own text
+    // includes the URL, which may carry credentials, so it is masked.
+    let mut cause: &dyn std::error::Error = err;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    let text = if err.is_connect() {
+        format!("cannot connect: {cause}")
+    } else {
+        cause.to_string()
+    };
+    mask_url_credentials(&text)
+}
+
+/// Percent-encodes one path segment (deployment and flow names may hold spaces, `é`, `#`, `?`).
+pub fn encode_segment(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for byte in segment.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(byte as char)
+            }
+            _ => out.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_string_wins_over_api_key() {
+        let mut cfg = ApiConfig::for_url("http://h/api/");
+        assert_eq!(cfg.url, "http://h/api");
+        assert_eq!(cfg.authorization(), None);
+        cfg.api_key = Some("my-key".into());
+        assert_eq!(cfg.authorization().as_deref(), Some("Bearer my-key"));
+        cfg.auth_string = Some("admin:pa55".into());
+        assert_eq!(
+            cfg.authorization().as_deref(),
+            Some("Basic YWRtaW46cGE1NQ==")
+        );
+    }
+
+    #[test]
+    fn debug_and_display_hide_credentials() {
+        let mut cfg =
+            ApiConfig::for_url("https://user:hunter2@gw.example/prefect-internal/prefect/api");
+        cfg.api_key = Some("sentinel-key".into());
+        let shown = format!("{cfg:?} {}", cfg.display_url());
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("sentinel-key"),
+            "{shown}"
+        );
+        assert!(shown.contains("gw.example/prefect-internal/prefect/api"));
+    }
+
+    #[test]
+    fn url_keeps_gateway_prefix() {
+        let client = PrefectClient::new(ApiConfig::for_url(
+            "https://gw/prefect-internal/prefect/api",
+        ))
+        .unwrap();
+        assert_eq!(
+            client.url("/deployments/filter"),
+            "https://gw/prefect-internal/prefect/api/deployments/filter"
+        );
+        assert!(PrefectClient::new(ApiConfig::for_url("ftp://x")).is_err());
+    }
+
+    #[test]
+    fn encodes_path_segments() {
+        assert_eq!(encode_segment("my deploy é"), "my%20deploy%20%C3%A9");
+        assert_eq!(encode_segment("a/b?c#d"), "a%2Fb%3Fc%23d");
+        assert_eq!(encode_segment("plain-name_1.2"), "plain-name_1.2");
+    }
+
+    #[test]
+    fn error_details_are_extracted_and_bounded() {
+        assert_eq!(
+            detail_from_body(r#"{"detail":"Work pool \"x\" not found."}"#),
+            "Work pool \"x\" not found."
+        );
+        let body = r#"{"exception_message":"Invalid request received.","exception_detail":[{"loc":["body","x"],"msg":"bad"}]}"#;
+        assert_eq!(
+            detail_from_body(body),
+            "Invalid request received.: bad (at body, x)"
+        );
+        assert_eq!(detail_from_body("plain text"), "plain text");
+        let long = "é".repeat(2000);
+        assert!(detail_from_body(&long).chars().count() <= 501);
+    }
+
+    #[test]
+    fn retry_policy() {
+        for code in [408, 429, 502, 503] {
+            assert!(is_retryable_status(code));
+        }
+        for code in [400, 401, 403, 404, 409, 422, 500] {
+            assert!(!is_retryable_status(code));
+        }
+        for attempt in 0..10 {
+            let d = backoff(attempt).as_secs_f64();
+            assert!((0.4..=12.0).contains(&d), "attempt {attempt}: {d}");
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("3"));
+        assert_eq!(parse_retry_after(&headers), Some(Duration::from_secs(3)));
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("999"));
+        assert_eq!(parse_retry_after(&headers), Some(Duration::from_secs(60)));
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(parse_retry_after(&headers), None);
+    }
+
+    #[test]
+    fn status_errors_mention_auth_on_401() {
+        let err = ApiError {
+            method: "GET",
+            path: "/work_pools/x".into(),
+            kind: ApiErrorKind::Status {
+                code: 401,
+                detail: "Unauthorized".into(),
+            },
+        };
+        assert!(err.is_auth());
+        assert_eq!(
+            err.to_string(),
+            "GET /work_pools/x failed: 401 Unauthorized: Unauthorized (check PREFECT_API_KEY / PREFECT_API_AUTH_STRING)"
+        );
+    }
+}
