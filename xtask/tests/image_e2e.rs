@@ -322,19 +322,29 @@ fn production_image_end_to_end() {
 
     // 1. Build through the binary, as a user would.
     let started = Instant::now();
+    // The build log (a thousand lines cold) is shown only when the build fails.
     let build = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .args(["build-image", "--local-bases"])
         .current_dir(&root)
         .env("XTASK_PROJECT_ROOT", &root)
         .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
         .output()
         .expect("run xtask build-image");
-    assert!(
-        build.status.success(),
-        "xtask build-image failed ({})",
-        build.status
-    );
+    let log = String::from_utf8_lossy(&build.stderr);
+    if !build.status.success() {
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = lines[lines.len().saturating_sub(120)..].join("\n");
+        panic!(
+            "xtask build-image failed ({}); last lines of its output:\n{tail}",
+            build.status
+        );
+    }
+    for line in log
+        .lines()
+        .filter(|l| l.starts_with("base image ") || l.starts_with("built "))
+    {
+        say(&format!("image_e2e: {line}"));
+    }
     let image = String::from_utf8_lossy(&build.stdout)
         .lines()
         .last()
@@ -343,7 +353,7 @@ fn production_image_end_to_end() {
         .to_string();
     assert!(!image.is_empty(), "build-image printed no image reference");
     say(&format!(
-        "image_e2e: built {image} in {:.0?}",
+        "image_e2e: build-image took {:.0?} in all",
         started.elapsed()
     ));
     let revision = docker_ok(&[
