@@ -8,6 +8,8 @@
 //! inputs are templated with the outputs of the steps before it (then blocks, variables, env); its
 //! output mapping is merged into the outputs and also stored under its `id`, so both
 //! `{{ stdout }}` and `{{ get-commit.stdout }}` work in the deployment afterwards.
+//! Templating goes through `template::resolve_deployment`, which substitutes step outputs last:
+//! unlike Prefect, text a step printed is never templated again, and a missing value is an error.
 
 use std::collections::HashMap;
 use std::path::Path;
