@@ -14,6 +14,7 @@ pub mod secrets;
 // Edges: HTTP, processes, files.
 pub mod prefect_api;
 pub mod apply;
+pub mod steps;
 pub mod fly;
 pub mod pipeline;
 pub mod docker;
