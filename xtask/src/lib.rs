@@ -21,6 +21,7 @@ pub mod docker;
 pub mod local;
 pub mod prefect_cli;
 pub mod project;
+pub mod python_text;
 pub mod redact;
 pub mod report;
 
