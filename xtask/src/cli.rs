@@ -183,6 +183,9 @@ pub struct BenchArgs {
     /// How many deployments the generated project has.
     #[arg(long, default_value_t = 51)]
     pub deployments: usize,
+    /// xtask runs per scenario (the median is reported); the Prefect CLI runs once.
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
 }
 
 #[cfg(test)]

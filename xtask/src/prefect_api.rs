@@ -597,12 +597,15 @@ pub fn is_retryable_status(code: u16) -> bool {
     matches!(code, 408 | 429 | 502 | 503)
 }
 
-/// Exponential backoff with ±20 % jitter: 0.5 s, 1 s, 2 s, 4 s … capped at 10 s.
-/// (Prefect waits 2^attempt s; a release command should not sit out a minute on a blip.)
+/// Delays before retry 1, 2, 3…, with ±20 % jitter. Most retryable answers from a Prefect server
+/// are its SQLite database being briefly locked by its own scheduler (503), gone in milliseconds:
+/// retry fast first, then back off towards Prefect's own patience for real outages (~15 s in all
+/// over the default 5 retries; Prefect waits 2^n s, a minute in all).
+const BACKOFF_SECONDS: [f64; 5] = [0.1, 0.3, 1.0, 3.0, 10.0];
+
 fn backoff(attempt: u32) -> Duration {
-    let base = 0.5 * 2f64.powi(attempt.min(5) as i32);
-    let base = base.min(10.0);
-    Duration::from_secs_f64(base * (0.8 + 0.4 * jitter()))
+    let index = (attempt as usize).min(BACKOFF_SECONDS.len() - 1);
+    Duration::from_secs_f64(BACKOFF_SECONDS[index] * (0.8 + 0.4 * jitter()))
 }
 
 /// A number in [0, 1) that differs between calls and processes; good enough for jitter.
@@ -798,9 +801,14 @@ mod tests {
         for code in [400, 401, 403, 404, 409, 422, 500] {
             assert!(!is_retryable_status(code));
         }
+        assert!(
+            backoff(0) < Duration::from_millis(150),
+            "a locked SQLite is retried quickly"
+        );
         for attempt in 0..10 {
             let d = backoff(attempt).as_secs_f64();
-            assert!((0.4..=12.0).contains(&d), "attempt {attempt}: {d}");
+            assert!((0.08..=12.0).contains(&d), "attempt {attempt}: {d}");
+            assert!(backoff(attempt + 1).as_secs_f64() >= d * 0.5, "delays grow");
         }
         let mut headers = HeaderMap::new();
         headers.insert(RETRY_AFTER, HeaderValue::from_static("3"));
