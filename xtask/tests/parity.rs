@@ -96,19 +96,24 @@ fn corpus_files_prefect_refuses_are_refused_without_writes() {
     let servers = Servers::from_env();
     let mut problems = Vec::new();
     for entry in corpus::entries() {
-        let Plan::Refused { reason } = entry.plan else { continue };
+        let Plan::Refused { reason, pools } = entry.plan else { continue };
+        // The pools exist, so that xtask refuses the file for what is wrong with it.
+        let setup = Setup { pools: pools.iter().map(|p| p.to_string()).collect(), ..Setup::default() };
+        apply_setup(&servers, &setup);
         let dir = scratch_dir(&format!("refused-c{:02}", entry.id));
         corpus::stage_refused(&dir, &entry);
         let prefix = corpus::flow_prefix(&entry);
+        let by_prefix = json!({"flows": {"name": {"like_": prefix}}});
+        for flow in servers.xtask.read_flows(by_prefix.clone()).unwrap() {
+            // Left by an earlier run against the same server (deleting a flow deletes its deployments).
+            servers.xtask.delete(&format!("/flows/{}", flow["id"].as_str().unwrap())).unwrap();
+        }
         let out = run_xtask(&servers, &dir, &[]);
         if out.success {
             problems.push(format!("c{:02} {} ({reason}): xtask accepted it:\n{}", entry.id, entry.file, out.text));
         }
-        let flows = servers.xtask.read_flows(json!({"flows": {"name": {"like_": prefix}}})).unwrap();
-        let written = servers
-            .xtask
-            .read_deployments(json!({"flows": {"name": {"like_": prefix}}}))
-            .unwrap();
+        let flows = servers.xtask.read_flows(by_prefix.clone()).unwrap();
+        let written = servers.xtask.read_deployments(by_prefix).unwrap();
         if !written.is_empty() || !flows.is_empty() {
             problems.push(format!("c{:02} {}: xtask wrote {} flow(s), {} deployment(s)", entry.id, entry.file, flows.len(), written.len()));
         }

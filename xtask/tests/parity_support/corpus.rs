@@ -14,7 +14,7 @@ pub enum Plan {
     Run(Recipe),
     /// Prefect 3.9.1 does not register it (or only part of it), or it needs what this machine
     /// lacks. xtask must refuse it without writing anything.
-    Refused { reason: &'static str },
+    Refused { reason: &'static str, pools: &'static [&'static str] },
 }
 
 /// How to make a file runnable here.
@@ -52,6 +52,7 @@ pub fn entries() -> Vec<Entry> {
             plan: Refused {
                 reason: "schedules carry `max_active_runs`/`catchup` (Prefect 3.0 wrote them): Prefect 3.9.1 rejects \
                          the whole file and stops with \"An entrypoint must be provided\"",
+                pools: &[],
             },
         },
         Entry {
@@ -77,12 +78,13 @@ pub fn entries() -> Vec<Entry> {
             plan: Refused {
                 reason: "`tags` holds a list (an alias to a list inside a list): Prefect stores the tag \
                          \"['etl', 'scraping']\" (Python's repr); xtask refuses a non-string tag",
+                pools: &[],
             },
         },
         Entry {
             id: 6,
             file: "Aniekan-Udo__ML-pipeline__prefect.yaml",
-            plan: Refused { reason: "no `work_pool`: Prefect stops at the first deployment (\"A work pool is required\")" },
+            plan: Refused { reason: "no `work_pool`: Prefect stops at the first deployment (\"A work pool is required\")", pools: &[] },
         },
         Entry {
             id: 7,
@@ -103,7 +105,7 @@ pub fn entries() -> Vec<Entry> {
         Entry {
             id: 14,
             file: "CAJ2__sage-databot__prefect.yaml",
-            plan: Refused { reason: "`entrypoint: null` (and docker build/push steps): Prefect stops with \"An entrypoint must be provided\"" },
+            plan: Refused { reason: "`entrypoint: null` (and docker build/push steps): Prefect stops with \"An entrypoint must be provided\"", pools: &[] },
         },
         Entry {
             id: 15,
@@ -114,7 +116,7 @@ pub fn entries() -> Vec<Entry> {
         Entry {
             id: 17,
             file: "CBIIT__prefect-toolkit__prefect.yaml",
-            plan: Refused { reason: "`parameters:` with no value (null): Prefect 3.9.1 rejects the whole file" },
+            plan: Refused { reason: "`parameters:` with no value (null): Prefect 3.9.1 rejects the whole file", pools: &[] },
         },
         Entry {
             id: 18,
@@ -133,12 +135,12 @@ pub fn entries() -> Vec<Entry> {
         Entry {
             id: 19,
             file: "Cam0505__CamOnPrefect__prefect.yaml",
-            plan: Refused { reason: "no deployment has an `entrypoint`: Prefect stops with \"An entrypoint must be provided\"" },
+            plan: Refused { reason: "no deployment has an `entrypoint`: Prefect stops with \"An entrypoint must be provided\"", pools: &["camprocess1"] },
         },
         Entry {
             id: 20,
             file: "Cobrachainsaw__ETL_V1__prefect__prefect.yaml",
-            plan: Refused { reason: "`version: 1.0` is a float: Prefect 3.9.1 rejects the whole file" },
+            plan: Refused { reason: "`version: 1.0` is a float: Prefect 3.9.1 rejects the whole file", pools: &["ecg_queue"] },
         },
         Entry {
             id: 21,
@@ -146,12 +148,13 @@ pub fn entries() -> Vec<Entry> {
             plan: Refused {
                 reason: "two deployments have no `work_pool`: Prefect registers the first ten, then stops (\"A work pool is \
                          required\"); xtask validates everything first and writes nothing",
+                pools: &["dmz-diarco"],
             },
         },
         Entry {
             id: 22,
             file: "Honglin-Jiang__ba882-sec-team__prefect.yaml",
-            plan: Refused { reason: "schedules carry `max_active_runs`/`catchup`: Prefect 3.9.1 rejects the whole file" },
+            plan: Refused { reason: "schedules carry `max_active_runs`/`catchup`: Prefect 3.9.1 rejects the whole file", pools: &["ba882-team9-schedule", "ba882-team9-autorun"] },
         },
         Entry { id: 23, file: "Kyytox__russia_ukraine_war_analytics_hub__prefect.yaml", plan: plain() },
         Entry {
@@ -168,18 +171,18 @@ pub fn entries() -> Vec<Entry> {
         Entry {
             id: 26,
             file: "PrefectHQ__prefect-demos__prefect.yaml",
-            plan: Refused { reason: "not valid YAML (aliases to anchors that are never defined): Prefect skips the file" },
+            plan: Refused { reason: "not valid YAML (aliases to anchors that are never defined): Prefect skips the file", pools: &[] },
         },
         Entry { id: 27, file: "PrefectHQ__prefect-recipes__flows-advanced__using_state_hooks__prefect.yaml", plan: plain() },
         Entry {
             id: 28,
             file: "PrefectHQ__prefect__src__prefect__deployments__recipes__docker-git__prefect.yaml",
-            plan: Refused { reason: "`prefect init` recipe: name, entrypoint and work pool are null placeholders" },
+            plan: Refused { reason: "`prefect init` recipe: name, entrypoint and work pool are null placeholders", pools: &[] },
         },
         Entry {
             id: 29,
             file: "PrefectHQ__prefect__src__prefect__deployments__templates__prefect.yaml",
-            plan: Refused { reason: "`prefect init` template: name, entrypoint and work pool are null placeholders" },
+            plan: Refused { reason: "`prefect init` template: name, entrypoint and work pool are null placeholders", pools: &[] },
         },
         Entry { id: 30, file: "PrefectHQ__prefect__tests__cli__test_deploy.py__inline-trigger-event-template-params.yaml", plan: plain() },
         Entry { id: 31, file: "PrefectHQ__prefect__tests__cli__test_deploy.py__inline-trigger-prefect-kind-jinja-params.yaml", plan: plain() },
@@ -203,12 +206,12 @@ pub fn entries() -> Vec<Entry> {
         Entry {
             id: 33,
             file: "datopian__preflow__flows__prefect.yaml",
-            plan: Refused { reason: "`schedule: []` (a list for the singular key): Prefect 3.9.1 rejects the whole file" },
+            plan: Refused { reason: "`schedule: []` (a list for the singular key): Prefect 3.9.1 rejects the whole file", pools: &["default"] },
         },
         Entry {
             id: 34,
             file: "dijarvrella__prefect-flows__prefect.yaml",
-            plan: Refused { reason: "`version: 1.0` is a float: Prefect 3.9.1 rejects the whole file" },
+            plan: Refused { reason: "`version: 1.0` is a float: Prefect 3.9.1 rejects the whole file", pools: &["seedoo-custom-worker"] },
         },
         Entry {
             id: 35,
@@ -245,7 +248,7 @@ pub fn entries() -> Vec<Entry> {
         Entry {
             id: 39,
             file: "webcodelabb__AI-DataOps-Pipeline__prefect__prefect.yaml",
-            plan: Refused { reason: "no `work_pool`: Prefect stops with \"A work pool is required\"" },
+            plan: Refused { reason: "no `work_pool`: Prefect stops with \"A work pool is required\"", pools: &[] },
         },
         Entry {
             id: 40,
@@ -370,7 +373,7 @@ pub fn case(entry: &Entry, recipe: &Recipe) -> Case {
         label: format!("c{id:02}"),
         stage: Box::new(move |dir: &Path| {
             std::fs::write(dir.join("prefect.yaml"), &stage_yaml).unwrap();
-            let entry = Entry { id, file, plan: Plan::Refused { reason: "" } };
+            let entry = Entry { id, file, plan: Plan::Refused { reason: "", pools: &[] } };
             write_stubs(dir, &entry, stage_yaml.as_bytes());
         }),
         env: recipe.env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
@@ -391,7 +394,8 @@ pub fn stage_refused(dir: &Path, entry: &Entry) {
         let Some(value) = line.trim().strip_prefix("entrypoint:") else { continue };
         let value = value.trim().trim_matches(|c| c == '"' || c == '\'');
         if value.contains(".py:") && !value.starts_with('/') {
-            stub_yaml.push_str(&format!("  - name: stub\n    entrypoint: \"{value}\"\n"));
+            let n = stub_yaml.lines().count();
+            stub_yaml.push_str(&format!("  - name: stub-{n}\n    entrypoint: \"{value}\"\n"));
         }
     }
     if stub_yaml.lines().count() > 1 {

@@ -306,8 +306,11 @@ pub struct Selection {
 
 impl Selection {
     fn filter(&self) -> Value {
+        // Also the names as written, in case an engine keeps a `.py` suffix Prefect drops.
+        let mut names = self.deployment_names.clone();
+        names.extend(self.deployment_names.iter().map(|n| format!("{n}.py")));
         json!({
-            "deployments": {"name": {"any_": self.deployment_names}},
+            "deployments": {"name": {"any_": names}},
             "flows": {"name": {"like_": self.flow_prefix}},
         })
     }
@@ -580,7 +583,11 @@ pub fn run_case(servers: &Servers, case: &Case) -> Vec<String> {
 }
 
 /// Runs cases on `threads` worker threads; returns all differences.
-pub fn run_cases(servers: &Servers, cases: Vec<Case>, threads: usize) -> Vec<String> {
+pub fn run_cases(servers: &Servers, mut cases: Vec<Case>, threads: usize) -> Vec<String> {
+    // `XTASK_PARITY_ONLY=c08,fixture-full` runs a subset (while working on one difference).
+    if let Ok(only) = std::env::var("XTASK_PARITY_ONLY") {
+        cases.retain(|c| only.split(',').any(|l| l.trim() == c.label));
+    }
     let queue = Mutex::new(cases.into_iter().collect::<std::collections::VecDeque<_>>());
     let problems = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
@@ -599,5 +606,14 @@ pub fn run_cases(servers: &Servers, cases: Vec<Case>, threads: usize) -> Vec<Str
 /// itself never relies on it).
 pub fn deployment_names(yaml: &[u8]) -> Vec<String> {
     let file = xtask::prefect_yaml::parse("prefect.yaml", yaml).unwrap_or_else(|e| panic!("{e}"));
-    file.deployments.iter().map(|d| d.name.clone()).collect()
+    file.deployments.iter().map(|d| prefect_deployment_name(&d.name)).collect()
+}
+
+/// The name Prefect registers: `RunnerDeployment` turns a name ending in `.py` into the file
+/// stem (`train_models.py` → `train_models`).
+pub fn prefect_deployment_name(name: &str) -> String {
+    match name.strip_suffix(".py") {
+        Some(stem) => stem.rsplit('/').next().unwrap_or(stem).to_string(),
+        None => name.to_string(),
+    }
 }
