@@ -53,6 +53,7 @@ fn feature_cases() -> Vec<Case> {
             ("parity_str".into(), json!("var-value")),
             ("parity_int".into(), json!(42)),
             ("parity_obj".into(), json!({"k": [1, 2]})),
+            ("parity_tags".into(), json!(["from-variable", "t2"])),
         ],
         blocks: vec![
             ("secret".into(), "parity-secret".into(), json!({"value": "s3cr3t"})),
