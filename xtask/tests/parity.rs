@@ -33,14 +33,21 @@ fn fixture_case(name: &str, extra: impl Fn(&Path) + Send + Sync + 'static) -> Ca
         setup: Setup { pools: vec!["parity-pool".into()], ..Setup::default() },
         selection: Selection { deployment_names: deployment_names(&yaml), flow_prefix: "parity-".into() },
         rerun: false,
+        between_rounds: vec![],
     }
 }
 
 fn feature_cases() -> Vec<Case> {
     let mut full = fixture_case("full", |_| {});
     full.env = env_pairs(&[("PARITY_SOURCE", "s3://from-env")]);
-    // The second round takes Prefect's update path (PATCH) against xtask's unchanged re-run.
+    // The second round takes Prefect's update path (PATCH) against xtask's unchanged re-run,
+    // after a "UI" change of fields the yaml omits: `paused` (Prefect resets it, xtask keeps it)
+    // and `enforce_parameter_schema` (both keep it).
     full.rerun = true;
+    full.between_rounds = vec![
+        (PAUSED_IN_UI.into(), json!({"paused": true})),
+        ("parity-load".into(), json!({"enforce_parameter_schema": false})),
+    ];
 
     let yaml11 = fixture_case("yaml11", to_crlf_with_bom);
 
@@ -61,7 +68,9 @@ fn feature_cases() -> Vec<Case> {
         ],
     };
 
-    let triggers = fixture_case("triggers", |_| {});
+    let mut triggers = fixture_case("triggers", |_| {});
+    // Prefect deletes and re-creates the automations on every deploy; xtask leaves unchanged ones.
+    triggers.rerun = true;
     let gitrepo = fixture_case("gitrepo", make_git_repo);
     let types = fixture_case("types", |_| {});
     vec![full, templating, yaml11, triggers, gitrepo, types]

@@ -91,8 +91,12 @@ pub fn entries() -> Vec<Entry> {
             file: "AnnaVitry__MLOPS_MLFactory_automatisation__prefect.yaml",
             plan: run(
                 &[("AWS_ACCESS_KEY_ID", "parity-key-id"), ("AWS_SECRET_ACCESS_KEY", "parity-secret-key")],
-                &[("build", "build: null\n", "a docker image build needs docker")],
-                &[],
+                &[(
+                    "build",
+                    "build:\n  - prefect.deployments.steps.run_shell_script:\n      id: build-image\n      script: echo mlfactory-worker:latest\n",
+                    "the docker image build is replaced by a run_shell_script that prints the image it would build",
+                )],
+                &[("{{ build-image.image }}", "{{ build-image.stdout }}")],
                 &[],
             ),
         },
@@ -230,7 +234,16 @@ pub fn entries() -> Vec<Entry> {
                 &[],
             ),
         },
-        Entry { id: 36, file: "felipesabate-pullpodev__Proyecto_Moss__prefect__prefect.yaml", plan: plain() },
+        Entry {
+            id: 36,
+            file: "felipesabate-pullpodev__Proyecto_Moss__prefect__prefect.yaml",
+            plan: Refused {
+                reason: "Windows absolute entrypoint `C:/Users/…/main.py:daily_flow`: Prefect on Linux reads it as a \
+                         relative path (it registers only if a directory named `C:` exists); xtask refuses absolute \
+                         entrypoints",
+                pools: &["mi_work_pool"],
+            },
+        },
         Entry { id: 37, file: "hyperrealist__srx-workflows__prefect-dev.yaml", plan: plain() },
         Entry {
             id: 38,
@@ -380,6 +393,7 @@ pub fn case(entry: &Entry, recipe: &Recipe) -> Case {
         setup,
         selection: Selection { deployment_names: names, flow_prefix: flow_prefix(entry) },
         rerun: false,
+        between_rounds: vec![],
     }
 }
 
