@@ -17,7 +17,10 @@ use parity_support::corpus::{self, Plan};
 use parity_support::*;
 
 fn env_pairs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn fixture_case(name: &str, extra: impl Fn(&Path) + Send + Sync + 'static) -> Case {
@@ -30,10 +33,17 @@ fn fixture_case(name: &str, extra: impl Fn(&Path) + Send + Sync + 'static) -> Ca
             extra(dir);
         }),
         env: vec![],
-        setup: Setup { pools: vec!["parity-pool".into()], ..Setup::default() },
-        selection: Selection { deployment_names: deployment_names(&yaml), flow_prefix: "parity-".into() },
+        setup: Setup {
+            pools: vec!["parity-pool".into()],
+            ..Setup::default()
+        },
+        selection: Selection {
+            deployment_names: deployment_names(&yaml),
+            flow_prefix: "parity-".into(),
+        },
         rerun: false,
         between_rounds: vec![],
+        known_gap: None,
     }
 }
 
@@ -46,14 +56,20 @@ fn feature_cases() -> Vec<Case> {
     full.rerun = true;
     full.between_rounds = vec![
         (PAUSED_IN_UI.into(), json!({"paused": true})),
-        ("parity-load".into(), json!({"enforce_parameter_schema": false})),
+        (
+            "parity-load".into(),
+            json!({"enforce_parameter_schema": false}),
+        ),
     ];
 
     let yaml11 = fixture_case("yaml11", to_crlf_with_bom);
 
     let mut templating = fixture_case("templating", |_| {});
-    templating.env =
-        env_pairs(&[("PARITY_STAGE", "staging"), ("PARITY_POOL", "parity-tpl-pool"), ("PARITY_TZ", "Europe/Berlin")]);
+    templating.env = env_pairs(&[
+        ("PARITY_STAGE", "staging"),
+        ("PARITY_POOL", "parity-tpl-pool"),
+        ("PARITY_TZ", "Europe/Berlin"),
+    ]);
     templating.setup = Setup {
         pools: vec!["parity-pool".into(), "parity-tpl-pool".into()],
         variables: vec![
@@ -63,24 +79,42 @@ fn feature_cases() -> Vec<Case> {
             ("parity_tags".into(), json!(["from-variable", "t2"])),
         ],
         blocks: vec![
-            ("secret".into(), "parity-secret".into(), json!({"value": "s3cr3t"})),
-            ("secret".into(), "parity-jsonsecret".into(), json!({"value": {"a": {"b": [0, {"c": "deep"}]}}})),
+            (
+                "secret".into(),
+                "parity-secret".into(),
+                json!({"value": "s3cr3t"}),
+            ),
+            (
+                "secret".into(),
+                "parity-jsonsecret".into(),
+                json!({"value": {"a": {"b": [0, {"c": "deep"}]}}}),
+            ),
         ],
     };
+
+    let mut buildsteps = fixture_case("buildsteps", |_| {});
+    buildsteps.env = env_pairs(&[("PARITY_STAGE", "staging")]);
+    buildsteps.known_gap = Some(GAP_BUILD_STEPS);
 
     let mut triggers = fixture_case("triggers", |_| {});
     // Prefect deletes and re-creates the automations on every deploy; xtask leaves unchanged ones.
     triggers.rerun = true;
     let gitrepo = fixture_case("gitrepo", make_git_repo);
     let types = fixture_case("types", |_| {});
-    vec![full, templating, yaml11, triggers, gitrepo, types]
+    vec![
+        full, templating, buildsteps, yaml11, triggers, gitrepo, types,
+    ]
 }
 
 #[test]
 fn feature_fixtures_match_prefect_deploy() {
     let servers = Servers::from_env();
     let problems = run_cases(&servers, feature_cases(), 2);
-    assert!(problems.is_empty(), "differences from `prefect deploy --all`:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "differences from `prefect deploy --all`:\n{}",
+        problems.join("\n")
+    );
 }
 
 #[test]
@@ -96,7 +130,11 @@ fn corpus_files_match_prefect_deploy() {
         })
         .collect();
     let problems = run_cases(&servers, cases, 2);
-    assert!(problems.is_empty(), "differences from `prefect deploy --all`:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "differences from `prefect deploy --all`:\n{}",
+        problems.join("\n")
+    );
 }
 
 /// Files Prefect 3.9.1 does not register (whole file skipped, or a stop part-way): xtask must
@@ -106,9 +144,14 @@ fn corpus_files_prefect_refuses_are_refused_without_writes() {
     let servers = Servers::from_env();
     let mut problems = Vec::new();
     for entry in corpus::entries() {
-        let Plan::Refused { reason, pools } = entry.plan else { continue };
+        let Plan::Refused { reason, pools } = entry.plan else {
+            continue;
+        };
         // The pools exist, so that xtask refuses the file for what is wrong with it.
-        let setup = Setup { pools: pools.iter().map(|p| p.to_string()).collect(), ..Setup::default() };
+        let setup = Setup {
+            pools: pools.iter().map(|p| p.to_string()).collect(),
+            ..Setup::default()
+        };
         apply_setup(&servers, &setup);
         let dir = scratch_dir(&format!("refused-c{:02}", entry.id));
         corpus::stage_refused(&dir, &entry);
@@ -116,16 +159,28 @@ fn corpus_files_prefect_refuses_are_refused_without_writes() {
         let by_prefix = json!({"flows": {"name": {"like_": prefix}}});
         for flow in servers.xtask.read_flows(by_prefix.clone()).unwrap() {
             // Left by an earlier run against the same server (deleting a flow deletes its deployments).
-            servers.xtask.delete(&format!("/flows/{}", flow["id"].as_str().unwrap())).unwrap();
+            servers
+                .xtask
+                .delete(&format!("/flows/{}", flow["id"].as_str().unwrap()))
+                .unwrap();
         }
         let out = run_xtask(&servers, &dir, &[]);
         if out.success {
-            problems.push(format!("c{:02} {} ({reason}): xtask accepted it:\n{}", entry.id, entry.file, out.text));
+            problems.push(format!(
+                "c{:02} {} ({reason}): xtask accepted it:\n{}",
+                entry.id, entry.file, out.text
+            ));
         }
         let flows = servers.xtask.read_flows(by_prefix.clone()).unwrap();
         let written = servers.xtask.read_deployments(by_prefix).unwrap();
         if !written.is_empty() || !flows.is_empty() {
-            problems.push(format!("c{:02} {}: xtask wrote {} flow(s), {} deployment(s)", entry.id, entry.file, flows.len(), written.len()));
+            problems.push(format!(
+                "c{:02} {}: xtask wrote {} flow(s), {} deployment(s)",
+                entry.id,
+                entry.file,
+                flows.len(),
+                written.len()
+            ));
         }
         let _ = std::fs::remove_dir_all(dir);
     }
@@ -136,7 +191,10 @@ fn corpus_files_prefect_refuses_are_refused_without_writes() {
 
 fn window() -> Window {
     let start: jiff::Timestamp = "2026-05-01T12:00:00Z".parse().unwrap();
-    Window { start, end: start + jiff::SignedDuration::from_secs(3) }
+    Window {
+        start,
+        end: start + jiff::SignedDuration::from_secs(3),
+    }
 }
 
 fn stored(description: serde_json::Value, anchor: &str) -> serde_json::Value {
@@ -159,7 +217,12 @@ fn normalise_drops_ids_and_server_labels_and_marks_deploy_time_anchors() {
     assert_eq!(n["labels"], json!({"team": "x"}));
     assert_eq!(n["global_concurrency_limit"], json!(2));
     assert!(n.get("id").is_none() && n.get("created").is_none());
-    let anchors: Vec<_> = n["schedules"].as_array().unwrap().iter().map(|s| s["schedule"]["anchor_date"].clone()).collect();
+    let anchors: Vec<_> = n["schedules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["schedule"]["anchor_date"].clone())
+        .collect();
     assert!(anchors.contains(&json!("<deploy-time>")), "{anchors:?}");
     // An anchor the yaml set (outside the run) is compared as is.
     let n = normalise(&stored(json!("x"), "2026-01-01T00:00:00Z"), window());
@@ -169,18 +232,38 @@ fn normalise_drops_ids_and_server_labels_and_marks_deploy_time_anchors() {
 #[test]
 fn compare_reports_every_difference_except_the_allowed_ones() {
     let key = "flow/d".to_string();
-    let theirs = State::from([(key.clone(), normalise(&stored(json!("None"), "2026-01-01T00:00:00Z"), window()))]);
-    let mut ours = State::from([(key.clone(), normalise(&stored(json!(null), "2026-01-01T00:00:00Z"), window()))]);
-    assert!(compare(&theirs, &ours).is_empty(), "\"None\" vs null is a deliberate difference");
+    let theirs = State::from([(
+        key.clone(),
+        normalise(&stored(json!("None"), "2026-01-01T00:00:00Z"), window()),
+    )]);
+    let mut ours = State::from([(
+        key.clone(),
+        normalise(&stored(json!(null), "2026-01-01T00:00:00Z"), window()),
+    )]);
+    assert!(
+        compare(&theirs, &ours).is_empty(),
+        "\"None\" vs null is a deliberate difference"
+    );
     ours.get_mut(&key).unwrap()["tags"] = json!(["b"]);
     ours.insert("flow/extra".into(), json!({}));
     let problems = compare(&theirs, &ours);
     assert_eq!(problems.len(), 2, "{problems:?}");
-    assert!(problems.iter().any(|p| p.starts_with("flow/d.tags")), "{problems:?}");
-    assert!(problems.iter().any(|p| p.contains("flow/extra") && p.contains("not by prefect")), "{problems:?}");
+    assert!(
+        problems.iter().any(|p| p.starts_with("flow/d.tags")),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("flow/extra") && p.contains("not by prefect")),
+        "{problems:?}"
+    );
     // The other direction of the quirk is not allowed.
     let problems = compare(&ours, &theirs);
-    assert!(problems.iter().any(|p| p.starts_with("flow/d.description")), "{problems:?}");
+    assert!(
+        problems.iter().any(|p| p.starts_with("flow/d.description")),
+        "{problems:?}"
+    );
 }
 
 #[test]
@@ -192,13 +275,23 @@ fn every_corpus_file_has_a_plan_and_every_edit_applies() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|f| f.ends_with(".yaml"))
         .collect();
-    assert_eq!(files.iter().map(|f| f.to_string()).collect::<std::collections::BTreeSet<_>>(), on_disk);
+    assert_eq!(
+        files
+            .iter()
+            .map(|f| f.to_string())
+            .collect::<std::collections::BTreeSet<_>>(),
+        on_disk
+    );
     for entry in &entries {
         if let Plan::Run(recipe) = &entry.plan {
             let yaml = corpus::edited_yaml(entry, recipe);
             let dir = scratch_dir(&format!("stubs-c{:02}", entry.id));
             corpus::write_stubs(&dir, entry, yaml.as_bytes());
-            assert!(std::fs::read_dir(&dir).unwrap().count() > 0, "{}: no stub written", entry.file);
+            assert!(
+                std::fs::read_dir(&dir).unwrap().count() > 0,
+                "{}: no stub written",
+                entry.file
+            );
             let _ = std::fs::remove_dir_all(dir);
         }
     }

@@ -14,7 +14,10 @@ pub enum Plan {
     Run(Recipe),
     /// Prefect 3.9.1 does not register it (or only part of it), or it needs what this machine
     /// lacks. xtask must refuse it without writing anything.
-    Refused { reason: &'static str, pools: &'static [&'static str] },
+    Refused {
+        reason: &'static str,
+        pools: &'static [&'static str],
+    },
 }
 
 /// How to make a file runnable here.
@@ -29,6 +32,8 @@ pub struct Recipe {
     pub sections: &'static [(&'static str, &'static str, &'static str)],
     /// Plain text replacements applied after the sections (from, to).
     pub replace: &'static [(&'static str, &'static str)],
+    /// The (edited) file has `run_shell_script` build steps: a known gap of xtask for now.
+    pub run_shell_script: bool,
 }
 
 pub struct Entry {
@@ -42,7 +47,21 @@ const NO_ENV: &[(&str, &str)] = &[];
 
 pub fn entries() -> Vec<Entry> {
     use Plan::*;
-    let run = |env, sections, replace, variables| Run(Recipe { env, variables, sections, replace });
+    let run = |env,
+               sections: &'static [(&'static str, &'static str, &'static str)],
+               replace,
+               variables| {
+        let run_shell_script = sections
+            .iter()
+            .any(|(_, text, _)| text.contains("run_shell_script"));
+        Run(Recipe {
+            env,
+            variables,
+            sections,
+            replace,
+            run_shell_script,
+        })
+    };
     let plain = || Run(Recipe::default());
     vec![
         Entry { id: 1, file: "2024mt03579__airlines-prefect-workflow__prefect.yaml", plan: plain() },
@@ -281,7 +300,8 @@ pub fn edited_yaml(entry: &Entry, recipe: &Recipe) -> String {
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut text = String::from_utf8(bytes).unwrap();
     for (key, replacement, _why) in recipe.sections {
-        text = replace_section(&text, key, replacement).unwrap_or_else(|| panic!("{}: no top-level `{key}:`", entry.file));
+        text = replace_section(&text, key, replacement)
+            .unwrap_or_else(|| panic!("{}: no top-level `{key}:`", entry.file));
     }
     for (from, to) in recipe.replace {
         assert!(text.contains(from), "{}: `{from}` not found", entry.file);
@@ -294,10 +314,16 @@ pub fn edited_yaml(entry: &Entry, recipe: &Recipe) -> String {
 fn replace_section(text: &str, key: &str, replacement: &str) -> Option<String> {
     let eol = if text.contains("\r\n") { "\r\n" } else { "\n" };
     let lines: Vec<&str> = text.split_inclusive('\n').collect();
-    let start = lines.iter().position(|l| l.starts_with(&format!("{key}:")))?;
+    let start = lines
+        .iter()
+        .position(|l| l.starts_with(&format!("{key}:")))?;
     let end = lines[start + 1..]
         .iter()
-        .position(|l| l.chars().next().is_some_and(|c| !c.is_whitespace() && c != '#' && c != '-'))
+        .position(|l| {
+            l.chars()
+                .next()
+                .is_some_and(|c| !c.is_whitespace() && c != '#' && c != '-')
+        })
         .map_or(lines.len(), |i| start + 1 + i);
     let mut out: String = lines[..start].concat();
     out.push_str(&replacement.replace('\n', eol));
@@ -316,8 +342,14 @@ pub fn write_stubs(project: &Path, entry: &Entry, yaml: &[u8]) {
     let file = xtask::prefect_yaml::parse(entry.file, yaml).unwrap_or_else(|e| panic!("{e}"));
     let mut sources: std::collections::BTreeMap<PathBuf, Vec<String>> = Default::default();
     for d in &file.deployments {
-        let entrypoint = d.raw.get("entrypoint").and_then(Value::as_str).unwrap_or_else(|| panic!("{}: {} has no entrypoint", entry.file, d.name));
-        let (path, function) = entrypoint.rsplit_once(':').unwrap_or_else(|| panic!("{entrypoint}: no ':'"));
+        let entrypoint = d
+            .raw
+            .get("entrypoint")
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("{}: {} has no entrypoint", entry.file, d.name));
+        let (path, function) = entrypoint
+            .rsplit_once(':')
+            .unwrap_or_else(|| panic!("{entrypoint}: no ':'"));
         let relative = if path.ends_with(".py") {
             PathBuf::from(path.trim_start_matches("./"))
         } else {
@@ -337,7 +369,10 @@ pub fn write_stubs(project: &Path, entry: &Entry, yaml: &[u8]) {
         }
     }
     for (relative, functions) in sources {
-        let mut text = format!("\"\"\"Stub flows for corpus file {}.\"\"\"\n\nfrom prefect import flow\n", entry.file);
+        let mut text = format!(
+            "\"\"\"Stub flows for corpus file {}.\"\"\"\n\nfrom prefect import flow\n",
+            entry.file
+        );
         for function in functions {
             let flow_name = format!("{}{}", flow_prefix(entry), function.replace('_', "-"));
             text.push_str(&format!(
@@ -356,9 +391,18 @@ fn pools(entry: &Entry, recipe: &Recipe, yaml: &[u8]) -> Vec<String> {
     let mut pools: Vec<String> = file
         .deployments
         .iter()
-        .filter_map(|d| d.raw.get("work_pool")?.get("name")?.as_str().map(String::from))
+        .filter_map(|d| {
+            d.raw
+                .get("work_pool")?
+                .get("name")?
+                .as_str()
+                .map(String::from)
+        })
         .map(|name| {
-            recipe.env.iter().fold(name, |n, (k, v)| n.replace(&format!("{{{{ ${k} }}}}"), v))
+            recipe
+                .env
+                .iter()
+                .fold(name, |n, (k, v)| n.replace(&format!("{{{{ ${k} }}}}"), v))
         })
         .collect();
     pools.sort();
@@ -386,14 +430,29 @@ pub fn case(entry: &Entry, recipe: &Recipe) -> Case {
         label: format!("c{id:02}"),
         stage: Box::new(move |dir: &Path| {
             std::fs::write(dir.join("prefect.yaml"), &stage_yaml).unwrap();
-            let entry = Entry { id, file, plan: Plan::Refused { reason: "", pools: &[] } };
+            let entry = Entry {
+                id,
+                file,
+                plan: Plan::Refused {
+                    reason: "",
+                    pools: &[],
+                },
+            };
             write_stubs(dir, &entry, stage_yaml.as_bytes());
         }),
-        env: recipe.env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        env: recipe
+            .env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         setup,
-        selection: Selection { deployment_names: names, flow_prefix: flow_prefix(entry) },
+        selection: Selection {
+            deployment_names: names,
+            flow_prefix: flow_prefix(entry),
+        },
         rerun: false,
         between_rounds: vec![],
+        known_gap: recipe.run_shell_script.then_some(super::GAP_BUILD_STEPS),
     }
 }
 
@@ -405,11 +464,15 @@ pub fn stage_refused(dir: &Path, entry: &Entry) {
     std::fs::write(dir.join("prefect.yaml"), &bytes).unwrap();
     let mut stub_yaml = String::from("deployments:\n");
     for line in String::from_utf8_lossy(&bytes).lines() {
-        let Some(value) = line.trim().strip_prefix("entrypoint:") else { continue };
+        let Some(value) = line.trim().strip_prefix("entrypoint:") else {
+            continue;
+        };
         let value = value.trim().trim_matches(|c| c == '"' || c == '\'');
         if value.contains(".py:") && !value.starts_with('/') {
             let n = stub_yaml.lines().count();
-            stub_yaml.push_str(&format!("  - name: stub-{n}\n    entrypoint: \"{value}\"\n"));
+            stub_yaml.push_str(&format!(
+                "  - name: stub-{n}\n    entrypoint: \"{value}\"\n"
+            ));
         }
     }
     if stub_yaml.lines().count() > 1 {
