@@ -43,7 +43,6 @@ fn fixture_case(name: &str, extra: impl Fn(&Path) + Send + Sync + 'static) -> Ca
         },
         rerun: false,
         between_rounds: vec![],
-        known_gap: None,
     }
 }
 
@@ -94,7 +93,6 @@ fn feature_cases() -> Vec<Case> {
 
     let mut buildsteps = fixture_case("buildsteps", |_| {});
     buildsteps.env = env_pairs(&[("PARITY_STAGE", "staging")]);
-    buildsteps.known_gap = Some(GAP_BUILD_STEPS);
 
     let mut triggers = fixture_case("triggers", |_| {});
     // Prefect deletes and re-creates the automations on every deploy; xtask leaves unchanged ones.

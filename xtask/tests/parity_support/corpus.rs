@@ -32,8 +32,6 @@ pub struct Recipe {
     pub sections: &'static [(&'static str, &'static str, &'static str)],
     /// Plain text replacements applied after the sections (from, to).
     pub replace: &'static [(&'static str, &'static str)],
-    /// The (edited) file has `run_shell_script` build steps: a known gap of xtask for now.
-    pub run_shell_script: bool,
 }
 
 pub struct Entry {
@@ -47,19 +45,12 @@ const NO_ENV: &[(&str, &str)] = &[];
 
 pub fn entries() -> Vec<Entry> {
     use Plan::*;
-    let run = |env,
-               sections: &'static [(&'static str, &'static str, &'static str)],
-               replace,
-               variables| {
-        let run_shell_script = sections
-            .iter()
-            .any(|(_, text, _)| text.contains("run_shell_script"));
+    let run = |env, sections, replace, variables| {
         Run(Recipe {
             env,
             variables,
             sections,
             replace,
-            run_shell_script,
         })
     };
     let plain = || Run(Recipe::default());
@@ -452,7 +443,6 @@ pub fn case(entry: &Entry, recipe: &Recipe) -> Case {
         },
         rerun: false,
         between_rounds: vec![],
-        known_gap: recipe.run_shell_script.then_some(super::GAP_BUILD_STEPS),
     }
 }
 

@@ -632,17 +632,7 @@ pub struct Case {
     /// Changes made through the API on both servers between the rounds, as a user in the UI
     /// would: (deployment name, PATCH body).
     pub between_rounds: Vec<(String, Value)>,
-    /// A gap in xtask that is known and reported (docs/parity.md, "Known gaps"): xtask must fail
-    /// with this text. Once it no longer does, the case fails until the entry is removed.
-    pub known_gap: Option<&'static [&'static str]>,
 }
-
-/// The native engine does not run `run_shell_script` build/push steps yet (issue #3 asks for
-/// it): it refuses them, or reports their outputs as missing placeholders first.
-pub const GAP_BUILD_STEPS: &[&str] = &[
-    "build/push steps are not supported by the native engine",
-    "no build/push step produced",
-];
 
 /// Runs one case; returns its differences (empty = parity) prefixed with the case label.
 pub fn run_case(servers: &Servers, case: &Case) -> Vec<String> {
@@ -672,23 +662,6 @@ pub fn run_case(servers: &Servers, case: &Case) -> Vec<String> {
         let xtask = run_xtask(servers, &xtask_dir, &case.env);
         let window = case_window.close();
         let (cli_window, xtask_window) = (window, window);
-        // The self-check's second engine is Prefect itself: it has no gaps.
-        let known_gap = case
-            .known_gap
-            .filter(|_| std::env::var_os("XTASK_PARITY_SELF_CHECK").is_none());
-        match known_gap {
-            Some(gap) if !xtask.success && gap.iter().any(|g| xtask.text.contains(g)) => {
-                eprintln!("[{}] known gap, not compared: {}", case.label, gap[0]);
-                break;
-            }
-            Some(gap) if xtask.success => {
-                problems.push(format!(
-                    "[{}] the known gap \"{}\" is closed: remove it from the case",
-                    case.label, gap[0]
-                ));
-            }
-            _ => {}
-        }
         if !xtask.success {
             problems.push(format!("[{}] round {round}: {}", case.label, xtask.text));
             break;
