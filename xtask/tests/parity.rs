@@ -180,6 +180,7 @@ fn corpus_files_prefect_refuses_are_refused_without_writes() {
                 written.len()
             ));
         }
+        let _ = std::fs::remove_dir_all(dir.with_extension("prefect-home"));
         let _ = std::fs::remove_dir_all(dir);
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));

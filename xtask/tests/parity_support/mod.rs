@@ -692,8 +692,10 @@ pub fn run_case(servers: &Servers, case: &Case) -> Vec<String> {
         );
     }
     eprintln!("[{}] compared in {:.1?}", case.label, started.elapsed());
-    let _ = std::fs::remove_dir_all(cli_dir);
-    let _ = std::fs::remove_dir_all(xtask_dir);
+    for dir in [&cli_dir, &xtask_dir] {
+        let _ = std::fs::remove_dir_all(dir.with_extension("prefect-home"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
     problems
 }
 
