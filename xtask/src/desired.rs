@@ -617,8 +617,15 @@ fn from_resolved(
         .schedules
         .map(|list| list.iter().map(|s| desired_schedule(s, now)).collect());
     let triggers = has_triggers.then(|| resolved.triggers.iter().map(trigger_automation).collect());
+    let name = registered_name(&resolved.name);
+    if name != resolved.name {
+        warnings.push(format!(
+            "{source}: deployment '{}' is registered as '{name}': Prefect drops a `.py` suffix from deployment names",
+            resolved.name
+        ));
+    }
     Ok(DesiredDeployment {
-        name: resolved.name,
+        name,
         flow_name: flow.flow_name,
         source,
         fields,
@@ -626,6 +633,16 @@ fn from_resolved(
         schedules,
         triggers,
     })
+}
+
+/// The name Prefect registers: `RunnerDeployment` replaces a name ending in `.py` by
+/// `Path(name).stem` (`train_models.py` → `train_models`; `.py` alone is a stem already).
+/// Trigger names keep the yaml's name, as Prefect's do.
+pub fn registered_name(name: &str) -> String {
+    match name.strip_suffix(".py") {
+        Some(stem) if !stem.is_empty() => stem.to_string(),
+        _ => name.to_string(),
+    }
 }
 
 fn desired_schedule(s: &crate::schedule::DesiredSchedule, now: jiff::Timestamp) -> DesiredSchedule {
@@ -754,6 +771,16 @@ pub fn check_work_pools(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn names_ending_in_py_are_registered_as_their_stem() {
+        assert_eq!(registered_name("train_models.py"), "train_models");
+        assert_eq!(registered_name("etl.v2.py"), "etl.v2");
+        assert_eq!(registered_name("..py"), ".");
+        assert_eq!(registered_name(".py"), ".py");
+        assert_eq!(registered_name("nightly"), "nightly");
+        assert_eq!(registered_name("copy.pyc"), "copy.pyc");
+    }
 
     pub fn sample(name: &str) -> DesiredDeployment {
         let mut fields = Map::new();
