@@ -1,1 +1,1653 @@
-//! (being written)
+//! prefect.yaml → validated deployment configs, pure.
+//!
+//! Pass 1, [`parse`]: YAML (as PyYAML reads it) plus the type checks of
+//! Prefect 3.9.1's pydantic `PrefectYamlModel`, but reporting every problem at
+//! once with file, line and deployment, and warning about keys Prefect drops
+//! silently. Values without placeholders are also checked semantically here.
+//!
+//! Pass 2, [`resolve`]: after the caller fetched the blocks/variables the
+//! deployment references ([`DeploymentConfig::placeholders`]), template it
+//! ([`crate::template`]) and validate the result into a [`ResolvedDeployment`]
+//! the desired-state builder turns into API payloads.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+use crate::schedule::{self, DesiredSchedule};
+use crate::template::{self, Placeholder, TemplateValues};
+use crate::yaml::{self, Node, NodeValue};
+
+/// Characters Prefect's `InvalidNameError` forbids in deployment names.
+pub const FORBIDDEN_NAME_CHARS: &[char] = &['/', '%', '&', '>', '<'];
+
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "prefect-version",
+    "name",
+    "build",
+    "push",
+    "pull",
+    "deployments",
+    "definitions",
+];
+const DEPLOYMENT_KEYS: &[&str] = &[
+    "name",
+    "version",
+    "version_type",
+    "tags",
+    "description",
+    "schedule",
+    "schedules",
+    "paused",
+    "concurrency_limit",
+    "flow_name",
+    "entrypoint",
+    "parameters",
+    "enforce_parameter_schema",
+    "build",
+    "push",
+    "pull",
+    "work_pool",
+    "triggers",
+    "sla",
+];
+const WORK_POOL_KEYS: &[&str] = &["name", "work_queue_name", "job_variables"];
+const CONCURRENCY_KEYS: &[&str] = &["limit", "collision_strategy", "grace_period_seconds"];
+/// `RunnerDeployment.version_type` values.
+pub const VERSION_TYPES: &[&str] = &[
+    "prefect:simple",
+    "vcs:github",
+    "vcs:gitlab",
+    "vcs:bitbucket",
+    "vcs:azuredevops",
+    "vcs:git",
+];
+/// The server's `ConcurrencyLimitStrategy`.
+pub const COLLISION_STRATEGIES: &[&str] = &["ENQUEUE", "CANCEL_NEW"];
+
+/// One problem (error or warning), printed as `file:line:col: [deployment 'x'] message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub file: String,
+    pub line: usize,
+    pub col: usize,
+    pub deployment: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file, self.line, self.col)?;
+        if let Some(d) = &self.deployment {
+            write!(f, "deployment '{d}': ")?;
+        }
+        write!(f, "{}", self.message)
+    }
+}
+
+/// A list of problems, displayed one per line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Diagnostics(pub Vec<Diagnostic>);
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Diagnostics {}
+
+/// A validated prefect.yaml.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrefectFile {
+    pub label: String,
+    /// Named deployments in file order (unnamed ones are skipped with a warning).
+    pub deployments: Vec<DeploymentConfig>,
+    /// Top-level steps: `None` = absent, null or `{}`; `Some(vec![])` = explicit `[]`.
+    pub build: Option<Vec<Value>>,
+    pub push: Option<Vec<Value>>,
+    pub pull: Option<Vec<Value>>,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// One deployment as written (after YAML anchors/merge keys), not yet templated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeploymentConfig {
+    pub name: String,
+    /// Position in the file's `deployments:` list (0-based).
+    pub index: usize,
+    /// Line of the deployment's mapping.
+    pub line: usize,
+    /// The deployment mapping as JSON (keys as Prefect dumps them).
+    pub raw: Map<String, Value>,
+    /// `(line, col)` of every value inside the deployment, keyed by the path
+    /// the templating errors use: `tags`, `tags[1]`, `work_pool.job_variables.env.X`.
+    pub field_lines: BTreeMap<String, (usize, usize)>,
+}
+
+/// The work pool section after templating.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WorkPool {
+    pub name: Option<String>,
+    pub work_queue_name: Option<String>,
+    pub job_variables: Map<String, Value>,
+}
+
+/// Which pull steps the deployment stores.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PullSteps {
+    /// Steps from the YAML (possibly an explicit empty list), templated like
+    /// Prefect does for pull steps.
+    Explicit(Vec<Value>),
+    /// No pull steps anywhere: Prefect generates one (`set_working_directory`
+    /// to the CWD, or `/opt/prefect[/<dir>]` for image builds); the caller decides.
+    Default,
+}
+
+/// A deployment after templating and validation, with Prefect's defaults
+/// applied where Prefect applies them client-side.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedDeployment {
+    pub name: String,
+    pub version: Option<String>,
+    pub version_type: Option<String>,
+    /// Every element as Python's `str()` (Prefect sends them that way).
+    pub tags: Vec<String>,
+    /// `None` when absent/empty: Prefect then uses the flow's docstring.
+    pub description: Option<String>,
+    pub entrypoint: String,
+    /// As written; Prefect ignores it and uses the flow's name.
+    pub flow_name: Option<String>,
+    pub parameters: Map<String, Value>,
+    pub work_pool: WorkPool,
+    /// `None` = key absent or null (server keeps its schedules on update);
+    /// `Some(vec![])` = explicit `[]`.
+    pub schedules: Option<Vec<DesiredSchedule>>,
+    pub paused: Option<bool>,
+    pub enforce_parameter_schema: Option<bool>,
+    /// As Prefect sends them: int → (Some(n), None); mapping → (limit, {collision_strategy[, grace_period_seconds]}).
+    pub concurrency_limit: Option<i64>,
+    pub concurrency_options: Option<Value>,
+    pub build_steps: Vec<Value>,
+    pub push_steps: Vec<Value>,
+    pub pull_steps: PullSteps,
+    /// Trigger specs after templating (their `parameters` untouched by step
+    /// outputs), each with a `name` (default `<deployment>__automation_<i>`).
+    pub triggers: Vec<Value>,
+}
+
+/// Collects problems with positions.
+struct Report<'a> {
+    file: &'a str,
+    errors: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
+}
+
+impl<'a> Report<'a> {
+    fn error(&mut self, at: &Node, deployment: Option<&str>, message: impl Into<String>) {
+        self.errors
+            .push(self.diag(at.line, at.col, deployment, message.into()));
+    }
+    fn warn(&mut self, at: &Node, deployment: Option<&str>, message: impl Into<String>) {
+        self.warnings
+            .push(self.diag(at.line, at.col, deployment, message.into()));
+    }
+    fn diag(
+        &self,
+        line: usize,
+        col: usize,
+        deployment: Option<&str>,
+        message: String,
+    ) -> Diagnostic {
+        Diagnostic {
+            file: self.file.to_string(),
+            line,
+            col,
+            deployment: deployment.map(str::to_string),
+            message,
+        }
+    }
+}
+
+/// Parse and validate a prefect.yaml (pass 1). Pure: `bytes` are the file's
+/// contents, `file_label` names it in messages.
+pub fn parse(file_label: &str, bytes: &[u8]) -> Result<PrefectFile, Diagnostics> {
+    let doc = yaml::parse(file_label, bytes).map_err(|e| {
+        Diagnostics(vec![Diagnostic {
+            file: e.file,
+            line: e.line,
+            col: e.col,
+            deployment: None,
+            message: e.message,
+        }])
+    })?;
+    let mut report = Report {
+        file: file_label,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+    for w in &doc.warnings {
+        report
+            .warnings
+            .push(report.diag(w.line, w.col, None, w.message.clone()));
+    }
+    let root = &doc.root;
+    let NodeValue::Map(pairs) = &root.value else {
+        let message = if root.is_null() {
+            "the file is empty: expected a mapping with a `deployments:` list".to_string()
+        } else {
+            format!(
+                "expected a mapping with a `deployments:` list at the top level, found {}",
+                root.kind_name()
+            )
+        };
+        return Err(Diagnostics(vec![
+            report.diag(root.line, root.col, None, message)
+        ]));
+    };
+    for (key, value) in pairs {
+        let k = key.key_string();
+        if !TOP_LEVEL_KEYS.contains(&k.as_str()) {
+            report.warn(
+                key,
+                None,
+                format!("unknown top-level key `{k}` is ignored (Prefect drops it silently)"),
+            );
+        }
+        if (k == "prefect-version" || k == "name")
+            && !matches!(value.value, NodeValue::Null | NodeValue::Str(_))
+        {
+            report.error(
+                value,
+                None,
+                format!(
+                    "`{k}` must be a string, got {} (quote it: {k}: \"...\")",
+                    value.kind_name()
+                ),
+            );
+        }
+    }
+    let build = steps_field(root.get("build"), "build", None, &mut report);
+    let push = steps_field(root.get("push"), "push", None, &mut report);
+    let pull = steps_field(root.get("pull"), "pull", None, &mut report);
+
+    let mut deployments = Vec::new();
+    match root.get("deployments") {
+        None => report.errors.push(report.diag(
+            root.line,
+            root.col,
+            None,
+            "no `deployments:` list in the file".into(),
+        )),
+        Some(node) => match &node.value {
+            NodeValue::Seq(items) if items.is_empty() => {
+                report.error(node, None, "`deployments:` is empty; nothing to register")
+            }
+            NodeValue::Seq(items) => {
+                for (index, item) in items.iter().enumerate() {
+                    if let Some(d) = deployment(item, index, &mut report) {
+                        deployments.push(d);
+                    }
+                }
+                if deployments.is_empty() && report.errors.is_empty() {
+                    report.error(
+                        node,
+                        None,
+                        "no deployment in `deployments:` has a name; nothing to register",
+                    );
+                }
+            }
+            _ => report.error(
+                node,
+                None,
+                format!("`deployments` must be a list, got {}", node.kind_name()),
+            ),
+        },
+    }
+    // Duplicate names: Prefect would deploy the same deployment twice, the last one winning.
+    for (i, d) in deployments.iter().enumerate() {
+        // Same name with another entrypoint is usually another flow, which Prefect keeps apart.
+        if let Some(first) = deployments[..i]
+            .iter()
+            .find(|o| o.name == d.name && o.raw.get("entrypoint") == d.raw.get("entrypoint"))
+        {
+            let (line, col) = d.position_of("name");
+            report.errors.push(report.diag(
+                line,
+                col,
+                Some(&d.name),
+                format!(
+                    "duplicate deployment (same name and entrypoint as the one at line {}); names must be unique per flow",
+                    first.line
+                ),
+            ));
+        }
+    }
+    if report.errors.is_empty() {
+        Ok(PrefectFile {
+            label: file_label.to_string(),
+            deployments,
+            build,
+            push,
+            pull,
+            warnings: report.warnings,
+        })
+    } else {
+        let mut all = report.errors;
+        all.sort_by_key(|d| (d.line, d.col));
+        Err(Diagnostics(all))
+    }
+}
+
+/// `build`/`push`/`pull`: a list of step mappings, a single step mapping, null or `{}`.
+fn steps_field(
+    node: Option<&Node>,
+    key: &str,
+    deployment: Option<&str>,
+    report: &mut Report,
+) -> Option<Vec<Value>> {
+    let node = node?;
+    match &node.value {
+        NodeValue::Null => None,
+        NodeValue::Map(pairs) if pairs.is_empty() => None,
+        NodeValue::Map(_) => {
+            check_step(node, key, deployment, report);
+            Some(vec![node.to_json()])
+        }
+        NodeValue::Seq(items) => {
+            for item in items {
+                if matches!(item.value, NodeValue::Map(_)) {
+                    check_step(item, key, deployment, report);
+                } else {
+                    report.error(
+                        item,
+                        deployment,
+                        format!(
+                            "each `{key}` step must be a mapping, got {}",
+                            item.kind_name()
+                        ),
+                    );
+                }
+            }
+            Some(items.iter().map(Node::to_json).collect())
+        }
+        _ => {
+            report.error(
+                node,
+                deployment,
+                format!("`{key}` must be a list of steps, got {}", node.kind_name()),
+            );
+            None
+        }
+    }
+}
+
+fn check_step(step: &Node, key: &str, deployment: Option<&str>, report: &mut Report) {
+    if let NodeValue::Map(pairs) = &step.value {
+        if pairs.len() != 1 {
+            let names: Vec<String> = pairs.iter().map(|(k, _)| k.key_string()).collect();
+            report.warn(
+                step,
+                deployment,
+                format!(
+                    "`{key}` step has {} keys ({}); a step is one `function: {{arguments}}` entry \
+                     (mis-indented arguments?); Prefect fails at run time",
+                    pairs.len(),
+                    names.join(", ")
+                ),
+            );
+        }
+    }
+}
+
+fn deployment(item: &Node, index: usize, report: &mut Report) -> Option<DeploymentConfig> {
+    let NodeValue::Map(pairs) = &item.value else {
+        report.error(
+            item,
+            None,
+            format!(
+                "deployment #{} must be a mapping, got {}",
+                index + 1,
+                item.kind_name()
+            ),
+        );
+        return None;
+    };
+    let name = match item.get("name") {
+        None
+        | Some(Node {
+            value: NodeValue::Null,
+            ..
+        }) => {
+            report.warn(
+                item,
+                None,
+                format!(
+                    "deployment #{} has no name and is skipped, as Prefect does",
+                    index + 1
+                ),
+            );
+            None
+        }
+        Some(n) => match &n.value {
+            NodeValue::Str(s) if s.trim().is_empty() => {
+                report.error(
+                    n,
+                    None,
+                    format!("deployment #{} has an empty name", index + 1),
+                );
+                None
+            }
+            NodeValue::Str(s) => Some(s.clone()),
+            _ => {
+                report.error(
+                    n,
+                    None,
+                    format!(
+                        "deployment #{}: `name` must be a string, got {}",
+                        index + 1,
+                        n.kind_name()
+                    ),
+                );
+                None
+            }
+        },
+    };
+    // Validate even unnamed deployments' fields? Prefect validates them (a bad field
+    // skips the file), so do the same, labelled by position.
+    let label = name.clone().unwrap_or_else(|| format!("#{}", index + 1));
+    let dep = Some(label.as_str());
+    for (key, _) in pairs {
+        let k = key.key_string();
+        if !DEPLOYMENT_KEYS.contains(&k.as_str()) {
+            let hint = match k.as_str() {
+                "job_variables" | "work_queue_name" => format!(" (did you mean `work_pool.{k}`?)"),
+                "schedule_active" | "is_schedule_active" | "is_paused" => {
+                    " (use `paused:` / schedule `active:`)".to_string()
+                }
+                _ => String::new(),
+            };
+            report.warn(
+                key,
+                dep,
+                format!(
+                    "unknown deployment key `{k}` is ignored{hint} (Prefect drops it silently)"
+                ),
+            );
+        }
+    }
+    check_fields(item, dep, report);
+    let name = name?;
+    if let Some(c) = name.chars().find(|c| FORBIDDEN_NAME_CHARS.contains(c)) {
+        if let Some(n) = item.get("name") {
+            if template::find_placeholders(&name).is_empty() {
+                report.error(
+                    n,
+                    dep,
+                    format!("deployment name contains '{c}'; Prefect forbids / % & > < in names"),
+                );
+            }
+        }
+    }
+    let mut field_lines = BTreeMap::new();
+    record_lines(item, "", &mut field_lines);
+    let raw = match item.to_json() {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    Some(DeploymentConfig {
+        name,
+        index,
+        line: item.line,
+        raw,
+        field_lines,
+    })
+}
+
+fn record_lines(node: &Node, path: &str, out: &mut BTreeMap<String, (usize, usize)>) {
+    match &node.value {
+        NodeValue::Map(pairs) => {
+            for (k, v) in pairs {
+                let key = k.key_string();
+                let p = if path.is_empty() {
+                    key
+                } else {
+                    format!("{path}.{key}")
+                };
+                // Point at the key for the field itself, then recurse into the value.
+                out.insert(p.clone(), (k.line, k.col));
+                record_lines(v, &p, out);
+            }
+        }
+        NodeValue::Seq(items) => {
+            for (i, v) in items.iter().enumerate() {
+                let p = format!("{path}[{i}]");
+                out.insert(p.clone(), (v.line, v.col));
+                record_lines(v, &p, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn has_placeholders(node: &Node) -> bool {
+    !template::placeholders(&node.to_json()).is_empty()
+}
+
+/// pydantic-equivalent type checks of one deployment (pass 1), plus the
+/// semantic checks of pass 2 for values that contain no placeholders.
+fn check_fields(item: &Node, dep: Option<&str>, report: &mut Report) {
+    // Errors about a whole field point at its key: an empty value has no position of its own.
+    let field = |key: &str| item.entry(key);
+    let str_or_null = |key: &str, report: &mut Report| {
+        if let Some((n, v)) = field(key) {
+            match &v.value {
+                NodeValue::Null | NodeValue::Str(_) => {}
+                NodeValue::Float(_) | NodeValue::Int(_) => report.error(
+                    n,
+                    dep,
+                    format!(
+                        "`{key}` must be a string, got {} (YAML reads `{key}: 1.10` as the number 1.1; quote it: {key}: \"...\")",
+                        v.kind_name()
+                    ),
+                ),
+                _ => report.error(n, dep, format!("`{key}` must be a string, got {}", v.kind_name())),
+            }
+        }
+    };
+    for key in [
+        "version",
+        "version_type",
+        "description",
+        "flow_name",
+        "entrypoint",
+    ] {
+        str_or_null(key, report);
+    }
+    let bool_or_null = |key: &str, report: &mut Report| {
+        if let Some((n, v)) = field(key) {
+            let ok = match &v.value {
+                NodeValue::Null | NodeValue::Bool(_) => true,
+                NodeValue::Int(i) => *i == 0 || *i == 1,
+                NodeValue::Str(s) => lax_bool(s).is_some(),
+                _ => false,
+            };
+            if !ok {
+                report.error(
+                    n,
+                    dep,
+                    format!("`{key}` must be true or false, got {}", v.kind_name()),
+                );
+            }
+        }
+    };
+    bool_or_null("paused", report);
+    bool_or_null("enforce_parameter_schema", report);
+
+    if let Some((key_node, n)) = field("tags") {
+        match &n.value {
+            NodeValue::Null | NodeValue::Str(_) => {}
+            NodeValue::Seq(items) => {
+                for t in items {
+                    if matches!(t.value, NodeValue::Seq(_) | NodeValue::Map(_)) {
+                        report.error(t, dep, format!("each tag must be a string, got {} (an alias to a list inside `tags`?)", t.kind_name()));
+                    }
+                }
+            }
+            _ => report.error(
+                key_node,
+                dep,
+                format!("`tags` must be a list of strings, got {}", n.kind_name()),
+            ),
+        }
+    }
+    if let Some((k, n)) = field("parameters") {
+        if !matches!(n.value, NodeValue::Map(_)) {
+            report.error(k, dep, format!("`parameters` must be a mapping, got {} (remove the key or write `parameters: {{}}`)", n.kind_name()));
+        } else if let NodeValue::Map(pairs) = &n.value {
+            for (k, _) in pairs {
+                if !matches!(k.value, NodeValue::Str(_)) {
+                    report.error(
+                        k,
+                        dep,
+                        format!("parameter names must be strings, got {}", k.kind_name()),
+                    );
+                }
+            }
+        }
+    }
+    if let Some((key_node, n)) = field("work_pool") {
+        match &n.value {
+            NodeValue::Null => {}
+            NodeValue::Map(pairs) => {
+                for (k, v) in pairs {
+                    let key = k.key_string();
+                    if !WORK_POOL_KEYS.contains(&key.as_str()) {
+                        report.warn(k, dep, format!("unknown work_pool key `{key}` is ignored (Prefect drops it silently)"));
+                    } else if key == "job_variables" {
+                        if !matches!(v.value, NodeValue::Map(_)) {
+                            report.error(
+                                v,
+                                dep,
+                                format!(
+                                    "`work_pool.job_variables` must be a mapping, got {}",
+                                    v.kind_name()
+                                ),
+                            );
+                        }
+                    } else if !matches!(v.value, NodeValue::Null | NodeValue::Str(_)) {
+                        report.error(
+                            v,
+                            dep,
+                            format!("`work_pool.{key}` must be a string, got {}", v.kind_name()),
+                        );
+                    }
+                }
+            }
+            _ => report.error(
+                key_node,
+                dep,
+                format!("`work_pool` must be a mapping, got {}", n.kind_name()),
+            ),
+        }
+    }
+    if let Some((key_node, n)) = field("concurrency_limit") {
+        match &n.value {
+            NodeValue::Null | NodeValue::Int(_) => {}
+            NodeValue::Map(pairs) => {
+                for (k, v) in pairs {
+                    let key = k.key_string();
+                    match key.as_str() {
+                        "limit" | "grace_period_seconds"
+                            if !matches!(v.value, NodeValue::Null | NodeValue::Int(_)) =>
+                        {
+                            report.error(
+                                v,
+                                dep,
+                                format!(
+                                    "`concurrency_limit.{key}` must be an integer, got {}",
+                                    v.kind_name()
+                                ),
+                            )
+                        }
+                        "collision_strategy" => match &v.value {
+                            NodeValue::Null => {}
+                            NodeValue::Str(s)
+                                if has_placeholders(v)
+                                    || COLLISION_STRATEGIES.contains(&s.as_str()) => {}
+                            _ => report.error(
+                                v,
+                                dep,
+                                format!(
+                                    "`concurrency_limit.collision_strategy` must be one of {}",
+                                    COLLISION_STRATEGIES.join(", ")
+                                ),
+                            ),
+                        },
+                        k2 if !CONCURRENCY_KEYS.contains(&k2) => report.warn(
+                            k,
+                            dep,
+                            format!("unknown concurrency_limit key `{key}` is ignored"),
+                        ),
+                        _ => {}
+                    }
+                }
+            }
+            _ => report.error(
+                key_node,
+                dep,
+                format!(
+                    "`concurrency_limit` must be an integer or a mapping with `limit`, got {}",
+                    n.kind_name()
+                ),
+            ),
+        }
+    }
+    for key in ["build", "push", "pull"] {
+        steps_field(item.get(key), key, dep, report);
+    }
+    if let Some((key_node, n)) = field("triggers") {
+        match &n.value {
+            NodeValue::Null => {}
+            NodeValue::Seq(items) => {
+                for t in items {
+                    if !matches!(t.value, NodeValue::Map(_)) {
+                        report.error(
+                            t,
+                            dep,
+                            format!("each trigger must be a mapping, got {}", t.kind_name()),
+                        );
+                    }
+                }
+            }
+            _ => report.error(
+                key_node,
+                dep,
+                format!("`triggers` must be a list, got {}", n.kind_name()),
+            ),
+        }
+    }
+    if let Some((k, n)) = field("sla") {
+        if !n.is_null() {
+            report.error(
+                k,
+                dep,
+                "SLA configuration is currently only supported on Prefect Cloud (remove `sla:`)",
+            );
+        }
+    }
+    // Schedules.
+    let legacy = item.get("schedule");
+    let list = item.entry("schedules");
+    if let Some(l) = legacy {
+        match &l.value {
+            NodeValue::Null => {}
+            NodeValue::Map(pairs) if pairs.is_empty() => {}
+            NodeValue::Map(_) => {
+                if let Some((k, _)) = list {
+                    report.error(
+                        k,
+                        dep,
+                        "Both 'schedule' and 'schedules' keys are present in the deployment configuration. Please use only `schedules`.",
+                    );
+                }
+                check_schedule_item(l, dep, report);
+            }
+            _ => report.error(l, dep, format!("`schedule` must be a single schedule mapping, got {} (use `schedules:` for a list)", l.kind_name())),
+        }
+    }
+    if let Some((_, l)) = list {
+        match &l.value {
+            NodeValue::Null => {}
+            NodeValue::Seq(items) => items
+                .iter()
+                .for_each(|s| check_schedule_item(s, dep, report)),
+            _ => report.error(
+                l,
+                dep,
+                format!("`schedules` must be a list, got {}", l.kind_name()),
+            ),
+        }
+    }
+    // Semantic checks that need no templating.
+    if let Some(n) = item.get("version_type") {
+        if let NodeValue::Str(s) = &n.value {
+            if !has_placeholders(n) && !VERSION_TYPES.contains(&s.as_str()) {
+                report.error(
+                    n,
+                    dep,
+                    format!(
+                        "unknown version_type {s:?}; expected one of {}",
+                        VERSION_TYPES.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn check_schedule_item(node: &Node, dep: Option<&str>, report: &mut Report) {
+    if !matches!(node.value, NodeValue::Map(_)) {
+        report.error(
+            node,
+            dep,
+            format!(
+                "a schedule must be a mapping with one of cron, interval or rrule, got {}",
+                node.kind_name()
+            ),
+        );
+        return;
+    }
+    if has_placeholders(node) {
+        // Only the keys can be checked before templating.
+        if let NodeValue::Map(pairs) = &node.value {
+            for (k, _) in pairs {
+                let key = k.key_string();
+                if !schedule::SCHEDULE_KEYS.contains(&key.as_str()) {
+                    report.error(
+                        k,
+                        dep,
+                        format!(
+                            "unknown schedule key `{key}`; allowed: {}",
+                            schedule::SCHEDULE_KEYS.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
+        return;
+    }
+    if let Err(messages) = schedule::parse_schedule(&node.to_json()) {
+        for m in messages {
+            report.error(node, dep, format!("schedule: {m}"));
+        }
+    }
+}
+
+fn lax_bool(s: &str) -> Option<bool> {
+    match s.to_ascii_lowercase().as_str() {
+        "1" | "on" | "t" | "true" | "y" | "yes" => Some(true),
+        "0" | "off" | "f" | "false" | "n" | "no" => Some(false),
+        _ => None,
+    }
+}
+
+impl DeploymentConfig {
+    /// Every distinct placeholder [`resolve`] will template (build/push/pull
+    /// excluded: pull steps keep blocks and variables for the worker), so the
+    /// caller can fetch the blocks and variables it needs first.
+    pub fn placeholders(&self) -> Vec<Placeholder> {
+        let templated: Map<String, Value> = self
+            .raw
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "build" | "push" | "pull"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        template::placeholders(&Value::Object(templated))
+    }
+
+    /// `(line, col)` for a templating/validation path, falling back to its parents.
+    pub fn position_of(&self, path: &str) -> (usize, usize) {
+        let mut p = path;
+        loop {
+            if let Some(pos) = self.field_lines.get(p) {
+                return *pos;
+            }
+            match p.rfind(['.', '[']) {
+                Some(i) => p = &p[..i],
+                None => return (self.line, 1),
+            }
+        }
+    }
+}
+
+/// Template and validate one deployment (pass 2).
+pub fn resolve(
+    file: &PrefectFile,
+    deployment: &DeploymentConfig,
+    values: &TemplateValues,
+) -> Result<ResolvedDeployment, Diagnostics> {
+    let d = deployment;
+    let mut errors: Vec<Diagnostic> = Vec::new();
+    let mut err = |path: &str, message: String| {
+        let (line, col) = d.position_of(path);
+        errors.push(Diagnostic {
+            file: file.label.clone(),
+            line,
+            col,
+            deployment: Some(d.name.clone()),
+            message,
+        });
+    };
+
+    // Steps are chosen from the raw config, before templating (Prefect captures them first).
+    let build_steps = steps_choice(&d.raw, "build", file.build.as_ref()).unwrap_or_default();
+    let push_steps = steps_choice(&d.raw, "push", file.push.as_ref()).unwrap_or_default();
+    let pull_steps = match pull_choice(&d.raw, file.pull.as_ref()) {
+        Some(steps) => PullSteps::Explicit(
+            match template::resolve_pull_steps(&Value::Array(steps), values) {
+                Value::Array(items) => items,
+                _ => Vec::new(),
+            },
+        ),
+        None => PullSteps::Default,
+    };
+
+    let templated = match template::resolve_deployment(&Value::Object(d.raw.clone()), values) {
+        Ok(Value::Object(m)) => m,
+        Ok(_) => Map::new(),
+        Err(template_errors) => {
+            for e in template_errors {
+                err(&e.path, e.message);
+            }
+            return Err(Diagnostics(errors));
+        }
+    };
+    let get = |k: &str| templated.get(k).filter(|v| !v.is_null());
+    let mut opt_string = |k: &str| -> Option<String> {
+        match get(k) {
+            None => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => {
+                err(
+                    k,
+                    format!("`{k}` must be a string after templating, got {other}"),
+                );
+                None
+            }
+        }
+    };
+    let version = opt_string("version");
+    let version_type = opt_string("version_type");
+    let description = opt_string("description").filter(|s| !s.is_empty());
+    let flow_name = opt_string("flow_name");
+    let entrypoint = opt_string("entrypoint");
+    let name = match templated.get("name") {
+        Some(Value::String(s)) => s.clone(),
+        _ => d.name.clone(),
+    };
+    if let Some(c) = name.chars().find(|c| FORBIDDEN_NAME_CHARS.contains(c)) {
+        err(
+            "name",
+            format!("deployment name {name:?} contains '{c}'; Prefect forbids / % & > < in names"),
+        );
+    }
+    if let Some(vt) = &version_type {
+        if !VERSION_TYPES.contains(&vt.as_str()) {
+            err(
+                "version_type",
+                format!(
+                    "unknown version_type {vt:?}; expected one of {}",
+                    VERSION_TYPES.join(", ")
+                ),
+            );
+        }
+    }
+    let entrypoint = match entrypoint {
+        Some(e) if !e.trim().is_empty() => {
+            if e.contains(".py") && !e.contains(':') {
+                err("entrypoint", format!("entrypoint {e:?} must name the flow function: path/to/file.py:flow_function"));
+            }
+            e
+        }
+        _ => {
+            err(
+                "entrypoint",
+                "An entrypoint must be provided: `entrypoint: path/to/file.py:flow_function`"
+                    .to_string(),
+            );
+            String::new()
+        }
+    };
+    let tags = match get("tags") {
+        None => Vec::new(),
+        Some(Value::Array(items)) => {
+            let mut tags = Vec::new();
+            for (i, t) in items.iter().enumerate() {
+                match t {
+                    Value::Array(_) | Value::Object(_) | Value::Null => err(
+                        &format!("tags[{i}]"),
+                        format!("each tag must be a string, got {t}"),
+                    ),
+                    other => tags.push(template::python_str(other)),
+                }
+            }
+            tags
+        }
+        Some(other) => {
+            err(
+                "tags",
+                format!("`tags` must be a list of strings after templating, got {other}"),
+            );
+            Vec::new()
+        }
+    };
+    let parameters = match templated.get("parameters") {
+        None => Map::new(),
+        Some(Value::Object(m)) => m.clone(),
+        Some(other) => {
+            err(
+                "parameters",
+                format!("`parameters` must be a mapping, got {other}"),
+            );
+            Map::new()
+        }
+    };
+    let mut work_pool = WorkPool::default();
+    if let Some(Value::Object(wp)) = get("work_pool") {
+        let mut wp_string = |k: &str| match wp.get(k) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => {
+                err(
+                    &format!("work_pool.{k}"),
+                    format!("`work_pool.{k}` must be a string, got {other}"),
+                );
+                None
+            }
+        };
+        work_pool.name = wp_string("name").filter(|s| !s.is_empty());
+        work_pool.work_queue_name = wp_string("work_queue_name");
+        match wp.get("job_variables") {
+            None => {}
+            Some(Value::Object(jv)) => work_pool.job_variables = jv.clone(),
+            Some(other) => err(
+                "work_pool.job_variables",
+                format!("`work_pool.job_variables` must be a mapping, got {other}"),
+            ),
+        }
+    }
+    let lax = |v: &Value| match v {
+        Value::Bool(b) => Some(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(0) => Some(false),
+            Some(1) => Some(true),
+            _ => None,
+        },
+        Value::String(s) => lax_bool(s),
+        _ => None,
+    };
+    let mut opt_bool = |k: &str| -> Option<bool> {
+        let v = get(k)?;
+        let b = lax(v);
+        if b.is_none() {
+            err(k, format!("`{k}` must be true or false, got {v}"));
+        }
+        b
+    };
+    let paused = opt_bool("paused");
+    let enforce_parameter_schema = opt_bool("enforce_parameter_schema");
+
+    let (concurrency_limit, concurrency_options) = match get("concurrency_limit") {
+        None => (None, None),
+        Some(Value::Number(n)) if n.as_i64().is_some() => (n.as_i64(), None),
+        Some(Value::Object(spec)) => {
+            let limit = match spec.get("limit") {
+                None | Some(Value::Null) => None,
+                Some(Value::Number(n)) if n.as_i64().is_some() => n.as_i64(),
+                Some(other) => {
+                    err(
+                        "concurrency_limit.limit",
+                        format!("`concurrency_limit.limit` must be an integer, got {other}"),
+                    );
+                    None
+                }
+            };
+            let strategy = spec
+                .get("collision_strategy")
+                .cloned()
+                .unwrap_or(Value::Null);
+            if let Value::String(s) = &strategy {
+                if !COLLISION_STRATEGIES.contains(&s.as_str()) {
+                    err(
+                        "concurrency_limit.collision_strategy",
+                        format!(
+                            "collision_strategy {s:?} must be one of {}",
+                            COLLISION_STRATEGIES.join(", ")
+                        ),
+                    );
+                }
+            }
+            let mut options = Map::new();
+            options.insert("collision_strategy".into(), strategy);
+            if let Some(g) = spec.get("grace_period_seconds").filter(|g| !g.is_null()) {
+                options.insert("grace_period_seconds".into(), g.clone());
+            }
+            (limit, Some(Value::Object(options)))
+        }
+        Some(other) => {
+            err(
+                "concurrency_limit",
+                format!("`concurrency_limit` must be an integer or a mapping, got {other}"),
+            );
+            (None, None)
+        }
+    };
+
+    // Legacy `schedule:` (a non-empty mapping) becomes a one-item `schedules`.
+    let schedule_items: Option<(String, Vec<Value>)> = match (
+        templated.get("schedule"),
+        templated.contains_key("schedules"),
+    ) {
+        (Some(Value::Object(m)), _) if !m.is_empty() => {
+            Some(("schedule".into(), vec![Value::Object(m.clone())]))
+        }
+        (_, true) => match templated.get("schedules") {
+            Some(Value::Array(items)) => Some(("schedules".into(), items.clone())),
+            _ => None,
+        },
+        _ => None,
+    };
+    let schedules = schedule_items.map(|(key, items)| {
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let path = if key == "schedule" {
+                key.clone()
+            } else {
+                format!("{key}[{i}]")
+            };
+            match schedule::parse_schedule(item) {
+                Ok(s) => out.push(s),
+                Err(messages) => messages
+                    .into_iter()
+                    .for_each(|m| err(&path, format!("schedule: {m}"))),
+            }
+        }
+        out
+    });
+
+    let triggers = match get("triggers") {
+        None => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let mut t = t.clone();
+                if let Value::Object(m) = &mut t {
+                    if !m.contains_key("name") {
+                        m.insert(
+                            "name".into(),
+                            Value::String(format!("{name}__automation_{}", i + 1)),
+                        );
+                    }
+                }
+                t
+            })
+            .collect(),
+        Some(other) => {
+            err(
+                "triggers",
+                format!("`triggers` must be a list, got {other}"),
+            );
+            Vec::new()
+        }
+    };
+    if !errors.is_empty() {
+        errors.sort_by_key(|e| (e.line, e.col));
+        return Err(Diagnostics(errors));
+    }
+    Ok(ResolvedDeployment {
+        name,
+        version,
+        version_type,
+        tags,
+        description,
+        entrypoint,
+        flow_name,
+        parameters,
+        work_pool,
+        schedules,
+        paused,
+        enforce_parameter_schema,
+        concurrency_limit,
+        concurrency_options,
+        build_steps,
+        push_steps,
+        pull_steps,
+        triggers,
+    })
+}
+
+/// Deployment-level steps win when the key is present (even null); else top level.
+fn steps_choice(
+    raw: &Map<String, Value>,
+    key: &str,
+    top: Option<&Vec<Value>>,
+) -> Option<Vec<Value>> {
+    match raw.get(key) {
+        Some(v) => steps_of(v),
+        None => top.cloned(),
+    }
+}
+
+fn steps_of(v: &Value) -> Option<Vec<Value>> {
+    match v {
+        Value::Array(items) => Some(items.clone()),
+        Value::Object(m) if !m.is_empty() => Some(vec![v.clone()]),
+        _ => None,
+    }
+}
+
+/// Prefect's pull selection: an explicit `[]` (deployment first, else top
+/// level) means none; otherwise the first non-empty of deployment, top level;
+/// `None` = generate the default.
+fn pull_choice(raw: &Map<String, Value>, top: Option<&Vec<Value>>) -> Option<Vec<Value>> {
+    let deployment = raw.get("pull").map(steps_of);
+    let explicit_empty = match &deployment {
+        Some(d) => matches!(d, Some(v) if v.is_empty()),
+        None => matches!(top, Some(v) if v.is_empty()),
+    };
+    if explicit_empty {
+        return Some(Vec::new());
+    }
+    deployment
+        .flatten()
+        .filter(|v| !v.is_empty())
+        .or_else(|| top.filter(|v| !v.is_empty()).cloned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ok(src: &str) -> PrefectFile {
+        parse("prefect.yaml", src.as_bytes()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn errs(src: &str) -> String {
+        parse("prefect.yaml", src.as_bytes())
+            .expect_err("should fail")
+            .to_string()
+    }
+
+    fn resolved(src: &str) -> ResolvedDeployment {
+        let f = ok(src);
+        resolve(&f, &f.deployments[0], &TemplateValues::default()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    const BASE: &str =
+        "deployments:\n- name: d\n  entrypoint: flows/a.py:f\n  work_pool: {name: pool}\n";
+
+    #[test]
+    fn minimal_deployment_resolves_with_prefect_defaults() {
+        let r = resolved(BASE);
+        assert_eq!(r.name, "d");
+        assert_eq!(r.entrypoint, "flows/a.py:f");
+        assert_eq!(r.work_pool.name.as_deref(), Some("pool"));
+        assert_eq!(r.tags, Vec::<String>::new());
+        assert_eq!(r.parameters, Map::new());
+        assert_eq!(r.schedules, None);
+        assert_eq!(r.paused, None);
+        assert_eq!(r.pull_steps, PullSteps::Default);
+        assert_eq!(
+            (r.concurrency_limit, r.concurrency_options.clone()),
+            (None, None)
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_with_lines() {
+        let src = "\
+deployments:
+- name: a
+  version: 1.10
+  tags: {x: 1}
+  parameters:
+  schedules:
+  - cron: '0 9 * * *'
+    max_active_runs: 1
+  entrypoint: flows/a.py:f
+- name: a/b
+  entrypoint: flows/a.py:f
+  sla: [{duration: 10}]
+- name: a
+  entrypoint: flows/a.py:f
+";
+        let e = errs(src);
+        let lines: Vec<&str> = e.lines().collect();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l
+                    .starts_with("prefect.yaml:3:3: deployment 'a': `version` must be a string")),
+            "{e}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("prefect.yaml:4:3: deployment 'a': `tags`")),
+            "{e}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(":5:3:") && l.contains("`parameters` must be a mapping")),
+            "{e}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(":7:5:") && l.contains("max_active_runs")),
+            "{e}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("deployment 'a/b'") && l.contains("forbids")),
+            "{e}"
+        );
+        assert!(lines.iter().any(|l| l.contains("SLA")), "{e}");
+        assert!(lines.iter().any(|l| l.starts_with("prefect.yaml:13:3: deployment 'a': duplicate deployment (same name and entrypoint as the one at line 2)")), "{e}");
+    }
+
+    #[test]
+    fn file_level_errors() {
+        assert!(errs("").contains("the file is empty"));
+        assert!(errs("# nothing\n").contains("the file is empty"));
+        assert!(errs("- a\n").contains("top level"));
+        assert!(errs("name: x\n").contains("no `deployments:`"));
+        assert!(errs("deployments: []\n").contains("empty"));
+        assert!(errs("deployments:\n- name: null\n").contains("no deployment"));
+        assert!(errs("deployments: {a: 1}\n").contains("must be a list"));
+        assert!(errs("prefect-version: 3.0\ndeployments:\n- name: a\n")
+            .contains("`prefect-version` must be a string"));
+        let e = errs("deployments:\n- name: a\n  tags: [*nope]\n");
+        assert!(e.starts_with("prefect.yaml:3:"), "{e}");
+    }
+
+    #[test]
+    fn warnings_for_silently_dropped_keys_and_unnamed() {
+        let f = ok("\
+definitions:
+  x: &x 1
+env: {A: 1}
+deployments:
+- entrypoint: flows/a.py:f
+- name: d
+  entrypoint: flows/a.py:f
+  job_variables: {a: 1}
+  work_pool: {name: p, type: process}
+  is_schedule_active: true
+  pull:
+  - prefect.deployments.steps.git_clone:
+    repository: x
+");
+        assert_eq!(f.deployments.len(), 1);
+        let w: Vec<String> = f.warnings.iter().map(ToString::to_string).collect();
+        let all = w.join("\n");
+        assert!(
+            all.contains("prefect.yaml:3:1: unknown top-level key `env`"),
+            "{all}"
+        );
+        assert!(!all.contains("`definitions`"), "{all}");
+        assert!(
+            all.contains("deployment #1 has no name and is skipped"),
+            "{all}"
+        );
+        assert!(all.contains("deployment 'd': unknown deployment key `job_variables` is ignored (did you mean `work_pool.job_variables`?)"), "{all}");
+        assert!(all.contains("unknown work_pool key `type`"), "{all}");
+        assert!(all.contains("is_schedule_active"), "{all}");
+        assert!(all.contains("step has 2 keys"), "{all}");
+    }
+
+    #[test]
+    fn duplicate_yaml_keys_warn_and_last_wins() {
+        let f = ok("deployments:\n- name: d\n  entrypoint: a.py:f\n  tags: [a]\n  tags: [b]\n");
+        assert_eq!(f.deployments[0].raw["tags"], json!(["b"]));
+        assert!(f
+            .warnings
+            .iter()
+            .any(|w| w.line == 5 && w.message.contains("duplicate key 'tags'")));
+    }
+
+    #[test]
+    fn schedules_legacy_and_list_forms() {
+        let r = resolved(&format!(
+            "{BASE}  schedule: {{cron: '0 9 * * *', timezone: America/New_York}}\n"
+        ));
+        assert_eq!(r.schedules.as_ref().map(Vec::len), Some(1));
+        let r = resolved(&format!("{BASE}  schedules: []\n"));
+        assert_eq!(r.schedules, Some(vec![]));
+        let r = resolved(&format!("{BASE}  schedules: null\n  schedule: {{}}\n"));
+        assert_eq!(r.schedules, None);
+        let r = resolved(&format!(
+            "{BASE}  schedule: null\n  schedules:\n  - interval: 600\n  - rrule: FREQ=DAILY\n"
+        ));
+        assert_eq!(r.schedules.as_ref().map(Vec::len), Some(2));
+        let e = errs(&format!(
+            "{BASE}  schedule: {{cron: '0 9 * * *'}}\n  schedules: []\n"
+        ));
+        assert!(e.contains("Both 'schedule' and 'schedules'"), "{e}");
+        let e = errs(&format!("{BASE}  schedule: []\n"));
+        assert!(
+            e.contains("`schedule` must be a single schedule mapping"),
+            "{e}"
+        );
+        let e = errs(&format!(
+            "{BASE}  schedules:\n  - cron: not a cron\n  - interval: 60\n    timezone: Mars/Base\n"
+        ));
+        assert!(
+            e.contains(":6:5: deployment 'd': schedule: Invalid cron string"),
+            "{e}"
+        );
+        assert!(
+            e.contains(":7:5: deployment 'd': schedule: Invalid timezone: \"Mars/Base\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn templated_values_are_validated_after_templating() {
+        let src = "deployments:\n- name: d\n  entrypoint: '{{ $EP }}'\n  version: '{{ $V }}'\n  schedules:\n  - cron: '{{ $CRON }}'\n  work_pool:\n    name: '{{ $POOL }}'\n    job_variables: {image: '{{ build-image.image }}'}\n";
+        let f = ok(src);
+        let d = &f.deployments[0];
+        let names: Vec<String> = d.placeholders().into_iter().map(|p| p.name).collect();
+        assert_eq!(names, ["$EP", "$V", "$CRON", "$POOL", "build-image.image"]);
+        let mut v = TemplateValues::default();
+        v.env.insert("EP".into(), "flows/a.py:f".into());
+        v.env.insert("V".into(), "1.2".into());
+        v.env.insert("CRON".into(), "0 9 * * *".into());
+        v.env.insert("POOL".into(), "pool".into());
+        v.step_outputs
+            .insert("build-image".into(), json!({"image": "reg/img:tag"}));
+        let r = resolve(&f, d, &v).unwrap();
+        assert_eq!(r.entrypoint, "flows/a.py:f");
+        assert_eq!(r.version.as_deref(), Some("1.2"));
+        assert_eq!(r.work_pool.name.as_deref(), Some("pool"));
+        assert_eq!(r.work_pool.job_variables["image"], "reg/img:tag");
+        // A bad value behind a placeholder is caught in pass 2, at the right line.
+        v.env.insert("CRON".into(), "every day".into());
+        let e = resolve(&f, d, &v).unwrap_err().to_string();
+        assert!(
+            e.starts_with(
+                "prefect.yaml:6:5: deployment 'd': schedule: Invalid cron string: \"every day\""
+            ),
+            "{e}"
+        );
+        // A missing env var names the placeholder and the line.
+        v.env.remove("POOL");
+        let e = resolve(&f, d, &v).unwrap_err().to_string();
+        assert!(
+            e.starts_with(
+                "prefect.yaml:8:5: deployment 'd': environment variable `POOL` is not set"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn concurrency_tags_and_bools_as_prefect_sends_them() {
+        let r = resolved(&format!("{BASE}  concurrency_limit: 3\n  tags: [etl, 1, yes]\n  paused: yes\n  enforce_parameter_schema: false\n"));
+        assert_eq!(
+            (r.concurrency_limit, r.concurrency_options),
+            (Some(3), None)
+        );
+        assert_eq!(r.tags, ["etl", "1", "True"]);
+        assert_eq!(
+            (r.paused, r.enforce_parameter_schema),
+            (Some(true), Some(false))
+        );
+        let r = resolved(&format!("{BASE}  concurrency_limit: {{limit: 2, collision_strategy: CANCEL_NEW, grace_period_seconds: 60}}\n"));
+        assert_eq!(r.concurrency_limit, Some(2));
+        assert_eq!(
+            r.concurrency_options,
+            Some(json!({"collision_strategy": "CANCEL_NEW", "grace_period_seconds": 60}))
+        );
+        let r = resolved(&format!("{BASE}  concurrency_limit: {{limit: 2}}\n"));
+        assert_eq!(
+            r.concurrency_options,
+            Some(json!({"collision_strategy": null}))
+        );
+        assert!(errs(&format!(
+            "{BASE}  concurrency_limit: {{limit: 2, collision_strategy: QUEUE}}\n"
+        ))
+        .contains("collision_strategy"));
+        assert!(errs(&format!("{BASE}  tags: [a, [b]]\n")).contains("each tag must be a string"));
+        assert!(
+            errs(&format!("{BASE}  paused: maybe\n")).contains("`paused` must be true or false")
+        );
+    }
+
+    #[test]
+    fn missing_entrypoint_and_description_defaults() {
+        let f = ok("deployments:\n- name: d\n  description: ''\n");
+        let e = resolve(&f, &f.deployments[0], &TemplateValues::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("An entrypoint must be provided"), "{e}");
+        let r = resolved(&format!("{BASE}  description: ''\n"));
+        assert_eq!(r.description, None);
+    }
+
+    #[test]
+    fn step_selection_follows_prefect() {
+        let top = "pull:\n- prefect.deployments.steps.set_working_directory: {directory: /top}\nbuild:\n- b.top: {}\n";
+        let f = ok(&format!("{top}{BASE}"));
+        let r = resolve(&f, &f.deployments[0], &TemplateValues::default()).unwrap();
+        assert_eq!(
+            r.pull_steps,
+            PullSteps::Explicit(vec![
+                json!({"prefect.deployments.steps.set_working_directory": {"directory": "/top"}})
+            ])
+        );
+        assert_eq!(r.build_steps, vec![json!({"b.top": {}})]);
+        // Deployment `pull: []` → none; `pull: null` → falls back to top level; `build: null` → none.
+        let f = ok(&format!("{top}{BASE}  pull: []\n  build: null\n"));
+        let r = resolve(&f, &f.deployments[0], &TemplateValues::default()).unwrap();
+        assert_eq!(r.pull_steps, PullSteps::Explicit(vec![]));
+        assert_eq!(r.build_steps, Vec::<Value>::new());
+        let f = ok(&format!("{top}{BASE}  pull: null\n"));
+        let r = resolve(&f, &f.deployments[0], &TemplateValues::default()).unwrap();
+        assert!(matches!(r.pull_steps, PullSteps::Explicit(ref s) if s.len() == 1));
+        // Single mapping form; top-level `pull: []`.
+        let f = ok(&format!("pull: []\n{BASE}"));
+        assert_eq!(
+            resolve(&f, &f.deployments[0], &TemplateValues::default())
+                .unwrap()
+                .pull_steps,
+            PullSteps::Explicit(vec![])
+        );
+        let f = ok(&format!("{BASE}  pull: {{prefect.deployments.steps.git_clone: {{repository: '{{{{ $R }}}}', token: '{{{{ prefect.blocks.secret.t }}}}'}}}}\n"));
+        let mut v = TemplateValues::default();
+        v.env.insert("R".into(), "https://r".into());
+        // The block in the pull step is not fetched or resolved: it stays for the worker.
+        let r = resolve(&f, &f.deployments[0], &v).unwrap();
+        assert_eq!(
+            r.pull_steps,
+            PullSteps::Explicit(vec![
+                json!({"prefect.deployments.steps.git_clone": {"repository": "https://r", "token": "{{ prefect.blocks.secret.t }}"}})
+            ])
+        );
+    }
+
+    #[test]
+    fn triggers_get_default_names() {
+        let r = resolved(&format!("{BASE}  triggers:\n  - enabled: true\n    expect: [x]\n    parameters: {{n: '{{{{ event.payload.n }}}}'}}\n  - name: named\n"));
+        assert_eq!(r.triggers[0]["name"], "d__automation_1");
+        assert_eq!(r.triggers[0]["parameters"]["n"], "{{ event.payload.n }}");
+        assert_eq!(r.triggers[1]["name"], "named");
+    }
+
+    /// Corpus files Prefect 3.9.1 rejects (INDEX.md) and why we must too.
+    const REJECTED: &[(&str, &str)] = &[
+        (
+            "3commacapital__prefect-flows__prefect.yaml",
+            "max_active_runs",
+        ),
+        (
+            "CBIIT__prefect-toolkit__prefect.yaml",
+            "`parameters` must be a mapping",
+        ),
+        (
+            "Cobrachainsaw__ETL_V1__prefect__prefect.yaml",
+            "`version` must be a string",
+        ),
+        (
+            "Honglin-Jiang__ba882-sec-team__prefect.yaml",
+            "max_active_runs",
+        ),
+        ("PrefectHQ__prefect-demos__prefect.yaml", "unknown anchor"),
+        (
+            "datopian__preflow__flows__prefect.yaml",
+            "`schedule` must be a single schedule mapping",
+        ),
+        (
+            "dijarvrella__prefect-flows__prefect.yaml",
+            "`version` must be a string",
+        ),
+        // Stricter than Prefect's model: a list inside `tags` cannot be sent to the API
+        // (RunnerDeployment.tags is list[str]), so it fails here, early.
+        (
+            "AloisCRR__repossessed-assets__prefect.yaml",
+            "each tag must be a string",
+        ),
+    ];
+
+    /// Files Prefect accepts but whose deployments are placeholders (no name).
+    const ALL_UNNAMED: &[&str] = &[
+        "PrefectHQ__prefect__src__prefect__deployments__recipes__docker-git__prefect.yaml",
+        "PrefectHQ__prefect__src__prefect__deployments__templates__prefect.yaml",
+    ];
+
+    #[test]
+    fn corpus_parses_like_prefect() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/yaml/corpus");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).expect("corpus dir") {
+            let path = entry.expect("entry").path();
+            let file = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_string();
+            if !file.ends_with(".yaml") {
+                continue;
+            }
+            seen += 1;
+            let bytes = std::fs::read(&path).expect("read");
+            let result = parse(&file, &bytes);
+            if let Some((_, needle)) = REJECTED.iter().find(|(f, _)| *f == file) {
+                let e = result.expect_err(&file).to_string();
+                assert!(e.contains(needle), "{file}: {e}");
+                assert!(e.starts_with(&format!("{file}:")), "{e}");
+            } else if ALL_UNNAMED.contains(&file.as_str()) {
+                let e = result.expect_err(&file).to_string();
+                assert!(
+                    e.contains("no deployment in `deployments:` has a name"),
+                    "{file}: {e}"
+                );
+            } else {
+                let f = result.unwrap_or_else(|e| panic!("{file}: {e}"));
+                assert!(!f.deployments.is_empty(), "{file}");
+                // Pass 2 must not panic either (missing values are reported, not fatal).
+                for d in &f.deployments {
+                    let _ = resolve(&f, d, &TemplateValues::default());
+                    let _ = d.placeholders();
+                }
+            }
+        }
+        assert_eq!(seen, 40, "corpus files");
+    }
+
+    #[test]
+    fn corpus_specifics() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/yaml/corpus");
+        let load =
+            |name: &str| parse(name, &std::fs::read(dir.join(name)).expect("read")).expect(name);
+        // Merge keys, chained (OlegPodlipalin).
+        let f = load("OlegPodlipalin__prefect-flows__prefect.yaml");
+        assert!(
+            f.deployments
+                .iter()
+                .all(|d| d.raw.contains_key("work_pool")),
+            "{:?}",
+            f.deployments[0].raw
+        );
+        // Duplicate `schedules` key (tig0826): warned, last wins.
+        let f = load("tig0826__prefect-workflow__dqx__prefect.yaml");
+        assert!(
+            f.warnings
+                .iter()
+                .any(|w| w.line == 150 && w.message.contains("duplicate key 'schedules'")),
+            "{:?}",
+            f.warnings
+        );
+        // CRLF + `---` + a mis-indented step.
+        let f = load("2024mt03579__airlines-prefect-workflow__prefect.yaml");
+        assert!(
+            f.warnings.iter().any(|w| w.message.contains("step has")),
+            "{:?}",
+            f.warnings
+        );
+    }
+}
