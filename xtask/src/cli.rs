@@ -84,9 +84,10 @@ pub struct DeployArgs {
     /// Deploy this already-built image instead of building one.
     #[arg(long, value_name = "REF")]
     pub image: Option<String>,
-    /// Timeout for Fly's release command, e.g. `5m`.
-    #[arg(long, default_value = "5m", value_name = "DURATION")]
-    pub release_command_timeout: String,
+    /// Timeout for Fly's release command, e.g. `10m` or `none`
+    /// (default: `[deploy] release_command_timeout` in fly.toml, else 5m).
+    #[arg(long, value_name = "DURATION")]
+    pub release_command_timeout: Option<String>,
     /// Give up on `fly deploy` after this many seconds (flyctl can hang).
     #[arg(long, default_value_t = 1200, value_name = "SECONDS")]
     pub timeout: u64,

@@ -15,6 +15,7 @@ pub mod secrets;
 pub mod prefect_api;
 pub mod apply;
 pub mod fly;
+pub mod pipeline;
 pub mod docker;
 pub mod local;
 pub mod project;

@@ -1,0 +1,503 @@
+//! `cargo xtask deploy` end to end: the real binary, the stand-in fly on PATH (its `deploy` runs
+//! fly.toml's release_command — the compiled xtask — like Fly does), and the real test Prefect
+//! server (XTASK_TEST_PREFECT_API_URL).
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::*;
+use xtask::fly::{self, DeployRequest, FlyError, FlyFailure};
+use xtask::prefect_api::{ApiConfig, PrefectClient};
+
+const IMAGE: &str = "registry.fly.io/captionacc-api:deadbeef";
+
+/// A sandbox ready to deploy: host env and app secrets complete, with sentinel credentials.
+fn ready(test: &str) -> Sandbox {
+    let mut sandbox = Sandbox::new(test);
+    let url = server_url();
+    sandbox.write_secrets(&[
+        ("PREFECT_API_URL", &url),
+        ("PREFECT_API_AUTH_STRING", AUTH_STRING),
+    ]);
+    sandbox
+        .env("PREFECT_API_URL", &url_with_credentials(&url))
+        .env("PREFECT_API_AUTH_STRING", AUTH_STRING)
+        .env("FLY_API_TOKEN", FLY_TOKEN);
+    sandbox
+}
+
+fn deployments_on_server(tag: &str) -> Vec<serde_json::Value> {
+    let client = PrefectClient::new(ApiConfig::for_url(&server_url())).unwrap();
+    client
+        .read_deployments(json!({"deployments": {"name": {"like_": tag}}}))
+        .unwrap()
+}
+
+#[test]
+fn deploy_runs_the_stages_in_order() {
+    let sandbox = ready("in-order");
+    let run = sandbox.run(&["deploy", "--image", IMAGE]);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    assert_eq!(
+        sandbox.call_names(),
+        ["secrets list", "deploy", "status"],
+        "{}",
+        run.all()
+    );
+
+    let deploy = &sandbox.calls()[1];
+    let config = sandbox.project.join("fly.toml").display().to_string();
+    assert_eq!(
+        deploy.argv,
+        [
+            "deploy",
+            "--config",
+            &config,
+            "--app",
+            &sandbox.app,
+            "--image",
+            IMAGE,
+            "--release-command-timeout",
+            "7m",
+            "--deploy-retries",
+            "0",
+            "--yes",
+        ]
+    );
+    // flyctl gets the token from the environment, never from argv.
+    assert!(
+        deploy.env.contains(&"FLY_API_TOKEN".to_string()),
+        "{deploy:?}"
+    );
+
+    let mut last = 0;
+    for stage in [
+        "[1/5] check secrets",
+        "[2/5] validate and plan",
+        "[3/5] build image",
+        "[4/5] fly deploy",
+        "[5/5] verify",
+    ] {
+        let at = run
+            .stderr
+            .find(stage)
+            .unwrap_or_else(|| panic!("no `{stage}` header:\n{}", run.all()));
+        assert!(at >= last, "`{stage}` out of order:\n{}", run.all());
+        last = at;
+    }
+    assert!(run.stderr.contains("Summary of deploy"), "{}", run.all());
+
+    // The release command registered the deployments with the release Machine's environment.
+    let deployments = deployments_on_server(&sandbox.tag);
+    assert_eq!(deployments.len(), 2, "{deployments:#?}");
+    for d in &deployments {
+        assert_eq!(
+            d["pull_steps"][0]["prefect.deployments.steps.set_working_directory"]["directory"],
+            "/app",
+            "{d:#}"
+        );
+    }
+    run.assert_no_secrets(SENTINELS);
+}
+
+#[test]
+fn missing_secret_stops_before_fly_deploy() {
+    let sandbox = ready("no-secret");
+    sandbox.write_secrets(&[("PREFECT_API_URL", &server_url())]);
+    let run = sandbox.run(&["deploy", "--image", IMAGE]);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(
+        run.stderr
+            .contains("error: deploy stopped at stage 1/5 (check secrets)"),
+        "{}",
+        run.all()
+    );
+    assert!(
+        run.stderr
+            .contains("PREFECT_API_AUTH_STRING or PREFECT_API_KEY"),
+        "{}",
+        run.all()
+    );
+    assert_eq!(sandbox.call_names(), ["secrets list"]);
+    run.assert_no_secrets(SENTINELS);
+}
+
+#[test]
+fn crossed_pool_stops_before_fly_deploy() {
+    let sandbox = ready("crossed-pool");
+    sandbox.write_prefect_yaml("prod", "captionacc-workers-dev");
+    let run = sandbox.run(&["deploy", "--image", IMAGE]);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(
+        run.stderr
+            .contains("deploy stopped at stage 2/5 (validate and plan)"),
+        "{}",
+        run.all()
+    );
+    assert!(
+        run.stderr
+            .contains("is a prod deployment but uses the dev pool `captionacc-workers-dev`"),
+        "{}",
+        run.all()
+    );
+    assert!(
+        !sandbox.call_names().contains(&"deploy".to_string()),
+        "{:?}",
+        sandbox.call_names()
+    );
+    assert!(
+        deployments_on_server(&sandbox.tag).is_empty(),
+        "nothing may be registered"
+    );
+}
+
+#[test]
+fn invalid_yaml_stops_before_fly_deploy() {
+    let sandbox = ready("invalid-yaml");
+    let yaml = std::fs::read_to_string(sandbox.project.join("prefect.yaml")).unwrap();
+    let broken = yaml.replace(
+        "app/flows/caption_cleanup.py",
+        "app/flows/no_such_flow_file.py",
+    );
+    std::fs::write(sandbox.project.join("prefect.yaml"), broken).unwrap();
+    let run = sandbox.run(&["deploy", "--image", IMAGE]);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(
+        run.stderr
+            .contains("deploy stopped at stage 2/5 (validate and plan)"),
+        "{}",
+        run.all()
+    );
+    assert!(
+        run.stderr.contains("no_such_flow_file.py"),
+        "the error must name the missing file:\n{}",
+        run.all()
+    );
+    assert_eq!(sandbox.call_names(), ["secrets list"]);
+    assert!(
+        deployments_on_server(&sandbox.tag).is_empty(),
+        "validation failed: nothing may be registered"
+    );
+}
+
+#[test]
+fn failing_release_command_fails_the_deploy() {
+    let sandbox = ready("release-fails");
+    // The app's secret points the release Machine at a server that is not there; this host's
+    // URL is fine, so stages 1-3 pass and the failure happens inside `fly deploy`.
+    sandbox.write_secrets(&[
+        ("PREFECT_API_URL", "http://127.0.0.1:9/api"),
+        ("PREFECT_API_AUTH_STRING", AUTH_STRING),
+    ]);
+    let run = sandbox.run(&["deploy", "--image", IMAGE]);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(
+        run.stderr
+            .contains("deploy stopped at stage 4/5 (fly deploy)"),
+        "{}",
+        run.all()
+    );
+    assert!(
+        run.stderr.contains("the release command (register-flows) failed with exit code 1 on machine 148e1234a5d6e8"),
+        "{}",
+        run.all()
+    );
+    assert_eq!(
+        sandbox.call_names(),
+        ["secrets list", "deploy"],
+        "verify must not run"
+    );
+    assert!(deployments_on_server(&sandbox.tag).is_empty());
+    run.assert_no_secrets(SENTINELS);
+}
+
+#[test]
+fn hanging_fly_deploy_is_stopped() {
+    let mut sandbox = ready("hang");
+    sandbox.env("FAKE_FLY_HANG", "deploy");
+    let started = Instant::now();
+    let run = sandbox.run(&["deploy", "--image", IMAGE, "--timeout", "3"]);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(
+        run.stderr
+            .contains("deploy stopped at stage 4/5 (fly deploy)"),
+        "{}",
+        run.all()
+    );
+    assert!(
+        run.stderr
+            .contains("did not finish within 3s and was stopped"),
+        "{}",
+        run.all()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(120),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn release_output_is_masked() {
+    let sandbox = ready("release-output");
+    // The release command prints the secret it was given (a careless script would).
+    sandbox.write_fly_toml(r#"sh -c 'echo "auth is $PREFECT_API_AUTH_STRING"; exit 4'"#);
+    let run = sandbox.run(&["deploy", "--image", IMAGE]);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(run.stderr.contains("auth is ***"), "{}", run.all());
+    assert!(
+        run.stderr.contains("failed with exit code 4"),
+        "{}",
+        run.all()
+    );
+    run.assert_no_secrets(SENTINELS);
+}
+
+#[test]
+fn release_that_registers_nothing_fails_verification() {
+    let sandbox = ready("verify-drift");
+    sandbox.write_fly_toml("true");
+    let run = sandbox.run(&["deploy", "--image", IMAGE]);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(
+        run.stderr.contains("deploy stopped at stage 5/5 (verify)"),
+        "{}",
+        run.all()
+    );
+    assert!(
+        run.stderr.contains("does not match prefect.yaml"),
+        "{}",
+        run.all()
+    );
+}
+
+#[test]
+fn verify_requires_a_running_machine() {
+    let mut sandbox = ready("no-machines");
+    let status = sandbox.root.join("status.json");
+    std::fs::write(&status, r#"{"Name":"x","Machines":[{"id":"m1","state":"stopped","config":{"metadata":{"fly_process_group":"app"}}}]}"#).unwrap();
+    sandbox.env("FAKE_FLY_STATUS_JSON", &status.display().to_string());
+    let run = sandbox.run(&["deploy", "--image", IMAGE]);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(
+        run.stderr.contains("deploy stopped at stage 5/5 (verify)"),
+        "{}",
+        run.all()
+    );
+    assert!(
+        run.stderr
+            .contains("has no running machine (0 of 1 machine(s) started"),
+        "{}",
+        run.all()
+    );
+}
+
+#[test]
+fn dry_run_runs_no_fly_command() {
+    let sandbox = ready("dry-run");
+    let run = sandbox.run(&["deploy", "--dry-run", "--image", IMAGE]);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    assert!(
+        sandbox.calls().is_empty(),
+        "dry run called fly: {:?}",
+        sandbox.calls()
+    );
+    let config = sandbox.project.join("fly.toml").display().to_string();
+    let expected = format!(
+        "fly deploy --config {config} --app {} --image {IMAGE} --release-command-timeout 7m --deploy-retries 0 --yes",
+        sandbox.app
+    );
+    assert!(
+        run.stderr.contains(&expected),
+        "missing `{expected}`:\n{}",
+        run.all()
+    );
+    assert!(
+        run.stderr
+            .contains(&format!("fly secrets list --app {} --json", sandbox.app)),
+        "{}",
+        run.all()
+    );
+    assert!(
+        run.stderr
+            .contains(&format!("fly status --app {} --json", sandbox.app)),
+        "{}",
+        run.all()
+    );
+    assert!(
+        deployments_on_server(&sandbox.tag).is_empty(),
+        "a dry run writes nothing"
+    );
+    run.assert_no_secrets(SENTINELS);
+}
+
+#[test]
+fn dev_deploy_uses_the_dev_app_and_yaml() {
+    let sandbox = ready("dev-env");
+    let prod_yaml = sandbox.project.join("prefect.yaml");
+    sandbox.write_prefect_yaml("dev", "captionacc-workers-dev");
+    std::fs::rename(&prod_yaml, sandbox.project.join("prefect-dev.yaml")).unwrap();
+    sandbox.write_prefect_yaml("prod", "captionacc-workers-prod");
+    let run = sandbox.run(&[
+        "deploy",
+        "--env",
+        "dev",
+        "--dry-run",
+        "--image",
+        IMAGE,
+        "--release-command-timeout",
+        "9m",
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    assert!(
+        run.stderr.contains(&format!(
+            "Deploying prefect-dev.yaml to Fly app {}-dev",
+            sandbox.app
+        )),
+        "{}",
+        run.all()
+    );
+    assert!(
+        run.stderr
+            .contains(&format!("--app {}-dev --image", sandbox.app)),
+        "{}",
+        run.all()
+    );
+    // The flag overrides fly.toml's release_command_timeout (7m).
+    assert!(
+        run.stderr.contains("--release-command-timeout 9m"),
+        "{}",
+        run.all()
+    );
+    // The lint checks the dev yaml against the dev environment: a prod yaml would be refused.
+    std::fs::rename(&prod_yaml, sandbox.project.join("prefect-dev.yaml")).unwrap();
+    let run = sandbox.run(&["deploy", "--env", "dev", "--dry-run", "--image", IMAGE]);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    assert!(
+        run.stderr
+            .contains("belongs to prod but this is a dev deploy"),
+        "{}",
+        run.all()
+    );
+}
+
+// ---- The stand-in fly itself, driven through the library (no register-flows needed) ---------
+
+fn deploy_with_fake(
+    sandbox: &Sandbox,
+    extra_env: &[(&str, &str)],
+    timeout: Duration,
+) -> anyhow::Result<fly::RunOutput> {
+    let mut cmd = fly::deploy_cmd(
+        &sandbox.bin.join("fly"),
+        &DeployRequest {
+            config: sandbox.project.join("fly.toml"),
+            app: sandbox.app.clone(),
+            image: IMAGE.into(),
+            release_command_timeout: "5m".into(),
+        },
+    );
+    // The environment the fake (and through it the release command) sees.
+    cmd.env.push((
+        "PATH".into(),
+        format!("{}:/usr/bin:/bin", sandbox.bin.display()),
+    ));
+    cmd.env
+        .push(("FAKE_FLY_LOG".into(), sandbox.log.display().to_string()));
+    cmd.env.push((
+        "FAKE_FLY_SECRETS".into(),
+        sandbox.secrets.display().to_string(),
+    ));
+    cmd.env.push(("FLY_API_TOKEN".into(), FLY_TOKEN.into()));
+    for (k, v) in extra_env {
+        cmd.env.push((k.to_string(), v.to_string()));
+    }
+    fly::run_checked(&cmd, timeout, false)
+}
+
+fn failure(result: anyhow::Result<fly::RunOutput>) -> FlyFailure {
+    let err = result.expect_err("fly deploy should fail");
+    err.downcast_ref::<FlyError>()
+        .unwrap_or_else(|| panic!("not a FlyError: {err:#}"))
+        .failure
+        .clone()
+}
+
+#[test]
+fn fake_runs_release_command_like_fly() {
+    let sandbox = Sandbox::new("fake-env");
+    sandbox.write_secrets(&[
+        ("PREFECT_API_URL", "http://secret-wins/api"),
+        ("PREFECT_API_KEY", API_KEY),
+    ]);
+    // No shell: `sh` is the program, the test script is one argument. It checks the release
+    // Machine's environment: [env] + secrets (secrets win), Fly's variables, nothing of the caller's.
+    sandbox.write_fly_toml(
+        r#"sh -c 'test "$APP_DIR" = /app && test "$PREFECT_API_URL" = http://secret-wins/api && test -n "$PREFECT_API_KEY" && test "$RELEASE_COMMAND" = 1 && test -z "$FLY_API_TOKEN" && test -z "$FAKE_FLY_LOG" && test -f fly.toml'"#,
+    );
+    let output = deploy_with_fake(&sandbox, &[], Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(
+        output.stdout.contains("Visit your newly deployed app"),
+        "{output:?}"
+    );
+    assert_eq!(sandbox.call_names(), ["deploy"]);
+}
+
+#[test]
+fn fake_release_command_failure_is_classified() {
+    let sandbox = Sandbox::new("fake-fails");
+    sandbox.write_fly_toml("sh -c 'echo registering; exit 3'");
+    let got = failure(deploy_with_fake(&sandbox, &[], Duration::from_secs(60)));
+    assert_eq!(
+        got,
+        FlyFailure::ReleaseCommand {
+            machine: Some("148e1234a5d6e8".into()),
+            exit_code: Some(3)
+        }
+    );
+}
+
+#[test]
+fn fake_release_command_timeout_is_classified() {
+    let sandbox = Sandbox::new("fake-release-timeout");
+    sandbox.write_fly_toml("sleep 30");
+    let mut cmd_timeout = fly::deploy_cmd(
+        &sandbox.bin.join("fly"),
+        &DeployRequest {
+            config: sandbox.project.join("fly.toml"),
+            app: sandbox.app.clone(),
+            image: IMAGE.into(),
+            release_command_timeout: "1s".into(),
+        },
+    );
+    cmd_timeout.env.push((
+        "FAKE_FLY_SECRETS".into(),
+        sandbox.secrets.display().to_string(),
+    ));
+    let got = failure(fly::run_checked(
+        &cmd_timeout,
+        Duration::from_secs(60),
+        false,
+    ));
+    assert_eq!(got, FlyFailure::ReleaseCommandTimeout);
+}
+
+#[test]
+fn hanging_fake_is_killed_by_the_outer_timeout() {
+    let sandbox = Sandbox::new("fake-hang");
+    let started = Instant::now();
+    let got = failure(deploy_with_fake(
+        &sandbox,
+        &[("FAKE_FLY_HANG", "deploy")],
+        Duration::from_secs(1),
+    ));
+    assert_eq!(got, FlyFailure::Timeout(Duration::from_secs(1)));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+}
