@@ -7,9 +7,11 @@
 //! - server 2 with a wrong auth string (401),
 //!
 //! and the output must contain no sentinel, nor its base64 (as sent in `Authorization: Basic`).
-//! `fly` and `docker` are stand-ins on PATH: Fly cannot be reached from tests.
+//! `fly` is the fly helper's stand-in (tests/support/fake_fly.rs), whose app secrets hold the
+//! sentinels too; `docker` is a stand-in script. Fly cannot be reached from tests.
 
 mod robust_support;
+mod support;
 
 use std::path::{Path, PathBuf};
 
@@ -43,17 +45,6 @@ const COMMANDS: &[&[&str]] = &[
     &["build-image", "--dry-run"],
     &["build-image", "--dry-run", "--fly"],
 ];
-
-/// A stand-in flyctl: answers `secrets list --json` with the secrets a release needs (names and
-/// digests only, like the real one), `version` and `auth whoami`; anything else succeeds silently.
-const FAKE_FLY: &str = r#"#!/bin/sh
-case "$*" in
-  *"secrets list"*) printf '%s\n' '[{"name":"PREFECT_API_URL","digest":"3f1c0a","status":"Deployed"},{"name":"PREFECT_API_AUTH_STRING","digest":"9a8b7c","status":"Deployed"},{"name":"PREFECT_API_KEY","digest":"1d2e3f","status":"Deployed"}]' ;;
-  version*|--version*) echo "fly v0.4.87 linux/amd64 Commit: stand-in" ;;
-  *"auth whoami"*) echo "ci@example.com" ;;
-esac
-exit 0
-"#;
 
 /// A stand-in docker: `version`/`info` answer, builds succeed silently.
 const FAKE_DOCKER: &str = r#"#!/bin/sh
@@ -99,7 +90,8 @@ fn unused_port() -> u16 {
 }
 
 /// A small project: one deployment of a flow of its own, the repo's fly.toml (with `[env]`
-/// PREFECT_API_URL pointing at `plain_url`) and Dockerfile when present, stand-in `fly`/`docker`.
+/// PREFECT_API_URL pointing at `plain_url`) and Dockerfile when present, stand-in `fly`/`docker`
+/// (returned: the directory to put first on PATH).
 fn project(label: &str, plain_url: &str) -> (PathBuf, PathBuf) {
     let dir = scratch_dir(&format!("secrets-{label}"));
     std::fs::create_dir_all(dir.join("flows")).unwrap();
@@ -136,16 +128,20 @@ fn project(label: &str, plain_url: &str) -> (PathBuf, PathBuf) {
     }
     let bin = dir.join("stand-in-bin");
     std::fs::create_dir_all(&bin).unwrap();
-    for (name, script) in [
-        ("fly", FAKE_FLY),
-        ("flyctl", FAKE_FLY),
-        ("docker", FAKE_DOCKER),
-    ] {
-        let path = bin.join(name);
-        std::fs::write(&path, script).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    std::os::unix::fs::symlink(support::fake_fly(), bin.join("fly")).unwrap();
+    let docker = bin.join("docker");
+    std::fs::write(&docker, FAKE_DOCKER).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&docker, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // The Fly app's secrets as the stand-in serves them: the same sentinels.
+    std::fs::write(
+        dir.join("fly-app-secrets.env"),
+        format!(
+            "PREFECT_API_URL={}\nPREFECT_API_AUTH_STRING={AUTH_STRING}\nPREFECT_API_KEY={API_KEY}\n",
+            with_credentials(plain_url)
+        ),
+    )
+    .unwrap();
     (dir, bin)
 }
 
@@ -180,7 +176,8 @@ fn run_all(
         let mut invocation = Invocation::new(project, args)
             .path_prefix(bin)
             .env("XTASK_PROJECT_ROOT", project.to_str().unwrap())
-            .env("FLY_APP", "xsec-app");
+            .env("FLY_APP", "xsec-app")
+            .env("FAKE_FLY_SECRETS", project.join("fly-app-secrets.env").to_str().unwrap());
         for (key, value) in env {
             invocation = invocation.env(key, value);
         }
