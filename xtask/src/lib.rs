@@ -18,6 +18,7 @@ pub mod fly;
 pub mod pipeline;
 pub mod docker;
 pub mod local;
+pub mod prefect_cli;
 pub mod project;
 pub mod redact;
 pub mod report;

@@ -81,8 +81,12 @@ pub fn repo_root() -> PathBuf {
     manifest_dir.parent().map(Path::to_path_buf).unwrap_or(manifest_dir)
 }
 
-/// Local state of developer commands (server logs, pid files): `target/xtask/`.
+/// Local state of developer commands (server logs, pid files): `target/xtask/`,
+/// or XTASK_STATE_DIR (tests use their own, leaving a developer's local server alone).
 pub fn state_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("XTASK_STATE_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("target"))

@@ -1,11 +1,356 @@
-//! `cargo xtask bench` (being written).
+//! `cargo xtask bench`: register-flows against `prefect deploy --all`, in the same run, on one
+//! local server. Prints both times and the ratios for: first registration, unchanged re-run,
+//! one deployment changed; plus the xtask's start-up time and peak memory of both.
+//! Numbers, not assertions: speed is checked here, never by timed tests.
 
-use std::process::ExitCode;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use serde_json::json;
 
-use crate::cli::{GlobalArgs, BenchArgs};
+use crate::cli::{BenchArgs, GlobalArgs};
+use crate::local::server::{self, ServerSpec, SERVER_WORDS, STARTUP_TIMEOUT};
+use crate::local::{process, venv, STOP_GRACE};
+use crate::prefect_api::PrefectClient;
 
-pub fn run(_global: &GlobalArgs, _args: BenchArgs) -> Result<ExitCode> {
-    bail!("`bench` is not available in this build yet")
+/// The pool every generated deployment uses.
+const POOL: &str = "bench-pool";
+
+pub fn run(_global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
+    if args.deployments == 0 {
+        bail!("--deployments must be at least 1");
+    }
+    let state = crate::project::state_dir().join("bench");
+    let project_dir = state.join("project");
+    write_project(&project_dir, args.deployments)?;
+
+    eprintln!("==> building the release xtask (what runs in the image)");
+    let xtask = build_release_xtask()?;
+    let venv = venv::ensure(
+        &crate::project::venv_dir(),
+        &crate::project::repo_root().join("app/requirements.txt"),
+    )?;
+    let prefect = venv.prefect();
+
+    eprintln!("==> starting a throwaway Prefect server");
+    let server = BenchServer::start(&prefect, &state)?;
+    let client = PrefectClient::new(crate::prefect_api::ApiConfig::for_url(&server.api_url()))?;
+    client
+        .create_work_pool(POOL, "process")
+        .context("creating the bench work pool")?;
+
+    let env = [
+        ("PREFECT_API_URL", server.api_url()),
+        ("APP_DIR", project_dir.display().to_string()),
+    ];
+    let prefect_cmd = || {
+        let mut cmd = Command::new(&prefect);
+        cmd.args(["--no-prompt", "deploy", "--all"]);
+        cmd
+    };
+    let xtask_cmd = || {
+        let mut cmd = Command::new(&xtask);
+        cmd.arg("register-flows");
+        cmd
+    };
+
+    let mut rows = Vec::new();
+    for (engine, make) in [
+        ("prefect deploy --all", &prefect_cmd as &dyn Fn() -> Command),
+        ("xtask register-flows", &xtask_cmd),
+    ] {
+        eprintln!("==> {engine}");
+        delete_all_deployments(&client)?;
+        write_project(&project_dir, args.deployments)?;
+        let first = measure(make(), &project_dir, &env)
+            .with_context(|| format!("{engine}: first registration"))?;
+        eprintln!("    first registration {:>8.2} s", first.wall.as_secs_f64());
+        let unchanged = measure(make(), &project_dir, &env)
+            .with_context(|| format!("{engine}: unchanged re-run"))?;
+        eprintln!(
+            "    unchanged re-run   {:>8.2} s",
+            unchanged.wall.as_secs_f64()
+        );
+        change_one_deployment(&project_dir)?;
+        let changed =
+            measure(make(), &project_dir, &env).with_context(|| format!("{engine}: one change"))?;
+        eprintln!(
+            "    one change         {:>8.2} s",
+            changed.wall.as_secs_f64()
+        );
+        rows.push((engine, [first, unchanged, changed]));
+    }
+    delete_all_deployments(&client)?;
+
+    let startup = median_startup(&xtask)?;
+    print_report(args.deployments, &rows, startup);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The bench's own server: a fresh database every run, stopped when dropped.
+struct BenchServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl BenchServer {
+    fn start(prefect: &Path, state: &Path) -> Result<BenchServer> {
+        let home = state.join("server");
+        if home.exists() {
+            std::fs::remove_dir_all(&home)
+                .with_context(|| format!("cannot clear {}", home.display()))?;
+        }
+        let spec = ServerSpec {
+            prefect: prefect.to_path_buf(),
+            home,
+            log: state.join("server.log"),
+            port: server::pick_free_port()?,
+            ui: false,
+            env: Vec::new(),
+        };
+        let mut child = server::spawn(&spec)?;
+        server::wait_healthy(
+            spec.port,
+            child.id(),
+            Some(&mut child),
+            &spec.log,
+            STARTUP_TIMEOUT,
+        )?;
+        Ok(BenchServer {
+            child,
+            port: spec.port,
+        })
+    }
+
+    fn api_url(&self) -> String {
+        server::api_url(self.port)
+    }
+}
+
+impl Drop for BenchServer {
+    fn drop(&mut self) {
+        if let Err(err) = process::stop(self.child.id(), SERVER_WORDS, STOP_GRACE) {
+            eprintln!("warning: cannot stop the bench server: {err:#}");
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// One timed run of a registration command.
+#[derive(Debug, Clone, Copy)]
+struct Measurement {
+    wall: Duration,
+    /// Peak resident memory of the process, in KiB.
+    max_rss_kib: i64,
+}
+
+fn measure(mut cmd: Command, cwd: &Path, env: &[(&str, String)]) -> Result<Measurement> {
+    // Output goes to a file: a pipe read only after exit would fill up and stall the child.
+    let log_path = std::env::temp_dir().join(format!("xtask-bench-{}.log", std::process::id()));
+    let log = std::fs::File::create(&log_path).context("cannot create the bench log")?;
+    cmd.current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    for (key, value) in env {
+        cmd.env(key, value);
+    }
+    let started = Instant::now();
+    let child = cmd.spawn().context("cannot start the command")?;
+    // wait4 gives this child's own peak RSS (getrusage of all children would mix runs).
+    let mut status = 0;
+    // SAFETY: rusage is plain old data; zero is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: the pid is our child, not yet reaped; status and usage are valid out-pointers.
+    let waited = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    let wall = started.elapsed();
+    let output = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&log_path);
+    if waited < 0 || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+        let lines: Vec<&str> = output.lines().collect();
+        let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+        bail!("the command failed:\n{tail}");
+    }
+    Ok(Measurement {
+        wall,
+        max_rss_kib: usage.ru_maxrss,
+    })
+}
+
+fn median_startup(xtask: &Path) -> Result<Duration> {
+    let mut times = Vec::new();
+    for _ in 0..21 {
+        let started = Instant::now();
+        let status = Command::new(xtask)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()?;
+        times.push(started.elapsed());
+        if !status.success() {
+            bail!("xtask --version failed");
+        }
+    }
+    times.sort();
+    Ok(times[times.len() / 2])
+}
+
+fn print_report(n: usize, rows: &[(&str, [Measurement; 3])], startup: Duration) {
+    let [(_, prefect), (_, xtask)] = rows else {
+        return;
+    };
+    let targets = [10.0, 200.0, 100.0];
+    println!("\nregister {n} deployments (one local Prefect server, same run)\n");
+    println!(
+        "{:<20} {:>14} {:>14} {:>10} {:>8}",
+        "scenario", "prefect (s)", "xtask (s)", "ratio", "target"
+    );
+    for (i, name) in ["first registration", "unchanged re-run", "one change"]
+        .iter()
+        .enumerate()
+    {
+        let ratio = prefect[i].wall.as_secs_f64() / xtask[i].wall.as_secs_f64().max(1e-6);
+        let verdict = if ratio >= targets[i] { "ok" } else { "MISSED" };
+        println!(
+            "{:<20} {:>14.3} {:>14.3} {:>9.1}x {:>6.0}x {verdict}",
+            name,
+            prefect[i].wall.as_secs_f64(),
+            xtask[i].wall.as_secs_f64(),
+            ratio,
+            targets[i]
+        );
+    }
+    let peak = |m: &[Measurement; 3]| m.iter().map(|m| m.max_rss_kib).max().unwrap_or(0) / 1024;
+    println!(
+        "\npeak memory: prefect {} MiB, xtask {} MiB",
+        peak(prefect),
+        peak(xtask)
+    );
+    let ms = startup.as_secs_f64() * 1000.0;
+    println!(
+        "xtask --version: {ms:.1} ms (median of 21; target < 10 ms) {}",
+        if ms < 10.0 { "ok" } else { "MISSED" }
+    );
+}
+
+fn build_release_xtask() -> Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "--package",
+            "xtask",
+            "--bin",
+            "xtask",
+        ])
+        .current_dir(crate::project::repo_root())
+        .status()
+        .context("cannot run cargo")?;
+    if !status.success() {
+        bail!("cargo build --release failed");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::project::repo_root().join("target"));
+    Ok(target.join("release/xtask"))
+}
+
+fn delete_all_deployments(client: &PrefectClient) -> Result<()> {
+    for deployment in client.read_deployments(json!({}))? {
+        if let Some(id) = deployment["id"].as_str() {
+            client.delete(&format!("/deployments/{id}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Edits the description of the first deployment: the "one change" scenario.
+fn change_one_deployment(dir: &Path) -> Result<()> {
+    let path = dir.join("prefect.yaml");
+    let text = std::fs::read_to_string(&path)?;
+    let changed = text.replacen(
+        "description: Bench deployment 0.",
+        "description: Bench deployment 0, changed.",
+        1,
+    );
+    if changed == text {
+        bail!("the generated prefect.yaml has no deployment 0");
+    }
+    std::fs::write(path, changed)?;
+    Ok(())
+}
+
+/// Writes the generated project: 5 flow files and a prefect.yaml with `n` deployments.
+fn write_project(dir: &Path, n: usize) -> Result<()> {
+    std::fs::create_dir_all(dir.join("flows"))
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    for (path, text) in generate_project(n) {
+        std::fs::write(dir.join(&path), text).with_context(|| format!("cannot write {path}"))?;
+    }
+    Ok(())
+}
+
+/// The bench project as (relative path, contents): pure, so it is unit-tested.
+pub fn generate_project(n: usize) -> Vec<(String, String)> {
+    let mut files = Vec::new();
+    for f in 0..5 {
+        files.push((
+            format!("flows/bench_{f}.py"),
+            format!(
+                r#"from typing import Optional
+
+from prefect import flow
+
+
+@flow(name="bench-flow-{f}")
+def bench_{f}(source: str = "s3://bucket", limit: int = 10, ratio: float = 0.5, tags: list[str] = ["a"], note: Optional[str] = None):
+    """Bench flow {f}.
+
+    Args:
+        source: Where to read from.
+        limit: How many items.
+    """
+    return limit
+"#
+            ),
+        ));
+    }
+    let mut yaml = String::from("# Generated by `cargo xtask bench`.\npull:\n  - prefect.deployments.steps.set_working_directory:\n      directory: \"{{ $APP_DIR }}\"\n\ndeployments:\n");
+    for i in 0..n {
+        let f = i % 5;
+        let schedule = if i % 2 == 0 {
+            format!(
+                "      - cron: \"{} {} * * *\"\n        timezone: UTC\n",
+                i % 60,
+                i % 24
+            )
+        } else {
+            format!("      - interval: {}\n", 600 + i * 60)
+        };
+        yaml.push_str(&format!(
+            "  - name: bench-{i}\n    description: Bench deployment {i}.\n    entrypoint: flows/bench_{f}.py:bench_{f}\n    tags: [bench, group-{g}]\n    parameters:\n      limit: {i}\n    work_pool:\n      name: {POOL}\n      job_variables:\n        env:\n          BENCH_INDEX: \"{i}\"\n    schedules:\n{schedule}\n",
+            g = i % 3
+        ));
+    }
+    files.push(("prefect.yaml".into(), yaml));
+    files
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generates_n_deployments_over_five_flows() {
+        let files = generate_project(51);
+        assert_eq!(files.len(), 6);
+        let yaml = &files.last().unwrap().1;
+        assert_eq!(yaml.matches("  - name: bench-").count(), 51);
+        assert!(yaml.contains("description: Bench deployment 0."));
+        assert!(yaml.contains("entrypoint: flows/bench_4.py:bench_4"));
+        assert!(files[0].1.contains("def bench_0("));
+    }
 }

@@ -1,0 +1,403 @@
+//! Long-running helper processes (Prefect server, worker): started detached in their own
+//! process group with output to a log file, remembered in a pid file, and stopped only after
+//! checking that the pid still belongs to the process we started.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// What a pid file records about a process this tool started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PidRecord {
+    pub pid: u32,
+    /// "server" or "worker".
+    pub role: String,
+    /// The server's port (for a worker: the port of the server it talks to).
+    pub port: u16,
+    /// The worker's pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    pub log: PathBuf,
+}
+
+pub fn parse_pid_record(text: &str) -> Result<PidRecord> {
+    let record: PidRecord = serde_json::from_str(text).context("not a pid record")?;
+    anyhow::ensure!(
+        record.pid > 1,
+        "pid {} is not a process this tool started",
+        record.pid
+    );
+    Ok(record)
+}
+
+/// Reads a pid file; `None` when there is none. A corrupt file counts as absent (and is reported).
+pub fn read_pid_file(path: &Path) -> Option<PidRecord> {
+    let text = std::fs::read_to_string(path).ok()?;
+    match parse_pid_record(&text) {
+        Ok(record) => Some(record),
+        Err(err) => {
+            eprintln!("warning: ignoring {}: {err:#}", path.display());
+            None
+        }
+    }
+}
+
+pub fn write_pid_file(path: &Path, record: &PidRecord) -> Result<()> {
+    let text = serde_json::to_string_pretty(record).context("cannot encode the pid record")?;
+    std::fs::write(path, text + "\n").with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// What the OS says about a pid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcInfo {
+    pub cmdline: Vec<String>,
+    pub pgid: u32,
+    pub zombie: bool,
+}
+
+/// `/proc/<pid>/stat` → (state, process group). The command name may contain spaces and
+/// parentheses, so fields are counted after the last ')'.
+pub fn parse_proc_stat(stat: &str) -> Option<(char, u32)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let _ppid = fields.next()?;
+    let pgrp = fields.next()?.parse().ok()?;
+    Some((state, pgrp))
+}
+
+/// `/proc/<pid>/cmdline`: NUL-separated arguments.
+pub fn parse_cmdline(raw: &[u8]) -> Vec<String> {
+    raw.split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect()
+}
+
+/// `ps -o stat=,pgid=,command= -p PID` output (systems without /proc).
+pub fn parse_ps_line(line: &str) -> Option<ProcInfo> {
+    let mut fields = line.split_whitespace();
+    let stat = fields.next()?;
+    let pgid = fields.next()?.parse().ok()?;
+    let cmdline: Vec<String> = fields.map(str::to_string).collect();
+    Some(ProcInfo {
+        zombie: stat.starts_with('Z'),
+        pgid,
+        cmdline,
+    })
+}
+
+/// Information about a live process, `None` when there is no such process.
+pub fn process_info(pid: u32) -> Option<ProcInfo> {
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    if Path::new("/proc/self/stat").exists() {
+        let stat = std::fs::read_to_string(proc_dir.join("stat")).ok()?;
+        let (state, pgid) = parse_proc_stat(&stat)?;
+        let cmdline = parse_cmdline(&std::fs::read(proc_dir.join("cmdline")).unwrap_or_default());
+        return Some(ProcInfo {
+            cmdline,
+            pgid,
+            zombie: state == 'Z' || state == 'X',
+        });
+    }
+    let out = Command::new("ps")
+        .args(["-o", "stat=,pgid=,command=", "-p", &pid.to_string()])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(parse_ps_line)
+}
+
+/// True when `info` is a Prefect process whose arguments contain every word in `expect`
+/// (e.g. `["server", "start"]`): a recycled pid belongs to something else and must not be killed.
+pub fn is_ours(info: &ProcInfo, expect: &[&str]) -> bool {
+    !info.zombie
+        && info.cmdline.iter().any(|a| a.contains("prefect"))
+        && expect
+            .iter()
+            .all(|word| info.cmdline.iter().any(|a| a == word))
+}
+
+/// The pid's process if it is alive and matches `expect` (see [`is_ours`]).
+pub fn running(pid: u32, expect: &[&str]) -> Option<ProcInfo> {
+    process_info(pid).filter(|info| is_ours(info, expect))
+}
+
+/// Starts `cmd` in its own process group (so Ctrl-C in the terminal and the exit of this
+/// tool do not stop it) with stdin closed and stdout+stderr appended to `log`.
+pub fn spawn_detached(cmd: &mut Command, log: &Path) -> Result<Child> {
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let out = File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
+    let err = out
+        .try_clone()
+        .with_context(|| format!("cannot open {}", log.display()))?;
+    cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+    }
+    cmd.spawn()
+        .with_context(|| format!("cannot start {}", cmd.get_program().to_string_lossy()))
+}
+
+/// How [`stop`] ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// Exited after SIGTERM.
+    Terminated,
+    /// Needed SIGKILL after the grace period.
+    Killed,
+    /// Was not running (or was not ours).
+    NotRunning,
+}
+
+/// Stops a process we started (checked against `expect`): SIGTERM to its process group,
+/// SIGKILL after `grace`. The group takes the children (e.g. a flow run's subprocess) along.
+pub fn stop(pid: u32, expect: &[&str], grace: Duration) -> Result<Stopped> {
+    let Some(info) = running(pid, expect) else {
+        return Ok(Stopped::NotRunning);
+    };
+    // We start every process as the leader of its own group; signal the group only then.
+    let target = signal_target(pid, info.pgid);
+    signal(&target, "TERM")?;
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if !alive(pid) {
+            return Ok(Stopped::Terminated);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    signal(&target, "KILL")?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(Stopped::Killed)
+}
+
+/// `-PGID` (the whole group) when the pid leads its group, else the pid alone.
+pub fn signal_target(pid: u32, pgid: u32) -> String {
+    if pgid == pid {
+        format!("-{pid}")
+    } else {
+        pid.to_string()
+    }
+}
+
+fn alive(pid: u32) -> bool {
+    process_info(pid).is_some_and(|info| !info.zombie)
+}
+
+/// Sends a signal with kill(1): no unsafe FFI for two signals.
+fn signal(target: &str, name: &str) -> Result<()> {
+    let status = Command::new("kill")
+        .args(["-s", name, "--", target])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .context("cannot run kill")?;
+    // Non-zero when the process exited in between: nothing left to do.
+    let _ = status;
+    Ok(())
+}
+
+/// The last `n` lines of `text`.
+pub fn tail_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// The last `n` lines of a log file, indented, for error messages.
+pub fn log_tail(path: &Path, n: usize) -> String {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let tail = tail_lines(&text, n);
+            let body: String = tail.lines().map(|l| format!("    {l}\n")).collect();
+            format!(
+                "last lines of {}:\n{}",
+                path.display(),
+                crate::redact::redact(&body)
+            )
+        }
+        Err(_) => format!("({} does not exist)", path.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pid_records_round_trip_and_reject_garbage() {
+        let record = PidRecord {
+            pid: 4242,
+            role: "worker".into(),
+            port: 4430,
+            pool: Some("captionacc-workers-prod".into()),
+            log: PathBuf::from("/t/worker.log"),
+        };
+        let dir = std::env::temp_dir().join(format!("xtask-pid-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("worker.json");
+        write_pid_file(&path, &record).unwrap();
+        assert_eq!(read_pid_file(&path), Some(record));
+        std::fs::write(&path, "4242\n").unwrap();
+        assert_eq!(read_pid_file(&path), None);
+        assert_eq!(read_pid_file(&dir.join("missing.json")), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        let server =
+            parse_pid_record(r#"{"pid": 17, "role": "server", "port": 4200, "log": "s.log"}"#)
+                .unwrap();
+        assert_eq!((server.pid, server.port, server.pool), (17, 4200, None));
+        assert!(
+            parse_pid_record(r#"{"pid": 1, "role": "server", "port": 4200, "log": "s.log"}"#)
+                .is_err()
+        );
+        assert!(
+            parse_pid_record(r#"{"pid": -3, "role": "server", "port": 4200, "log": "s.log"}"#)
+                .is_err()
+        );
+        assert!(parse_pid_record(
+            r#"{"pid": 17, "role": "server", "port": 70000, "log": "s.log"}"#
+        )
+        .is_err());
+        assert!(parse_pid_record("").is_err());
+    }
+
+    #[test]
+    fn parses_proc_stat_with_odd_command_names() {
+        assert_eq!(
+            parse_proc_stat("123 (python) S 1 123 123 0 -1"),
+            Some(('S', 123))
+        );
+        assert_eq!(
+            parse_proc_stat("77 (a) b (c)) Z 5 70 70 0"),
+            Some(('Z', 70))
+        );
+        assert_eq!(parse_proc_stat("garbage"), None);
+        assert_eq!(parse_proc_stat("1 (x) S"), None);
+    }
+
+    #[test]
+    fn parses_cmdline_and_ps() {
+        assert_eq!(
+            parse_cmdline(b"/v/bin/python\0/v/bin/prefect\0server\0start\0"),
+            ["/v/bin/python", "/v/bin/prefect", "server", "start"]
+        );
+        assert!(parse_cmdline(b"").is_empty());
+        let info = parse_ps_line("Ss   4321 /v/bin/python /v/bin/prefect worker start").unwrap();
+        assert_eq!(info.pgid, 4321);
+        assert!(!info.zombie);
+        assert_eq!(
+            info.cmdline,
+            ["/v/bin/python", "/v/bin/prefect", "worker", "start"]
+        );
+        assert!(parse_ps_line("Z+ 1 x").unwrap().zombie);
+        assert_eq!(parse_ps_line("S notanumber x"), None);
+    }
+
+    #[test]
+    fn recognises_only_our_processes() {
+        let server = ProcInfo {
+            cmdline: vec![
+                "/v/bin/python".into(),
+                "/v/bin/prefect".into(),
+                "server".into(),
+                "start".into(),
+            ],
+            pgid: 10,
+            zombie: false,
+        };
+        assert!(is_ours(&server, &["server", "start"]));
+        assert!(!is_ours(&server, &["worker", "start"]));
+        assert!(!is_ours(
+            &ProcInfo {
+                zombie: true,
+                ..server.clone()
+            },
+            &["server"]
+        ));
+        let other = ProcInfo {
+            cmdline: vec!["vim".into(), "server".into()],
+            pgid: 10,
+            zombie: false,
+        };
+        assert!(!is_ours(&other, &["server"]));
+    }
+
+    #[test]
+    fn signals_the_group_only_when_leading_it() {
+        assert_eq!(signal_target(42, 42), "-42");
+        assert_eq!(signal_target(42, 7), "42");
+    }
+
+    #[test]
+    fn tails_text() {
+        assert_eq!(tail_lines("a\nb\nc\n", 2), "b\nc");
+        assert_eq!(tail_lines("a", 5), "a");
+        assert_eq!(tail_lines("", 3), "");
+    }
+
+    #[test]
+    fn stops_a_detached_process_group_and_refuses_strangers() {
+        // A fake `prefect server start`: a shell script with a child in its process group.
+        let dir = std::env::temp_dir().join(format!("xtask-stop-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = dir.join("prefect");
+        std::fs::write(&script, "sleep 60 &\necho $! > \"$0.child\"\nwait\n").unwrap();
+        let mut cmd = Command::new("sh");
+        cmd.arg(&script).args(["server", "start"]);
+        let mut child = spawn_detached(&mut cmd, &dir.join("p.log")).unwrap();
+        let pid = child.id();
+        let child_file = dir.join("prefect.child");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !child_file.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let grandchild: u32 = std::fs::read_to_string(&child_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(process_info(pid).unwrap().pgid, pid, "own process group");
+
+        // Wrong role: not ours, left alone.
+        assert_eq!(
+            stop(pid, &["worker"], Duration::from_secs(1)).unwrap(),
+            Stopped::NotRunning
+        );
+        assert!(running(pid, &["server", "start"]).is_some());
+
+        let outcome = stop(pid, &["server", "start"], Duration::from_secs(5)).unwrap();
+        assert!(
+            matches!(outcome, Stopped::Terminated | Stopped::Killed),
+            "{outcome:?}"
+        );
+        child.wait().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while alive(grandchild) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            !alive(grandchild),
+            "the group's other members are stopped too"
+        );
+        assert_eq!(
+            stop(pid, &["server"], Duration::from_secs(1)).unwrap(),
+            Stopped::NotRunning
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

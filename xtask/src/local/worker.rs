@@ -1,0 +1,87 @@
+//! A Prefect process worker polling one work pool of the local server.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use super::server::{api_url, clear_prefect_env};
+
+/// Words a worker's command line contains (checked before reusing or killing a pid).
+pub const WORKER_WORDS: &[&str] = &["worker", "start"];
+
+#[derive(Debug, Clone)]
+pub struct WorkerSpec {
+    pub prefect: PathBuf,
+    pub pool: String,
+    pub port: u16,
+    pub home: PathBuf,
+    /// The checkout: the flows' pull step `set_working_directory` uses `{{ $APP_DIR }}`.
+    pub app_dir: PathBuf,
+    pub log: PathBuf,
+}
+
+/// `prefect worker start --pool P --type process` talking to the local server only.
+pub fn worker_command(spec: &WorkerSpec) -> Command {
+    let mut cmd = Command::new(&spec.prefect);
+    cmd.args(["worker", "start", "--pool", &spec.pool, "--type", "process"]);
+    clear_prefect_env(&mut cmd);
+    cmd.env("PREFECT_API_URL", api_url(spec.port))
+        .env("PREFECT_HOME", &spec.home)
+        .env("APP_DIR", &spec.app_dir)
+        // Pick up the smoke run within ~2 s instead of the default 10 s.
+        .env("PREFECT_WORKER_QUERY_SECONDS", "2")
+        .current_dir(&spec.app_dir);
+    cmd
+}
+
+/// True when a worker started for `pool` (checked on its command line) may be reused.
+pub fn cmdline_serves_pool(cmdline: &[String], pool: &str) -> bool {
+    cmdline.windows(2).any(|w| w[0] == "--pool" && w[1] == pool)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn worker_command_points_at_the_local_server() {
+        let spec = WorkerSpec {
+            prefect: PathBuf::from("/r/.venv/bin/prefect"),
+            pool: "captionacc-workers-prod".into(),
+            port: 4435,
+            home: PathBuf::from("/r/target/xtask/local/home"),
+            app_dir: PathBuf::from("/r"),
+            log: PathBuf::from("/r/target/xtask/local/worker.log"),
+        };
+        let cmd = worker_command(&spec);
+        let args: Vec<_> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "worker",
+                "start",
+                "--pool",
+                "captionacc-workers-prod",
+                "--type",
+                "process"
+            ]
+        );
+        let env = |name: &str| {
+            cmd.get_envs()
+                .find(|(k, _)| *k == name)
+                .and_then(|(_, v)| v)
+                .map(|v| v.to_string_lossy().into_owned())
+        };
+        assert_eq!(
+            env("PREFECT_API_URL").as_deref(),
+            Some("http://127.0.0.1:4435/api")
+        );
+        assert_eq!(env("APP_DIR").as_deref(), Some("/r"));
+        assert_eq!(cmd.get_current_dir(), Some(Path::new("/r")));
+        assert!(cmdline_serves_pool(&args, "captionacc-workers-prod"));
+        assert!(!cmdline_serves_pool(&args, "captionacc-workers-dev"));
+    }
+}

@@ -1,0 +1,131 @@
+//! The `--engine prefect-cli` fallback: registering with Prefect's own
+//! `prefect --no-prompt deploy --all`, exactly as the old bash setup did.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+
+use crate::project::{venv_dir, Project, PREFECT_VERSION};
+
+/// The `prefect` executable: the project venv's, else the one on PATH.
+pub fn find_prefect() -> Result<PathBuf> {
+    let in_venv = venv_dir().join("bin/prefect");
+    if in_venv.is_file() {
+        return Ok(in_venv);
+    }
+    which::which("prefect").map_err(|_| {
+        anyhow::anyhow!(
+            "`prefect` not found: neither {} nor PATH has it. Run `cargo xtask deploy --local` once \
+             (it creates the venv) or install prefect=={PREFECT_VERSION}",
+            in_venv.display()
+        )
+    })
+}
+
+/// `prefect --no-prompt deploy --all --prefect-file <file>`, run from the project root
+/// (entrypoints resolve against the working directory) with stdin closed.
+pub fn deploy_all_command(
+    project: &Project,
+    prefect_bin: &Path,
+    extra_env: &[(&str, &str)],
+) -> Command {
+    let mut cmd = Command::new(prefect_bin);
+    cmd.args(["--no-prompt", "deploy", "--all", "--prefect-file"])
+        .arg(&project.prefect_file)
+        .current_dir(&project.root)
+        .stdin(Stdio::null());
+    for (key, value) in extra_env {
+        cmd.env(key, value);
+    }
+    cmd
+}
+
+/// Registers every deployment of the project's prefect file with Prefect's CLI. Its output
+/// streams to stderr (progress, like ours); the server comes from PREFECT_API_URL
+/// (environment or `extra_env`).
+pub fn deploy_all(project: &Project, prefect_bin: &Path, extra_env: &[(&str, &str)]) -> Result<()> {
+    let status = deploy_all_command(project, prefect_bin, extra_env)
+        .stdout(std::io::stderr())
+        .status()
+        .with_context(|| format!("cannot run {}", prefect_bin.display()))?;
+    if !status.success() {
+        bail!(
+            "`prefect --no-prompt deploy --all --prefect-file {}` failed ({status}); see its output above",
+            project.prefect_file_label()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deploy_all_command_line() {
+        let project = Project {
+            root: PathBuf::from("/r"),
+            prefect_file: PathBuf::from("/r/prefect-dev.yaml"),
+        };
+        let cmd = deploy_all_command(
+            &project,
+            Path::new("/r/.venv/bin/prefect"),
+            &[("APP_DIR", "/r")],
+        );
+        assert_eq!(cmd.get_program(), "/r/.venv/bin/prefect");
+        let args: Vec<_> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "--no-prompt",
+                "deploy",
+                "--all",
+                "--prefect-file",
+                "/r/prefect-dev.yaml"
+            ]
+        );
+        assert_eq!(cmd.get_current_dir(), Some(Path::new("/r")));
+        let envs: Vec<_> = cmd.get_envs().collect();
+        assert_eq!(
+            envs,
+            [(
+                std::ffi::OsStr::new("APP_DIR"),
+                Some(std::ffi::OsStr::new("/r"))
+            )]
+        );
+    }
+
+    #[test]
+    fn reports_a_failing_deploy() {
+        let dir = std::env::temp_dir().join(format!("xtask-fake-prefect-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fake = dir.join("prefect");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\n[ \"$APP_DIR\" = /app ] && exit 0\nexit 4\n",
+        )
+        .unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let project = Project {
+            root: dir.clone(),
+            prefect_file: dir.join("prefect.yaml"),
+        };
+        deploy_all(&project, &fake, &[("APP_DIR", "/app")]).unwrap();
+        let err = deploy_all(&project, &fake, &[("APP_DIR", "/elsewhere")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--prefect-file prefect.yaml") && err.contains("exit status: 4"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
