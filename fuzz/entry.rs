@@ -9,14 +9,22 @@ use xtask::template::{PlaceholderKind, TemplateValues};
 /// bytes → prefect.yaml model (pass 1) → templating with fake values and validation (pass 2)
 /// → the payload pieces built from it (schedules, entrypoint).
 pub fn prefect_yaml(data: &[u8]) {
+    prefect_yaml_resolved(data);
+}
+
+/// [`prefect_yaml`], returning how many deployments resolved (the replay test checks the
+/// harness gets that deep on its seeds).
+pub fn prefect_yaml_resolved(data: &[u8]) -> usize {
     let Ok(file) = xtask::prefect_yaml::parse("prefect.yaml", data) else {
-        return;
+        return 0;
     };
+    let mut resolved_count = 0;
     for deployment in &file.deployments {
         let values = fake_values(&deployment.placeholders());
         let Ok(resolved) = xtask::prefect_yaml::resolve(&file, deployment, &values) else {
             continue;
         };
+        resolved_count += 1;
         let now = jiff_now();
         for schedule in resolved.schedules.iter().flatten() {
             let _ = schedule.create_payload(now);
@@ -27,19 +35,33 @@ pub fn prefect_yaml(data: &[u8]) {
             let _ = entrypoint.file_label();
         }
     }
+    resolved_count
 }
 
 /// bytes → Python source → `read_flow` for every function the file defines (and a few names
 /// it does not), then the schema serialized the way it is sent.
 pub fn flow_source(data: &[u8]) {
+    flow_source_read(data);
+}
+
+/// [`flow_source`], returning how many flows were read successfully.
+pub fn flow_source_read(data: &[u8]) -> usize {
     let source = String::from_utf8_lossy(data);
+    let mut read = 0;
     let mut names = defined_functions(&source);
-    names.extend(["flow".to_string(), "missing".to_string(), "A.b".to_string(), String::new()]);
+    names.extend([
+        "flow".to_string(),
+        "missing".to_string(),
+        "A.b".to_string(),
+        String::new(),
+    ]);
     for name in names {
         if let Ok(info) = xtask::flow_source::read_flow(&source, "flows/fuzz.py", &name) {
             let _ = xtask::param_schema::to_python_json(&info.parameter_openapi_schema);
+            read += 1;
         }
     }
+    read
 }
 
 /// A fixed instant, so a run is reproducible.
@@ -105,7 +127,9 @@ fn fake_values(placeholders: &[xtask::template::Placeholder]) -> TemplateValues 
                     .insert((slug.clone(), name.clone()), present.then(|| value.clone()));
             }
             PlaceholderKind::Variable { name } => {
-                values.variables.insert(name.clone(), present.then(|| value.clone()));
+                values
+                    .variables
+                    .insert(name.clone(), present.then(|| value.clone()));
             }
             PlaceholderKind::Env { name } => {
                 if present {
@@ -144,6 +168,7 @@ fn insert_step_output(outputs: &mut Map<String, Value>, dotted: &str, value: Val
 }
 
 fn fnv(text: &str) -> u64 {
-    text.bytes()
-        .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
 }

@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 const SLOW: Duration = Duration::from_secs(5);
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Every file under `dirs` (recursively), sorted.
@@ -87,7 +90,11 @@ fn prefect_yaml_inputs_replay_without_panics() {
     check(
         entry::prefect_yaml,
         "prefect_yaml",
-        &["xtask/tests/fixtures/bad", "xtask/tests/fixtures/yaml", "xtask/tests/fixtures/parity"],
+        &[
+            "xtask/tests/fixtures/bad",
+            "xtask/tests/fixtures/yaml",
+            "xtask/tests/fixtures/parity",
+        ],
     );
 }
 
@@ -96,8 +103,29 @@ fn flow_source_inputs_replay_without_panics() {
     check(
         entry::flow_source,
         "flow_source",
-        &["app/flows", "xtask/tests/fixtures/flows", "xtask/tests/fixtures/bad"],
+        &[
+            "app/flows",
+            "xtask/tests/fixtures/flows",
+            "xtask/tests/fixtures/bad",
+        ],
     );
+}
+
+/// The harness must get past parsing on real inputs, or the fuzzer only exercises the parser.
+#[test]
+fn the_targets_reach_templating_and_schemas() {
+    let yaml = files_under(&[repo().join("fuzz/seeds/prefect_yaml")]);
+    let resolved: usize = yaml
+        .iter()
+        .map(|p| entry::prefect_yaml_resolved(&std::fs::read(p).unwrap()))
+        .sum();
+    assert!(resolved >= 20, "only {resolved} seed deployments resolved");
+    let python = files_under(&[repo().join("fuzz/seeds/flow_source")]);
+    let read: usize = python
+        .iter()
+        .map(|p| entry::flow_source_read(&std::fs::read(p).unwrap()))
+        .sum();
+    assert!(read >= 5, "only {read} seed flows were read");
 }
 
 #[test]
