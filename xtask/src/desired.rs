@@ -1,1 +1,837 @@
-//! (being written)
+//! The server state prefect.yaml asks for: one [`DesiredDeployment`] per yaml deployment, in the
+//! Prefect REST API's own vocabulary (field names and value shapes of `POST /deployments/`).
+//!
+//! Everything here is data plus the payloads derived from it; the glue that builds it from the
+//! parsed yaml and the flow files lives in [`build`] and stays thin on purpose.
+
+use serde_json::{json, Map, Value};
+
+use std::collections::hash_map::Entry;
+
+use anyhow::Context as _;
+
+use crate::flow_source;
+use crate::prefect_api::PrefectClient;
+use crate::prefect_yaml;
+use crate::project::Project;
+use crate::template::{PlaceholderKind, TemplateValues};
+
+/// Where a deployment is declared, for error messages and the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceLocation {
+    pub file: String,
+    pub line: usize,
+}
+
+impl std::fmt::Display for SourceLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
+}
+
+/// The deployment fields prefect.yaml can own, in the order `prefect deploy` sends them.
+/// `fields` of a [`DesiredDeployment`] only ever holds these keys.
+pub const OWNED_FIELDS: &[&str] = &[
+    "version",
+    "description",
+    "parameters",
+    "paused",
+    "concurrency_limit",
+    "concurrency_options",
+    "tags",
+    "work_queue_name",
+    "work_pool_name",
+    "job_variables",
+    "entrypoint",
+    "parameter_openapi_schema",
+    "pull_steps",
+    "enforce_parameter_schema",
+];
+
+/// One schedule as the yaml states it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredSchedule {
+    /// The `schedule` object as Prefect's create payload sends it
+    /// (`{"cron", "timezone", "day_or"}`, `{"interval", "anchor_date", "timezone"}` or `{"rrule", "timezone"}`).
+    pub schedule: Value,
+    /// False when the yaml did not write the schedule's start: an interval without `anchor_date`
+    /// or an rrule without `DTSTART`. Then any start on the server matches, so a re-run does not
+    /// reset it (Prefect resets an interval's anchor to "now" on every deploy).
+    pub anchor_explicit: bool,
+    pub active: bool,
+    pub parameters: Map<String, Value>,
+    pub slug: Option<String>,
+}
+
+impl DesiredSchedule {
+    /// The body of one schedule in `POST /deployments/` and `POST /deployments/{id}/schedules`.
+    pub fn create_body(&self) -> Value {
+        json!({
+            "schedule": self.schedule,
+            "active": self.active,
+            "max_scheduled_runs": null,
+            "parameters": self.parameters,
+            "slug": self.slug,
+        })
+    }
+}
+
+/// One deployment as prefect.yaml (plus the flow file) describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredDeployment {
+    pub name: String,
+    pub flow_name: String,
+    pub source: SourceLocation,
+    /// API fields (keys of [`OWNED_FIELDS`]) whose values this yaml owns. A key that is absent is
+    /// left as it is on the server (e.g. `paused` when the yaml does not state it).
+    pub fields: Map<String, Value>,
+    /// Sent along with `version`; the OSS server does not store it, so it is never compared.
+    pub version_info: Option<Value>,
+    /// None: the yaml omits `schedules` (leave the server's as they are); Some([]): clear them.
+    pub schedules: Option<Vec<DesiredSchedule>>,
+    /// Automation bodies (`POST /automations/` without `owner_resource` and the actions'
+    /// `deployment_id`). None: the yaml omits `triggers` (leave owned automations as they are).
+    pub triggers: Option<Vec<Value>>,
+}
+
+impl DesiredDeployment {
+    /// `flow/deployment`, the name Prefect shows and `prefect deployment run` takes.
+    pub fn full_name(&self) -> String {
+        format!("{}/{}", self.flow_name, self.name)
+    }
+
+    /// The `POST /deployments/` body, with Prefect's create defaults for fields the yaml does not state
+    /// (`paused: false`, `enforce_parameter_schema: true`) and the ownership labels.
+    pub fn create_body(&self, flow_id: &str, owner: &Ownership) -> Value {
+        let field = |key: &str| self.fields.get(key).cloned().unwrap_or(Value::Null);
+        let schedules: Vec<Value> = self
+            .schedules
+            .iter()
+            .flatten()
+            .map(DesiredSchedule::create_body)
+            .collect();
+        let mut body = Map::new();
+        body.insert("name".into(), json!(self.name));
+        body.insert("flow_id".into(), json!(flow_id));
+        body.insert(
+            "paused".into(),
+            self.fields.get("paused").cloned().unwrap_or(json!(false)),
+        );
+        body.insert("schedules".into(), Value::Array(schedules));
+        body.insert("concurrency_limit".into(), field("concurrency_limit"));
+        body.insert("concurrency_options".into(), field("concurrency_options"));
+        body.insert(
+            "enforce_parameter_schema".into(),
+            self.fields
+                .get("enforce_parameter_schema")
+                .cloned()
+                .unwrap_or(json!(true)),
+        );
+        body.insert(
+            "parameter_openapi_schema".into(),
+            field("parameter_openapi_schema"),
+        );
+        body.insert(
+            "parameters".into(),
+            self.fields.get("parameters").cloned().unwrap_or(json!({})),
+        );
+        body.insert(
+            "tags".into(),
+            self.fields.get("tags").cloned().unwrap_or(json!([])),
+        );
+        body.insert("labels".into(), Value::Object(owner.labels()));
+        if let Some(pull_steps) = self.fields.get("pull_steps") {
+            body.insert("pull_steps".into(), pull_steps.clone());
+        }
+        body.insert("work_queue_name".into(), field("work_queue_name"));
+        if let Some(pool) = self.fields.get("work_pool_name").filter(|v| !v.is_null()) {
+            body.insert("work_pool_name".into(), pool.clone());
+        }
+        body.insert("storage_document_id".into(), Value::Null);
+        body.insert("infrastructure_document_id".into(), Value::Null);
+        body.insert("description".into(), field("description"));
+        body.insert("path".into(), Value::Null);
+        body.insert("entrypoint".into(), field("entrypoint"));
+        body.insert(
+            "job_variables".into(),
+            self.fields
+                .get("job_variables")
+                .cloned()
+                .unwrap_or(json!({})),
+        );
+        body.insert("version".into(), field("version"));
+        if let Some(info) = &self.version_info {
+            body.insert("version_info".into(), info.clone());
+        }
+        Value::Object(body)
+    }
+
+    /// `POST /automations/` bodies for this deployment once its id is known.
+    pub fn automation_bodies(&self, deployment_id: &str) -> Vec<Value> {
+        self.triggers
+            .iter()
+            .flatten()
+            .map(|trigger| automation_body(trigger, deployment_id))
+            .collect()
+    }
+}
+
+/// An automation body bound to a deployment: owned by it, its run-deployment actions pointing at it.
+pub fn automation_body(trigger: &Value, deployment_id: &str) -> Value {
+    let mut body = trigger.clone();
+    if let Value::Object(map) = &mut body {
+        map.insert(
+            "owner_resource".into(),
+            json!(format!("prefect.deployment.{deployment_id}")),
+        );
+        for key in ["actions", "actions_on_trigger", "actions_on_resolve"] {
+            if let Some(Value::Array(actions)) = map.get_mut(key) {
+                for action in actions {
+                    let is_run_deployment =
+                        action.get("type").and_then(Value::as_str) == Some("run-deployment");
+                    let selected = action.get("source").and_then(Value::as_str) != Some("inferred");
+                    if let (true, true, Value::Object(action)) =
+                        (is_run_deployment, selected, action)
+                    {
+                        action.insert("deployment_id".into(), json!(deployment_id));
+                    }
+                }
+            }
+        }
+    }
+    body
+}
+
+/// The ownership marker: which project and prefect file registered a deployment.
+///
+/// Stored as deployment `labels` (set on create; the API cannot patch labels). Labels, unlike
+/// tags, do not feed tag-based concurrency limits; see docs/ownership.md for the trade-offs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ownership {
+    /// The yaml's top-level `name:` (Prefect's project name), else the project directory's name.
+    pub project: String,
+    /// The prefect file relative to the project root, e.g. `prefect.yaml`.
+    pub prefect_file: String,
+}
+
+pub const LABEL_PROJECT: &str = "xtask.project";
+pub const LABEL_PREFECT_FILE: &str = "xtask.prefect-file";
+
+impl Ownership {
+    pub fn labels(&self) -> Map<String, Value> {
+        let mut labels = Map::new();
+        labels.insert(LABEL_PROJECT.into(), json!(self.project));
+        labels.insert(LABEL_PREFECT_FILE.into(), json!(self.prefect_file));
+        labels
+    }
+
+    /// The marker a server deployment carries, if any (`labels` of a DeploymentResponse).
+    pub fn from_labels(labels: &Value) -> Option<Ownership> {
+        let project = labels.get(LABEL_PROJECT)?.as_str()?;
+        let prefect_file = labels.get(LABEL_PREFECT_FILE)?.as_str()?;
+        Some(Ownership {
+            project: project.to_string(),
+            prefect_file: prefect_file.to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for Ownership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.project, self.prefect_file)
+    }
+}
+
+/// Everything prefect.yaml asks for, validated.
+#[derive(Debug, Clone)]
+pub struct DesiredState {
+    pub owner: Ownership,
+    pub deployments: Vec<DesiredDeployment>,
+    /// Non-fatal findings (unknown keys, degraded parameter types), already located.
+    pub warnings: Vec<String>,
+}
+
+/// Problems found while building the desired state; nothing is written when there is any.
+#[derive(Debug, Default)]
+pub struct ValidationErrors {
+    pub problems: Vec<String>,
+}
+
+impl ValidationErrors {
+    pub fn push(
+        &mut self,
+        location: Option<&SourceLocation>,
+        deployment: Option<&str>,
+        message: impl std::fmt::Display,
+    ) {
+        let mut text = String::new();
+        if let Some(location) = location {
+            text.push_str(&format!("{location}: "));
+        }
+        if let Some(name) = deployment {
+            text.push_str(&format!("deployment '{name}': "));
+        }
+        text.push_str(&message.to_string());
+        self.problems.push(text);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+impl std::fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.problems.len();
+        write!(
+            f,
+            "prefect.yaml is not valid ({n} problem{}); nothing was written:",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for problem in &self.problems {
+            write!(f, "\n  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ValidationErrors {}
+
+/// Checks that hold across deployments: `flow/name` unique.
+pub fn check_unique_names(deployments: &[DesiredDeployment], errors: &mut ValidationErrors) {
+    let mut seen: std::collections::HashMap<String, &SourceLocation> =
+        std::collections::HashMap::new();
+    for deployment in deployments {
+        let full = deployment.full_name();
+        match seen.get(&full) {
+            Some(first) => errors.push(
+                Some(&deployment.source),
+                Some(&deployment.name),
+                format!("'{full}' is declared twice (first at {first}); deployment names must be unique per flow"),
+            ),
+            None => {
+                seen.insert(full, &deployment.source);
+            }
+        }
+    }
+}
+
+/// Builds and validates the desired state of every deployment in the project's prefect file.
+/// Every problem (yaml, templates, flow files, work pools, duplicate names) is collected, each
+/// with file:line and the deployment's name; if there is any, a [`ValidationErrors`] is returned
+/// and nothing may be written.
+pub fn build(project: &Project, client: &PrefectClient) -> anyhow::Result<DesiredState> {
+    let label = project.prefect_file_label();
+    let bytes = std::fs::read(&project.prefect_file).with_context(|| {
+        format!(
+            "cannot read {} (use --prefect-file to point at another file)",
+            project.prefect_file.display()
+        )
+    })?;
+    let file = prefect_yaml::parse(&label, &bytes).map_err(|diagnostics| ValidationErrors {
+        problems: diagnostics.0.iter().map(ToString::to_string).collect(),
+    })?;
+    let mut errors = ValidationErrors::default();
+    let mut warnings: Vec<String> = file.warnings.iter().map(ToString::to_string).collect();
+    let values = template_values(&file, client)?;
+    let git = GitVersion::detect(&project.root);
+    let now = jiff::Timestamp::now();
+    let mut deployments = Vec::new();
+    let mut pools = Vec::new();
+    for config in &file.deployments {
+        let source = SourceLocation {
+            file: label.clone(),
+            line: config.line,
+        };
+        let resolved = match prefect_yaml::resolve(&file, config, &values) {
+            Ok(resolved) => resolved,
+            Err(diagnostics) => {
+                errors
+                    .problems
+                    .extend(diagnostics.0.iter().map(ToString::to_string));
+                continue;
+            }
+        };
+        let has_triggers = config.raw.contains_key("triggers");
+        // Checked even when the flow file has a problem: every problem is reported at once.
+        pools.push(PoolUse {
+            source: source.clone(),
+            deployment: config.name.clone(),
+            pool: resolved.work_pool.name.clone(),
+        });
+        match from_resolved(
+            project,
+            source.clone(),
+            resolved,
+            has_triggers,
+            git.as_ref(),
+            now,
+            &mut warnings,
+        ) {
+            Ok(deployment) => deployments.push(deployment),
+            Err(message) => errors.push(Some(&source), Some(&config.name), message),
+        }
+    }
+    check_unique_names(&deployments, &mut errors);
+    check_work_pools(&pools, client, &mut errors)?;
+    if !errors.is_empty() {
+        return Err(errors.into());
+    }
+    Ok(DesiredState {
+        owner: Ownership {
+            project: project_name(project, &bytes),
+            prefect_file: label,
+        },
+        deployments,
+        warnings,
+    })
+}
+
+/// The yaml's top-level `name:` (Prefect's project name), else the project directory's name.
+fn project_name(project: &Project, bytes: &[u8]) -> String {
+    let from_yaml = crate::yaml::parse("", bytes)
+        .ok()
+        .and_then(|doc| {
+            doc.root
+                .get("name")
+                .and_then(|n| n.as_str())
+                .map(str::to_string)
+        })
+        .filter(|n| !n.trim().is_empty());
+    from_yaml.unwrap_or_else(|| {
+        project
+            .root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "project".to_string())
+    })
+}
+
+/// Blocks and variables the templates name, read once each (one GET per distinct name), and the environment.
+fn template_values(
+    file: &prefect_yaml::PrefectFile,
+    client: &PrefectClient,
+) -> anyhow::Result<TemplateValues> {
+    let mut values = TemplateValues {
+        env: std::env::vars().collect(),
+        ..TemplateValues::default()
+    };
+    for config in &file.deployments {
+        for placeholder in config.placeholders() {
+            match placeholder.kind {
+                PlaceholderKind::Block { slug, name, .. } => {
+                    if let Entry::Vacant(slot) = values.blocks.entry((slug.clone(), name.clone())) {
+                        let document = client
+                            .read_block_document(&slug, &name)
+                            .with_context(|| format!("cannot read block '{slug}/{name}'"))?;
+                        slot.insert(
+                            document.map(|d| d.get("data").cloned().unwrap_or(Value::Null)),
+                        );
+                    }
+                }
+                PlaceholderKind::Variable { name } => {
+                    if let Entry::Vacant(slot) = values.variables.entry(name.clone()) {
+                        let variable = client
+                            .read_variable(&name)
+                            .with_context(|| format!("cannot read variable '{name}'"))?;
+                        slot.insert(
+                            variable.map(|v| v.get("value").cloned().unwrap_or(Value::Null)),
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(values)
+}
+
+/// The commit a git checkout with an `origin` remote is at: Prefect then uses its sha[:8] as the
+/// version when the yaml does not give one (even over `@flow(version=…)`).
+#[derive(Debug, Clone)]
+pub struct GitVersion {
+    pub commit_sha: String,
+    pub branch: String,
+    pub url: String,
+}
+
+impl GitVersion {
+    pub fn detect(root: &std::path::Path) -> Option<GitVersion> {
+        let git = |args: &[&str]| -> Option<String> {
+            let output = std::process::Command::new("git")
+                .args(args)
+                .current_dir(root)
+                .stdin(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .output()
+                .ok()?;
+            let text = String::from_utf8(output.stdout).ok()?.trim().to_string();
+            (output.status.success() && !text.is_empty()).then_some(text)
+        };
+        let url = git(&["config", "--get", "remote.origin.url"])?;
+        let commit_sha = git(&["rev-parse", "HEAD"])?;
+        let branch = git(&["rev-parse", "--abbrev-ref", "HEAD"]).unwrap_or_default();
+        Some(GitVersion {
+            commit_sha,
+            branch,
+            url: crate::redact::mask_url_credentials(&url),
+        })
+    }
+
+    fn short_sha(&self) -> String {
+        self.commit_sha.chars().take(8).collect()
+    }
+}
+
+/// One resolved yaml deployment plus its flow file → the API fields.
+fn from_resolved(
+    project: &Project,
+    source: SourceLocation,
+    resolved: prefect_yaml::ResolvedDeployment,
+    has_triggers: bool,
+    git: Option<&GitVersion>,
+    now: jiff::Timestamp,
+    warnings: &mut Vec<String>,
+) -> Result<DesiredDeployment, String> {
+    if !resolved.build_steps.is_empty() || !resolved.push_steps.is_empty() {
+        return Err(
+            "build/push steps are not supported by the native engine; use `--engine prefect-cli`"
+                .into(),
+        );
+    }
+    let entrypoint = flow_source::parse_entrypoint(&resolved.entrypoint)?;
+    let path = flow_source::locate_entrypoint_file(&project.root, &entrypoint)?;
+    let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = String::from_utf8_lossy(&bytes);
+    let flow = flow_source::read_flow(&text, &entrypoint.file_label(), entrypoint.function())
+        .map_err(|e| e.to_string())?;
+    warnings.extend(
+        flow.warnings
+            .iter()
+            .map(|w| format!("{source}: deployment '{}': {w}", resolved.name)),
+    );
+
+    // `version_type: prefect:simple` turns Prefect's git inference off.
+    let git = git.filter(|_| resolved.version_type.as_deref() != Some("prefect:simple"));
+    let version = resolved
+        .version
+        .clone()
+        .or_else(|| git.map(GitVersion::short_sha))
+        .or_else(|| flow.version.clone())
+        .unwrap_or_else(|| flow_source::file_version_hash(&bytes));
+    let version_info = match git {
+        Some(git) => json!({
+            "type": "vcs:git", "version": version, "commit_sha": git.commit_sha,
+            "branch": git.branch, "url": git.url,
+        }),
+        None => json!({"type": "prefect:simple", "version": version}),
+    };
+    let description = resolved
+        .description
+        .clone()
+        .or_else(|| flow.description.clone());
+    let pull_steps = match resolved.pull_steps {
+        prefect_yaml::PullSteps::Explicit(steps) => Value::Array(steps),
+        prefect_yaml::PullSteps::Default => {
+            // Prefect's default: the working directory the flow is deployed from, or /opt/prefect
+            // for image-based job variables.
+            let directory = if resolved.work_pool.job_variables.contains_key("image") {
+                "/opt/prefect".to_string()
+            } else {
+                std::fs::canonicalize(&project.root)
+                    .unwrap_or_else(|_| project.root.clone())
+                    .display()
+                    .to_string()
+            };
+            json!([{"prefect.deployments.steps.set_working_directory": {"directory": directory}}])
+        }
+    };
+
+    let mut fields = Map::new();
+    fields.insert("version".into(), json!(version));
+    fields.insert("description".into(), json!(description));
+    fields.insert("parameters".into(), Value::Object(resolved.parameters));
+    if let Some(paused) = resolved.paused {
+        fields.insert("paused".into(), json!(paused));
+    }
+    fields.insert(
+        "concurrency_limit".into(),
+        json!(resolved.concurrency_limit),
+    );
+    fields.insert(
+        "concurrency_options".into(),
+        resolved.concurrency_options.unwrap_or(Value::Null),
+    );
+    fields.insert("tags".into(), json!(resolved.tags));
+    fields.insert(
+        "work_queue_name".into(),
+        json!(resolved.work_pool.work_queue_name),
+    );
+    fields.insert("work_pool_name".into(), json!(resolved.work_pool.name));
+    fields.insert(
+        "job_variables".into(),
+        Value::Object(resolved.work_pool.job_variables),
+    );
+    fields.insert("entrypoint".into(), json!(resolved.entrypoint));
+    fields.insert(
+        "parameter_openapi_schema".into(),
+        flow.parameter_openapi_schema,
+    );
+    fields.insert("pull_steps".into(), pull_steps);
+    if let Some(enforce) = resolved.enforce_parameter_schema {
+        fields.insert("enforce_parameter_schema".into(), json!(enforce));
+    }
+    let schedules = resolved
+        .schedules
+        .map(|list| list.iter().map(|s| desired_schedule(s, now)).collect());
+    let triggers = has_triggers.then(|| resolved.triggers.iter().map(trigger_automation).collect());
+    Ok(DesiredDeployment {
+        name: resolved.name,
+        flow_name: flow.flow_name,
+        source,
+        fields,
+        version_info: Some(version_info),
+        schedules,
+        triggers,
+    })
+}
+
+fn desired_schedule(s: &crate::schedule::DesiredSchedule, now: jiff::Timestamp) -> DesiredSchedule {
+    let anchor_explicit = match &s.kind {
+        crate::schedule::ScheduleKind::Interval { anchor_date, .. } => anchor_date.is_some(),
+        crate::schedule::ScheduleKind::RRule { rrule } => {
+            rrule.to_ascii_uppercase().contains("DTSTART")
+        }
+        crate::schedule::ScheduleKind::Cron { .. } => true,
+    };
+    DesiredSchedule {
+        schedule: s.schedule_object(now),
+        anchor_explicit,
+        active: s.active.unwrap_or(true),
+        parameters: s.parameters.clone(),
+        slug: s.slug.clone(),
+    }
+}
+
+/// A yaml trigger spec → the automation Prefect creates for it (`BaseDeploymentTrigger` fields
+/// become the automation and its run-deployment action; the rest is the trigger).
+pub fn trigger_automation(spec: &Value) -> Value {
+    let empty = Map::new();
+    let spec = spec.as_object().unwrap_or(&empty);
+    let mut trigger = Map::new();
+    for (key, value) in spec {
+        if ![
+            "name",
+            "description",
+            "enabled",
+            "parameters",
+            "job_variables",
+            "schedule_after",
+        ]
+        .contains(&key.as_str())
+        {
+            trigger.insert(key.clone(), value.clone());
+        }
+    }
+    let kind = match trigger.get("type").and_then(Value::as_str) {
+        Some(kind) => kind.to_string(),
+        None if trigger.get("posture").and_then(Value::as_str) == Some("Metric") => "metric".into(),
+        None if trigger.contains_key("triggers") && trigger.contains_key("require") => {
+            "compound".into()
+        }
+        None if trigger.contains_key("triggers") => "sequence".into(),
+        None => "event".into(),
+    };
+    trigger.insert("type".into(), json!(kind));
+    if kind == "event" {
+        let defaults = [
+            ("match", json!({})),
+            ("match_related", json!({})),
+            ("after", json!([])),
+            ("expect", json!([])),
+            ("for_each", json!([])),
+            ("posture", json!("Reactive")),
+            ("threshold", json!(1)),
+            ("within", json!(0.0)),
+        ];
+        for (key, value) in defaults {
+            trigger.entry(key.to_string()).or_insert(value);
+        }
+    }
+    json!({
+        "name": spec.get("name").cloned().unwrap_or(Value::Null),
+        "description": spec.get("description").cloned().unwrap_or(json!("")),
+        "enabled": spec.get("enabled").cloned().unwrap_or(json!(true)),
+        "trigger": trigger,
+        "actions": [{
+            "type": "run-deployment",
+            "source": "selected",
+            "parameters": spec.get("parameters").cloned().unwrap_or(Value::Null),
+            "job_variables": spec.get("job_variables").cloned().unwrap_or(Value::Null),
+            "schedule_after": spec.get("schedule_after").cloned().unwrap_or(json!(0.0)),
+        }],
+        "actions_on_trigger": [],
+        "actions_on_resolve": [],
+    })
+}
+
+/// A deployment's work pool, to check on the server.
+pub struct PoolUse {
+    pub source: SourceLocation,
+    pub deployment: String,
+    pub pool: Option<String>,
+}
+
+/// Every distinct work pool must exist on the server (one GET each) and not be a `prefect-agent` pool.
+pub fn check_work_pools(
+    uses: &[PoolUse],
+    client: &PrefectClient,
+    errors: &mut ValidationErrors,
+) -> anyhow::Result<()> {
+    let mut checked: std::collections::HashMap<&str, Result<(), String>> =
+        std::collections::HashMap::new();
+    for using in uses {
+        let Some(pool) = using.pool.as_deref() else {
+            errors.push(
+                Some(&using.source),
+                Some(&using.deployment),
+                "a work pool is required: set `work_pool.name`",
+            );
+            continue;
+        };
+        if !checked.contains_key(pool) {
+            let verdict = match client.read_work_pool(pool) {
+                Ok(None) => Err(format!(
+                    "work pool '{pool}' does not exist on the server, so no worker could run this deployment; create it first (e.g. `prefect work-pool create {pool} --type process`)"
+                )),
+                Ok(Some(found)) if found.get("type").and_then(Value::as_str) == Some("prefect-agent") => {
+                    Err(format!("work pool '{pool}' is of type 'prefect-agent', which project deployments cannot use"))
+                }
+                Ok(Some(_)) => Ok(()),
+                Err(err) => return Err(anyhow::Error::new(err).context(format!("cannot check work pool '{pool}'"))),
+            };
+            checked.insert(pool, verdict);
+        }
+        if let Some(Err(message)) = checked.get(pool) {
+            errors.push(Some(&using.source), Some(&using.deployment), message);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn sample(name: &str) -> DesiredDeployment {
+        let mut fields = Map::new();
+        fields.insert("version".into(), json!("1.0"));
+        fields.insert("description".into(), json!("A sample."));
+        fields.insert("parameters".into(), json!({"n": 1}));
+        fields.insert("concurrency_limit".into(), Value::Null);
+        fields.insert("concurrency_options".into(), Value::Null);
+        fields.insert("tags".into(), json!(["t"]));
+        fields.insert("work_queue_name".into(), Value::Null);
+        fields.insert("work_pool_name".into(), json!("pool"));
+        fields.insert("job_variables".into(), json!({}));
+        fields.insert("entrypoint".into(), json!("flows/a.py:a"));
+        fields.insert(
+            "parameter_openapi_schema".into(),
+            json!({"title": "Parameters", "type": "object", "properties": {}}),
+        );
+        fields.insert("pull_steps".into(), json!([]));
+        DesiredDeployment {
+            name: name.into(),
+            flow_name: "flow-a".into(),
+            source: SourceLocation {
+                file: "prefect.yaml".into(),
+                line: 3,
+            },
+            fields,
+            version_info: Some(json!({"type": "prefect:simple", "version": "1.0"})),
+            schedules: Some(vec![DesiredSchedule {
+                schedule: json!({"cron": "0 9 * * *", "timezone": "UTC", "day_or": true}),
+                anchor_explicit: true,
+                active: true,
+                parameters: Map::new(),
+                slug: None,
+            }]),
+            triggers: None,
+        }
+    }
+
+    pub fn owner() -> Ownership {
+        Ownership {
+            project: "proj".into(),
+            prefect_file: "prefect.yaml".into(),
+        }
+    }
+
+    #[test]
+    fn create_body_applies_prefect_defaults_and_labels() {
+        let body = sample("d").create_body("flow-id", &owner());
+        assert_eq!(body["paused"], json!(false));
+        assert_eq!(body["enforce_parameter_schema"], json!(true));
+        assert_eq!(
+            body["labels"],
+            json!({"xtask.project": "proj", "xtask.prefect-file": "prefect.yaml"})
+        );
+        assert_eq!(body["flow_id"], json!("flow-id"));
+        assert_eq!(body["description"], json!("A sample."));
+        assert_eq!(body["schedules"][0]["schedule"]["cron"], json!("0 9 * * *"));
+        assert_eq!(body["schedules"][0]["slug"], Value::Null);
+        assert_eq!(body["version_info"]["version"], json!("1.0"));
+        // Stated values win over the defaults.
+        let mut d = sample("d");
+        d.fields.insert("paused".into(), json!(true));
+        d.fields
+            .insert("enforce_parameter_schema".into(), json!(false));
+        d.schedules = None;
+        let body = d.create_body("f", &owner());
+        assert_eq!(body["paused"], json!(true));
+        assert_eq!(body["enforce_parameter_schema"], json!(false));
+        assert_eq!(body["schedules"], json!([]));
+    }
+
+    #[test]
+    fn ownership_round_trips_through_labels() {
+        let labels = Value::Object(owner().labels());
+        assert_eq!(Ownership::from_labels(&labels), Some(owner()));
+        assert_eq!(
+            Ownership::from_labels(&json!({"prefect.flow.id": "x"})),
+            None
+        );
+        assert_eq!(Ownership::from_labels(&Value::Null), None);
+    }
+
+    #[test]
+    fn automation_bodies_point_at_the_deployment() {
+        let mut d = sample("d");
+        d.triggers = Some(vec![json!({
+            "name": "d__automation_1",
+            "actions": [{"type": "run-deployment", "source": "selected", "parameters": {}}],
+        })]);
+        let bodies = d.automation_bodies("dep-1");
+        assert_eq!(
+            bodies[0]["owner_resource"],
+            json!("prefect.deployment.dep-1")
+        );
+        assert_eq!(bodies[0]["actions"][0]["deployment_id"], json!("dep-1"));
+    }
+
+    #[test]
+    fn duplicate_names_are_reported_with_both_locations() {
+        let a = sample("same");
+        let mut b = sample("same");
+        b.source.line = 20;
+        let mut errors = ValidationErrors::default();
+        check_unique_names(&[a, b], &mut errors);
+        assert_eq!(errors.problems.len(), 1);
+        assert!(
+            errors.problems[0].starts_with("prefect.yaml:20: deployment 'same':"),
+            "{}",
+            errors.problems[0]
+        );
+        assert!(errors.problems[0].contains("first at prefect.yaml:3"));
+    }
+}

@@ -1,1 +1,1523 @@
-//! (being written)
+//! The plan: what `register-flows` has to do to make the server match prefect.yaml, computed
+//! from the desired state and the server's current deployments (pure: no I/O).
+//!
+//! Values are compared the way the server normalises them (a `concurrency_limit` comes back as
+//! `global_concurrency_limit.limit`, a null queue as `"default"`, an rrule with a `DTSTART`), so
+//! an unchanged re-run plans zero writes. The same plan is printed by `--dry-run`/`--check` and
+//! executed by [`crate::apply`].
+
+use std::collections::{HashMap, HashSet};
+
+use anyhow::{bail, Result};
+use serde_json::{json, Map, Value};
+
+use crate::desired::{DesiredDeployment, DesiredSchedule, DesiredState, Ownership};
+
+/// Bumped when the JSON document (docs/register-flows-json.md) changes incompatibly.
+pub const JSON_SCHEMA_VERSION: u32 = 1;
+
+/// A deployment as the server has it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerDeployment {
+    pub id: String,
+    pub name: String,
+    pub flow_name: String,
+    pub owner: Option<Ownership>,
+    /// The DeploymentResponse JSON: the snapshot rollback restores from.
+    pub raw: Value,
+}
+
+impl ServerDeployment {
+    pub fn full_name(&self) -> String {
+        format!("{}/{}", self.flow_name, self.name)
+    }
+}
+
+/// What the plan needs to know about the server, read in bulk.
+#[derive(Debug, Clone, Default)]
+pub struct ServerState {
+    pub deployments: Vec<ServerDeployment>,
+    /// Automations by owning deployment id; None when they were not read (no yaml states triggers).
+    pub automations: Option<HashMap<String, Vec<Value>>>,
+}
+
+impl ServerState {
+    /// Joins `/deployments/filter` results with `/flows/filter` results (flow_id → flow name).
+    /// `automations`: `/automations/related-to/prefect.deployment.<id>` results by deployment id,
+    /// read only for deployments whose yaml states `triggers`.
+    pub fn from_json(
+        deployments: Vec<Value>,
+        flows: &[Value],
+        automations: Option<HashMap<String, Vec<Value>>>,
+    ) -> Result<ServerState> {
+        let flow_names: HashMap<&str, &str> = flows
+            .iter()
+            .filter_map(|f| Some((f.get("id")?.as_str()?, f.get("name")?.as_str()?)))
+            .collect();
+        let mut out = Vec::with_capacity(deployments.len());
+        for raw in deployments {
+            let (Some(id), Some(name), Some(flow_id)) = (
+                str_of(&raw, "id"),
+                str_of(&raw, "name"),
+                str_of(&raw, "flow_id"),
+            ) else {
+                bail!("the server returned a deployment without id, name or flow_id");
+            };
+            let Some(flow_name) = flow_names.get(flow_id) else {
+                // Its flow was not read (filtered out): not one of ours.
+                continue;
+            };
+            out.push(ServerDeployment {
+                id: id.to_string(),
+                name: name.to_string(),
+                flow_name: flow_name.to_string(),
+                owner: raw.get("labels").and_then(Ownership::from_labels),
+                raw,
+            });
+        }
+        Ok(ServerState {
+            deployments: out,
+            automations,
+        })
+    }
+}
+
+fn str_of<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
+    value.get(key).and_then(Value::as_str)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Create,
+    Update,
+    Unchanged,
+    Delete,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Unchanged => "unchanged",
+            Action::Delete => "delete",
+        }
+    }
+
+    fn sigil(self) -> char {
+        match self {
+            Action::Create => '+',
+            Action::Update => '~',
+            Action::Unchanged => '=',
+            Action::Delete => '-',
+        }
+    }
+}
+
+/// One leaf that differs: `path` is the field, dotted into objects (`parameters.limit`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldChange {
+    pub path: String,
+    /// None: absent on that side.
+    pub old: Option<Value>,
+    pub new: Option<Value>,
+}
+
+/// One write on `/deployments/{id}/schedules`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScheduleOp {
+    Create {
+        desired: DesiredSchedule,
+    },
+    /// PATCH in place: keeps the schedule's id.
+    Update {
+        id: String,
+        old: Value,
+        desired: DesiredSchedule,
+    },
+    Delete {
+        id: String,
+        old: Value,
+    },
+}
+
+impl ScheduleOp {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ScheduleOp::Create { .. } => "create",
+            ScheduleOp::Update { .. } => "update",
+            ScheduleOp::Delete { .. } => "delete",
+        }
+    }
+}
+
+/// What happens to one deployment.
+#[derive(Debug, Clone)]
+pub struct PlanItem {
+    pub action: Action,
+    pub flow_name: String,
+    pub name: String,
+    pub desired: Option<DesiredDeployment>,
+    pub server: Option<ServerDeployment>,
+    /// For display: every differing leaf.
+    pub changes: Vec<FieldChange>,
+    /// `PATCH /deployments/{id}` body (changed top-level fields); empty means no PATCH.
+    pub patch: Map<String, Value>,
+    /// The PATCH that puts the changed fields back (rollback), from the server snapshot.
+    pub restore_patch: Map<String, Value>,
+    pub schedule_ops: Vec<ScheduleOp>,
+    /// The owned automations differ: delete them and create the yaml's.
+    pub triggers_changed: bool,
+    /// The automations the deployment owns now (what rollback re-creates when triggers change).
+    pub automations_snapshot: Vec<Value>,
+}
+
+impl PlanItem {
+    pub fn full_name(&self) -> String {
+        format!("{}/{}", self.flow_name, self.name)
+    }
+
+    /// Top-level fields that change (what the result line lists).
+    pub fn changed_fields(&self) -> Vec<String> {
+        let mut fields: Vec<String> = Vec::new();
+        for change in &self.changes {
+            let top = change
+                .path
+                .split('.')
+                .next()
+                .unwrap_or(&change.path)
+                .to_string();
+            if !fields.contains(&top) {
+                fields.push(top);
+            }
+        }
+        if !self.schedule_ops.is_empty() {
+            fields.push("schedules".into());
+        }
+        if self.triggers_changed {
+            fields.push("triggers".into());
+        }
+        fields
+    }
+
+    /// How many write requests executing this item takes (flows + deployments + schedules + automations).
+    pub fn write_count(&self) -> usize {
+        let automations = |d: &DesiredDeployment| d.triggers.as_ref().map_or(0, Vec::len);
+        match self.action {
+            // The flow is created once per distinct flow: counted by `Plan::write_count`.
+            Action::Create => 1 + self.desired.as_ref().map_or(0, automations),
+            Action::Update => {
+                usize::from(!self.patch.is_empty())
+                    + self.schedule_ops.len()
+                    + if self.triggers_changed {
+                        1 + self.desired.as_ref().map_or(0, automations)
+                    } else {
+                        0
+                    }
+            }
+            Action::Unchanged => 0,
+            Action::Delete => 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub items: Vec<PlanItem>,
+    pub warnings: Vec<String>,
+}
+
+impl Plan {
+    pub fn count(&self, action: Action) -> usize {
+        self.items.iter().filter(|i| i.action == action).count()
+    }
+
+    /// True when executing the plan would write anything (the `--check` drift signal).
+    pub fn has_changes(&self) -> bool {
+        self.items.iter().any(|i| i.action != Action::Unchanged)
+    }
+
+    /// Write requests executing the plan takes (without retries).
+    pub fn write_count(&self) -> usize {
+        let flows: HashSet<&str> = self
+            .items
+            .iter()
+            .filter(|i| i.action == Action::Create)
+            .map(|i| i.flow_name.as_str())
+            .collect();
+        flows.len() + self.items.iter().map(PlanItem::write_count).sum::<usize>()
+    }
+}
+
+/// Computes the plan. `prune`: also plan deletion of deployments carrying `desired.owner`'s
+/// marker that the yaml no longer declares.
+pub fn plan(desired: &DesiredState, server: &ServerState, prune: bool) -> Plan {
+    let by_name: HashMap<(&str, &str), &ServerDeployment> = server
+        .deployments
+        .iter()
+        .map(|d| ((d.flow_name.as_str(), d.name.as_str()), d))
+        .collect();
+    let mut out = Plan::default();
+    for want in &desired.deployments {
+        let item = match by_name.get(&(want.flow_name.as_str(), want.name.as_str())) {
+            None => PlanItem {
+                action: Action::Create,
+                flow_name: want.flow_name.clone(),
+                name: want.name.clone(),
+                desired: Some(want.clone()),
+                server: None,
+                changes: Vec::new(),
+                patch: Map::new(),
+                restore_patch: Map::new(),
+                schedule_ops: Vec::new(),
+                triggers_changed: false,
+                automations_snapshot: Vec::new(),
+            },
+            Some(have) => {
+                match &have.owner {
+                    Some(owner) if owner != &desired.owner => out.warnings.push(format!(
+                        "{} is marked as registered by {owner}; updating it from here leaves that marker, so a `--prune` in that project could delete it",
+                        have.full_name()
+                    )),
+                    None => out.warnings.push(format!(
+                        "{} was not created by register-flows (no ownership label; the API cannot add one to an existing deployment): `--prune` will never delete it",
+                        have.full_name()
+                    )),
+                    Some(_) => {}
+                }
+                let automations = server
+                    .automations
+                    .as_ref()
+                    .map(|by_owner| by_owner.get(&have.id).map_or(&[][..], Vec::as_slice));
+                diff_deployment(want, have, automations)
+            }
+        };
+        out.items.push(item);
+    }
+    if prune {
+        let wanted: HashSet<(&str, &str)> = desired
+            .deployments
+            .iter()
+            .map(|d| (d.flow_name.as_str(), d.name.as_str()))
+            .collect();
+        for have in &server.deployments {
+            let ours = have.owner.as_ref() == Some(&desired.owner);
+            if ours && !wanted.contains(&(have.flow_name.as_str(), have.name.as_str())) {
+                out.items.push(PlanItem {
+                    action: Action::Delete,
+                    flow_name: have.flow_name.clone(),
+                    name: have.name.clone(),
+                    desired: None,
+                    server: Some(have.clone()),
+                    changes: Vec::new(),
+                    patch: Map::new(),
+                    restore_patch: Map::new(),
+                    schedule_ops: Vec::new(),
+                    triggers_changed: false,
+                    automations_snapshot: Vec::new(),
+                });
+            }
+        }
+    }
+    out
+}
+
+fn diff_deployment(
+    want: &DesiredDeployment,
+    have: &ServerDeployment,
+    automations: Option<&[Value]>,
+) -> PlanItem {
+    let mut changes = Vec::new();
+    let mut patch = Map::new();
+    for (field, value) in &want.fields {
+        let old = server_field(field, &have.raw);
+        let new = comparable_desired(field, value);
+        if !json_eq(&old, &new) {
+            diff_into(field, Some(&old), Some(&new), &mut changes);
+            patch.insert(field.clone(), value.clone());
+        }
+    }
+    couple_fields(&mut patch, want);
+    let restore_patch = restore_body(&patch, &have.raw);
+    let schedule_ops = match &want.schedules {
+        Some(schedules) => reconcile_schedules(
+            schedules,
+            have.raw
+                .get("schedules")
+                .and_then(Value::as_array)
+                .map_or(&[][..], Vec::as_slice),
+        ),
+        None => Vec::new(),
+    };
+    let own = match (&want.triggers, automations) {
+        (Some(triggers), Some(related)) => Some(own_automations(related, &want.name, triggers)),
+        _ => None,
+    };
+    let triggers_changed = match (&want.triggers, &own) {
+        (Some(triggers), Some(existing)) => !automations_match(triggers, existing, &have.id),
+        _ => false,
+    };
+    let action = if patch.is_empty() && schedule_ops.is_empty() && !triggers_changed {
+        Action::Unchanged
+    } else {
+        Action::Update
+    };
+    PlanItem {
+        action,
+        flow_name: want.flow_name.clone(),
+        name: want.name.clone(),
+        desired: Some(want.clone()),
+        server: Some(have.clone()),
+        changes,
+        patch,
+        restore_patch,
+        schedule_ops,
+        triggers_changed,
+        automations_snapshot: if triggers_changed {
+            own.unwrap_or_default()
+        } else {
+            Vec::new()
+        },
+    }
+}
+
+/// Fields the server only interprets together: a queue name alone would name a pool-less legacy
+/// queue, a pool alone would move to its default queue, options need their limit.
+fn couple_fields(patch: &mut Map<String, Value>, want: &DesiredDeployment) {
+    let pairs: &[(&str, &str)] = &[
+        ("work_queue_name", "work_pool_name"),
+        ("work_pool_name", "work_queue_name"),
+        ("concurrency_options", "concurrency_limit"),
+        ("concurrency_limit", "concurrency_options"),
+    ];
+    for (changed, partner) in pairs {
+        if patch.contains_key(*changed) && !patch.contains_key(*partner) {
+            if let Some(value) = want.fields.get(*partner) {
+                patch.insert((*partner).to_string(), value.clone());
+            }
+        }
+    }
+    if patch.contains_key("version") {
+        if let Some(info) = &want.version_info {
+            patch.insert("version_info".into(), info.clone());
+        }
+    }
+}
+
+/// A field of a DeploymentResponse as it compares with the desired value.
+pub fn server_field(field: &str, raw: &Value) -> Value {
+    match field {
+        // Stored as a global concurrency limit; the response shows `concurrency_limit: null`.
+        "concurrency_limit" => raw
+            .get("global_concurrency_limit")
+            .and_then(|gcl| gcl.get("limit"))
+            .filter(|v| !v.is_null())
+            .or_else(|| raw.get("concurrency_limit"))
+            .cloned()
+            .unwrap_or(Value::Null),
+        "concurrency_options" => {
+            without_nulls(raw.get("concurrency_options").unwrap_or(&Value::Null))
+        }
+        _ => raw.get(field).cloned().unwrap_or(Value::Null),
+    }
+}
+
+fn comparable_desired(field: &str, value: &Value) -> Value {
+    match field {
+        // No queue means the pool's default queue, which the server reports by name.
+        "work_queue_name" if value.is_null() => json!("default"),
+        "concurrency_options" => without_nulls(value),
+        _ => value.clone(),
+    }
+}
+
+/// An object without its null members; an empty or null object becomes null.
+fn without_nulls(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let kept: Map<String, Value> = map
+                .iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            if kept.is_empty() {
+                Value::Null
+            } else {
+                Value::Object(kept)
+            }
+        }
+        other => other.clone(),
+    }
+}
+
+/// The PATCH body that restores the snapshot's values of the fields `patch` changes.
+pub fn restore_body(patch: &Map<String, Value>, raw: &Value) -> Map<String, Value> {
+    let mut out = Map::new();
+    for field in patch.keys() {
+        match field.as_str() {
+            // Not stored by the OSS server: nothing to restore.
+            "version_info" => {}
+            "concurrency_limit" | "concurrency_options" => {
+                out.insert(field.clone(), server_field(field, raw));
+            }
+            _ => {
+                out.insert(
+                    field.clone(),
+                    raw.get(field).cloned().unwrap_or(Value::Null),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// The `POST /deployments/` body that re-creates a deleted deployment from its snapshot.
+pub fn recreate_body(raw: &Value) -> Value {
+    let get = |key: &str| raw.get(key).cloned().unwrap_or(Value::Null);
+    let schedules: Vec<Value> = raw
+        .get("schedules")
+        .and_then(Value::as_array)
+        .map(|list| list.iter().map(schedule_create_body_from_server).collect())
+        .unwrap_or_default();
+    let labels: Map<String, Value> = raw
+        .get("labels")
+        .and_then(Value::as_object)
+        .map(|labels| {
+            labels
+                .iter()
+                .filter(|(k, _)| !k.starts_with("prefect."))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({
+        "name": get("name"),
+        "flow_id": get("flow_id"),
+        "paused": get("paused"),
+        "schedules": schedules,
+        "concurrency_limit": server_field("concurrency_limit", raw),
+        "concurrency_options": server_field("concurrency_options", raw),
+        "enforce_parameter_schema": get("enforce_parameter_schema"),
+        "parameter_openapi_schema": get("parameter_openapi_schema"),
+        "parameters": raw.get("parameters").cloned().unwrap_or(json!({})),
+        "tags": raw.get("tags").cloned().unwrap_or(json!([])),
+        "labels": labels,
+        "pull_steps": get("pull_steps"),
+        "work_queue_name": get("work_queue_name"),
+        "work_pool_name": get("work_pool_name"),
+        "description": get("description"),
+        "path": get("path"),
+        "entrypoint": get("entrypoint"),
+        "job_variables": raw.get("job_variables").cloned().unwrap_or(json!({})),
+        "version": get("version"),
+    })
+}
+
+/// A server schedule as a `POST /deployments/{id}/schedules` element (rollback of a delete).
+pub fn schedule_create_body_from_server(schedule: &Value) -> Value {
+    json!({
+        "schedule": schedule.get("schedule").cloned().unwrap_or(Value::Null),
+        "active": schedule.get("active").cloned().unwrap_or(json!(true)),
+        "max_scheduled_runs": schedule.get("max_scheduled_runs").cloned().unwrap_or(Value::Null),
+        "parameters": schedule.get("parameters").cloned().unwrap_or(json!({})),
+        "slug": schedule.get("slug").cloned().unwrap_or(Value::Null),
+    })
+}
+
+/// The `PATCH /deployments/{id}/schedules/{sid}` body that makes a schedule equal `desired`.
+pub fn schedule_patch_body(desired: &DesiredSchedule) -> Value {
+    let mut body = json!({"schedule": desired.schedule, "active": desired.active, "parameters": desired.parameters});
+    if let (Some(slug), Value::Object(map)) = (&desired.slug, &mut body) {
+        map.insert("slug".into(), json!(slug));
+    }
+    body
+}
+
+/// The PATCH body that puts a server schedule back as it was (rollback of an update).
+pub fn schedule_restore_body(old: &Value) -> Value {
+    let mut body = json!({
+        "schedule": old.get("schedule").cloned().unwrap_or(Value::Null),
+        "active": old.get("active").cloned().unwrap_or(json!(true)),
+        "parameters": old.get("parameters").cloned().unwrap_or(json!({})),
+    });
+    if let (Some(slug), Value::Object(map)) = (old.get("slug").filter(|s| !s.is_null()), &mut body)
+    {
+        map.insert("slug".into(), slug.clone());
+    }
+    body
+}
+
+/// The writes that leave the server with exactly `desired`'s schedules, keeping every schedule
+/// that already matches (its id and its scheduled runs). Deterministic, so two concurrent runs
+/// that see the same server state pick the same schedules to keep.
+pub fn reconcile_schedules(desired: &[DesiredSchedule], server: &[Value]) -> Vec<ScheduleOp> {
+    let mut server: Vec<&Value> = server.iter().collect();
+    // Oldest first, id as tie-break: the survivor of a duplicate is the same for everyone.
+    server.sort_by(|a, b| {
+        let key = |s: &Value| {
+            (
+                str_of(s, "created").unwrap_or("").to_string(),
+                str_of(s, "id").unwrap_or("").to_string(),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+    let mut used = vec![false; server.len()];
+    let mut pending: Vec<&DesiredSchedule> = Vec::new();
+    for want in desired {
+        match (0..server.len()).find(|&i| !used[i] && schedule_equivalent(want, server[i])) {
+            Some(i) => used[i] = true,
+            None => pending.push(want),
+        }
+    }
+    let mut updates = Vec::new();
+    let mut creates = Vec::new();
+    for want in pending {
+        // Same slug: update in place. Without slug: reuse a leftover slug-less schedule
+        // (a PATCH cannot clear a slug, so slugged ones are never reused for slug-less ones).
+        let slot = (0..server.len()).find(|&i| {
+            !used[i]
+                && match &want.slug {
+                    Some(slug) => str_of(server[i], "slug") == Some(slug.as_str()),
+                    None => server[i].get("slug").map_or(true, Value::is_null),
+                }
+        });
+        match slot.and_then(|i| Some((i, str_of(server[i], "id")?))) {
+            Some((i, id)) => {
+                used[i] = true;
+                updates.push(ScheduleOp::Update {
+                    id: id.to_string(),
+                    old: server[i].clone(),
+                    desired: want.clone(),
+                });
+            }
+            None => creates.push(ScheduleOp::Create {
+                desired: want.clone(),
+            }),
+        }
+    }
+    let mut ops: Vec<ScheduleOp> = server
+        .iter()
+        .zip(&used)
+        .filter(|(_, used)| !**used)
+        .filter_map(|(s, _)| {
+            Some(ScheduleOp::Delete {
+                id: str_of(s, "id")?.to_string(),
+                old: (*s).clone(),
+            })
+        })
+        .collect();
+    ops.extend(updates);
+    ops.extend(creates);
+    ops
+}
+
+/// Does the server schedule (a DeploymentSchedule) already say what `want` says?
+pub fn schedule_equivalent(want: &DesiredSchedule, have: &Value) -> bool {
+    let have_slug = have.get("slug").and_then(Value::as_str);
+    if want.slug.as_deref() != have_slug {
+        return false;
+    }
+    if have.get("active").and_then(Value::as_bool).unwrap_or(true) != want.active {
+        return false;
+    }
+    let have_params = have.get("parameters").cloned().unwrap_or(json!({}));
+    if !json_eq(&have_params, &Value::Object(want.parameters.clone())) {
+        return false;
+    }
+    if have.get("max_scheduled_runs").is_some_and(|v| !v.is_null()) {
+        return false;
+    }
+    have.get("schedule")
+        .is_some_and(|s| schedule_object_equivalent(want, s))
+}
+
+fn schedule_object_equivalent(want: &DesiredSchedule, have: &Value) -> bool {
+    let w = &want.schedule;
+    let tz = |v: &Value| v.get("timezone").cloned().unwrap_or(Value::Null);
+    if let Some(cron) = w.get("cron").and_then(Value::as_str) {
+        let day_or = |v: &Value| v.get("day_or").and_then(Value::as_bool).unwrap_or(true);
+        return have.get("cron").and_then(Value::as_str).map(str::trim) == Some(cron.trim())
+            && tz(w) == tz(have)
+            && day_or(w) == day_or(have);
+    }
+    if let Some(interval) = w.get("interval").and_then(Value::as_f64) {
+        let same_interval = have
+            .get("interval")
+            .and_then(Value::as_f64)
+            .is_some_and(|h| (h - interval).abs() < 1e-6);
+        let same_anchor = !want.anchor_explicit
+            || match (
+                w.get("anchor_date").and_then(Value::as_str),
+                have.get("anchor_date").and_then(Value::as_str),
+            ) {
+                (Some(a), Some(b)) => same_instant(a, b),
+                (None, None) => true,
+                _ => false,
+            };
+        return same_interval && same_anchor && tz(w) == tz(have);
+    }
+    if let Some(rrule) = w.get("rrule").and_then(Value::as_str) {
+        let Some(have_rrule) = have.get("rrule").and_then(Value::as_str) else {
+            return false;
+        };
+        // Without a DTSTART in the yaml, the client or the server injects one (a fixed 2020 date,
+        // or a recent one for SECONDLY/MINUTELY rules): any start matches.
+        let strip = |r: &str| -> String {
+            r.lines()
+                .filter(|l| !l.trim_start().to_ascii_uppercase().starts_with("DTSTART"))
+                .map(str::trim)
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let same_rule = if want.anchor_explicit {
+            rrule.trim() == have_rrule.trim()
+        } else {
+            strip(rrule) == strip(have_rrule)
+        };
+        return same_rule && tz(w) == tz(have);
+    }
+    json_eq(w, have)
+}
+
+/// Two RFC 3339 timestamps naming the same instant (`Z` vs `+00:00`, fractional zeros).
+fn same_instant(a: &str, b: &str) -> bool {
+    match (a.parse::<jiff::Timestamp>(), b.parse::<jiff::Timestamp>()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// The automations among those related to a deployment that its yaml triggers made: named like
+/// Prefect's default (`<deployment>__automation_<n>`) or like one of the yaml's triggers. (Reads do
+/// not say which automations a deployment owns; one that merely runs it is left alone.)
+fn own_automations(related: &[Value], deployment_name: &str, triggers: &[Value]) -> Vec<Value> {
+    let prefix = format!("{deployment_name}__automation_");
+    let wanted: HashSet<&str> = triggers
+        .iter()
+        .filter_map(|t| t.get("name").and_then(Value::as_str))
+        .collect();
+    related
+        .iter()
+        .filter(|a| {
+            let name = a.get("name").and_then(Value::as_str).unwrap_or("");
+            wanted.contains(name)
+                || name
+                    .strip_prefix(&prefix)
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .cloned()
+        .collect()
+}
+
+/// Do the deployment's automations equal the yaml's triggers? Each desired body must be contained
+/// in one automation (the server adds ids and defaults), and the counts must agree.
+fn automations_match(triggers: &[Value], existing: &[Value], deployment_id: &str) -> bool {
+    if triggers.len() != existing.len() {
+        return false;
+    }
+    let mut used = vec![false; existing.len()];
+    triggers.iter().all(|trigger| {
+        let mut want = crate::desired::automation_body(trigger, deployment_id);
+        if let Value::Object(map) = &mut want {
+            // Not part of the read model.
+            map.remove("owner_resource");
+        }
+        match (0..existing.len()).find(|&i| !used[i] && json_contains(&existing[i], &want)) {
+            Some(i) => {
+                used[i] = true;
+                true
+            }
+            None => false,
+        }
+    })
+}
+
+/// `have` has every member of `want` with an equal value (objects recursively; arrays element-wise).
+fn json_contains(have: &Value, want: &Value) -> bool {
+    match (have, want) {
+        (Value::Object(h), Value::Object(w)) => w.iter().all(|(k, wv)| match h.get(k) {
+            Some(hv) => json_contains(hv, wv),
+            None => wv.is_null(),
+        }),
+        (Value::Array(h), Value::Array(w)) => {
+            h.len() == w.len() && h.iter().zip(w).all(|(h, w)| json_contains(h, w))
+        }
+        _ => json_eq(have, want),
+    }
+}
+
+/// JSON equality as the server's round trip preserves it: object member order is irrelevant and
+/// `600` equals `600.0` (Python floats come back as floats).
+pub fn json_eq(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            if x.is_f64() || y.is_f64() {
+                x.as_f64() == y.as_f64()
+            } else {
+                x == y
+            }
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(v, w)| json_eq(v, w))
+        }
+        _ => a == b,
+    }
+}
+
+/// Collects the differing leaves under `path` (objects by key, same-length arrays by index).
+fn diff_into(path: &str, old: Option<&Value>, new: Option<&Value>, out: &mut Vec<FieldChange>) {
+    match (old, new) {
+        (Some(a), Some(b)) if json_eq(a, b) => {}
+        (Some(Value::Object(a)), Some(Value::Object(b))) => {
+            for (key, value) in a {
+                diff_into(&format!("{path}.{key}"), Some(value), b.get(key), out);
+            }
+            for (key, value) in b.iter().filter(|(k, _)| !a.contains_key(*k)) {
+                diff_into(&format!("{path}.{key}"), None, Some(value), out);
+            }
+        }
+        (Some(Value::Array(a)), Some(Value::Array(b)))
+            if a.len() == b.len() && a.iter().any(|v| v.is_object()) =>
+        {
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                diff_into(&format!("{path}[{i}]"), Some(x), Some(y), out);
+            }
+        }
+        (None, None) => {}
+        _ => out.push(FieldChange {
+            path: path.to_string(),
+            old: old.cloned(),
+            new: new.cloned(),
+        }),
+    }
+}
+
+// ---- rendering ---------------------------------------------------------------------------------
+
+/// A value in one line, shortened to `max` characters.
+pub fn short(value: Option<&Value>, max: usize) -> String {
+    let text = match value {
+        None => "(absent)".to_string(),
+        Some(v) => v.to_string(),
+    };
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
+/// A schedule in words: `cron "0 9 * * *" (UTC)`, `interval 600s`, `rrule "…"`, plus slug/inactive.
+pub fn describe_schedule(schedule: &Value, slug: Option<&str>, active: bool) -> String {
+    let tz = schedule
+        .get("timezone")
+        .and_then(Value::as_str)
+        .map(|tz| format!(" ({tz})"))
+        .unwrap_or_default();
+    let mut text = if let Some(cron) = schedule.get("cron").and_then(Value::as_str) {
+        format!("cron {cron:?}{tz}")
+    } else if let Some(interval) = schedule.get("interval").and_then(Value::as_f64) {
+        let anchor = schedule
+            .get("anchor_date")
+            .and_then(Value::as_str)
+            .map(|a| format!(" from {a}"))
+            .unwrap_or_default();
+        format!("interval {interval}s{anchor}{tz}")
+    } else if let Some(rrule) = schedule.get("rrule").and_then(Value::as_str) {
+        format!("rrule {rrule:?}{tz}")
+    } else {
+        short(Some(schedule), 80)
+    };
+    if let Some(slug) = slug {
+        text.push_str(&format!(" [{slug}]"));
+    }
+    if !active {
+        text.push_str(" (inactive)");
+    }
+    text
+}
+
+fn describe_desired_schedule(s: &DesiredSchedule) -> String {
+    let mut schedule = s.schedule.clone();
+    if !s.anchor_explicit {
+        if let Value::Object(map) = &mut schedule {
+            map.remove("anchor_date");
+        }
+    }
+    describe_schedule(&schedule, s.slug.as_deref(), s.active)
+}
+
+fn describe_server_schedule(s: &Value) -> String {
+    describe_schedule(
+        s.get("schedule").unwrap_or(&Value::Null),
+        s.get("slug").and_then(Value::as_str),
+        s.get("active").and_then(Value::as_bool).unwrap_or(true),
+    )
+}
+
+/// The readable lines of one schedule write.
+pub fn describe_schedule_op(op: &ScheduleOp) -> String {
+    match op {
+        ScheduleOp::Create { desired } => format!("+ {}", describe_desired_schedule(desired)),
+        ScheduleOp::Update { old, desired, .. } => {
+            format!(
+                "~ {} → {}",
+                describe_server_schedule(old),
+                describe_desired_schedule(desired)
+            )
+        }
+        ScheduleOp::Delete { old, .. } => format!("- {}", describe_server_schedule(old)),
+    }
+}
+
+impl Plan {
+    /// The human plan, one block per deployment, for stderr.
+    pub fn render_text(&self) -> String {
+        let mut out = String::new();
+        for item in &self.items {
+            let location = item
+                .desired
+                .as_ref()
+                .map(|d| format!("  ({})", d.source))
+                .unwrap_or_default();
+            let label = match item.action {
+                Action::Create => "create",
+                Action::Update => "update",
+                Action::Unchanged => "unchanged",
+                Action::Delete => "delete",
+            };
+            out.push_str(&format!(
+                "{} {label:<9} {}{location}\n",
+                item.action.sigil(),
+                item.full_name()
+            ));
+            for change in &item.changes {
+                out.push_str(&format!(
+                    "    {}: {} → {}\n",
+                    change.path,
+                    short(change.old.as_ref(), 60),
+                    short(change.new.as_ref(), 60)
+                ));
+            }
+            for op in &item.schedule_ops {
+                out.push_str(&format!("    schedules: {}\n", describe_schedule_op(op)));
+            }
+            if item.triggers_changed {
+                let n = item
+                    .desired
+                    .as_ref()
+                    .and_then(|d| d.triggers.as_ref())
+                    .map_or(0, Vec::len);
+                out.push_str(&format!(
+                    "    triggers: owned automations replaced by the yaml's {n}\n"
+                ));
+            }
+            if item.action == Action::Delete {
+                let schedules = item
+                    .server
+                    .as_ref()
+                    .and_then(|s| s.raw.get("schedules"))
+                    .and_then(Value::as_array)
+                    .map_or(0, Vec::len);
+                out.push_str(&format!(
+                    "    no longer in the yaml; deleting it also deletes its scheduled runs ({schedules} schedule{})\n",
+                    if schedules == 1 { "" } else { "s" }
+                ));
+            }
+        }
+        out.push_str(&format!(
+            "Plan: {} to create, {} to update, {} unchanged, {} to delete.\n",
+            self.count(Action::Create),
+            self.count(Action::Update),
+            self.count(Action::Unchanged),
+            self.count(Action::Delete)
+        ));
+        out
+    }
+
+    /// The deployments part of the JSON document (docs/register-flows-json.md).
+    pub fn to_json(&self) -> Value {
+        let items: Vec<Value> = self
+            .items
+            .iter()
+            .map(|item| {
+                let schedules: Vec<Value> = item
+                    .schedule_ops
+                    .iter()
+                    .map(|op| match op {
+                        ScheduleOp::Create { desired } => json!({"op": "create", "id": null, "old": null, "new": desired.create_body(), "text": describe_schedule_op(op)}),
+                        ScheduleOp::Update { id, old, desired } => json!({"op": "update", "id": id, "old": old, "new": desired.create_body(), "text": describe_schedule_op(op)}),
+                        ScheduleOp::Delete { id, old } => json!({"op": "delete", "id": id, "old": old, "new": null, "text": describe_schedule_op(op)}),
+                    })
+                    .collect();
+                json!({
+                    "full_name": item.full_name(),
+                    "flow_name": item.flow_name,
+                    "name": item.name,
+                    "action": item.action.as_str(),
+                    "id": item.server.as_ref().map(|s| s.id.clone()),
+                    "source": item.desired.as_ref().map(|d| json!({"file": d.source.file, "line": d.source.line})),
+                    "changed_fields": item.changed_fields(),
+                    "changes": item.changes.iter().map(|c| json!({"path": c.path, "old": c.old, "new": c.new})).collect::<Vec<_>>(),
+                    "schedules": schedules,
+                    "triggers_changed": item.triggers_changed,
+                })
+            })
+            .collect();
+        json!({
+            "deployments": items,
+            "summary": {
+                "create": self.count(Action::Create),
+                "update": self.count(Action::Update),
+                "unchanged": self.count(Action::Unchanged),
+                "delete": self.count(Action::Delete),
+            },
+            "warnings": self.warnings,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::tests::{owner, sample};
+
+    /// What the server returns after creating `sample(name)`.
+    fn server_copy(d: &DesiredDeployment, id: &str) -> ServerDeployment {
+        let mut raw = d.create_body("flow-id", &owner());
+        let map = raw.as_object_mut().unwrap();
+        map.insert("id".into(), json!(id));
+        map.insert("work_queue_name".into(), json!("default"));
+        map.insert("concurrency_limit".into(), Value::Null);
+        map.insert("global_concurrency_limit".into(), Value::Null);
+        let schedules: Vec<Value> = d
+            .schedules
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, s)| {
+                let mut body = s.create_body();
+                body["id"] = json!(format!("sched-{i}"));
+                body["created"] = json!(format!("2026-01-01T00:00:0{i}Z"));
+                body
+            })
+            .collect();
+        map.insert("schedules".into(), json!(schedules));
+        let mut labels = owner().labels();
+        labels.insert("prefect.flow.id".into(), json!("flow-id"));
+        map.insert("labels".into(), Value::Object(labels));
+        ServerDeployment {
+            id: id.into(),
+            name: d.name.clone(),
+            flow_name: d.flow_name.clone(),
+            owner: Some(owner()),
+            raw,
+        }
+    }
+
+    fn state(deployments: Vec<DesiredDeployment>) -> DesiredState {
+        DesiredState {
+            owner: owner(),
+            deployments,
+            warnings: vec![],
+        }
+    }
+
+    #[test]
+    fn new_deployment_is_created_and_existing_one_unchanged() {
+        let a = sample("a");
+        let server = ServerState {
+            deployments: vec![server_copy(&a, "id-a")],
+            automations: None,
+        };
+        let plan = plan(&state(vec![a, sample("b")]), &server, false);
+        assert_eq!(
+            plan.items[0].action,
+            Action::Unchanged,
+            "{:?}",
+            plan.items[0].changes
+        );
+        assert_eq!(plan.items[1].action, Action::Create);
+        assert_eq!(plan.write_count(), 2);
+        assert!(plan.has_changes());
+    }
+
+    #[test]
+    fn server_normalisations_are_not_differences() {
+        let mut a = sample("a");
+        a.fields.insert("concurrency_limit".into(), json!(3));
+        a.fields.insert(
+            "concurrency_options".into(),
+            json!({"collision_strategy": "ENQUEUE"}),
+        );
+        a.fields
+            .insert("parameters".into(), json!({"ratio": 1.0, "b": 2}));
+        a.schedules = Some(vec![
+            DesiredSchedule {
+                schedule: json!({"interval": 600.0, "anchor_date": "2026-03-01T10:00:00.123456Z", "timezone": "UTC"}),
+                anchor_explicit: false,
+                active: true,
+                parameters: Map::new(),
+                slug: None,
+            },
+            DesiredSchedule {
+                schedule: json!({"rrule": "FREQ=DAILY;COUNT=3", "timezone": "UTC"}),
+                anchor_explicit: false,
+                active: true,
+                parameters: Map::new(),
+                slug: Some("r".into()),
+            },
+        ]);
+        let mut have = server_copy(&a, "id-a");
+        have.raw["concurrency_limit"] = Value::Null;
+        have.raw["global_concurrency_limit"] = json!({"limit": 3, "name": "deployment:id-a"});
+        have.raw["concurrency_options"] =
+            json!({"collision_strategy": "ENQUEUE", "grace_period_seconds": null});
+        have.raw["parameters"] = json!({"b": 2, "ratio": 1});
+        have.raw["schedules"][0]["schedule"] =
+            json!({"interval": 600, "anchor_date": "2020-01-01T00:00:00Z", "timezone": "UTC"});
+        have.raw["schedules"][1]["schedule"] =
+            json!({"rrule": "DTSTART:20200101T000000\nFREQ=DAILY;COUNT=3", "timezone": "UTC"});
+        let plan = plan(
+            &state(vec![a]),
+            &ServerState {
+                deployments: vec![have],
+                automations: None,
+            },
+            false,
+        );
+        let item = &plan.items[0];
+        assert_eq!(
+            item.action,
+            Action::Unchanged,
+            "{:?} {:?}",
+            item.changes,
+            item.schedule_ops
+        );
+        assert_eq!(plan.write_count(), 0);
+    }
+
+    #[test]
+    fn one_changed_field_patches_only_that_field() {
+        let a = sample("a");
+        let have = server_copy(&a, "id-a");
+        let mut changed = a.clone();
+        changed.fields.insert("parameters".into(), json!({"n": 2}));
+        let plan = plan(
+            &state(vec![changed]),
+            &ServerState {
+                deployments: vec![have],
+                automations: None,
+            },
+            false,
+        );
+        let item = &plan.items[0];
+        assert_eq!(item.action, Action::Update);
+        assert_eq!(
+            Value::Object(item.patch.clone()),
+            json!({"parameters": {"n": 2}})
+        );
+        assert_eq!(
+            Value::Object(item.restore_patch.clone()),
+            json!({"parameters": {"n": 1}})
+        );
+        assert_eq!(
+            item.changes,
+            vec![FieldChange {
+                path: "parameters.n".into(),
+                old: Some(json!(1)),
+                new: Some(json!(2))
+            }]
+        );
+        assert_eq!(item.changed_fields(), vec!["parameters".to_string()]);
+        assert!(item.schedule_ops.is_empty());
+        assert!(
+            plan.render_text().contains("    parameters.n: 1 → 2\n"),
+            "{}",
+            plan.render_text()
+        );
+    }
+
+    #[test]
+    fn coupled_fields_travel_together() {
+        let a = sample("a");
+        let have = server_copy(&a, "id-a");
+        let mut changed = a.clone();
+        changed
+            .fields
+            .insert("work_queue_name".into(), json!("fast"));
+        changed.fields.insert("concurrency_limit".into(), json!(2));
+        changed.fields.insert("version".into(), json!("2.0"));
+        let plan = plan(
+            &state(vec![changed]),
+            &ServerState {
+                deployments: vec![have],
+                automations: None,
+            },
+            false,
+        );
+        let patch = &plan.items[0].patch;
+        for key in [
+            "work_queue_name",
+            "work_pool_name",
+            "concurrency_limit",
+            "concurrency_options",
+            "version",
+            "version_info",
+        ] {
+            assert!(patch.contains_key(key), "{key} missing from {patch:?}");
+        }
+        assert!(!plan.items[0].restore_patch.contains_key("version_info"));
+        assert_eq!(
+            plan.items[0].restore_patch["work_queue_name"],
+            json!("default")
+        );
+        assert_eq!(
+            plan.items[0].restore_patch["concurrency_limit"],
+            Value::Null
+        );
+    }
+
+    #[test]
+    fn fields_the_yaml_does_not_own_are_left_alone() {
+        let a = sample("a"); // no `paused`, no `enforce_parameter_schema`
+        let mut have = server_copy(&a, "id-a");
+        have.raw["paused"] = json!(true);
+        have.raw["enforce_parameter_schema"] = json!(false);
+        let p = plan(
+            &state(vec![a.clone()]),
+            &ServerState {
+                deployments: vec![have.clone()],
+                automations: None,
+            },
+            false,
+        );
+        assert_eq!(p.items[0].action, Action::Unchanged);
+        let mut stated = a;
+        stated.fields.insert("paused".into(), json!(false));
+        let p = plan(
+            &state(vec![stated]),
+            &ServerState {
+                deployments: vec![have],
+                automations: None,
+            },
+            false,
+        );
+        assert_eq!(
+            Value::Object(p.items[0].patch.clone()),
+            json!({"paused": false})
+        );
+    }
+
+    fn cron(expr: &str, slug: Option<&str>) -> DesiredSchedule {
+        DesiredSchedule {
+            schedule: json!({"cron": expr, "timezone": "UTC", "day_or": true}),
+            anchor_explicit: true,
+            active: true,
+            parameters: Map::new(),
+            slug: slug.map(String::from),
+        }
+    }
+
+    fn server_schedule(id: &str, created: &str, s: &DesiredSchedule) -> Value {
+        let mut body = s.create_body();
+        body["id"] = json!(id);
+        body["created"] = json!(created);
+        body
+    }
+
+    #[test]
+    fn schedules_keep_what_matches_and_touch_only_the_rest() {
+        let keep = cron("0 1 * * *", None);
+        let old = cron("0 2 * * *", None);
+        let server = vec![
+            server_schedule("s1", "1", &keep),
+            server_schedule("s2", "2", &old),
+        ];
+        // One kept, one changed: the changed one is updated in place, the kept one untouched.
+        let ops = reconcile_schedules(&[keep.clone(), cron("0 3 * * *", None)], &server);
+        assert_eq!(ops.len(), 1);
+        assert!(matches!(&ops[0], ScheduleOp::Update { id, .. } if id == "s2"));
+        // Removing one deletes exactly that one.
+        let ops = reconcile_schedules(std::slice::from_ref(&keep), &server);
+        assert!(matches!(&ops[..], [ScheduleOp::Delete { id, .. }] if id == "s2"));
+        // Adding one creates it without touching the others.
+        let ops = reconcile_schedules(
+            &[keep.clone(), old.clone(), cron("0 4 * * *", None)],
+            &server,
+        );
+        assert!(matches!(&ops[..], [ScheduleOp::Create { .. }]));
+        // Clearing deletes all.
+        assert_eq!(reconcile_schedules(&[], &server).len(), 2);
+        // Same set: nothing.
+        assert!(reconcile_schedules(&[old, keep], &server).is_empty());
+    }
+
+    #[test]
+    fn schedules_pair_by_slug_and_drop_duplicates_deterministically() {
+        let a = cron("0 1 * * *", Some("a"));
+        let server = vec![
+            server_schedule("s1", "1", &cron("0 9 * * *", Some("a"))),
+            server_schedule("s2", "2", &cron("0 5 * * *", Some("b"))),
+        ];
+        let ops = reconcile_schedules(std::slice::from_ref(&a), &server);
+        assert_eq!(ops.len(), 2);
+        assert!(ops
+            .iter()
+            .any(|op| matches!(op, ScheduleOp::Update { id, .. } if id == "s1")));
+        assert!(ops
+            .iter()
+            .any(|op| matches!(op, ScheduleOp::Delete { id, .. } if id == "s2")));
+        // A slug-less desired schedule never reuses a slugged one (PATCH cannot clear a slug).
+        let ops = reconcile_schedules(&[cron("0 1 * * *", None)], &server[..1]);
+        assert!(
+            matches!(
+                &ops[..],
+                [ScheduleOp::Delete { .. }, ScheduleOp::Create { .. }]
+            ),
+            "{ops:?}"
+        );
+        // Two identical schedules (a concurrent run's duplicate): the newer one goes, whatever the order read.
+        let dup = cron("0 1 * * *", None);
+        let server = vec![
+            server_schedule("new", "2026-01-02", &dup),
+            server_schedule("old", "2026-01-01", &dup),
+        ];
+        let ops = reconcile_schedules(std::slice::from_ref(&dup), &server);
+        assert!(
+            matches!(&ops[..], [ScheduleOp::Delete { id, .. }] if id == "new"),
+            "{ops:?}"
+        );
+    }
+
+    #[test]
+    fn schedule_equivalence_details() {
+        let mut interval = DesiredSchedule {
+            schedule: json!({"interval": 600.0, "anchor_date": "2026-01-01T00:00:00Z", "timezone": "UTC"}),
+            anchor_explicit: true,
+            active: true,
+            parameters: Map::new(),
+            slug: None,
+        };
+        let have = json!({"schedule": {"interval": 600.0, "anchor_date": "2026-01-01T00:00:00+00:00", "timezone": "UTC"}, "active": true, "parameters": {}, "slug": null});
+        assert!(schedule_equivalent(&interval, &have));
+        interval.schedule["anchor_date"] = json!("2026-01-02T00:00:00Z");
+        assert!(!schedule_equivalent(&interval, &have));
+        interval.anchor_explicit = false;
+        assert!(schedule_equivalent(&interval, &have));
+        interval.active = false;
+        assert!(!schedule_equivalent(&interval, &have));
+        let minutely = DesiredSchedule {
+            schedule: json!({"rrule": "DTSTART:20261127T045500\nFREQ=MINUTELY;INTERVAL=5", "timezone": "UTC"}),
+            anchor_explicit: false,
+            active: true,
+            parameters: Map::new(),
+            slug: None,
+        };
+        let stored = json!({"schedule": {"rrule": "DTSTART:20261120T100000\nFREQ=MINUTELY;INTERVAL=5", "timezone": "UTC"}, "active": true, "parameters": {}, "slug": null});
+        assert!(
+            schedule_equivalent(&minutely, &stored),
+            "a DTSTART the yaml did not write is not compared"
+        );
+        let explicit = DesiredSchedule {
+            anchor_explicit: true,
+            ..minutely
+        };
+        assert!(!schedule_equivalent(&explicit, &stored));
+        let c = cron("0 1 * * *", None);
+        let mut have = server_schedule("x", "1", &c);
+        assert!(schedule_equivalent(&c, &have));
+        have["schedule"]["day_or"] = json!(false);
+        assert!(!schedule_equivalent(&c, &have));
+        have["schedule"]["day_or"] = json!(true);
+        have["schedule"]["timezone"] = Value::Null;
+        assert!(!schedule_equivalent(&c, &have));
+        have["schedule"]["timezone"] = json!("UTC");
+        have["parameters"] = json!({"n": 1});
+        assert!(!schedule_equivalent(&c, &have));
+    }
+
+    #[test]
+    fn prune_deletes_only_this_projects_deployments() {
+        let a = sample("a");
+        let gone = server_copy(&sample("gone"), "id-gone");
+        let mut foreign = server_copy(&sample("foreign"), "id-foreign");
+        foreign.owner = Some(Ownership {
+            project: "other".into(),
+            prefect_file: "prefect.yaml".into(),
+        });
+        let mut other_file = server_copy(&sample("other-file"), "id-of");
+        other_file.owner = Some(Ownership {
+            project: "proj".into(),
+            prefect_file: "prefect-dev.yaml".into(),
+        });
+        let mut by_hand = server_copy(&sample("by-hand"), "id-h");
+        by_hand.owner = None;
+        let server = ServerState {
+            deployments: vec![server_copy(&a, "id-a"), gone, foreign, other_file, by_hand],
+            automations: None,
+        };
+        let p = plan(&state(vec![a.clone()]), &server, true);
+        let deletes: Vec<&str> = p
+            .items
+            .iter()
+            .filter(|i| i.action == Action::Delete)
+            .map(|i| i.name.as_str())
+            .collect();
+        assert_eq!(deletes, vec!["gone"]);
+        assert!(
+            p.render_text().contains("- delete    flow-a/gone"),
+            "{}",
+            p.render_text()
+        );
+        assert!(p.render_text().contains("scheduled runs"));
+        // Without --prune nothing is deleted.
+        let p = plan(&state(vec![a]), &server, false);
+        assert_eq!(p.count(Action::Delete), 0);
+    }
+
+    #[test]
+    fn unowned_deployments_are_warned_about() {
+        let a = sample("a");
+        let mut have = server_copy(&a, "id-a");
+        have.owner = None;
+        let p = plan(
+            &state(vec![a]),
+            &ServerState {
+                deployments: vec![have],
+                automations: None,
+            },
+            false,
+        );
+        assert_eq!(p.warnings.len(), 1);
+        assert!(
+            p.warnings[0].contains("will never delete it"),
+            "{}",
+            p.warnings[0]
+        );
+    }
+
+    fn stored_copy_named(name: &str) -> Value {
+        json!({"name": name, "enabled": true, "actions": []})
+    }
+
+    #[test]
+    fn triggers_compare_against_owned_automations() {
+        let mut a = sample("a");
+        a.triggers = Some(vec![
+            json!({"name": "a__automation_1", "enabled": true, "actions": [{"type": "run-deployment", "source": "selected"}]}),
+        ]);
+        let have = server_copy(&a, "id-a");
+        let mut stored = crate::desired::automation_body(&a.triggers.as_ref().unwrap()[0], "id-a");
+        stored["id"] = json!("auto-1");
+        stored["actions"][0]["job_variables"] = Value::Null;
+        stored.as_object_mut().unwrap().remove("owner_resource");
+        // Someone else's automation that runs this deployment: not ours, ignored.
+        let foreign = json!({"id": "auto-2", "name": "page the team", "actions": [{"type": "run-deployment", "deployment_id": "id-a"}]});
+        let automations = HashMap::from([("id-a".to_string(), vec![stored.clone(), foreign])]);
+        let server = ServerState {
+            deployments: vec![have.clone()],
+            automations: Some(automations),
+        };
+        assert_eq!(
+            plan(&state(vec![a.clone()]), &server, false).items[0].action,
+            Action::Unchanged
+        );
+        let mut changed = a.clone();
+        changed.triggers.as_mut().unwrap()[0]["enabled"] = json!(false);
+        let p = plan(&state(vec![changed]), &server, false);
+        assert!(p.items[0].triggers_changed);
+        assert_eq!(
+            p.items[0].automations_snapshot,
+            vec![stored],
+            "only our automation is snapshotted"
+        );
+        // A left-over automation of a removed trigger counts as a change.
+        let mut leftover = stored_copy_named("a__automation_2");
+        leftover["id"] = json!("auto-3");
+        let mut with_leftover = server.clone();
+        with_leftover
+            .automations
+            .as_mut()
+            .unwrap()
+            .get_mut("id-a")
+            .unwrap()
+            .push(leftover);
+        assert!(plan(&state(vec![a.clone()]), &with_leftover, false).items[0].triggers_changed);
+        let none = ServerState {
+            deployments: vec![have],
+            automations: Some(HashMap::new()),
+        };
+        assert!(plan(&state(vec![a]), &none, false).items[0].triggers_changed);
+    }
+
+    #[test]
+    fn recreate_body_restores_a_deleted_deployment() {
+        let mut a = sample("a");
+        a.fields.insert("concurrency_limit".into(), json!(4));
+        let mut have = server_copy(&a, "id-a");
+        have.raw["global_concurrency_limit"] = json!({"limit": 4});
+        have.raw["concurrency_limit"] = Value::Null;
+        let body = recreate_body(&have.raw);
+        assert_eq!(body["concurrency_limit"], json!(4));
+        assert_eq!(body["labels"], Value::Object(owner().labels()));
+        assert_eq!(body["schedules"][0]["schedule"]["cron"], json!("0 9 * * *"));
+        assert!(body["schedules"][0].get("id").is_none());
+    }
+
+    #[test]
+    fn from_json_joins_flow_names_and_owners() {
+        let deployments = vec![
+            json!({"id": "d1", "name": "x", "flow_id": "f1", "labels": owner().labels()}),
+            json!({"id": "d2", "name": "y", "flow_id": "f-unknown"}),
+        ];
+        let flows = vec![json!({"id": "f1", "name": "flow-one"})];
+        let s = ServerState::from_json(deployments, &flows, None).unwrap();
+        assert_eq!(s.deployments.len(), 1);
+        assert_eq!(s.deployments[0].full_name(), "flow-one/x");
+        assert_eq!(s.deployments[0].owner, Some(owner()));
+        assert!(ServerState::from_json(vec![json!({"name": "no id"})], &flows, None).is_err());
+    }
+
+    #[test]
+    fn json_document_is_stable() {
+        let a = sample("a");
+        let mut changed = a.clone();
+        changed.fields.insert("tags".into(), json!(["t", "u"]));
+        let p = plan(
+            &state(vec![changed, sample("b")]),
+            &ServerState {
+                deployments: vec![server_copy(&a, "id-a")],
+                automations: None,
+            },
+            false,
+        );
+        let doc = p.to_json();
+        assert_eq!(
+            doc["summary"],
+            json!({"create": 1, "update": 1, "unchanged": 0, "delete": 0})
+        );
+        assert_eq!(doc["deployments"][0]["action"], json!("update"));
+        assert_eq!(
+            doc["deployments"][0]["changes"][0],
+            json!({"path": "tags", "old": ["t"], "new": ["t", "u"]})
+        );
+        assert_eq!(
+            doc["deployments"][0]["source"],
+            json!({"file": "prefect.yaml", "line": 3})
+        );
+        assert_eq!(doc["deployments"][1]["id"], Value::Null);
+    }
+
+    #[test]
+    fn short_is_utf8_safe() {
+        let v = json!("é".repeat(100));
+        assert!(short(Some(&v), 10).ends_with('…'));
+        assert_eq!(short(None, 10), "(absent)");
+    }
+}

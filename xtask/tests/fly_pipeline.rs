@@ -15,6 +15,9 @@ const IMAGE: &str = "registry.fly.io/captionacc-api:deadbeef";
 
 /// A sandbox ready to deploy: host env and app secrets complete, with sentinel credentials.
 fn ready(test: &str) -> Sandbox {
+    // The release command validates that the pools exist before it writes anything.
+    ensure_pool("captionacc-workers-prod");
+    ensure_pool("captionacc-workers-dev");
     let mut sandbox = Sandbox::new(test);
     let url = server_url();
     sandbox.write_secrets(&[

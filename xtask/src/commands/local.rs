@@ -16,10 +16,6 @@ use crate::prefect_api::{ApiConfig, PrefectClient};
 use crate::project::{repo_root, venv_dir, Project};
 use crate::report::code;
 
-/// LEAD: flip to `true` once the native engine (commands/register_flows.rs) lands; until then
-/// registration shells out to `prefect --no-prompt deploy --all` (the prefect-cli engine).
-const NATIVE_REGISTER: bool = false;
-
 /// How long the smoke run may take from creation to Completed.
 const SMOKE_RUN_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -75,16 +71,8 @@ pub fn deploy_local(global: &GlobalArgs, args: &DeployArgs) -> Result<ExitCode> 
         "registering the deployments of {}",
         project.prefect_file_label()
     ));
-    if NATIVE_REGISTER {
-        register_native(global, &project)?;
-    } else {
-        let root = project.root.to_string_lossy().into_owned();
-        crate::prefect_cli::deploy_all(
-            &project,
-            &prefect,
-            &[("PREFECT_API_URL", &api), ("APP_DIR", &root)],
-        )?;
-    }
+    // The same code path as Fly's release command.
+    register_native(global, &project)?;
 
     step("process workers");
     for pool in &pools {

@@ -1,0 +1,349 @@
+//! register-flows' sync engine against a real Prefect server, through a fault-injecting proxy:
+//! minimal writes, dry-run/check, prune ownership, rollback after any failing write, convergence
+//! despite resets and random 503s, and schedule ids/runs that survive unrelated changes.
+//! Needs XTASK_TEST_PREFECT_API_URL (see tests/support/sync_helpers.rs).
+
+#[path = "support/fault_proxy.rs"]
+mod fault_proxy;
+#[path = "support/sync_helpers.rs"]
+mod sync_helpers;
+
+use fault_proxy::{Fault, FaultProxy, Rules};
+use serde_json::json;
+use sync_helpers::*;
+use xtask::plan::Action;
+
+/// A project in its "before" state and its "after" (target) state:
+/// keep (unchanged), upd (parameters + schedules change), gone (pruned), new (created).
+struct Scenario {
+    flow: String,
+    before: xtask::desired::DesiredState,
+    after: xtask::desired::DesiredState,
+}
+
+fn scenario(tag: &str) -> Scenario {
+    let flow = unique(&format!("flow-{tag}"));
+    let pool = unique(&format!("pool-{tag}"));
+    let project = unique(&format!("proj-{tag}"));
+    ensure_pool(&client_for(&server_url(), 3), &pool);
+    let keep = deployment(&flow, "keep", &pool, vec![cron("0 1 * * *")]);
+    let upd = deployment(
+        &flow,
+        "upd",
+        &pool,
+        vec![cron("0 2 * * *"), cron("0 3 * * *")],
+    );
+    let gone = deployment(&flow, "gone", &pool, vec![cron("0 4 * * *")]);
+    let before = state(&project, vec![keep.clone(), upd.clone(), gone]);
+    let mut upd2 = upd;
+    upd2.fields.insert("parameters".into(), json!({"n": 2}));
+    upd2.schedules = Some(vec![
+        cron("0 2 * * *"),
+        cron("0 5 * * *"),
+        cron("0 6 * * *"),
+    ]);
+    let new = deployment(&flow, "new", &pool, vec![cron("0 7 * * *")]);
+    let after = state(&project, vec![keep, upd2, new]);
+    Scenario {
+        flow,
+        before,
+        after,
+    }
+}
+
+#[test]
+fn minimal_writes_dry_run_and_check() {
+    let s = scenario("min");
+    let direct = client_for(&server_url(), 3);
+    let proxy = FaultProxy::start(&server_url(), Rules::default());
+    let via_proxy = client_for(&proxy.api_url, 3);
+
+    let first = run_sync(&via_proxy, &s.before, &args(false, 4));
+    assert!(!first.failed());
+    assert_eq!(first.plan.count(Action::Create), 3);
+    // One flow + three deployments.
+    assert_eq!(proxy.successful_writes(), 4, "{:#?}", proxy.write_lines());
+
+    proxy.reset_counts();
+    let again = run_sync(&via_proxy, &s.before, &args(false, 4));
+    assert_eq!(again.plan.count(Action::Unchanged), 3);
+    assert_eq!(
+        proxy.writes(),
+        0,
+        "an unchanged re-run must not write: {:#?}",
+        proxy.write_lines()
+    );
+
+    // One field changed: exactly one PATCH of exactly that field.
+    let mut changed = s.before.clone();
+    changed.deployments[0]
+        .fields
+        .insert("tags".into(), json!(["test", "more"]));
+    proxy.reset_counts();
+    let one = run_sync(&via_proxy, &changed, &args(false, 4));
+    assert!(!one.failed());
+    let writes = proxy.write_lines();
+    assert_eq!(proxy.successful_writes(), 1, "{writes:#?}");
+    assert!(
+        writes[0].starts_with("PATCH /api/deployments/"),
+        "{writes:#?}"
+    );
+    assert_eq!(
+        snapshot(&direct, &s.flow)["keep"]["tags"],
+        json!(["test", "more"])
+    );
+
+    // Dry-run and check see the difference and write nothing.
+    let before = snapshot(&direct, &s.flow);
+    proxy.reset_counts();
+    let mut dry = args(true, 4);
+    dry.dry_run = true;
+    let planned = run_sync(&via_proxy, &s.after, &dry);
+    assert_eq!(
+        (
+            planned.plan.count(Action::Create),
+            planned.plan.count(Action::Update),
+            planned.plan.count(Action::Delete)
+        ),
+        (1, 2, 1)
+    );
+    let mut check = args(true, 4);
+    check.check = true;
+    let checked = run_sync(&via_proxy, &s.after, &check);
+    assert_eq!(checked.exit_code(&check), 2);
+    assert_eq!(proxy.writes(), 0, "{:#?}", proxy.write_lines());
+    assert_eq!(snapshot(&direct, &s.flow), before);
+    let in_sync = run_sync(&via_proxy, &changed, &check);
+    assert_eq!(in_sync.exit_code(&check), 0);
+}
+
+#[test]
+fn prune_deletes_only_this_projects_deployments() {
+    let s = scenario("prune");
+    let direct = client_for(&server_url(), 3);
+    run_sync(&direct, &s.before, &args(false, 4));
+    // A deployment made by hand (no marker) and one of another project, same flow.
+    let flow_id = direct.post("/flows/", &json!({"name": s.flow})).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let pool = s.before.deployments[0].fields["work_pool_name"].clone();
+    direct
+        .post(
+            "/deployments/",
+            &json!({"name": "by-hand", "flow_id": flow_id, "work_pool_name": pool}),
+        )
+        .unwrap();
+    let mut other = s.before.clone();
+    other.owner.project = unique("other-project");
+    other.deployments = vec![deployment(
+        &s.flow,
+        "theirs",
+        pool.as_str().unwrap(),
+        vec![],
+    )];
+    run_sync(&direct, &other, &args(false, 4));
+
+    // Without --prune nothing goes; with it, only `gone`.
+    let kept = run_sync(&direct, &s.after, &args(false, 4));
+    assert_eq!(kept.plan.count(Action::Delete), 0);
+    assert!(snapshot(&direct, &s.flow).contains_key("gone"));
+    let pruned = run_sync(&direct, &s.after, &args(true, 4));
+    assert_eq!(pruned.plan.count(Action::Delete), 1);
+    let names: Vec<String> = snapshot(&direct, &s.flow).into_keys().collect();
+    assert_eq!(names, vec!["by-hand", "keep", "new", "theirs", "upd"]);
+}
+
+#[test]
+fn every_failing_write_is_rolled_back() {
+    let s = scenario("rollback");
+    let direct = client_for(&server_url(), 2);
+    let proxy = FaultProxy::start(&server_url(), Rules::default());
+    let via_proxy = client_for(&proxy.api_url, 2);
+    run_sync(&direct, &s.before, &args(true, 4));
+    let before = snapshot(&direct, &s.flow);
+    let keep_id = deployment_id(&direct, &s.flow, "keep");
+
+    let total = {
+        let mut dry = args(true, 1);
+        dry.dry_run = true;
+        run_sync(&direct, &s.after, &dry).writes_planned
+    };
+    assert!(
+        total >= 6,
+        "the scenario should need several writes, got {total}"
+    );
+    for n in 1..=total {
+        for concurrency in [1, 4] {
+            proxy.set_rules(Rules {
+                nth_write: Some((n, Fault::Status(500))),
+                ..Rules::default()
+            });
+            let outcome = run_sync(&via_proxy, &s.after, &args(true, concurrency));
+            let report = outcome.report.as_ref().expect("applied");
+            assert!(
+                outcome.failed(),
+                "write {n} failed but the sync succeeded: {:#?}",
+                proxy.write_lines()
+            );
+            assert!(
+                report.rollback_complete(),
+                "write {n}: {:#?}",
+                report.rollback
+            );
+            assert_eq!(snapshot(&direct, &s.flow), before, "write {n} (concurrency {concurrency}): state differs after rollback; writes {:#?}; rollback {:#?}", proxy.write_lines(), report.rollback);
+            // The untouched deployment was never replaced.
+            assert_eq!(deployment_id(&direct, &s.flow, "keep"), keep_id);
+        }
+    }
+    // And without faults the same plan goes through.
+    proxy.set_rules(Rules::default());
+    let ok = run_sync(&via_proxy, &s.after, &args(true, 4));
+    assert!(!ok.failed());
+    let after = snapshot(&direct, &s.flow);
+    assert_eq!(
+        after.keys().cloned().collect::<Vec<_>>(),
+        vec!["keep", "new", "upd"]
+    );
+    assert_eq!(after["upd"]["parameters"], json!({"n": 2}));
+}
+
+#[test]
+fn resets_and_random_503s_still_reach_the_target() {
+    let s = scenario("flaky");
+    let direct = client_for(&server_url(), 5);
+    run_sync(&direct, &s.after, &args(true, 4));
+    let target = snapshot(&direct, &s.flow);
+    let proxy = FaultProxy::start(&server_url(), Rules::default());
+    let via_proxy = client_for(&proxy.api_url, 5);
+    let total = {
+        run_sync(&direct, &s.before, &args(true, 4));
+        let mut dry = args(true, 1);
+        dry.dry_run = true;
+        run_sync(&direct, &s.after, &dry).writes_planned
+    };
+    for n in 1..=total {
+        // (A 503 on a single write is covered by the random 503s below.)
+        for fault in [Fault::ResetBefore, Fault::ResetAfter] {
+            run_sync(&direct, &s.before, &args(true, 4));
+            proxy.set_rules(Rules {
+                nth_write: Some((n, fault)),
+                ..Rules::default()
+            });
+            let outcome = run_sync(&via_proxy, &s.after, &args(true, 4));
+            assert!(
+                !outcome.failed(),
+                "write {n} {fault:?}: {:?}",
+                outcome.report.as_ref().map(|r| &r.error)
+            );
+            assert_eq!(
+                snapshot(&direct, &s.flow),
+                target,
+                "write {n} {fault:?}: {:#?}",
+                proxy.write_lines()
+            );
+        }
+    }
+    run_sync(&direct, &s.before, &args(true, 4));
+    proxy.set_rules(Rules {
+        random_503: 0.25,
+        ..Rules::default()
+    });
+    let outcome = run_sync(&via_proxy, &s.after, &args(true, 4));
+    assert!(
+        !outcome.failed(),
+        "{:?}",
+        outcome.report.as_ref().map(|r| &r.error)
+    );
+    assert!(
+        proxy.log().iter().any(|l| l.outcome == "503"),
+        "the proxy should have injected 503s"
+    );
+    assert_eq!(snapshot(&direct, &s.flow), target);
+}
+
+#[test]
+fn a_server_that_stays_broken_is_reported_honestly() {
+    let s = scenario("broken");
+    let direct = client_for(&server_url(), 1);
+    run_sync(&direct, &s.before, &args(true, 4));
+    let proxy = FaultProxy::start(&server_url(), Rules::default());
+    let via_proxy = client_for(&proxy.api_url, 1);
+    // Writes 1-2 succeed (the flow, then one more), every later write (rollback included) fails.
+    proxy.set_rules(Rules {
+        writes_from: Some((3, Fault::Status(500))),
+        ..Rules::default()
+    });
+    let outcome = run_sync(&via_proxy, &s.after, &args(true, 1));
+    let report = outcome.report.expect("applied");
+    assert!(report.error.is_some());
+    assert!(!report.rollback_complete(), "{:#?}", report.rollback);
+    assert!(
+        report
+            .rollback
+            .iter()
+            .any(|s| !s.ok && s.text.contains("could not")),
+        "{:#?}",
+        report.rollback
+    );
+}
+
+#[test]
+fn untouched_schedules_keep_their_ids_and_runs() {
+    let s = scenario("runs");
+    let direct = client_for(&server_url(), 3);
+    run_sync(&direct, &s.before, &args(false, 4));
+    let keep = deployment_id(&direct, &s.flow, "keep").unwrap();
+    let upd = deployment_id(&direct, &s.flow, "upd").unwrap();
+    assert!(
+        wait_for(60, || !scheduled_run_ids(&direct, &keep).is_empty()
+            && !scheduled_run_ids(&direct, &upd).is_empty()),
+        "the server's scheduler created no runs"
+    );
+    let keep_runs = scheduled_run_ids(&direct, &keep);
+    let keep_schedules = schedule_ids(&direct, &s.flow, "keep");
+    let upd_schedules = schedule_ids(&direct, &s.flow, "upd");
+    let upd_runs = scheduled_run_ids(&direct, &upd);
+
+    // Another deployment changes and `upd` gains a schedule: nothing of `keep` is touched, and
+    // adding a schedule deletes none of `upd`'s runs.
+    let mut next = s.before.clone();
+    next.deployments[2]
+        .fields
+        .insert("tags".into(), json!(["other"]));
+    next.deployments[1]
+        .schedules
+        .as_mut()
+        .unwrap()
+        .push(cron("0 8 * * *"));
+    let outcome = run_sync(&direct, &next, &args(false, 4));
+    assert!(!outcome.failed());
+    assert_eq!(schedule_ids(&direct, &s.flow, "keep"), keep_schedules);
+    assert_eq!(scheduled_run_ids(&direct, &keep), keep_runs);
+    let now_upd = schedule_ids(&direct, &s.flow, "upd");
+    for (cron, id) in &upd_schedules {
+        assert_eq!(
+            now_upd.get(cron),
+            Some(id),
+            "schedule {cron} of upd was replaced"
+        );
+    }
+    let still = scheduled_run_ids(&direct, &upd);
+    assert!(
+        upd_runs.iter().all(|r| still.contains(r)),
+        "adding a schedule deleted runs of the others"
+    );
+
+    // Another field of `upd` changes: its schedules keep their ids (the server deletes and
+    // re-creates the future runs of a patched deployment; they come back).
+    next.deployments[1]
+        .fields
+        .insert("description".into(), json!("changed"));
+    let before_ids = schedule_ids(&direct, &s.flow, "upd");
+    run_sync(&direct, &next, &args(false, 4));
+    assert_eq!(schedule_ids(&direct, &s.flow, "upd"), before_ids);
+    assert!(
+        wait_for(60, || !scheduled_run_ids(&direct, &upd).is_empty()),
+        "runs were not re-created"
+    );
+}
