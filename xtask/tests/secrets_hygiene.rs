@@ -177,7 +177,10 @@ fn run_all(
             .path_prefix(bin)
             .env("XTASK_PROJECT_ROOT", project.to_str().unwrap())
             .env("FLY_APP", "xsec-app")
-            .env("FAKE_FLY_SECRETS", project.join("fly-app-secrets.env").to_str().unwrap());
+            .env(
+                "FAKE_FLY_SECRETS",
+                project.join("fly-app-secrets.env").to_str().unwrap(),
+            );
         for (key, value) in env {
             invocation = invocation.env(key, value);
         }
