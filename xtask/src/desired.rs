@@ -14,6 +14,7 @@ use crate::flow_source;
 use crate::prefect_api::PrefectClient;
 use crate::prefect_yaml;
 use crate::project::Project;
+use crate::steps::Steps;
 use crate::template::{PlaceholderKind, TemplateValues};
 
 /// Where a deployment is declared, for error messages and the plan.
@@ -333,16 +334,47 @@ pub fn build(project: &Project, client: &PrefectClient) -> anyhow::Result<Desire
     })?;
     let mut errors = ValidationErrors::default();
     let mut warnings: Vec<String> = file.warnings.iter().map(ToString::to_string).collect();
-    let values = template_values(&file, client)?;
+    let selected: Vec<Steps> = file
+        .deployments
+        .iter()
+        .map(|config| {
+            let (build, push) = prefect_yaml::build_and_push_steps(&file, config);
+            Steps { build, push }
+        })
+        .collect();
+    let mut values = template_values(&file, &selected, client)?;
+    let source_of = |config: &prefect_yaml::DeploymentConfig| SourceLocation {
+        file: label.clone(),
+        line: config.line,
+    };
+    // Every deployment's steps are checked before any runs: when one cannot run natively, none
+    // runs (their side effects would be wasted), and deployments with steps are not resolved.
+    let mut steps_runnable = true;
+    for (config, steps) in file.deployments.iter().zip(&selected) {
+        for problem in crate::steps::check(steps) {
+            errors.push(Some(&source_of(config)), Some(&config.name), problem);
+            steps_runnable = false;
+        }
+    }
     let git = GitVersion::detect(&project.root);
     let now = jiff::Timestamp::now();
     let mut deployments = Vec::new();
     let mut pools = Vec::new();
-    for config in &file.deployments {
-        let source = SourceLocation {
-            file: label.clone(),
-            line: config.line,
-        };
+    for (config, steps) in file.deployments.iter().zip(&selected) {
+        let source = source_of(config);
+        values.step_outputs = Map::new();
+        if !steps.is_empty() {
+            if !steps_runnable {
+                continue;
+            }
+            match crate::steps::run(steps, &project.root, &values, &config.name) {
+                Ok(outputs) => values.step_outputs = outputs,
+                Err(message) => {
+                    errors.push(Some(&source), Some(&config.name), message);
+                    continue;
+                }
+            }
+        }
         let resolved = match prefect_yaml::resolve(&file, config, &values) {
             Ok(resolved) => resolved,
             Err(diagnostics) => {
@@ -407,17 +439,23 @@ fn project_name(project: &Project, bytes: &[u8]) -> String {
     })
 }
 
-/// Blocks and variables the templates name, read once each (one GET per distinct name), and the environment.
+/// Blocks and variables the templates (deployments and their build/push steps) name, read once
+/// each (one GET per distinct name), and the environment.
 fn template_values(
     file: &prefect_yaml::PrefectFile,
+    steps: &[Steps],
     client: &PrefectClient,
 ) -> anyhow::Result<TemplateValues> {
     let mut values = TemplateValues {
         env: std::env::vars().collect(),
         ..TemplateValues::default()
     };
-    for config in &file.deployments {
-        for placeholder in config.placeholders() {
+    for (config, steps) in file.deployments.iter().zip(steps) {
+        for placeholder in config
+            .placeholders()
+            .into_iter()
+            .chain(steps.placeholders())
+        {
             match placeholder.kind {
                 PlaceholderKind::Block { slug, name, .. } => {
                     if let Entry::Vacant(slot) = values.blocks.entry((slug.clone(), name.clone())) {
@@ -493,12 +531,6 @@ fn from_resolved(
     now: jiff::Timestamp,
     warnings: &mut Vec<String>,
 ) -> Result<DesiredDeployment, String> {
-    if !resolved.build_steps.is_empty() || !resolved.push_steps.is_empty() {
-        return Err(
-            "build/push steps are not supported by the native engine; use `--engine prefect-cli`"
-                .into(),
-        );
-    }
     let entrypoint = flow_source::parse_entrypoint(&resolved.entrypoint)?;
     let path = flow_source::locate_entrypoint_file(&project.root, &entrypoint)?;
     let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;

@@ -7,6 +7,7 @@
 //! keywords and the docstring exactly as `inspect.getdoc` and griffe see them, and hands the
 //! signature to [`crate::param_schema`].
 
+use crate::python_text::str_repr;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
@@ -68,7 +69,7 @@ pub fn parse_entrypoint(entrypoint: &str) -> Result<Entrypoint, String> {
         return Err(format!(
             "Invalid format for object import. Received {}. Use `path/to/file.py:function` \
              or `package.module:function`.",
-            py_repr(entrypoint)
+            str_repr(entrypoint)
         ));
     };
     check_object_path(entrypoint, object)?;
@@ -307,8 +308,8 @@ fn read_flow_here(source: &str, file_label: &str, function: &str) -> Result<Flow
             FlowErrorKind::MissingFlow,
             format!(
                 "Flow function with name {} not found in {}.",
-                py_repr(function),
-                py_repr(file_label)
+                str_repr(function),
+                str_repr(file_label)
             ),
             None,
         )
@@ -322,7 +323,7 @@ fn read_flow_here(source: &str, file_label: &str, function: &str) -> Result<Flow
                 format!(
                     "{} is {what}, not a `def` decorated with @flow; xtask reads flows from \
                      their definition, so point the entrypoint at the module that defines it",
-                    py_repr(function)
+                    str_repr(function)
                 ),
                 Some(offset),
             ))
@@ -339,7 +340,7 @@ fn read_flow_here(source: &str, file_label: &str, function: &str) -> Result<Flow
                 FlowErrorKind::NotAFlow,
                 format!(
                 "Function with name {} is not a flow. Make sure that it is decorated with '@flow'.",
-                py_repr(function)
+                str_repr(function)
             ),
                 Some(def_offset),
             )
@@ -379,7 +380,7 @@ fn read_flow_here(source: &str, file_label: &str, function: &str) -> Result<Flow
             format!(
                 "Name {} contains an invalid character. Must not contain any of: ['/', '%', '&', \
                  '>', '<'].",
-                py_repr(&flow_name)
+                str_repr(&flow_name)
             ),
             Some(def_offset),
         ));
@@ -408,7 +409,7 @@ fn read_flow_here(source: &str, file_label: &str, function: &str) -> Result<Flow
         let message = if RESERVED_ARGUMENTS.contains(&param.name) {
             format!(
                 "{} is a reserved argument name and cannot be used.",
-                py_repr(param.name)
+                str_repr(param.name)
             )
         } else if VALIDATION_RESERVED.contains(&param.name) {
             "Flow function is not compatible with `validate_parameters`. Disable validation or \
@@ -417,8 +418,8 @@ fn read_flow_here(source: &str, file_label: &str, function: &str) -> Result<Flow
         } else if param.name.starts_with('_') {
             format!(
                 "Fields must not use names with leading underscores; e.g., use {} instead of {}.",
-                py_repr(param.name.trim_start_matches('_')),
-                py_repr(param.name)
+                str_repr(param.name.trim_start_matches('_')),
+                str_repr(param.name)
             )
         } else {
             continue;
@@ -496,35 +497,6 @@ fn line_column(source: &str, offset: usize) -> (usize, usize) {
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
     let column = source[line_start..offset].chars().count() + 1;
     (line, column)
-}
-
-/// Python's `repr()` of a string: single quotes unless the text has `'` but no `"`.
-pub(crate) fn py_repr(text: &str) -> String {
-    let quote = if text.contains('\'') && !text.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::new();
-    out.push(quote);
-    for c in text.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1278,9 +1250,9 @@ mod tests {
 
     #[test]
     fn python_repr_quotes() {
-        assert_eq!(py_repr("x"), "'x'");
-        assert_eq!(py_repr("it's"), "\"it's\"");
-        assert_eq!(py_repr("a'b\"c"), "'a\\'b\"c'");
+        assert_eq!(str_repr("x"), "'x'");
+        assert_eq!(str_repr("it's"), "\"it's\"");
+        assert_eq!(str_repr("a'b\"c"), "'a\\'b\"c'");
     }
 
     #[test]

@@ -14,12 +14,14 @@ pub mod secrets;
 // Edges: HTTP, processes, files.
 pub mod prefect_api;
 pub mod apply;
+pub mod steps;
 pub mod fly;
 pub mod pipeline;
 pub mod docker;
 pub mod local;
 pub mod prefect_cli;
 pub mod project;
+pub mod python_text;
 pub mod redact;
 pub mod report;
 

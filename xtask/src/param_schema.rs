@@ -2253,47 +2253,13 @@ fn write_json_string(s: &str, out: &mut String) {
     out.push('"');
 }
 
-/// Python's `repr(float)`: shortest round-trip digits, scientific notation when the decimal
-/// exponent is below -4 or at least 16 (`1e-05`, `1e+16`), otherwise fixed with `.0`.
+/// A float as Python's `json.dumps` writes it: `repr(float)`, with JSON's NaN/Infinity spellings.
 pub fn float_repr(f: f64) -> String {
-    if f.is_nan() {
-        return "NaN".into();
-    }
-    if f.is_infinite() {
-        return if f > 0.0 {
-            "Infinity".into()
-        } else {
-            "-Infinity".into()
-        };
-    }
-    let sci = format!("{f:e}"); // e.g. "-1.5e-7", shortest round-trip digits
-    let (mantissa, exponent) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
-    let exponent: i32 = exponent.parse().unwrap_or(0);
-    let (sign, mantissa) = match mantissa.strip_prefix('-') {
-        Some(m) => ("-", m),
-        None => ("", mantissa),
-    };
-    let digits: String = mantissa.chars().filter(|c| c.is_ascii_digit()).collect();
-    if !(-4..16).contains(&exponent) {
-        let (first, rest) = digits.split_at(1.min(digits.len()));
-        let fraction = if rest.is_empty() {
-            String::new()
-        } else {
-            format!(".{rest}")
-        };
-        let exp_sign = if exponent < 0 { '-' } else { '+' };
-        return format!("{sign}{first}{fraction}e{exp_sign}{:02}", exponent.abs());
-    }
-    let point = exponent + 1; // digits before the decimal point
-    if point <= 0 {
-        let zeros = "0".repeat((-point) as usize);
-        format!("{sign}0.{zeros}{digits}")
-    } else if (point as usize) >= digits.len() {
-        let zeros = "0".repeat(point as usize - digits.len());
-        format!("{sign}{digits}{zeros}.0")
-    } else {
-        let (whole, fraction) = digits.split_at(point as usize);
-        format!("{sign}{whole}.{fraction}")
+    match f {
+        f if f.is_nan() => "NaN".into(),
+        f if f == f64::INFINITY => "Infinity".into(),
+        f if f == f64::NEG_INFINITY => "-Infinity".into(),
+        f => crate::python_text::float_repr(f),
     }
 }
 
@@ -2302,25 +2268,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn float_repr_matches_python() {
-        let cases = [
-            (0.5, "0.5"),
-            (1e-05, "1e-05"),
-            (1e16, "1e+16"),
-            (1e15, "1000000000000000.0"),
-            (100.0, "100.0"),
-            (0.0001, "0.0001"),
-            (-0.0, "-0.0"),
-            (1.5e-7, "1.5e-07"),
-            (2.5e20, "2.5e+20"),
-            (1.0 / 3.0, "0.3333333333333333"),
-            (123456.789, "123456.789"),
-            (1.7976931348623157e308, "1.7976931348623157e+308"),
-            (5e-324, "5e-324"),
-        ];
-        for (value, expected) in cases {
-            assert_eq!(float_repr(value), expected, "{value}");
-        }
+    fn json_floats_use_json_spellings_for_non_finite() {
+        assert_eq!(float_repr(1e-05), "1e-05");
+        assert_eq!(float_repr(f64::NAN), "NaN");
+        assert_eq!(float_repr(f64::NEG_INFINITY), "-Infinity");
     }
 
     #[test]

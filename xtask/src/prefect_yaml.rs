@@ -888,8 +888,7 @@ pub fn resolve(
     };
 
     // Steps are chosen from the raw config, before templating (Prefect captures them first).
-    let build_steps = steps_choice(&d.raw, "build", file.build.as_ref()).unwrap_or_default();
-    let push_steps = steps_choice(&d.raw, "push", file.push.as_ref()).unwrap_or_default();
+    let (build_steps, push_steps) = build_and_push_steps(file, d);
     let pull_steps = match pull_choice(&d.raw, file.pull.as_ref()) {
         Some(steps) => PullSteps::Explicit(
             match template::resolve_pull_steps(&Value::Array(steps), values) {
@@ -1173,6 +1172,20 @@ pub fn resolve(
         pull_steps,
         triggers,
     })
+}
+
+/// The build and push steps `prefect deploy` runs for a deployment, as written (not templated).
+///
+/// Build: the deployment's `build` when the key is present (even null or `[]`: none), else the
+/// top level's. Push: the same, except that an empty deployment-level `push` (null, `{}`, `[]`)
+/// falls back to the top level's (`push_steps or actions.get("push")` in Prefect 3.9.1).
+pub fn build_and_push_steps(file: &PrefectFile, d: &DeploymentConfig) -> (Vec<Value>, Vec<Value>) {
+    let build = steps_choice(&d.raw, "build", file.build.as_ref()).unwrap_or_default();
+    let push = steps_choice(&d.raw, "push", file.push.as_ref())
+        .filter(|steps| !steps.is_empty())
+        .or_else(|| file.push.clone())
+        .unwrap_or_default();
+    (build, push)
 }
 
 /// Deployment-level steps win when the key is present (even null); else top level.
@@ -1525,6 +1538,34 @@ deployments:
             PullSteps::Explicit(vec![
                 json!({"prefect.deployments.steps.git_clone": {"repository": "https://r", "token": "{{ prefect.blocks.secret.t }}"}})
             ])
+        );
+    }
+
+    #[test]
+    fn build_and_push_selection_follows_prefect() {
+        let top = "build:\n- b.top: {}\npush:\n- p.top: {}\n";
+        let steps = |extra: &str| {
+            let f = ok(&format!("{top}{BASE}{extra}"));
+            build_and_push_steps(&f, &f.deployments[0])
+        };
+        let (build, push) = steps("");
+        assert_eq!(build, vec![json!({"b.top": {}})]);
+        assert_eq!(push, vec![json!({"p.top": {}})]);
+        // The deployment's own lists win; a single mapping is one step.
+        let (build, push) = steps("  build: {b.dep: {x: 1}}\n  push:\n  - p.dep: {}\n");
+        assert_eq!(build, vec![json!({"b.dep": {"x": 1}})]);
+        assert_eq!(push, vec![json!({"p.dep": {}})]);
+        // An empty deployment-level build means none; an empty push falls back to the top level.
+        for empty in ["null", "[]", "{}"] {
+            let (build, push) = steps(&format!("  build: {empty}\n  push: {empty}\n"));
+            assert_eq!(build, Vec::<Value>::new(), "build: {empty}");
+            assert_eq!(push, vec![json!({"p.top": {}})], "push: {empty}");
+        }
+        // No top-level steps at all.
+        let f = ok(BASE);
+        assert_eq!(
+            build_and_push_steps(&f, &f.deployments[0]),
+            (vec![], vec![])
         );
     }
 

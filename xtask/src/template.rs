@@ -20,7 +20,6 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-use crate::yaml::python_float_repr;
 
 pub const BLOCK_PREFIX: &str = "prefect.blocks.";
 pub const VARIABLE_PREFIX: &str = "prefect.variables.";
@@ -649,12 +648,12 @@ fn python_repr(v: &Value) -> String {
         Value::Bool(false) => "False".to_string(),
         Value::Number(n) => {
             if n.is_f64() {
-                n.as_f64().map_or_else(|| n.to_string(), python_float_repr)
+                n.as_f64().map_or_else(|| n.to_string(), crate::python_text::float_repr)
             } else {
                 n.to_string()
             }
         }
-        Value::String(s) => python_str_repr(s),
+        Value::String(s) => crate::python_text::str_repr(s),
         Value::Array(items) => format!(
             "[{}]",
             items.iter().map(python_repr).collect::<Vec<_>>().join(", ")
@@ -662,39 +661,11 @@ fn python_repr(v: &Value) -> String {
         Value::Object(map) => format!(
             "{{{}}}",
             map.iter()
-                .map(|(k, v)| format!("{}: {}", python_str_repr(k), python_repr(v)))
+                .map(|(k, v)| format!("{}: {}", crate::python_text::str_repr(k), python_repr(v)))
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
     }
-}
-
-fn python_str_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::new();
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
 }
 
 #[cfg(test)]

@@ -970,46 +970,6 @@ fn valid_date(y: u32, m: u32, d: u32) -> Option<()> {
     jiff::civil::Date::new(year, month, day).ok().map(|_| ())
 }
 
-/// Python's `repr(float)` (also `str(float)`): shortest round-trip digits,
-/// scientific notation below 1e-4 and from 1e16, `inf`/`nan`.
-pub fn python_float_repr(f: f64) -> String {
-    if f.is_nan() {
-        return "nan".to_string();
-    }
-    if f.is_infinite() {
-        return if f > 0.0 { "inf" } else { "-inf" }.to_string();
-    }
-    if f == 0.0 {
-        return if f.is_sign_negative() { "-0.0" } else { "0.0" }.to_string();
-    }
-    // `{:e}` gives the shortest round-trip digits as d.ddddde<exp>.
-    let sci = format!("{:e}", f.abs());
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
-    let sign = if f < 0.0 { "-" } else { "" };
-    if (-4..16).contains(&exp) {
-        let n = digits.len() as i32;
-        let body = if exp >= n - 1 {
-            format!("{digits}{}.0", "0".repeat((exp - (n - 1)) as usize))
-        } else if exp >= 0 {
-            let (a, b) = digits.split_at((exp + 1) as usize);
-            format!("{a}.{b}")
-        } else {
-            format!("0.{}{digits}", "0".repeat((-exp - 1) as usize))
-        };
-        format!("{sign}{body}")
-    } else {
-        let (first, rest) = digits.split_at(1);
-        let mant = if rest.is_empty() {
-            first.to_string()
-        } else {
-            format!("{first}.{rest}")
-        };
-        let esign = if exp < 0 { "-" } else { "+" };
-        format!("{sign}{mant}e{esign}{:02}", exp.abs())
-    }
-}
 
 impl Node {
     /// The value as JSON, the way Prefect dumps its validated config
@@ -1053,7 +1013,7 @@ impl Node {
             NodeValue::Bool(false) => "False".to_string(),
             NodeValue::Int(i) => i.to_string(),
             NodeValue::BigInt(s) | NodeValue::Str(s) | NodeValue::Timestamp(s) => s.clone(),
-            NodeValue::Float(f) => python_float_repr(*f),
+            NodeValue::Float(f) => crate::python_text::float_repr(*f),
             NodeValue::Seq(_) => "<sequence>".to_string(),
             NodeValue::Map(_) => "<mapping>".to_string(),
         }
@@ -1420,23 +1380,5 @@ mod tests {
         );
         let name = root.find(&["deployments", "0", "name"]).unwrap();
         assert_eq!((name.line, name.col), (2, 11));
-    }
-
-    #[test]
-    fn python_float_repr_matches_python() {
-        for (f, s) in [
-            (1.1, "1.1"),
-            (1.0, "1.0"),
-            (600.0, "600.0"),
-            (1e16, "1e+16"),
-            (1e15, "1000000000000000.0"),
-            (0.0001, "0.0001"),
-            (0.00001, "1e-05"),
-            (-2.5, "-2.5"),
-            (123456.789, "123456.789"),
-            (1.5e-7, "1.5e-07"),
-        ] {
-            assert_eq!(python_float_repr(f), s);
-        }
     }
 }
