@@ -263,8 +263,10 @@ const VALIDATION_RESERVED: [&str; 10] = [
 
 /// Stack for reading one flow file. The Python parser and its AST (parse, drop) recurse once per
 /// nesting level, so a hostile file (`x = [[[…]]]` 300 000 deep, `1+1+…` 100 000 terms) would
-/// overflow the main thread's 8 MiB. Reserved, not committed: untouched pages cost nothing.
-const READ_STACK_BYTES: usize = 1 << 30;
+/// overflow the main thread's 8 MiB. Reserved, not committed: untouched pages cost nothing; kept
+/// well under a small VM's RAM so the kernel's overcommit check accepts it (if it does not, the
+/// file is read on the calling thread).
+const READ_STACK_BYTES: usize = 256 << 20;
 
 /// Read the flow `function` (`func` or `Class.method`) from `source`.
 /// `file_label` names the file in messages (e.g. the entrypoint's path).
