@@ -261,9 +261,29 @@ const VALIDATION_RESERVED: [&str; 10] = [
     "v__duplicate_kwargs",
 ];
 
+/// Stack for reading one flow file. The Python parser and its AST (parse, drop) recurse once per
+/// nesting level, so a hostile file (`x = [[[…]]]` 300 000 deep, `1+1+…` 100 000 terms) would
+/// overflow the main thread's 8 MiB. Reserved, not committed: untouched pages cost nothing; kept
+/// well under a small VM's RAM so the kernel's overcommit check accepts it (if it does not, the
+/// file is read on the calling thread).
+const READ_STACK_BYTES: usize = 256 << 20;
+
 /// Read the flow `function` (`func` or `Class.method`) from `source`.
 /// `file_label` names the file in messages (e.g. the entrypoint's path).
 pub fn read_flow(source: &str, file_label: &str, function: &str) -> Result<FlowInfo, FlowError> {
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("read_flow".into())
+            .stack_size(READ_STACK_BYTES)
+            .spawn_scoped(scope, || read_flow_here(source, file_label, function))
+            .ok()
+            .and_then(|reader| reader.join().ok())
+    })
+    // No thread (or it panicked, which a test would show): read on this one.
+    .unwrap_or_else(|| read_flow_here(source, file_label, function))
+}
+
+fn read_flow_here(source: &str, file_label: &str, function: &str) -> Result<FlowInfo, FlowError> {
     let error = |kind, message: String, offset: Option<usize>| FlowError {
         kind,
         message,

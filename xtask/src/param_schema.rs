@@ -1548,6 +1548,18 @@ fn is_stdlib_path(path: &str) -> bool {
 
 /// Best-effort source text of an expression, for messages.
 pub(crate) fn unparse(expr: &Expr) -> String {
+    unparse_at(expr, 0)
+}
+
+/// Nesting shown by [`unparse`] before `...`: messages stay short and a hostile annotation
+/// (`list[list[...]]` thousands deep) cannot overflow the stack.
+const MAX_UNPARSE_DEPTH: usize = 32;
+
+fn unparse_at(expr: &Expr, depth: usize) -> String {
+    if depth > MAX_UNPARSE_DEPTH {
+        return "...".into();
+    }
+    let unparse = |e: &Expr| unparse_at(e, depth + 1);
     match expr {
         Expr::Name(n) => n.id.to_string(),
         Expr::Attribute(a) => format!("{}.{}", unparse(&a.value), a.attr),

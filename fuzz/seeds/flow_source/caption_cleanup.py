@@ -1,0 +1,19 @@
+"""Housekeeping: find caption drafts older than the retention window."""
+
+from datetime import timedelta
+
+from prefect import flow, get_run_logger
+
+
+@flow(name="captionacc-caption-cleanup", description="Report caption drafts past the retention window.")
+def cleanup_stale_captions(retention: timedelta = timedelta(days=7), dry_run: bool = True, batch_size: int = 100) -> int:
+    logger = get_run_logger()
+    # A real run would query storage; this computes the cutoff and the batches it would process.
+    cutoff_hours = retention.total_seconds() / 3600
+    batches = max(1, 1000 // batch_size)
+    logger.info("cutoff %.1f h, %d batches of %d (dry_run=%s)", cutoff_hours, batches, batch_size, dry_run)
+    return batches
+
+
+if __name__ == "__main__":
+    print(cleanup_stale_captions())
