@@ -579,6 +579,17 @@ fn from_resolved(
         }
     };
 
+    // The server checks parameters against the schema when enforcement is on (the default for a
+    // new deployment); checking here makes a bad value a validation error, before any write.
+    if resolved.enforce_parameter_schema != Some(false) {
+        let parameters = Value::Object(resolved.parameters.clone());
+        if let Err(reason) = crate::param_check::validate(&parameters, &flow.parameter_openapi_schema) {
+            return Err(format!(
+                "parameters do not match the flow's signature ({reason}); fix them, or set `enforce_parameter_schema: false`"
+            ));
+        }
+    }
+
     let mut fields = Map::new();
     fields.insert("version".into(), json!(version));
     fields.insert("description".into(), json!(description));

@@ -8,6 +8,7 @@ pub mod schedule;
 pub mod flow_source;
 pub mod param_schema;
 pub mod desired;
+pub mod param_check;
 pub mod plan;
 pub mod secrets;
 

@@ -144,12 +144,8 @@ fn build(file_label: &str, text: &str) -> Result<Document, YamlError> {
     let mut parser = Parser::new_from_str(text);
     loop {
         let (event, mark) = parser.next_token().map_err(|e| {
-            let m = e.marker();
-            err(
-                m.line(),
-                m.col() + 1,
-                describe_scan_error(e.info(), text, m),
-            )
+            let (line, col, message) = describe_scan_error(e.info(), text, e.marker());
+            err(line, col, message)
         })?;
         if event == Event::StreamEnd {
             break;
@@ -163,19 +159,38 @@ fn build(file_label: &str, text: &str) -> Result<Document, YamlError> {
     })
 }
 
-/// yaml-rust2's wording for the common mistakes, made actionable.
-fn describe_scan_error(info: &str, text: &str, mark: &Marker) -> String {
-    let line_text = text
-        .lines()
-        .nth(mark.line().saturating_sub(1))
-        .unwrap_or("");
-    if line_text.contains('\t') && (info.contains("tab") || info.contains("cannot start any token"))
-    {
-        return format!(
-            "YAML syntax error: {info} (a tab character is used for indentation; YAML needs spaces)"
-        );
+/// yaml-rust2's wording for the common mistakes, made actionable, at the position a person
+/// looks for: (line, column, message), 1-based.
+fn describe_scan_error(info: &str, text: &str, mark: &Marker) -> (usize, usize, String) {
+    let (line, col) = (mark.line(), mark.col() + 1);
+    if info.contains("tab") || info.contains("cannot start any token") {
+        // The scanner reports the token before the tab; point at the tab itself.
+        let tab = text.lines().enumerate().skip(line.saturating_sub(1)).find_map(|(i, l)| {
+            let indent: String = l.chars().take_while(|c| c.is_whitespace()).collect();
+            indent.find('\t').map(|byte| (i + 1, indent[..byte].chars().count() + 1))
+        });
+        if let Some((tab_line, tab_col)) = tab {
+            return (
+                tab_line,
+                tab_col,
+                format!("YAML syntax error: a tab character is used for indentation; YAML needs spaces ({info})"),
+            );
+        }
     }
-    format!("YAML syntax error: {info}")
+    if info.contains("unknown anchor") {
+        let rest: String = text
+            .lines()
+            .nth(line.saturating_sub(1))
+            .unwrap_or("")
+            .chars()
+            .skip(col.saturating_sub(1))
+            .collect();
+        if let Some(name) = rest.trim_start().strip_prefix('*') {
+            let name: String = name.chars().take_while(|c| !c.is_whitespace() && !",[]{}".contains(*c)).collect();
+            return (line, col, format!("YAML syntax error: undefined alias *{name}: no anchor &{name} is defined before it"));
+        }
+    }
+    (line, col, format!("YAML syntax error: {info}"))
 }
 
 /// Shift every line that starts inside a flow collection (`{...}` / `[...]`
