@@ -410,7 +410,7 @@ fn replace_automations(
 
 /// How many writes may be in flight, adapted to the server. A SQLite-backed Prefect server answers
 /// 503 ("database is locked") when writes collide (ours, or its own scheduler's), which the client
-/// retries after a backoff of at least 0.4 s; a Postgres-backed server gains from parallel writes.
+/// retries after a backoff of at least 80 ms; a Postgres-backed server gains from parallel writes.
 /// Start with one write at a time, double the window after a full window (at least 8) of fast
 /// writes, up to `--concurrency`; a write that took noticeably longer than the fastest one was
 /// retried: halve the window and never grow past that again in this run (measured on a SQLite
@@ -434,8 +434,8 @@ struct Permit;
 /// Fast writes in a row before the window doubles (bounds the cost of probing a SQLite server).
 const PROBE_AFTER: usize = 8;
 
-/// Extra time that marks a write as retried (the client's smallest backoff is 0.4 s).
-const RETRY_SIGNAL: std::time::Duration = std::time::Duration::from_millis(350);
+/// Extra time that marks a write as retried (the client's smallest backoff is 0.1 s −20 % jitter).
+const RETRY_SIGNAL: std::time::Duration = std::time::Duration::from_millis(75);
 
 impl Limiter {
     fn new(max: usize) -> Limiter {
