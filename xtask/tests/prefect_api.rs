@@ -155,3 +155,50 @@ fn wrong_credentials_are_an_auth_error_without_the_secret() {
         assert!(!err.to_string().contains("sentinel"), "{err}");
     }
 }
+
+/// A server that accepts connections and never answers: every command ends, with a timeout error.
+#[test]
+fn a_silent_server_times_out_instead_of_hanging() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Keep accepted sockets open (and silent) until the test ends.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let dir = std::env::temp_dir().join(format!("xtask-silent-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("flows")).unwrap();
+    std::fs::write(
+        dir.join("flows/f.py"),
+        "from prefect import flow\n\n@flow\ndef f():\n    pass\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("prefect.yaml"),
+        "deployments:\n  - name: silent\n    entrypoint: flows/f.py:f\n    work_pool:\n      name: p\n",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("register-flows")
+        .current_dir(&dir)
+        .env_remove("CARGO_MANIFEST_DIR")
+        .env("PREFECT_API_URL", format!("http://127.0.0.1:{port}/api"))
+        .env("PREFECT_API_REQUEST_TIMEOUT", "1")
+        .env("PREFECT_CLIENT_MAX_RETRIES", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("did not answer in time"), "{stderr}");
+    // Two attempts of one second each plus a short backoff; a hang would never get here.
+    assert!(
+        started.elapsed().as_secs() < 30,
+        "took {:?}",
+        started.elapsed()
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
