@@ -128,6 +128,20 @@ pub struct RegisterFlowsArgs {
     pub concurrency: u16,
 }
 
+/// What a plain `register-flows` means, for commands that call it (deploy, deploy --local).
+impl Default for RegisterFlowsArgs {
+    fn default() -> Self {
+        RegisterFlowsArgs {
+            dry_run: false,
+            check: false,
+            prune: false,
+            json: false,
+            engine: Engine::Native,
+            concurrency: 8,
+        }
+    }
+}
+
 #[derive(Debug, Args, Clone)]
 pub struct CheckSecretsArgs {
     /// Fly app whose secrets to check (default: `app` in fly.toml).
@@ -209,13 +223,31 @@ mod tests {
             &["xtask", "register-flows", "--prefect-file", "x.yaml"],
             &["xtask", "check-secrets", "--local-only"],
             &["xtask", "build-image", "--dry-run"],
-            &["xtask", "build-image", "--local-bases", "--build-arg", "A=b"],
+            &[
+                "xtask",
+                "build-image",
+                "--local-bases",
+                "--build-arg",
+                "A=b",
+            ],
             &["xtask", "down"],
             &["xtask", "test", "--", "--nocapture"],
             &["xtask", "bench"],
         ] {
             Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
         }
+    }
+
+    #[test]
+    fn default_register_flows_args_match_the_cli_defaults() {
+        let Command::RegisterFlows(parsed) = Cli::try_parse_from(["xtask", "register-flows"])
+            .unwrap()
+            .command
+        else {
+            panic!("register-flows parses as RegisterFlows");
+        };
+        let default = RegisterFlowsArgs::default();
+        assert_eq!(format!("{parsed:?}"), format!("{default:?}"));
     }
 
     #[test]
@@ -230,7 +262,10 @@ mod tests {
             &["xtask", "register-flows", "--concurrency", "0"],
             &["xtask", "build-image", "--fly", "--local-bases"],
         ] {
-            assert!(Cli::try_parse_from(args).is_err(), "{args:?} should be rejected");
+            assert!(
+                Cli::try_parse_from(args).is_err(),
+                "{args:?} should be rejected"
+            );
         }
     }
 }

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use crate::cli::{DeployArgs, Engine, Env, GlobalArgs, RegisterFlowsArgs};
+use crate::cli::{DeployArgs, Env, GlobalArgs, RegisterFlowsArgs};
 use crate::commands::check_secrets::{self, FlyCheck};
 use crate::commands::{local, register_flows};
 use crate::docker::{self, BuildOptions};
@@ -152,7 +152,7 @@ fn run_stages(
         }
         let plan = RegisterFlowsArgs {
             dry_run: true,
-            ..register_flows_args()
+            ..RegisterFlowsArgs::default()
         };
         let code = with_release_env(&target.toml.env, || register_flows::run(global, plan))?;
         if code != ExitCode::from(code::OK) {
@@ -213,7 +213,7 @@ fn run_stages(
         }
         let check = RegisterFlowsArgs {
             check: true,
-            ..register_flows_args()
+            ..RegisterFlowsArgs::default()
         };
         let code = with_release_env(&target.toml.env, || register_flows::run(global, check))?;
         if code == ExitCode::from(code::DRIFT) {
@@ -240,16 +240,6 @@ fn run_stages(
     Ok(())
 }
 
-fn register_flows_args() -> RegisterFlowsArgs {
-    RegisterFlowsArgs {
-        dry_run: false,
-        check: false,
-        prune: false,
-        json: false,
-        engine: Engine::Native,
-        concurrency: 8,
-    }
-}
 
 fn env_name(env: Env) -> &'static str {
     match env {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use crate::cli::{DeployArgs, DownArgs, Engine, GlobalArgs, RegisterFlowsArgs};
+use crate::cli::{DeployArgs, DownArgs, GlobalArgs, RegisterFlowsArgs};
 use crate::local::process::{log_tail, Stopped};
 use crate::local::server::{api_url, dashboard_url};
 use crate::local::{self, prefect_file, venv, LocalState};
@@ -155,15 +155,7 @@ fn register_native(global: &GlobalArgs, project: &Project) -> Result<()> {
         prefect_file: Some(project.prefect_file.clone()),
         verbose: global.verbose,
     };
-    let args = RegisterFlowsArgs {
-        dry_run: false,
-        check: false,
-        prune: false,
-        json: false,
-        engine: Engine::Native,
-        concurrency: 8,
-    };
-    let exit = crate::commands::register_flows::run(&global, args)?;
+    let exit = crate::commands::register_flows::run(&global, RegisterFlowsArgs::default())?;
     if exit != ExitCode::from(code::OK) {
         bail!("register-flows did not succeed ({exit:?})");
     }
