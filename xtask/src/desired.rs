@@ -484,17 +484,57 @@ fn template_values(
     Ok(values)
 }
 
-/// The commit a git checkout with an `origin` remote is at: Prefect then uses its sha[:8] as the
-/// version when the yaml does not give one (even over `@flow(version=…)`).
-#[derive(Debug, Clone)]
+/// Where a deployment's version comes from when the yaml gives none, as Prefect infers it: the
+/// commit of a CI run (GitHub, GitLab, Bitbucket, Azure DevOps variables) or of a git checkout with
+/// an `origin` remote; its sha[:8] then wins even over `@flow(version=…)`.
+#[derive(Debug, Clone, PartialEq)]
 pub struct GitVersion {
+    /// Prefect's version type: `vcs:github`, `vcs:gitlab`, `vcs:bitbucket`, `vcs:azuredevops`, `vcs:git`.
+    pub kind: &'static str,
     pub commit_sha: String,
     pub branch: String,
     pub url: String,
 }
 
+/// CI providers in Prefect's order: (type, sha, branch, repository, url base, url infix).
+const CI_PROVIDERS: &[(&str, &str, &str, &str, &str, &str)] = &[
+    (
+        "vcs:github",
+        "GITHUB_SHA",
+        "GITHUB_REF_NAME",
+        "GITHUB_REPOSITORY",
+        "GITHUB_SERVER_URL",
+        "/{repo}/tree/",
+    ),
+    (
+        "vcs:gitlab",
+        "CI_COMMIT_SHA",
+        "CI_COMMIT_REF_NAME",
+        "CI_PROJECT_NAME",
+        "CI_PROJECT_URL",
+        "/-/tree/",
+    ),
+    (
+        "vcs:bitbucket",
+        "BITBUCKET_COMMIT",
+        "BITBUCKET_BRANCH",
+        "BITBUCKET_REPO_SLUG",
+        "BITBUCKET_GIT_HTTP_ORIGIN",
+        "/src/",
+    ),
+    (
+        "vcs:azuredevops",
+        "BUILD_SOURCEVERSION",
+        "BUILD_SOURCEBRANCHNAME",
+        "BUILD_REPOSITORY_NAME",
+        "BUILD_REPOSITORY_URI",
+        "?version=GC",
+    ),
+];
+
 impl GitVersion {
-    pub fn detect(root: &std::path::Path) -> Option<GitVersion> {
+    /// Every source that works here, in Prefect's order (the first one is used by default).
+    pub fn detect(root: &std::path::Path) -> Vec<GitVersion> {
         let git = |args: &[&str]| -> Option<String> {
             let output = std::process::Command::new("git")
                 .args(args)
@@ -506,14 +546,57 @@ impl GitVersion {
             let text = String::from_utf8(output.stdout).ok()?.trim().to_string();
             (output.status.success() && !text.is_empty()).then_some(text)
         };
-        let url = git(&["config", "--get", "remote.origin.url"])?;
-        let commit_sha = git(&["rev-parse", "HEAD"])?;
-        let branch = git(&["rev-parse", "--abbrev-ref", "HEAD"]).unwrap_or_default();
-        Some(GitVersion {
-            commit_sha,
-            branch,
-            url: crate::redact::mask_url_credentials(&url),
-        })
+        // Prefect's CI getters also read the commit message with git: no checkout, no CI version.
+        let in_checkout = git(&["log", "-1", "--pretty=%B"]).is_some();
+        let mut found = Self::from_ci(
+            |name| std::env::var(name).ok().filter(|v| !v.is_empty()),
+            in_checkout,
+        );
+        if let (Some(url), Some(commit_sha)) = (
+            git(&["config", "--get", "remote.origin.url"]),
+            git(&["rev-parse", "HEAD"]),
+        ) {
+            found.push(GitVersion {
+                kind: "vcs:git",
+                commit_sha,
+                branch: git(&["rev-parse", "--abbrev-ref", "HEAD"]).unwrap_or_default(),
+                url: crate::redact::mask_url_credentials(&url),
+            });
+        }
+        found
+    }
+
+    /// The CI providers whose variables are all set (pure: `env` is the lookup).
+    fn from_ci(env: impl Fn(&str) -> Option<String>, in_checkout: bool) -> Vec<GitVersion> {
+        if !in_checkout {
+            return Vec::new();
+        }
+        CI_PROVIDERS
+            .iter()
+            .filter_map(|(kind, sha, branch, repo, base, infix)| {
+                let (sha, branch, repo) = (env(sha)?, env(branch)?, env(repo)?);
+                let base = env(base).unwrap_or_else(|| "None".into());
+                Some(GitVersion {
+                    kind,
+                    url: crate::redact::mask_url_credentials(&format!(
+                        "{base}{}{sha}",
+                        infix.replace("{repo}", &repo)
+                    )),
+                    commit_sha: sha,
+                    branch,
+                })
+            })
+            .collect()
+    }
+
+    /// The source a deployment's `version_type` selects: none for `prefect:simple`, that provider
+    /// for a `vcs:*` type, else the first that works.
+    fn select<'a>(found: &'a [GitVersion], version_type: Option<&str>) -> Option<&'a GitVersion> {
+        match version_type {
+            Some("prefect:simple") => None,
+            Some(kind) => found.iter().find(|v| v.kind == kind),
+            None => found.first(),
+        }
     }
 
     fn short_sha(&self) -> String {
@@ -527,7 +610,7 @@ fn from_resolved(
     source: SourceLocation,
     resolved: prefect_yaml::ResolvedDeployment,
     has_triggers: bool,
-    git: Option<&GitVersion>,
+    git: &[GitVersion],
     now: jiff::Timestamp,
     warnings: &mut Vec<String>,
 ) -> Result<DesiredDeployment, String> {
@@ -543,8 +626,8 @@ fn from_resolved(
             .map(|w| format!("{source}: deployment '{}': {w}", resolved.name)),
     );
 
-    // `version_type: prefect:simple` turns Prefect's git inference off.
-    let git = git.filter(|_| resolved.version_type.as_deref() != Some("prefect:simple"));
+    // `version_type: prefect:simple` turns Prefect's inference off; `vcs:*` picks one source.
+    let git = GitVersion::select(git, resolved.version_type.as_deref());
     let version = resolved
         .version
         .clone()
@@ -553,7 +636,7 @@ fn from_resolved(
         .unwrap_or_else(|| flow_source::file_version_hash(&bytes));
     let version_info = match git {
         Some(git) => json!({
-            "type": "vcs:git", "version": version, "commit_sha": git.commit_sha,
+            "type": git.kind, "version": version, "commit_sha": git.commit_sha,
             "branch": git.branch, "url": git.url,
         }),
         None => json!({"type": "prefect:simple", "version": version}),
@@ -583,7 +666,9 @@ fn from_resolved(
     // new deployment); checking here makes a bad value a validation error, before any write.
     if resolved.enforce_parameter_schema != Some(false) {
         let parameters = Value::Object(resolved.parameters.clone());
-        if let Err(reason) = crate::param_check::validate(&parameters, &flow.parameter_openapi_schema) {
+        if let Err(reason) =
+            crate::param_check::validate(&parameters, &flow.parameter_openapi_schema)
+        {
             return Err(format!(
                 "parameters do not match the flow's signature ({reason}); fix them, or set `enforce_parameter_schema: false`"
             ));
@@ -782,6 +867,57 @@ pub fn check_work_pools(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn ci_variables_give_the_version_in_prefects_order() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let github = env(&[
+            ("GITHUB_SHA", "1234567890abcdef"),
+            ("GITHUB_REF_NAME", "feature-x"),
+            ("GITHUB_REPOSITORY", "acme/ghrepo"),
+            ("GITHUB_SERVER_URL", "https://github.com"),
+            ("CI_COMMIT_SHA", "fedcba0987654321"),
+            ("CI_COMMIT_REF_NAME", "main"),
+            ("CI_PROJECT_NAME", "glrepo"),
+        ]);
+        let found = GitVersion::from_ci(github, true);
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0].kind, "vcs:github");
+        assert_eq!(found[0].short_sha(), "12345678");
+        assert_eq!(
+            found[0].url,
+            "https://github.com/acme/ghrepo/tree/1234567890abcdef"
+        );
+        // Without a checkout Prefect's getters fail (they read the commit message with git).
+        assert!(GitVersion::from_ci(
+            env(&[
+                ("GITHUB_SHA", "1"),
+                ("GITHUB_REF_NAME", "b"),
+                ("GITHUB_REPOSITORY", "r")
+            ]),
+            false
+        )
+        .is_empty());
+        // Incomplete variables: no version from that provider.
+        assert!(GitVersion::from_ci(env(&[("GITHUB_SHA", "1")]), true).is_empty());
+
+        assert_eq!(
+            GitVersion::select(&found, None).map(|v| v.kind),
+            Some("vcs:github")
+        );
+        assert_eq!(
+            GitVersion::select(&found, Some("vcs:gitlab")).map(|v| v.kind),
+            Some("vcs:gitlab")
+        );
+        assert_eq!(GitVersion::select(&found, Some("vcs:git")), None);
+        assert_eq!(GitVersion::select(&found, Some("prefect:simple")), None);
+    }
 
     #[test]
     fn names_ending_in_py_are_registered_as_their_stem() {
