@@ -800,15 +800,19 @@ fn diff_into(path: &str, old: Option<&Value>, new: Option<&Value>, out: &mut Vec
 
 // ---- rendering ---------------------------------------------------------------------------------
 
-/// A value in one line, shortened to `max` characters.
+/// A value in one line, shortened to about `max` characters (a string keeps its closing quote).
 pub fn short(value: Option<&Value>, max: usize) -> String {
-    let text = match value {
-        None => "(absent)".to_string(),
-        Some(v) => v.to_string(),
+    let cut = |text: &str, max: usize| match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
     };
-    match text.char_indices().nth(max) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text,
+    match value {
+        None => "(absent)".to_string(),
+        Some(Value::String(s)) => {
+            let quoted = Value::String(s.clone()).to_string();
+            format!("\"{}\"", cut(&quoted[1..quoted.len() - 1], max.saturating_sub(2)))
+        }
+        Some(v) => cut(&v.to_string(), max),
     }
 }
 
@@ -1517,7 +1521,10 @@ mod tests {
     #[test]
     fn short_is_utf8_safe() {
         let v = json!("é".repeat(100));
-        assert!(short(Some(&v), 10).ends_with('…'));
+        assert!(short(Some(&v), 10).ends_with("…\""));
         assert_eq!(short(None, 10), "(absent)");
+        assert_eq!(short(Some(&json!("abcdefghij")), 6), "\"abcd…\"");
+        assert_eq!(short(Some(&json!("abc")), 10), "\"abc\"");
+        assert_eq!(short(Some(&json!([1, 2, 3, 4])), 4), "[1,2…");
     }
 }
