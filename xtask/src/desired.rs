@@ -401,7 +401,14 @@ pub fn build(project: &Project, client: &PrefectClient) -> anyhow::Result<Desire
             &mut warnings,
         ) {
             Ok(deployment) => deployments.push(deployment),
-            Err(message) => errors.push(Some(&source), Some(&config.name), message),
+            Err(FieldError { field, message }) => {
+                // Point at the yaml key the problem is about, not just the deployment.
+                let at = SourceLocation {
+                    file: source.file.clone(),
+                    line: config.position_of(field).0,
+                };
+                errors.push(Some(&at), Some(&config.name), message)
+            }
         }
     }
     check_unique_names(&deployments, &mut errors);
@@ -604,6 +611,12 @@ impl GitVersion {
     }
 }
 
+/// A problem with one deployment, and the yaml key it is about (for the error's line).
+struct FieldError {
+    field: &'static str,
+    message: String,
+}
+
 /// One resolved yaml deployment plus its flow file → the API fields.
 fn from_resolved(
     project: &Project,
@@ -613,13 +626,19 @@ fn from_resolved(
     git: &[GitVersion],
     now: jiff::Timestamp,
     warnings: &mut Vec<String>,
-) -> Result<DesiredDeployment, String> {
-    let entrypoint = flow_source::parse_entrypoint(&resolved.entrypoint)?;
-    let path = flow_source::locate_entrypoint_file(&project.root, &entrypoint)?;
-    let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+) -> Result<DesiredDeployment, FieldError> {
+    let at_entrypoint = |message: String| FieldError {
+        field: "entrypoint",
+        message,
+    };
+    let entrypoint = flow_source::parse_entrypoint(&resolved.entrypoint).map_err(at_entrypoint)?;
+    let path =
+        flow_source::locate_entrypoint_file(&project.root, &entrypoint).map_err(at_entrypoint)?;
+    let bytes = std::fs::read(&path)
+        .map_err(|e| at_entrypoint(format!("cannot read {}: {e}", path.display())))?;
     let text = String::from_utf8_lossy(&bytes);
     let flow = flow_source::read_flow(&text, &entrypoint.file_label(), entrypoint.function())
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| at_entrypoint(e.to_string()))?;
     warnings.extend(
         flow.warnings
             .iter()
@@ -669,9 +688,12 @@ fn from_resolved(
         if let Err(reason) =
             crate::param_check::validate(&parameters, &flow.parameter_openapi_schema)
         {
-            return Err(format!(
-                "parameters do not match the flow's signature ({reason}); fix them, or set `enforce_parameter_schema: false`"
-            ));
+            return Err(FieldError {
+                field: "parameters",
+                message: format!(
+                    "parameters do not match the flow's signature ({reason}); fix them, or set `enforce_parameter_schema: false`"
+                ),
+            });
         }
     }
 
