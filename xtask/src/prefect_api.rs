@@ -599,9 +599,10 @@ pub fn is_retryable_status(code: u16) -> bool {
 
 /// Delays before retry 1, 2, 3…, with ±20 % jitter. Most retryable answers from a Prefect server
 /// are its SQLite database being briefly locked by its own scheduler (503), gone in milliseconds:
-/// retry fast first, then back off towards Prefect's own patience for real outages (~15 s in all
-/// over the default 5 retries; Prefect waits 2^n s, a minute in all).
-const BACKOFF_SECONDS: [f64; 5] = [0.1, 0.3, 1.0, 3.0, 10.0];
+/// retry fast first, then back off towards Prefect's own patience for real outages (~18 s in all
+/// over the default 5 retries; Prefect waits 2^n s, a minute in all). Lock storms while the
+/// server's scheduler inserts runs can last a second or two, so three retries already span ~2.6 s.
+const BACKOFF_SECONDS: [f64; 5] = [0.1, 0.5, 2.0, 5.0, 10.0];
 
 fn backoff(attempt: u32) -> Duration {
     let index = (attempt as usize).min(BACKOFF_SECONDS.len() - 1);

@@ -121,7 +121,7 @@ fn minimal_writes_dry_run_and_check() {
 fn prune_deletes_only_this_projects_deployments() {
     let s = scenario("prune");
     let direct = client_for(&server_url(), 3);
-    run_sync(&direct, &s.before, &args(false, 4));
+    run_sync_ok(&direct, &s.before, &args(false, 4));
     // A deployment made by hand (no marker) and one of another project, same flow.
     let flow_id = direct.post("/flows/", &json!({"name": s.flow})).unwrap()["id"]
         .as_str()
@@ -142,13 +142,13 @@ fn prune_deletes_only_this_projects_deployments() {
         pool.as_str().unwrap(),
         vec![],
     )];
-    run_sync(&direct, &other, &args(false, 4));
+    run_sync_ok(&direct, &other, &args(false, 4));
 
     // Without --prune nothing goes; with it, only `gone`.
-    let kept = run_sync(&direct, &s.after, &args(false, 4));
+    let kept = run_sync_ok(&direct, &s.after, &args(false, 4));
     assert_eq!(kept.plan.count(Action::Delete), 0);
     assert!(snapshot(&direct, &s.flow).contains_key("gone"));
-    let pruned = run_sync(&direct, &s.after, &args(true, 4));
+    let pruned = run_sync_ok(&direct, &s.after, &args(true, 4));
     assert_eq!(pruned.plan.count(Action::Delete), 1);
     let names: Vec<String> = snapshot(&direct, &s.flow).into_keys().collect();
     assert_eq!(names, vec!["by-hand", "keep", "new", "theirs", "upd"]);

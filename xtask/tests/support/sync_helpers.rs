@@ -134,6 +134,23 @@ pub fn run_sync(
     sync(client, desired, args, &cancel).expect("sync")
 }
 
+/// A sync that must succeed (a test's setup): a failure is reported as itself, not as a later
+/// missing deployment.
+pub fn run_sync_ok(
+    client: &PrefectClient,
+    desired: &DesiredState,
+    args: &RegisterFlowsArgs,
+) -> SyncOutcome {
+    let outcome = run_sync(client, desired, args);
+    assert_eq!(
+        outcome.exit_code(args),
+        0,
+        "setup sync failed: {:?}",
+        outcome.report.as_ref().map(|r| &r.error)
+    );
+    outcome
+}
+
 /// Every deployment of `flow` as comparable JSON: owned fields as the server normalises them,
 /// labels, paused, enforce flag, schedules without ids (sorted), keyed by name.
 pub fn snapshot(client: &PrefectClient, flow: &str) -> BTreeMap<String, Value> {
