@@ -181,7 +181,7 @@ pub fn apply(client: &PrefectClient, plan: &Plan, opts: &ApplyOptions) -> ApplyR
     if error.is_some() {
         let journal = journal.into_inner().unwrap_or_else(|p| p.into_inner());
         for undo in journal.iter().rev() {
-            rollback.extend(run_undo(client, undo));
+            rollback.extend(run_undo_patiently(client, undo));
         }
     }
     ApplyReport {
@@ -490,6 +490,27 @@ impl Limiter {
 }
 
 // ---- rollback ----------------------------------------------------------------------------------
+
+/// Pauses between whole attempts at one undo. A rollback runs right after the server failed
+/// (often a SQLite lock storm), so it is more patient than the client's own retries; undo steps
+/// are idempotent, so running one again is safe.
+const UNDO_RETRY_PAUSES: [std::time::Duration; 3] = [
+    std::time::Duration::from_millis(500),
+    std::time::Duration::from_secs(2),
+    std::time::Duration::from_secs(5),
+];
+
+fn run_undo_patiently(client: &PrefectClient, undo: &Undo) -> Vec<RollbackStep> {
+    let mut steps = run_undo(client, undo);
+    for pause in UNDO_RETRY_PAUSES {
+        if steps.iter().all(|step| step.ok) {
+            break;
+        }
+        std::thread::sleep(pause);
+        steps = run_undo(client, undo);
+    }
+    steps
+}
 
 fn run_undo(client: &PrefectClient, undo: &Undo) -> Vec<RollbackStep> {
     let step = |ok: bool, text: String| RollbackStep { ok, text };

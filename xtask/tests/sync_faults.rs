@@ -160,7 +160,7 @@ fn every_failing_write_is_rolled_back() {
     let direct = client_for(&server_url(), 2);
     let proxy = FaultProxy::start(&server_url(), Rules::default());
     let via_proxy = client_for(&proxy.api_url, 2);
-    run_sync(&direct, &s.before, &args(true, 4));
+    run_sync_ok(&direct, &s.before, &args(true, 4));
     let before = snapshot(&direct, &s.flow);
     let keep_id = deployment_id(&direct, &s.flow, "keep");
 
@@ -212,12 +212,12 @@ fn every_failing_write_is_rolled_back() {
 fn resets_and_random_503s_still_reach_the_target() {
     let s = scenario("flaky");
     let direct = client_for(&server_url(), 5);
-    run_sync(&direct, &s.after, &args(true, 4));
+    run_sync_ok(&direct, &s.after, &args(true, 4));
     let target = snapshot(&direct, &s.flow);
     let proxy = FaultProxy::start(&server_url(), Rules::default());
     let via_proxy = client_for(&proxy.api_url, 5);
     let total = {
-        run_sync(&direct, &s.before, &args(true, 4));
+        run_sync_ok(&direct, &s.before, &args(true, 4));
         let mut dry = args(true, 1);
         dry.dry_run = true;
         run_sync(&direct, &s.after, &dry).writes_planned
@@ -225,7 +225,7 @@ fn resets_and_random_503s_still_reach_the_target() {
     for n in 1..=total {
         // (A 503 on a single write is covered by the random 503s below.)
         for fault in [Fault::ResetBefore, Fault::ResetAfter] {
-            run_sync(&direct, &s.before, &args(true, 4));
+            run_sync_ok(&direct, &s.before, &args(true, 4));
             proxy.set_rules(Rules {
                 nth_write: Some((n, fault)),
                 ..Rules::default()
@@ -244,7 +244,7 @@ fn resets_and_random_503s_still_reach_the_target() {
             );
         }
     }
-    run_sync(&direct, &s.before, &args(true, 4));
+    run_sync_ok(&direct, &s.before, &args(true, 4));
     proxy.set_rules(Rules {
         random_503: 0.25,
         ..Rules::default()
@@ -266,7 +266,7 @@ fn resets_and_random_503s_still_reach_the_target() {
 fn a_server_that_stays_broken_is_reported_honestly() {
     let s = scenario("broken");
     let direct = client_for(&server_url(), 1);
-    run_sync(&direct, &s.before, &args(true, 4));
+    run_sync_ok(&direct, &s.before, &args(true, 4));
     let proxy = FaultProxy::start(&server_url(), Rules::default());
     let via_proxy = client_for(&proxy.api_url, 1);
     // Writes 1-2 succeed (the flow, then one more), every later write (rollback included) fails.
@@ -292,7 +292,7 @@ fn a_server_that_stays_broken_is_reported_honestly() {
 fn untouched_schedules_keep_their_ids_and_runs() {
     let s = scenario("runs");
     let direct = client_for(&server_url(), 3);
-    run_sync(&direct, &s.before, &args(false, 4));
+    run_sync_ok(&direct, &s.before, &args(false, 4));
     let keep = deployment_id(&direct, &s.flow, "keep").unwrap();
     let upd = deployment_id(&direct, &s.flow, "upd").unwrap();
     assert!(
@@ -340,7 +340,7 @@ fn untouched_schedules_keep_their_ids_and_runs() {
         .fields
         .insert("description".into(), json!("changed"));
     let before_ids = schedule_ids(&direct, &s.flow, "upd");
-    run_sync(&direct, &next, &args(false, 4));
+    run_sync_ok(&direct, &next, &args(false, 4));
     assert_eq!(schedule_ids(&direct, &s.flow, "upd"), before_ids);
     assert!(
         wait_for(60, || !scheduled_run_ids(&direct, &upd).is_empty()),
