@@ -54,9 +54,9 @@ fn scenario(tag: &str) -> Scenario {
 #[test]
 fn minimal_writes_dry_run_and_check() {
     let s = scenario("min");
-    let direct = client_for(&server_url(), 3);
+    let direct = client_for(&server_url(), 5); // setup and snapshots: patient
     let proxy = FaultProxy::start(&server_url(), Rules::default());
-    let via_proxy = client_for(&proxy.api_url, 3);
+    let via_proxy = client_for(&proxy.api_url, 5);
 
     let first = run_sync(&via_proxy, &s.before, &args(false, 4));
     assert!(!first.failed());
@@ -120,7 +120,7 @@ fn minimal_writes_dry_run_and_check() {
 #[test]
 fn prune_deletes_only_this_projects_deployments() {
     let s = scenario("prune");
-    let direct = client_for(&server_url(), 3);
+    let direct = client_for(&server_url(), 5); // setup and snapshots: patient
     run_sync_ok(&direct, &s.before, &args(false, 4));
     // A deployment made by hand (no marker) and one of another project, same flow.
     let flow_id = direct.post("/flows/", &json!({"name": s.flow})).unwrap()["id"]
@@ -157,7 +157,7 @@ fn prune_deletes_only_this_projects_deployments() {
 #[test]
 fn every_failing_write_is_rolled_back() {
     let s = scenario("rollback");
-    let direct = client_for(&server_url(), 2);
+    let direct = client_for(&server_url(), 5); // setup and snapshots: patient
     let proxy = FaultProxy::start(&server_url(), Rules::default());
     let via_proxy = client_for(&proxy.api_url, 2);
     run_sync_ok(&direct, &s.before, &args(true, 4));
@@ -211,7 +211,7 @@ fn every_failing_write_is_rolled_back() {
 #[test]
 fn resets_and_random_503s_still_reach_the_target() {
     let s = scenario("flaky");
-    let direct = client_for(&server_url(), 5);
+    let direct = client_for(&server_url(), 5); // setup and snapshots: patient
     run_sync_ok(&direct, &s.after, &args(true, 4));
     let target = snapshot(&direct, &s.flow);
     let proxy = FaultProxy::start(&server_url(), Rules::default());
@@ -265,7 +265,7 @@ fn resets_and_random_503s_still_reach_the_target() {
 #[test]
 fn a_server_that_stays_broken_is_reported_honestly() {
     let s = scenario("broken");
-    let direct = client_for(&server_url(), 1);
+    let direct = client_for(&server_url(), 5); // setup and snapshots: patient
     run_sync_ok(&direct, &s.before, &args(true, 4));
     let proxy = FaultProxy::start(&server_url(), Rules::default());
     let via_proxy = client_for(&proxy.api_url, 1);
@@ -291,7 +291,7 @@ fn a_server_that_stays_broken_is_reported_honestly() {
 #[test]
 fn untouched_schedules_keep_their_ids_and_runs() {
     let s = scenario("runs");
-    let direct = client_for(&server_url(), 3);
+    let direct = client_for(&server_url(), 5); // setup and snapshots: patient
     run_sync_ok(&direct, &s.before, &args(false, 4));
     let keep = deployment_id(&direct, &s.flow, "keep").unwrap();
     let upd = deployment_id(&direct, &s.flow, "upd").unwrap();
