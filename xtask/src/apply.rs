@@ -292,12 +292,22 @@ fn execute_item(
                 flow_name: item.flow_name.clone(),
                 name: item.name.clone(),
             }))?;
-            let created = ctx
-                .write(|| client.post("/deployments/", &desired.create_body(flow_id, ctx.owner)))?;
+            let (body, defaulted) = desired.lean_create_body(flow_id, ctx.owner);
+            let created = ctx.write(|| client.post("/deployments/", &body))?;
             let id = created
                 .get("id")
                 .and_then(Value::as_str)
                 .ok_or_else(|| Halt::Failed("POST /deployments/ returned no id".into()))?;
+            let repair = plan::repair_patch(&defaulted, &created);
+            if !repair.is_empty() {
+                ctx.before_write(None)?;
+                ctx.write(|| {
+                    client.patch(
+                        &format!("/deployments/{}", encode_segment(id)),
+                        &Value::Object(repair),
+                    )
+                })?;
+            }
             for body in desired.automation_bodies(id) {
                 ctx.before_write(None)?;
                 ctx.write(|| client.post("/automations/", &body))?;

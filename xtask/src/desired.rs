@@ -77,6 +77,23 @@ impl DesiredSchedule {
     }
 }
 
+/// A field and the value the server gives it when a create leaves it out.
+type ServerDefault = (&'static str, fn() -> Value);
+
+/// Create-body fields left out when they hold the server's default, in groups the server reads
+/// together. Present, they cost the server work that changes nothing for a new deployment:
+/// `enforce_parameter_schema: true` re-checks the schema against the JSON Schema meta-schema and
+/// the parameters against it (both done before any write, by `param_check`), and
+/// `concurrency_limit: null` runs the concurrency-limit upsert. Measured on Prefect 3.9.1's
+/// SQLite server: 44 → 32 ms per create (docs/register-flows.md, "Lean creates").
+const SERVER_DEFAULTED_ON_CREATE: [&[ServerDefault]; 2] = [
+    &[("enforce_parameter_schema", || Value::Bool(true))],
+    &[
+        ("concurrency_limit", || Value::Null),
+        ("concurrency_options", || Value::Null),
+    ],
+];
+
 /// One deployment as prefect.yaml (plus the flow file) describes it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DesiredDeployment {
@@ -165,6 +182,32 @@ impl DesiredDeployment {
             body.insert("version_info".into(), info.clone());
         }
         Value::Object(body)
+    }
+
+    /// `create_body` without the fields whose stated value is the server's own create default
+    /// and whose presence makes the server work for nothing, plus those fields with the values
+    /// they must end up with (for `plan::repair_patch` to check against the response).
+    pub fn lean_create_body(
+        &self,
+        flow_id: &str,
+        owner: &Ownership,
+    ) -> (Value, Map<String, Value>) {
+        let mut body = self.create_body(flow_id, owner);
+        let mut defaulted = Map::new();
+        if let Value::Object(fields) = &mut body {
+            for group in SERVER_DEFAULTED_ON_CREATE {
+                let all_default = group
+                    .iter()
+                    .all(|(field, default)| fields.get(*field) == Some(&default()));
+                if all_default {
+                    for (field, default) in group {
+                        fields.remove(*field);
+                        defaulted.insert((*field).to_string(), default());
+                    }
+                }
+            }
+        }
+        (body, defaulted)
     }
 
     /// `POST /automations/` bodies for this deployment once its id is known.
@@ -1019,6 +1062,46 @@ pub(crate) mod tests {
         assert_eq!(body["paused"], json!(true));
         assert_eq!(body["enforce_parameter_schema"], json!(false));
         assert_eq!(body["schedules"], json!([]));
+    }
+
+    #[test]
+    fn lean_create_body_leaves_out_only_server_defaults() {
+        let d = sample("d");
+        let (full, owner_) = (d.create_body("f", &owner()), owner());
+        let (lean, defaulted) = d.lean_create_body("f", &owner_);
+        for field in [
+            "enforce_parameter_schema",
+            "concurrency_limit",
+            "concurrency_options",
+        ] {
+            assert!(full.get(field).is_some(), "{field} is in the full body");
+            assert!(lean.get(field).is_none(), "{field} left out");
+        }
+        assert_eq!(
+            Value::Object(defaulted),
+            json!({"enforce_parameter_schema": true, "concurrency_limit": null, "concurrency_options": null})
+        );
+        // Everything else is sent as is.
+        let mut rest = full.as_object().unwrap().clone();
+        for field in [
+            "enforce_parameter_schema",
+            "concurrency_limit",
+            "concurrency_options",
+        ] {
+            rest.remove(field);
+        }
+        assert_eq!(Value::Object(rest), lean);
+
+        // Stated non-default values are sent; a limit keeps its options with it.
+        let mut d = sample("d");
+        d.fields
+            .insert("enforce_parameter_schema".into(), json!(false));
+        d.fields.insert("concurrency_limit".into(), json!(2));
+        let (lean, defaulted) = d.lean_create_body("f", &owner());
+        assert_eq!(lean["enforce_parameter_schema"], json!(false));
+        assert_eq!(lean["concurrency_limit"], json!(2));
+        assert_eq!(lean["concurrency_options"], Value::Null);
+        assert!(defaulted.is_empty(), "{defaulted:?}");
     }
 
     #[test]

@@ -404,6 +404,32 @@ fn couple_fields(patch: &mut Map<String, Value>, want: &DesiredDeployment) {
     }
 }
 
+/// After a lean create (`DesiredDeployment::lean_create_body`): the left-out fields whose value in
+/// the server's response is not the one they must have, as a PATCH body. Empty on a server whose
+/// create defaults are Prefect 3.9.1's; not empty on one with other defaults, or when the POST
+/// upserted a deployment someone created after the plan was made.
+pub fn repair_patch(defaulted: &Map<String, Value>, created: &Value) -> Map<String, Value> {
+    let mut patch = Map::new();
+    for (field, want) in defaulted {
+        if !json_eq(
+            &server_field(field, created),
+            &comparable_desired(field, want),
+        ) {
+            patch.insert(field.clone(), want.clone());
+        }
+    }
+    // The server reads a limit and its options together.
+    let limit_group = ["concurrency_limit", "concurrency_options"];
+    if limit_group.iter().any(|field| patch.contains_key(*field)) {
+        for field in limit_group {
+            if let Some(want) = defaulted.get(field) {
+                patch.insert(field.to_string(), want.clone());
+            }
+        }
+    }
+    patch
+}
+
 /// A field of a DeploymentResponse as it compares with the desired value.
 pub fn server_field(field: &str, raw: &Value) -> Value {
     match field {
@@ -810,7 +836,10 @@ pub fn short(value: Option<&Value>, max: usize) -> String {
         None => "(absent)".to_string(),
         Some(Value::String(s)) => {
             let quoted = Value::String(s.clone()).to_string();
-            format!("\"{}\"", cut(&quoted[1..quoted.len() - 1], max.saturating_sub(2)))
+            format!(
+                "\"{}\"",
+                cut(&quoted[1..quoted.len() - 1], max.saturating_sub(2))
+            )
         }
         Some(v) => cut(&v.to_string(), max),
     }
@@ -1526,5 +1555,28 @@ mod tests {
         assert_eq!(short(Some(&json!("abcdefghij")), 6), "\"abcd…\"");
         assert_eq!(short(Some(&json!("abc")), 10), "\"abc\"");
         assert_eq!(short(Some(&json!([1, 2, 3, 4])), 4), "[1,2…");
+    }
+
+    #[test]
+    fn repair_patch_fixes_only_what_the_server_defaulted_differently() {
+        let defaulted = json!({"enforce_parameter_schema": true, "concurrency_limit": null, "concurrency_options": null});
+        let defaulted = defaulted.as_object().unwrap();
+        // Prefect 3.9.1's defaults: nothing to repair.
+        let stock = json!({"enforce_parameter_schema": true, "concurrency_limit": null, "global_concurrency_limit": null, "concurrency_options": null});
+        assert!(repair_patch(defaulted, &stock).is_empty());
+        // Another server's defaults, or an upsert of someone else's deployment.
+        let other = json!({"enforce_parameter_schema": false, "concurrency_limit": null,
+            "global_concurrency_limit": {"limit": 3}, "concurrency_options": {"collision_strategy": "CANCEL_NEW"}});
+        assert_eq!(
+            Value::Object(repair_patch(defaulted, &other)),
+            json!({"enforce_parameter_schema": true, "concurrency_limit": null, "concurrency_options": null})
+        );
+        let only_enforce = json!({"enforce_parameter_schema": false, "concurrency_limit": null, "concurrency_options": null});
+        assert_eq!(
+            Value::Object(repair_patch(defaulted, &only_enforce)),
+            json!({"enforce_parameter_schema": true})
+        );
+        // Nothing left out, nothing to repair.
+        assert!(repair_patch(&Map::new(), &other).is_empty());
     }
 }

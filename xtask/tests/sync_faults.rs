@@ -347,3 +347,64 @@ fn untouched_schedules_keep_their_ids_and_runs() {
         "runs were not re-created"
     );
 }
+
+/// Creates leave out fields that hold the server's defaults (`enforce_parameter_schema: true`,
+/// no concurrency limit) and check the response. When someone creates the same deployment between
+/// the plan and the POST, the POST upserts theirs, which keeps their values for the left-out
+/// fields: the check must see that and patch them to the yaml's.
+#[test]
+fn a_deployment_created_behind_our_back_still_ends_as_the_yaml_says() {
+    let flow = unique("flow-race");
+    let pool = unique("pool-race");
+    let direct = client_for(&server_url(), 5);
+    ensure_pool(&direct, &pool);
+    let desired = state(
+        &unique("proj-race"),
+        vec![deployment(&flow, "raced", &pool, vec![cron("0 8 * * *")])],
+    );
+    // Writes: 1 = POST /flows/, 2 = POST /deployments/ (held back while the other writer acts).
+    let proxy = FaultProxy::start(
+        &server_url(),
+        Rules {
+            nth_write: Some((2, Fault::Delay(std::time::Duration::from_secs(3)))),
+            ..Rules::default()
+        },
+    );
+    let via_proxy = client_for(&proxy.api_url, 5);
+    let outcome = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            assert!(
+                wait_for(20, || proxy.writes() >= 2),
+                "the xtask never sent its create"
+            );
+            let flow_id = direct
+                .post("/flows/", &json!({ "name": flow }))
+                .expect("flow")["id"]
+                .clone();
+            direct
+                .post(
+                    "/deployments/",
+                    &json!({"name": "raced", "flow_id": flow_id, "work_pool_name": pool,
+                            "enforce_parameter_schema": false, "concurrency_limit": 3}),
+                )
+                .expect("the other writer's create");
+        });
+        run_sync(&via_proxy, &desired, &args(false, 1))
+    });
+    assert!(!outcome.failed(), "{:#?}", proxy.write_lines());
+    // Repaired right after the create, not by the read-back round that follows every apply
+    // (which only sees fields the yaml states; `enforce_parameter_schema` is not stated here).
+    assert_eq!(outcome.rounds, 1, "{:#?}", proxy.write_lines());
+    let raw = direct
+        .get(&format!("/deployments/name/{flow}/raced"))
+        .expect("read")
+        .expect("exists");
+    assert_eq!(raw["enforce_parameter_schema"], json!(true));
+    assert_eq!(
+        xtask::plan::server_field("concurrency_limit", &raw),
+        json!(null)
+    );
+    // And a plain re-run agrees nothing is left to do.
+    let again = run_sync(&direct, &desired, &args(false, 1));
+    assert_eq!(again.plan.count(Action::Unchanged), 1);
+}
