@@ -598,11 +598,13 @@ pub fn is_retryable_status(code: u16) -> bool {
 }
 
 /// Delays before retry 1, 2, 3…, with ±20 % jitter. Most retryable answers from a Prefect server
-/// are its SQLite database being briefly locked by its own scheduler (503), gone in milliseconds:
-/// retry fast first, then back off towards Prefect's own patience for real outages (~18 s in all
-/// over the default 5 retries; Prefect waits 2^n s, a minute in all). Lock storms while the
-/// server's scheduler inserts runs can last a second or two, so three retries already span ~2.6 s.
-const BACKOFF_SECONDS: [f64; 5] = [0.1, 0.5, 2.0, 5.0, 10.0];
+/// are its SQLite database refusing a write whose snapshot another writer just outdated (503,
+/// SQLITE_BUSY_SNAPSHOT): the other write has committed by then, so the first retry comes after
+/// 20 ms (measured: most such 503s stand alone). Then back off towards Prefect's own patience for
+/// real outages (~18 s in all over the default 5 retries; Prefect waits 2^n s, a minute in all).
+/// Lock storms while the server's scheduler inserts runs can last a second or two, so three
+/// retries already span ~2.5 s.
+const BACKOFF_SECONDS: [f64; 5] = [0.02, 0.5, 2.0, 5.0, 10.0];
 
 fn backoff(attempt: u32) -> Duration {
     let index = (attempt as usize).min(BACKOFF_SECONDS.len() - 1);
@@ -803,14 +805,19 @@ mod tests {
             assert!(!is_retryable_status(code));
         }
         assert!(
-            backoff(0) < Duration::from_millis(150),
-            "a locked SQLite is retried quickly"
+            backoff(0) <= Duration::from_millis(25),
+            "an outdated SQLite snapshot is retried at once"
         );
         for attempt in 0..10 {
             let d = backoff(attempt).as_secs_f64();
-            assert!((0.08..=12.0).contains(&d), "attempt {attempt}: {d}");
+            assert!((0.015..=12.0).contains(&d), "attempt {attempt}: {d}");
             assert!(backoff(attempt + 1).as_secs_f64() >= d * 0.5, "delays grow");
         }
+        let patience: f64 = (0..5).map(|a| BACKOFF_SECONDS[a.min(4)]).sum();
+        assert!(
+            (15.0..=20.0).contains(&patience),
+            "outages get ~18 s: {patience}"
+        );
         let mut headers = HeaderMap::new();
         headers.insert(RETRY_AFTER, HeaderValue::from_static("3"));
         assert_eq!(parse_retry_after(&headers), Some(Duration::from_secs(3)));
