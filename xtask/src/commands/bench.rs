@@ -22,6 +22,9 @@ pub fn run(_global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
     if args.deployments == 0 {
         bail!("--deployments must be at least 1");
     }
+    if !(0.0..=600.0).contains(&args.settle) {
+        bail!("--settle must be between 0 and 600 seconds");
+    }
     let state = crate::project::state_dir().join("bench");
     let project_dir = state.join("project");
     write_project(&project_dir, args.deployments)?;
@@ -72,25 +75,27 @@ pub fn run(_global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
         for _ in 0..runs {
             delete_all_deployments(&client)?;
             write_project(&project_dir, args.deployments)?;
+            settle(args.settle);
             scenarios[0].push(
                 measure(make(), &project_dir, &env)
                     .with_context(|| format!("{engine}: first registration"))?,
             );
+            settle(args.settle);
             scenarios[1].push(
                 measure(make(), &project_dir, &env)
                     .with_context(|| format!("{engine}: unchanged re-run"))?,
             );
             change_one_deployment(&project_dir)?;
+            settle(args.settle);
             scenarios[2].push(
                 measure(make(), &project_dir, &env)
                     .with_context(|| format!("{engine}: one change"))?,
             );
         }
-        let medians = scenarios.map(median);
-        for (name, m) in SCENARIOS.iter().zip(&medians) {
-            eprintln!("    {name:<20} {:>8.3} s", m.wall.as_secs_f64());
+        for (name, runs) in SCENARIOS.iter().zip(&scenarios) {
+            eprintln!("    {name:<20} {}", spread(runs));
         }
-        rows.push((engine, medians));
+        rows.push((engine, scenarios.map(median)));
     }
     delete_all_deployments(&client)?;
 
@@ -149,6 +154,29 @@ impl Drop for BenchServer {
 }
 
 const SCENARIOS: [&str; 3] = ["first registration", "unchanged re-run", "one change"];
+
+/// Lets the server finish what the previous step started (deleting runs, scheduling new ones,
+/// persisting events) so that work is not billed to the next measured command, for both engines.
+fn settle(seconds: f64) {
+    std::thread::sleep(Duration::from_secs_f64(seconds));
+}
+
+/// `median s (min–max, n runs)`: the spread shows how much a number can be trusted.
+fn spread(runs: &[Measurement]) -> String {
+    let mut walls: Vec<f64> = runs.iter().map(|m| m.wall.as_secs_f64()).collect();
+    walls.sort_by(f64::total_cmp);
+    match walls.as_slice() {
+        [] => "no runs".into(),
+        [one] => format!("{one:>8.3} s"),
+        all => format!(
+            "{:>8.3} s  ({:.3}–{:.3}, {} runs)",
+            all[all.len() / 2],
+            all[0],
+            all[all.len() - 1],
+            all.len()
+        ),
+    }
+}
 
 fn median(mut runs: Vec<Measurement>) -> Measurement {
     runs.sort_by_key(|m| m.wall);
@@ -366,5 +394,19 @@ mod tests {
         assert!(yaml.contains("description: Bench deployment 0."));
         assert!(yaml.contains("entrypoint: flows/bench_4.py:bench_4"));
         assert!(files[0].1.contains("def bench_0("));
+    }
+
+    #[test]
+    fn spread_shows_median_and_range() {
+        let m = |ms: u64| Measurement {
+            wall: Duration::from_millis(ms),
+            max_rss_kib: 0,
+        };
+        assert_eq!(spread(&[]), "no runs");
+        assert_eq!(spread(&[m(1500)]), "   1.500 s");
+        assert_eq!(
+            spread(&[m(3000), m(1000), m(2000)]),
+            "   2.000 s  (1.000–3.000, 3 runs)"
+        );
     }
 }
