@@ -200,8 +200,9 @@ pub struct BenchArgs {
     /// xtask runs per scenario (the median is reported); the Prefect CLI runs once.
     #[arg(long, default_value_t = 5)]
     pub runs: usize,
-    /// Seconds to let the server settle before each measured command (both engines).
-    #[arg(long, default_value_t = 6.0)]
+    /// Seconds to wait before each measured command (both engines), before waiting for the
+    /// server to go idle.
+    #[arg(long, default_value_t = 2.0)]
     pub settle: f64,
 }
 
