@@ -488,7 +488,7 @@ impl PrefectClient {
             };
             if self.inner.verbose.load(Ordering::Relaxed) {
                 eprintln!(
-                    "  retrying {method_name} {path} in {:.1}s ({error})",
+                    "  retrying {method_name} {path} in {:.2}s ({error})",
                     delay.as_secs_f64()
                 );
             }
