@@ -190,6 +190,8 @@ struct Inner {
     csrf_client_id: String,
     csrf: Mutex<Csrf>,
     requests: AtomicUsize,
+    /// Requests sent again after a retryable answer (a busy database, an outage).
+    retries: AtomicUsize,
     verbose: AtomicBool,
     /// Prefect retries connection errors only once a connection has worked: a wrong URL fails fast.
     connected_once: AtomicBool,
@@ -239,6 +241,7 @@ impl PrefectClient {
                 csrf_client_id: uuid::Uuid::new_v4().to_string(),
                 csrf: Mutex::new(Csrf::default()),
                 requests: AtomicUsize::new(0),
+                retries: AtomicUsize::new(0),
                 verbose: AtomicBool::new(false),
                 connected_once: AtomicBool::new(false),
             }),
@@ -262,6 +265,11 @@ impl PrefectClient {
     /// How many HTTP requests this client (and its clones) sent, retries included.
     pub fn request_count(&self) -> usize {
         self.inner.requests.load(Ordering::Relaxed)
+    }
+
+    /// How many of those requests were retries: a server that is often busy shows here.
+    pub fn retry_count(&self) -> usize {
+        self.inner.retries.load(Ordering::Relaxed)
     }
 
     // ---- raw verbs -------------------------------------------------------------------------
@@ -493,6 +501,7 @@ impl PrefectClient {
                 );
             }
             std::thread::sleep(delay);
+            self.inner.retries.fetch_add(1, Ordering::Relaxed);
         }
     }
 

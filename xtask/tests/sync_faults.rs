@@ -249,11 +249,26 @@ fn resets_and_random_503s_still_reach_the_target() {
         random_503: 0.25,
         ..Rules::default()
     });
+    proxy.reset_counts();
+    let retries_before = via_proxy.retry_count();
     let outcome = run_sync(&via_proxy, &s.after, &args(true, 4));
     assert!(
         !outcome.failed(),
         "{:?}",
         outcome.report.as_ref().map(|r| &r.error)
+    );
+    let answered_503 = proxy
+        .log()
+        .iter()
+        .filter(|l| l.outcome == "503")
+        .count();
+    assert!(answered_503 > 0, "the proxy should have answered some 503s");
+    // The client's counts cover its whole life (for the CLI: the process), like `requests`.
+    assert_eq!(outcome.retries, via_proxy.retry_count());
+    assert_eq!(
+        outcome.retries - retries_before,
+        answered_503,
+        "every 503 is retried once and counted"
     );
     assert!(
         proxy.log().iter().any(|l| l.outcome == "503"),

@@ -101,6 +101,8 @@ pub struct SyncOutcome {
     pub read: Duration,
     pub write: Duration,
     pub requests: usize,
+    /// Of `requests`, those sent again after a retryable answer.
+    pub retries: usize,
     pub writes_planned: usize,
 }
 
@@ -140,9 +142,11 @@ pub fn sync(
         read,
         write: Duration::ZERO,
         requests: 0,
+        retries: 0,
     };
     if args.dry_run || args.check || !outcome.plan.has_changes() {
         outcome.requests = client.request_count();
+        outcome.retries = client.retry_count();
         return Ok(outcome);
     }
     let options = ApplyOptions {
@@ -177,6 +181,7 @@ pub fn sync(
     }
     outcome.read = read;
     outcome.requests = client.request_count();
+    outcome.retries = client.retry_count();
     Ok(outcome)
 }
 
@@ -330,13 +335,17 @@ fn print_outcome(
         .as_ref()
         .map_or(0, |_| outcome.writes_planned);
     eprintln!(
-        "{} in {} (validate {}, read {}, write {}); {} requests{}.",
+        "{} in {} (validate {}, read {}, write {}); {} requests{}{}.",
         summary_word(outcome, mode),
         secs(timings.total),
         secs(timings.validate),
         secs(timings.read),
         secs(timings.write),
         outcome.requests,
+        match outcome.retries {
+            0 => String::new(),
+            n => format!(" ({n} of them retries: the server was busy or unreachable)"),
+        },
         if mode == "apply" {
             format!(", {writes} writes planned")
         } else {
@@ -513,6 +522,7 @@ pub fn json_document(
         "error": report.and_then(|r| r.error.clone()).or_else(|| outcome.unconverged.as_ref().map(|_| "the server kept changing while registering".to_string())),
         "rollback": report.map(|r| r.rollback.iter().map(|s| json!({"ok": s.ok, "text": s.text})).collect::<Vec<_>>()).unwrap_or_default(),
         "requests": outcome.requests,
+        "retries": outcome.retries,
         "rounds": outcome.rounds,
         "timings_ms": {
             "validate": timings.validate.as_millis() as u64,
@@ -576,6 +586,7 @@ mod tests {
             read: Duration::ZERO,
             write: Duration::ZERO,
             requests: 0,
+            retries: 0,
             writes_planned: 3,
         }
     }
