@@ -435,14 +435,17 @@ impl PrefectClient {
                 Ok(response) => {
                     self.inner.connected_once.store(true, Ordering::Relaxed);
                     let status = response.status();
-                    self.trace(method_name, path, &status.as_u16().to_string(), started);
                     if status.is_success() {
-                        return read_json(response).map_err(|why| ApiError {
+                        // Traced after the body: some servers send it well after the headers.
+                        let body = read_json(response);
+                        self.trace(method_name, path, &status.as_u16().to_string(), started);
+                        return body.map_err(|why| ApiError {
                             method: method_name,
                             path: path.to_string(),
                             kind: ApiErrorKind::InvalidResponse(why),
                         });
                     }
+                    self.trace(method_name, path, &status.as_u16().to_string(), started);
                     let retry_after = parse_retry_after(response.headers());
                     let detail = error_detail(response);
                     let error = ApiError {
