@@ -204,6 +204,11 @@ pub struct BenchArgs {
     /// server to go idle.
     #[arg(long, default_value_t = 2.0)]
     pub settle: f64,
+    /// Measure against this server instead of a throwaway local one (e.g. a Postgres-backed
+    /// server). Only the bench's own deployments are deleted; its idleness cannot be watched,
+    /// so give a longer --settle (10 s or more).
+    #[arg(long, value_name = "URL")]
+    pub api_url: Option<String>,
 }
 
 #[cfg(test)]
@@ -237,6 +242,14 @@ mod tests {
             &["xtask", "down"],
             &["xtask", "test", "--", "--nocapture"],
             &["xtask", "bench"],
+            &[
+                "xtask",
+                "bench",
+                "--api-url",
+                "http://127.0.0.1:4200/api",
+                "--settle",
+                "10",
+            ],
         ] {
             Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
         }

@@ -37,8 +37,16 @@ pub fn run(_global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
     )?;
     let prefect = venv.prefect();
 
-    eprintln!("==> starting a throwaway Prefect server");
-    let server = BenchServer::start(&prefect, &state)?;
+    let server = match &args.api_url {
+        Some(url) => {
+            eprintln!("==> using the Prefect server at {}", crate::redact::mask_url_credentials(url));
+            BenchServer::External(url.trim_end_matches('/').to_string())
+        }
+        None => {
+            eprintln!("==> starting a throwaway Prefect server");
+            BenchServer::start(&prefect, &state)?
+        }
+    };
     let client = PrefectClient::new(crate::prefect_api::ApiConfig::for_url(&server.api_url()))?;
     client
         .create_work_pool(POOL, "process")
@@ -100,14 +108,18 @@ pub fn run(_global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
     delete_all_deployments(&client)?;
 
     let startup = median_startup(&xtask)?;
-    print_report(args.deployments, &rows, startup);
+    print_report(args.deployments, &server.describe(), &rows, startup);
     Ok(ExitCode::SUCCESS)
 }
 
-/// The bench's own server: a fresh database every run, stopped when dropped.
-struct BenchServer {
-    child: std::process::Child,
-    port: u16,
+/// The server the bench measures against: its own (a fresh database every run, stopped when
+/// dropped), or one given with `--api-url` (e.g. a Postgres-backed one), left running.
+enum BenchServer {
+    Own {
+        child: std::process::Child,
+        port: u16,
+    },
+    External(String),
 }
 
 impl BenchServer {
@@ -133,23 +145,41 @@ impl BenchServer {
             &spec.log,
             STARTUP_TIMEOUT,
         )?;
-        Ok(BenchServer {
+        Ok(BenchServer::Own {
             child,
             port: spec.port,
         })
     }
 
+    /// For the report: which server the numbers are about.
+    fn describe(&self) -> String {
+        match self {
+            BenchServer::Own { .. } => {
+                "a throwaway local Prefect server: SQLite, one process".into()
+            }
+            BenchServer::External(url) => format!(
+                "the Prefect server at {}",
+                crate::redact::mask_url_credentials(url)
+            ),
+        }
+    }
+
     fn api_url(&self) -> String {
-        server::api_url(self.port)
+        match self {
+            BenchServer::Own { port, .. } => server::api_url(*port),
+            BenchServer::External(url) => url.clone(),
+        }
     }
 }
 
 impl Drop for BenchServer {
     fn drop(&mut self) {
-        if let Err(err) = process::stop(self.child.id(), SERVER_WORDS, STOP_GRACE) {
-            eprintln!("warning: cannot stop the bench server: {err:#}");
+        if let BenchServer::Own { child, .. } = self {
+            if let Err(err) = process::stop(child.id(), SERVER_WORDS, STOP_GRACE) {
+                eprintln!("warning: cannot stop the bench server: {err:#}");
+            }
+            let _ = child.wait();
         }
-        let _ = self.child.wait();
     }
 }
 
@@ -167,11 +197,14 @@ impl BenchServer {
     /// to neither engine.
     fn settle(&self, min_seconds: f64) {
         std::thread::sleep(Duration::from_secs_f64(min_seconds));
+        let BenchServer::Own { child, .. } = self else {
+            return; // another machine's CPU cannot be watched: the minimum wait has to do
+        };
         let started = Instant::now();
-        let mut last = process_cpu_seconds(self.child.id());
+        let mut last = process_cpu_seconds(child.id());
         while started.elapsed() < SETTLE_LIMIT {
             std::thread::sleep(Duration::from_secs(1));
-            let now = process_cpu_seconds(self.child.id());
+            let now = process_cpu_seconds(child.id());
             match (last, now) {
                 (Some(before), Some(after)) if after - before < IDLE_CPU_SHARE => return,
                 (None, _) | (_, None) => return, // no /proc: the minimum wait has to do
@@ -289,12 +322,12 @@ fn median_startup(xtask: &Path) -> Result<Duration> {
     Ok(times[times.len() / 2])
 }
 
-fn print_report(n: usize, rows: &[(&str, [Measurement; 3])], startup: Duration) {
+fn print_report(n: usize, server: &str, rows: &[(&str, [Measurement; 3])], startup: Duration) {
     let [(_, prefect), (_, xtask)] = rows else {
         return;
     };
     let targets = [10.0, 200.0, 100.0];
-    println!("\nregister {n} deployments (one local Prefect server, same run)\n");
+    println!("\nregister {n} deployments ({server}, both engines in the same run)\n");
     println!(
         "{:<20} {:>14} {:>14} {:>10} {:>8}",
         "scenario", "prefect (s)", "xtask (s)", "ratio", "target"
@@ -348,8 +381,10 @@ fn build_release_xtask() -> Result<PathBuf> {
     Ok(target.join("release/xtask"))
 }
 
+/// Deletes the bench's deployments (those of its flows), never anything else on the server.
 fn delete_all_deployments(client: &PrefectClient) -> Result<()> {
-    for deployment in client.read_deployments(json!({}))? {
+    let flows: Vec<String> = (0..FLOWS).map(flow_name).collect();
+    for deployment in client.read_deployments(json!({"flows": {"name": {"any_": flows}}}))? {
         if let Some(id) = deployment["id"].as_str() {
             client.delete(&format!("/deployments/{id}"))?;
         }
@@ -373,6 +408,13 @@ fn change_one_deployment(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Flow files in the generated project.
+const FLOWS: usize = 5;
+
+fn flow_name(f: usize) -> String {
+    format!("bench-flow-{f}")
+}
+
 /// Writes the generated project: 5 flow files and a prefect.yaml with `n` deployments.
 fn write_project(dir: &Path, n: usize) -> Result<()> {
     std::fs::create_dir_all(dir.join("flows"))
@@ -386,7 +428,7 @@ fn write_project(dir: &Path, n: usize) -> Result<()> {
 /// The bench project as (relative path, contents): pure, so it is unit-tested.
 pub fn generate_project(n: usize) -> Vec<(String, String)> {
     let mut files = Vec::new();
-    for f in 0..5 {
+    for f in 0..FLOWS {
         files.push((
             format!("flows/bench_{f}.py"),
             format!(
@@ -395,7 +437,7 @@ pub fn generate_project(n: usize) -> Vec<(String, String)> {
 from prefect import flow
 
 
-@flow(name="bench-flow-{f}")
+@flow(name="{name}")
 def bench_{f}(source: str = "s3://bucket", limit: int = 10, ratio: float = 0.5, tags: list[str] = ["a"], note: Optional[str] = None):
     """Bench flow {f}.
 
@@ -404,13 +446,14 @@ def bench_{f}(source: str = "s3://bucket", limit: int = 10, ratio: float = 0.5, 
         limit: How many items.
     """
     return limit
-"#
+"#,
+                name = flow_name(f)
             ),
         ));
     }
     let mut yaml = String::from("# Generated by `cargo xtask bench`.\npull:\n  - prefect.deployments.steps.set_working_directory:\n      directory: \"{{ $APP_DIR }}\"\n\ndeployments:\n");
     for i in 0..n {
-        let f = i % 5;
+        let f = i % FLOWS;
         let schedule = if i % 2 == 0 {
             format!(
                 "      - cron: \"{} {} * * *\"\n        timezone: UTC\n",
@@ -442,6 +485,7 @@ mod tests {
         assert!(yaml.contains("description: Bench deployment 0."));
         assert!(yaml.contains("entrypoint: flows/bench_4.py:bench_4"));
         assert!(files[0].1.contains("def bench_0("));
+        assert!(files[0].1.contains("@flow(name=\"bench-flow-0\")"));
     }
 
     #[test]
