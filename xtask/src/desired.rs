@@ -85,7 +85,7 @@ type ServerDefault = (&'static str, fn() -> Value);
 /// `enforce_parameter_schema: true` re-checks the schema against the JSON Schema meta-schema and
 /// the parameters against it (both done before any write, by `param_check`), and
 /// `concurrency_limit: null` runs the concurrency-limit upsert. Measured on Prefect 3.9.1's
-/// SQLite server: 44 → 32 ms per create (docs/register-flows.md, "Lean creates").
+/// SQLite server: 44 → 32 ms per create (docs/register-flows.md, step 4).
 const SERVER_DEFAULTED_ON_CREATE: [&[ServerDefault]; 2] = [
     &[("enforce_parameter_schema", || Value::Bool(true))],
     &[
