@@ -383,20 +383,27 @@ fn diff_deployment(
 
 /// Fields the server only interprets together: a queue name alone would name a pool-less legacy
 /// queue, a pool alone would move to its default queue, options need their limit.
-fn couple_fields(patch: &mut Map<String, Value>, want: &DesiredDeployment) {
-    let pairs: &[(&str, &str)] = &[
-        ("work_queue_name", "work_pool_name"),
-        ("work_pool_name", "work_queue_name"),
-        ("concurrency_options", "concurrency_limit"),
-        ("concurrency_limit", "concurrency_options"),
-    ];
-    for (changed, partner) in pairs {
-        if patch.contains_key(*changed) && !patch.contains_key(*partner) {
-            if let Some(value) = want.fields.get(*partner) {
-                patch.insert((*partner).to_string(), value.clone());
+const COUPLED_FIELDS: [(&str, &str); 4] = [
+    ("work_queue_name", "work_pool_name"),
+    ("work_pool_name", "work_queue_name"),
+    ("concurrency_options", "concurrency_limit"),
+    ("concurrency_limit", "concurrency_options"),
+];
+
+/// Adds to `patch` the partner of each coupled field it holds, with its value in `values`.
+fn add_partners(patch: &mut Map<String, Value>, values: &Map<String, Value>) {
+    for (changed, partner) in COUPLED_FIELDS {
+        if patch.contains_key(changed) && !patch.contains_key(partner) {
+            if let Some(value) = values.get(partner) {
+                patch.insert(partner.to_string(), value.clone());
             }
         }
     }
+}
+
+/// Completes a patch with the desired partners of coupled fields, and `version_info` with `version`.
+fn couple_fields(patch: &mut Map<String, Value>, want: &DesiredDeployment) {
+    add_partners(patch, &want.fields);
     if patch.contains_key("version") {
         if let Some(info) = &want.version_info {
             patch.insert("version_info".into(), info.clone());
@@ -418,15 +425,7 @@ pub fn repair_patch(defaulted: &Map<String, Value>, created: &Value) -> Map<Stri
             patch.insert(field.clone(), want.clone());
         }
     }
-    // The server reads a limit and its options together.
-    let limit_group = ["concurrency_limit", "concurrency_options"];
-    if limit_group.iter().any(|field| patch.contains_key(*field)) {
-        for field in limit_group {
-            if let Some(want) = defaulted.get(field) {
-                patch.insert(field.to_string(), want.clone());
-            }
-        }
-    }
+    add_partners(&mut patch, defaulted);
     patch
 }
 

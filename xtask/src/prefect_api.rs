@@ -670,7 +670,8 @@ impl Retries {
                 let step =
                     BUSY_STEPS_SECONDS[(self.busy as usize).min(BUSY_STEPS_SECONDS.len() - 1)];
                 let delay = step * spread;
-                if self.max_retries == 0 || self.busy_waited + delay > self.patience() {
+                // Zero retries allowed is zero patience: no busy retry either.
+                if self.busy_waited + delay > self.patience() {
                     return None;
                 }
                 self.busy += 1;

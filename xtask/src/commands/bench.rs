@@ -81,7 +81,7 @@ pub fn run(_global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
         eprintln!("==> {engine} ({runs} run(s) per scenario)");
         let mut scenarios: [Vec<Measurement>; 3] = Default::default();
         for _ in 0..runs {
-            delete_all_deployments(&client)?;
+            delete_bench_deployments(&client)?;
             write_project(&project_dir, args.deployments)?;
             server.settle(args.settle);
             scenarios[0].push(
@@ -105,7 +105,7 @@ pub fn run(_global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
         }
         rows.push((engine, scenarios.map(median)));
     }
-    delete_all_deployments(&client)?;
+    delete_bench_deployments(&client)?;
 
     let startup = median_startup(&xtask)?;
     print_report(args.deployments, &server.describe(), &rows, startup);
@@ -382,7 +382,7 @@ fn build_release_xtask() -> Result<PathBuf> {
 }
 
 /// Deletes the bench's deployments (those of its flows), never anything else on the server.
-fn delete_all_deployments(client: &PrefectClient) -> Result<()> {
+fn delete_bench_deployments(client: &PrefectClient) -> Result<()> {
     let flows: Vec<String> = (0..FLOWS).map(flow_name).collect();
     for deployment in client.read_deployments(json!({"flows": {"name": {"any_": flows}}}))? {
         if let Some(id) = deployment["id"].as_str() {
