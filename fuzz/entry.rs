@@ -4,7 +4,7 @@
 //! is what bad input is for.
 
 use serde_json::{json, Map, Value};
-use xtask::template::{PlaceholderKind, TemplateValues};
+use xtask::prefect::template::{PlaceholderKind, TemplateValues};
 
 /// bytes → prefect.yaml model (pass 1) → templating with fake values and validation (pass 2)
 /// → the payload pieces built from it (schedules, entrypoint).
@@ -15,13 +15,13 @@ pub fn prefect_yaml(data: &[u8]) {
 /// [`prefect_yaml`], returning how many deployments resolved (the replay test checks the
 /// harness gets that deep on its seeds).
 pub fn prefect_yaml_resolved(data: &[u8]) -> usize {
-    let Ok(file) = xtask::prefect_yaml::parse("prefect.yaml", data) else {
+    let Ok(file) = xtask::prefect::prefect_yaml::parse("prefect.yaml", data) else {
         return 0;
     };
     let mut resolved_count = 0;
     for deployment in &file.deployments {
         let values = fake_values(&deployment.placeholders());
-        let Ok(resolved) = xtask::prefect_yaml::resolve(&file, deployment, &values) else {
+        let Ok(resolved) = xtask::prefect::prefect_yaml::resolve(&file, deployment, &values) else {
             continue;
         };
         resolved_count += 1;
@@ -30,7 +30,7 @@ pub fn prefect_yaml_resolved(data: &[u8]) -> usize {
             let _ = schedule.create_payload(now);
             let _ = schedule.patch_payload(now);
         }
-        if let Ok(entrypoint) = xtask::flow_source::parse_entrypoint(&resolved.entrypoint) {
+        if let Ok(entrypoint) = xtask::prefect::flow_source::parse_entrypoint(&resolved.entrypoint) {
             let _ = entrypoint.file_candidates();
             let _ = entrypoint.file_label();
         }
@@ -56,8 +56,8 @@ pub fn flow_source_read(data: &[u8]) -> usize {
         String::new(),
     ]);
     for name in names {
-        if let Ok(info) = xtask::flow_source::read_flow(&source, "flows/fuzz.py", &name) {
-            let _ = xtask::param_schema::to_python_json(&info.parameter_openapi_schema);
+        if let Ok(info) = xtask::prefect::flow_source::read_flow(&source, "flows/fuzz.py", &name) {
+            let _ = xtask::prefect::param_schema::to_python_json(&info.parameter_openapi_schema);
             read += 1;
         }
     }
@@ -108,7 +108,7 @@ fn identifier(text: &str) -> String {
 
 /// Deterministic stand-ins for what the server and environment would supply: some
 /// placeholders resolve (to strings, numbers, objects, lists), some are missing.
-fn fake_values(placeholders: &[xtask::template::Placeholder]) -> TemplateValues {
+fn fake_values(placeholders: &[xtask::prefect::template::Placeholder]) -> TemplateValues {
     let mut values = TemplateValues::default();
     for placeholder in placeholders {
         let h = fnv(&placeholder.name);

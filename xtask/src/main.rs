@@ -26,5 +26,5 @@ fn main() -> ExitCode {
         Command::Test(args) => commands::test::run(&cli.global, args),
         Command::Bench(args) => commands::bench::run(&cli.global, args),
     };
-    xtask::report::exit(result)
+    xtask::sys::report::exit(result)
 }

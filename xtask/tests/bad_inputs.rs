@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use robust_support::{copy_tree, excerpt, scratch_dir, test_server_url, Invocation};
 use serde_json::{json, Value};
-use xtask::prefect_api::{ApiConfig, PrefectClient};
+use xtask::prefect::api::{ApiConfig, PrefectClient};
 
 /// Every fixture name contains this; the snapshot keeps records that mention it.
 const MARKER: &str = "xbad";

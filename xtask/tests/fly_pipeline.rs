@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use support::*;
 use xtask::fly::{self, DeployRequest, FlyError, FlyFailure};
-use xtask::prefect_api::{ApiConfig, PrefectClient};
+use xtask::prefect::api::{ApiConfig, PrefectClient};
 
 const IMAGE: &str = "registry.fly.io/captionacc-api:deadbeef";
 

@@ -10,7 +10,7 @@ use serde_json::json;
 use support::{describe, run, xtask};
 use xtask::local::process::{process_info, read_pid_file, PidRecord};
 use xtask::local::LocalState;
-use xtask::prefect_api::{ApiConfig, PrefectClient};
+use xtask::prefect::api::{ApiConfig, PrefectClient};
 
 /// Runs `down` for the state dir when the test ends, also when it fails half-way.
 struct DownOnDrop(PathBuf);

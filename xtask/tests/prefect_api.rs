@@ -1,7 +1,7 @@
 //! The REST client against a real Prefect server (started by `cargo xtask test`).
 
 use serde_json::json;
-use xtask::prefect_api::{ApiConfig, ApiErrorKind, PrefectClient};
+use xtask::prefect::api::{ApiConfig, ApiErrorKind, PrefectClient};
 
 fn server_url() -> String {
     std::env::var("XTASK_TEST_PREFECT_API_URL")

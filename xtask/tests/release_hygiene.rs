@@ -7,7 +7,7 @@ mod robust_support;
 use std::path::{Path, PathBuf};
 
 use robust_support::{scratch_dir, test_server_url, Invocation, Outcome, Stdin, HANG_BOUND};
-use xtask::prefect_api::{ApiConfig, PrefectClient};
+use xtask::prefect::api::{ApiConfig, PrefectClient};
 
 const POOL: &str = "xrel-pool";
 

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use robust_support::{scratch_dir, secured_server, test_server_url, Invocation, Outcome};
-use xtask::prefect_api::{ApiConfig, PrefectClient};
+use xtask::prefect::api::{ApiConfig, PrefectClient};
 
 const API_KEY: &str = "pnu_SENTINELapikey0000000000000000000";
 const AUTH_STRING: &str = "admin:SENTINELauthstring";

@@ -11,14 +11,14 @@ mod sync_helpers;
 use fault_proxy::{Fault, FaultProxy, Rules};
 use serde_json::json;
 use sync_helpers::*;
-use xtask::plan::Action;
+use xtask::sync::plan::Action;
 
 /// A project in its "before" state and its "after" (target) state:
 /// keep (unchanged), upd (parameters + schedules change), gone (pruned), new (created).
 struct Scenario {
     flow: String,
-    before: xtask::desired::DesiredState,
-    after: xtask::desired::DesiredState,
+    before: xtask::sync::desired::DesiredState,
+    after: xtask::sync::desired::DesiredState,
 }
 
 fn scenario(tag: &str) -> Scenario {
@@ -416,7 +416,7 @@ fn a_deployment_created_behind_our_back_still_ends_as_the_yaml_says() {
         .expect("exists");
     assert_eq!(raw["enforce_parameter_schema"], json!(true));
     assert_eq!(
-        xtask::plan::server_field("concurrency_limit", &raw),
+        xtask::sync::plan::server_field("concurrency_limit", &raw),
         json!(null)
     );
     // And a plain re-run agrees nothing is left to do.

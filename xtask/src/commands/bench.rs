@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::cli::{BenchArgs, GlobalArgs};
 use crate::local::server::{self, ServerSpec, SERVER_WORDS, STARTUP_TIMEOUT};
 use crate::local::{process, venv, STOP_GRACE};
-use crate::prefect_api::PrefectClient;
+use crate::prefect::api::PrefectClient;
 
 /// The pool every generated deployment uses.
 const POOL: &str = "bench-pool";
@@ -39,7 +39,7 @@ pub fn run(_global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
 
     let server = match &args.api_url {
         Some(url) => {
-            eprintln!("==> using the Prefect server at {}", crate::redact::mask_url_credentials(url));
+            eprintln!("==> using the Prefect server at {}", crate::sys::redact::mask_url_credentials(url));
             BenchServer::External(url.trim_end_matches('/').to_string())
         }
         None => {
@@ -47,7 +47,7 @@ pub fn run(_global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
             BenchServer::start(&prefect, &state)?
         }
     };
-    let client = PrefectClient::new(crate::prefect_api::ApiConfig::for_url(&server.api_url()))?;
+    let client = PrefectClient::new(crate::prefect::api::ApiConfig::for_url(&server.api_url()))?;
     client
         .create_work_pool(POOL, "process")
         .context("creating the bench work pool")?;
@@ -159,7 +159,7 @@ impl BenchServer {
             }
             BenchServer::External(url) => format!(
                 "the Prefect server at {}",
-                crate::redact::mask_url_credentials(url)
+                crate::sys::redact::mask_url_credentials(url)
             ),
         }
     }

@@ -8,7 +8,7 @@ use anyhow::Result;
 use crate::cli::{BuildImageArgs, Env, GlobalArgs};
 use crate::docker::{self, local_bases, BuildOptions};
 use crate::project::{state_dir, Project};
-use crate::report::code;
+use crate::sys::report::code;
 
 pub fn run(global: &GlobalArgs, args: BuildImageArgs) -> Result<ExitCode> {
     let project = Project::discover(global, Env::Prod)?;

@@ -1,6 +1,6 @@
 //! `cargo xtask check-secrets`: proves everything the release needs is in place before anything
 //! is built — locally (PREFECT_API_URL, the server's /health, an authenticated read) and in the
-//! Fly app (`fly secrets list --json` against [`crate::secrets::required`]). Every problem is
+//! Fly app (`fly secrets list --json` against [`crate::fly::secrets::required`]). Every problem is
 //! reported at once, as a checklist; values are never printed.
 
 use std::path::PathBuf;
@@ -10,11 +10,11 @@ use anyhow::Result;
 
 use crate::cli::{CheckSecretsArgs, Env, GlobalArgs};
 use crate::fly;
-use crate::prefect_api::{ApiConfig, ApiError, ApiErrorKind, PrefectClient};
+use crate::prefect::api::{ApiConfig, ApiError, ApiErrorKind, PrefectClient};
 use crate::project::Project;
-use crate::redact::redact;
-use crate::report::code;
-use crate::secrets::{
+use crate::sys::redact::redact;
+use crate::sys::report::code;
+use crate::fly::secrets::{
     self, check_fly_secrets, check_local_env, probe_item, CheckItem, CheckStatus, Checklist,
     LocalEnv, ProbeOutcome, Scope, ServerKind,
 };

@@ -29,12 +29,12 @@ use crate::commands::check_secrets::{self, FlyCheck};
 use crate::commands::{local, register_flows};
 use crate::docker::{self, BuildOptions};
 use crate::fly::{self, DeployRequest, FlyTarget};
-use crate::pipeline::Pipeline;
-use crate::prefect_yaml::{self, PrefectFile};
+use crate::sys::stages::Pipeline;
+use crate::prefect::prefect_yaml::{self, PrefectFile};
 use crate::project::Project;
-use crate::redact::{redact, SECRET_ENV_VARS};
-use crate::report::code;
-use crate::secrets;
+use crate::sys::redact::{redact, SECRET_ENV_VARS};
+use crate::sys::report::code;
+use crate::fly::secrets;
 
 /// flyctl's own default for `--release-command-timeout`.
 const DEFAULT_RELEASE_COMMAND_TIMEOUT: &str = "5m";

@@ -12,9 +12,9 @@ use crate::cli::{DeployArgs, DownArgs, GlobalArgs, RegisterFlowsArgs};
 use crate::local::process::{log_tail, Stopped};
 use crate::local::server::{api_url, dashboard_url};
 use crate::local::{self, prefect_file, venv, LocalState};
-use crate::prefect_api::{ApiConfig, PrefectClient};
+use crate::prefect::api::{ApiConfig, PrefectClient};
 use crate::project::{repo_root, venv_dir, Project};
-use crate::report::code;
+use crate::sys::report::code;
 
 /// How long the smoke run may take from creation to Completed.
 const SMOKE_RUN_TIMEOUT: Duration = Duration::from_secs(180);

@@ -13,13 +13,13 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use crate::apply::{self, ApplyOptions, ApplyReport, ItemStatus};
+use crate::sync::apply::{self, ApplyOptions, ApplyReport, ItemStatus};
 use crate::cli::{Engine, Env, GlobalArgs, RegisterFlowsArgs};
-use crate::desired::{self, DesiredState};
-use crate::plan::{self, Action, Plan, ServerState, JSON_SCHEMA_VERSION};
-use crate::prefect_api::{encode_segment, PrefectClient};
+use crate::sync::desired::{self, DesiredState};
+use crate::sync::plan::{self, Action, Plan, ServerState, JSON_SCHEMA_VERSION};
+use crate::prefect::api::{encode_segment, PrefectClient};
 use crate::project::Project;
-use crate::report::code;
+use crate::sys::report::code;
 
 /// Rounds of "apply, read back, re-plan" before giving up on a server that keeps changing under us
 /// (another register-flows run writing at the same time).
@@ -62,8 +62,8 @@ fn run_prefect_cli(global: &GlobalArgs, args: &RegisterFlowsArgs) -> Result<Exit
         bail!("--dry-run, --check, --prune and --json need the native engine; `prefect deploy` has no such modes");
     }
     let project = Project::discover(global, Env::Prod)?;
-    let prefect = crate::prefect_cli::find_prefect()?;
-    crate::prefect_cli::deploy_all(&project, &prefect, &[])?;
+    let prefect = crate::prefect::deploy_cli::find_prefect()?;
+    crate::prefect::deploy_cli::deploy_all(&project, &prefect, &[])?;
     Ok(ExitCode::from(code::OK))
 }
 
@@ -461,7 +461,7 @@ fn invalid_document(
 ) -> Value {
     let errors: Vec<String> = match err.downcast_ref::<desired::ValidationErrors>() {
         Some(validation) => validation.problems.clone(),
-        None => vec![crate::redact::redact(&format!("{err:#}"))],
+        None => vec![crate::sys::redact::redact(&format!("{err:#}"))],
     };
     json!({
         "schema_version": JSON_SCHEMA_VERSION,
@@ -544,8 +544,8 @@ pub fn json_document(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apply::RollbackStep;
-    use crate::plan::{FieldChange, PlanItem};
+    use crate::sync::apply::RollbackStep;
+    use crate::sync::plan::{FieldChange, PlanItem};
     use serde_json::Map;
 
     fn item(action: Action, name: &str, changes: Vec<FieldChange>) -> PlanItem {

@@ -21,7 +21,7 @@ use crate::local::process::{self, read_pid_file, write_pid_file, PidRecord};
 use crate::local::server::{self, api_url, ServerSpec, SERVER_WORDS, STARTUP_TIMEOUT};
 use crate::local::{venv, STOP_GRACE};
 use crate::project::{repo_root, state_dir, venv_dir};
-use crate::report::code;
+use crate::sys::report::code;
 
 /// Set by Ctrl-C / SIGTERM.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);

@@ -1,5 +1,5 @@
 //! The few facts the local target needs from a prefect.yaml: deployment names and work pools.
-//! (The full model with templating and validation is `crate::prefect_yaml`; this reads only
+//! (The full model with templating and validation is `crate::prefect::prefect_yaml`; this reads only
 //! what `prefect deploy` needs to find before registering.)
 
 use std::path::Path;

@@ -227,7 +227,7 @@ pub fn log_tail(path: &Path, n: usize) -> String {
             format!(
                 "last lines of {}:\n{}",
                 path.display(),
-                crate::redact::redact(&body)
+                crate::sys::redact::redact(&body)
             )
         }
         Err(_) => format!("({} does not exist)", path.display()),

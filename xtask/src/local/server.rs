@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use super::process::{self, log_tail, spawn_detached};
-use crate::prefect_api::{ApiConfig, PrefectClient};
+use crate::prefect::api::{ApiConfig, PrefectClient};
 
 /// Words a server's command line contains (checked before reusing or killing a pid).
 pub const SERVER_WORDS: &[&str] = &["server", "start"];

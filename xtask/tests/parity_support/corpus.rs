@@ -330,7 +330,7 @@ pub fn flow_prefix(entry: &Entry) -> String {
 
 /// Stub flow files for every entrypoint: `path.py:fn`, `./path.py:fn`, `pkg.mod:fn`.
 pub fn write_stubs(project: &Path, entry: &Entry, yaml: &[u8]) {
-    let file = xtask::prefect_yaml::parse(entry.file, yaml).unwrap_or_else(|e| panic!("{e}"));
+    let file = xtask::prefect::prefect_yaml::parse(entry.file, yaml).unwrap_or_else(|e| panic!("{e}"));
     let mut sources: std::collections::BTreeMap<PathBuf, Vec<String>> = Default::default();
     for d in &file.deployments {
         let entrypoint = d
@@ -378,7 +378,7 @@ pub fn write_stubs(project: &Path, entry: &Entry, yaml: &[u8]) {
 
 /// Work pools the file's deployments name (after substituting the recipe's env vars).
 fn pools(entry: &Entry, recipe: &Recipe, yaml: &[u8]) -> Vec<String> {
-    let file = xtask::prefect_yaml::parse(entry.file, yaml).unwrap();
+    let file = xtask::prefect::prefect_yaml::parse(entry.file, yaml).unwrap();
     let mut pools: Vec<String> = file
         .deployments
         .iter()

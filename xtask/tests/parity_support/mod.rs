@@ -16,7 +16,7 @@ use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
 use serde_json::{json, Map, Value};
-use xtask::prefect_api::{ApiConfig, PrefectClient};
+use xtask::prefect::api::{ApiConfig, PrefectClient};
 
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
@@ -724,7 +724,7 @@ pub fn run_cases(servers: &Servers, mut cases: Vec<Case>, threads: usize) -> Vec
 /// Deployment names declared by a staged prefect.yaml (xtask's own parser; the comparison
 /// itself never relies on it).
 pub fn deployment_names(yaml: &[u8]) -> Vec<String> {
-    let file = xtask::prefect_yaml::parse("prefect.yaml", yaml).unwrap_or_else(|e| panic!("{e}"));
+    let file = xtask::prefect::prefect_yaml::parse("prefect.yaml", yaml).unwrap_or_else(|e| panic!("{e}"));
     file.deployments
         .iter()
         .map(|d| prefect_deployment_name(&d.name))

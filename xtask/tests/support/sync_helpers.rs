@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use serde_json::{json, Map, Value};
 use xtask::cli::{Engine, RegisterFlowsArgs};
 use xtask::commands::register_flows::{sync, SyncOutcome};
-use xtask::desired::{DesiredDeployment, DesiredSchedule, DesiredState, Ownership, SourceLocation};
-use xtask::plan::server_field;
-use xtask::prefect_api::{ApiConfig, PrefectClient};
+use xtask::sync::desired::{DesiredDeployment, DesiredSchedule, DesiredState, Ownership, SourceLocation};
+use xtask::sync::plan::server_field;
+use xtask::prefect::api::{ApiConfig, PrefectClient};
 
 /// The test server's API URL; a test that needs one fails loudly without it.
 pub fn server_url() -> String {
@@ -161,7 +161,7 @@ pub fn snapshot(client: &PrefectClient, flow: &str) -> BTreeMap<String, Value> {
     for raw in deployments {
         let name = raw["name"].as_str().unwrap_or_default().to_string();
         let mut fields = Map::new();
-        for field in xtask::desired::OWNED_FIELDS {
+        for field in xtask::sync::desired::OWNED_FIELDS {
             fields.insert((*field).to_string(), server_field(field, &raw));
         }
         let mut labels = raw["labels"].as_object().cloned().unwrap_or_default();

@@ -13,7 +13,7 @@ use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::redact::mask_url_credentials;
+use crate::sys::redact::mask_url_credentials;
 
 /// The REST API version Prefect 3.9.1 speaks; the server rejects versions it does not support.
 pub const API_VERSION: &str = "0.8.4";

@@ -20,7 +20,7 @@ pub fn exit(result: anyhow::Result<ExitCode>) -> ExitCode {
             for cause in err.chain().skip(1) {
                 text.push_str(&format!("\n  caused by: {cause}"));
             }
-            eprintln!("{}", crate::redact::redact(&text));
+            eprintln!("{}", crate::sys::redact::redact(&text));
             ExitCode::from(code::ERROR)
         }
     }

@@ -10,12 +10,12 @@ use std::collections::hash_map::Entry;
 
 use anyhow::Context as _;
 
-use crate::flow_source;
-use crate::prefect_api::PrefectClient;
-use crate::prefect_yaml;
+use crate::prefect::flow_source;
+use crate::prefect::api::PrefectClient;
+use crate::prefect::prefect_yaml;
 use crate::project::Project;
-use crate::steps::Steps;
-use crate::template::{PlaceholderKind, TemplateValues};
+use crate::prefect::steps::Steps;
+use crate::prefect::template::{PlaceholderKind, TemplateValues};
 
 /// Where a deployment is declared, for error messages and the plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -394,7 +394,7 @@ pub fn build(project: &Project, client: &PrefectClient) -> anyhow::Result<Desire
     // runs (their side effects would be wasted), and deployments with steps are not resolved.
     let mut steps_runnable = true;
     for (config, steps) in file.deployments.iter().zip(&selected) {
-        for problem in crate::steps::check(steps) {
+        for problem in crate::prefect::steps::check(steps) {
             errors.push(Some(&source_of(config)), Some(&config.name), problem);
             steps_runnable = false;
         }
@@ -410,7 +410,7 @@ pub fn build(project: &Project, client: &PrefectClient) -> anyhow::Result<Desire
             if !steps_runnable {
                 continue;
             }
-            match crate::steps::run(steps, &project.root, &values, &config.name) {
+            match crate::prefect::steps::run(steps, &project.root, &values, &config.name) {
                 Ok(outputs) => values.step_outputs = outputs,
                 Err(message) => {
                     errors.push(Some(&source), Some(&config.name), message);
@@ -471,7 +471,7 @@ pub fn build(project: &Project, client: &PrefectClient) -> anyhow::Result<Desire
 
 /// The yaml's top-level `name:` (Prefect's project name), else the project directory's name.
 fn project_name(project: &Project, bytes: &[u8]) -> String {
-    let from_yaml = crate::yaml::parse("", bytes)
+    let from_yaml = crate::prefect::yaml::parse("", bytes)
         .ok()
         .and_then(|doc| {
             doc.root
@@ -610,7 +610,7 @@ impl GitVersion {
                 kind: "vcs:git",
                 commit_sha,
                 branch: git(&["rev-parse", "--abbrev-ref", "HEAD"]).unwrap_or_default(),
-                url: crate::redact::mask_url_credentials(&url),
+                url: crate::sys::redact::mask_url_credentials(&url),
             });
         }
         found
@@ -628,7 +628,7 @@ impl GitVersion {
                 let base = env(base).unwrap_or_else(|| "None".into());
                 Some(GitVersion {
                     kind,
-                    url: crate::redact::mask_url_credentials(&format!(
+                    url: crate::sys::redact::mask_url_credentials(&format!(
                         "{base}{}{sha}",
                         infix.replace("{repo}", &repo)
                     )),
@@ -729,7 +729,7 @@ fn from_resolved(
     if resolved.enforce_parameter_schema != Some(false) {
         let parameters = Value::Object(resolved.parameters.clone());
         if let Err(reason) =
-            crate::param_check::validate(&parameters, &flow.parameter_openapi_schema)
+            crate::prefect::param_check::validate(&parameters, &flow.parameter_openapi_schema)
         {
             return Err(FieldError {
                 field: "parameters",
@@ -806,13 +806,13 @@ pub fn registered_name(name: &str) -> String {
     }
 }
 
-fn desired_schedule(s: &crate::schedule::DesiredSchedule, now: jiff::Timestamp) -> DesiredSchedule {
+fn desired_schedule(s: &crate::prefect::schedule::DesiredSchedule, now: jiff::Timestamp) -> DesiredSchedule {
     let anchor_explicit = match &s.kind {
-        crate::schedule::ScheduleKind::Interval { anchor_date, .. } => anchor_date.is_some(),
-        crate::schedule::ScheduleKind::RRule { rrule } => {
+        crate::prefect::schedule::ScheduleKind::Interval { anchor_date, .. } => anchor_date.is_some(),
+        crate::prefect::schedule::ScheduleKind::RRule { rrule } => {
             rrule.to_ascii_uppercase().contains("DTSTART")
         }
-        crate::schedule::ScheduleKind::Cron { .. } => true,
+        crate::prefect::schedule::ScheduleKind::Cron { .. } => true,
     };
     DesiredSchedule {
         schedule: s.schedule_object(now),

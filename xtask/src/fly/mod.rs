@@ -7,6 +7,8 @@
 //! environment it inherits, so no argv built here carries a secret. [`FlyCommand::secret`] still
 //! exists so a command that ever does (`-t/--access-token`) prints masked.
 
+pub mod secrets;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{BufRead, BufReader, Read};
@@ -21,8 +23,8 @@ use serde_json::Value;
 
 use crate::cli::Env;
 use crate::project::Project;
-use crate::redact::redact;
-use crate::secrets::{parse_fly_secrets, FlySecrets};
+use crate::sys::redact::redact;
+use crate::fly::secrets::{parse_fly_secrets, FlySecrets};
 
 // ---------------------------------------------------------------------------------------------
 // fly.toml

@@ -16,7 +16,7 @@ pub fn validate(parameters: &Value, schema: &Value) -> Result<(), String> {
         Err((path, reason)) if path.is_empty() => Err(format!("Validation failed. Failure reason: {reason}")),
         Err((path, reason)) => Err(format!(
             "Validation failed for field {}. Failure reason: {reason}",
-            crate::python_text::str_repr(&path.join("."))
+            crate::prefect::python_text::str_repr(&path.join("."))
         )),
     }
 }
@@ -222,13 +222,13 @@ fn py(value: &Value) -> String {
         Value::Null => "None".into(),
         Value::Bool(true) => "True".into(),
         Value::Bool(false) => "False".into(),
-        Value::Number(n) if n.is_f64() => n.as_f64().map(crate::python_text::float_repr).unwrap_or_else(|| n.to_string()),
+        Value::Number(n) if n.is_f64() => n.as_f64().map(crate::prefect::python_text::float_repr).unwrap_or_else(|| n.to_string()),
         Value::Number(n) => n.to_string(),
-        Value::String(s) => crate::python_text::str_repr(s),
+        Value::String(s) => crate::prefect::python_text::str_repr(s),
         Value::Array(items) => format!("[{}]", items.iter().map(py).collect::<Vec<_>>().join(", ")),
         Value::Object(map) => format!(
             "{{{}}}",
-            map.iter().map(|(k, v)| format!("{}: {}", crate::python_text::str_repr(k), py(v))).collect::<Vec<_>>().join(", ")
+            map.iter().map(|(k, v)| format!("{}: {}", crate::prefect::python_text::str_repr(k), py(v))).collect::<Vec<_>>().join(", ")
         ),
     }
 }

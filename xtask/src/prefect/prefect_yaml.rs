@@ -7,7 +7,7 @@
 //!
 //! Pass 2, [`resolve`]: after the caller fetched the blocks/variables the
 //! deployment references ([`DeploymentConfig::placeholders`]), template it
-//! ([`crate::template`]) and validate the result into a [`ResolvedDeployment`]
+//! ([`crate::prefect::template`]) and validate the result into a [`ResolvedDeployment`]
 //! the desired-state builder turns into API payloads.
 
 use std::collections::BTreeMap;
@@ -15,9 +15,9 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-use crate::schedule::{self, DesiredSchedule};
-use crate::template::{self, Placeholder, TemplateValues};
-use crate::yaml::{self, Node, NodeValue};
+use crate::prefect::schedule::{self, DesiredSchedule};
+use crate::prefect::template::{self, Placeholder, TemplateValues};
+use crate::prefect::yaml::{self, Node, NodeValue};
 
 /// Characters Prefect's `InvalidNameError` forbids in deployment names.
 pub const FORBIDDEN_NAME_CHARS: &[char] = &['/', '%', '&', '>', '<'];

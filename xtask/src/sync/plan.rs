@@ -4,14 +4,14 @@
 //! Values are compared the way the server normalises them (a `concurrency_limit` comes back as
 //! `global_concurrency_limit.limit`, a null queue as `"default"`, an rrule with a `DTSTART`), so
 //! an unchanged re-run plans zero writes. The same plan is printed by `--dry-run`/`--check` and
-//! executed by [`crate::apply`].
+//! executed by [`crate::sync::apply`].
 
 use std::collections::{HashMap, HashSet};
 
 use anyhow::{bail, Result};
 use serde_json::{json, Map, Value};
 
-use crate::desired::{DesiredDeployment, DesiredSchedule, DesiredState, Ownership};
+use crate::sync::desired::{DesiredDeployment, DesiredSchedule, DesiredState, Ownership};
 
 /// Bumped when the JSON document (docs/register-flows-json.md) changes incompatibly.
 pub const JSON_SCHEMA_VERSION: u32 = 1;
@@ -743,7 +743,7 @@ fn automations_match(triggers: &[Value], existing: &[Value], deployment_id: &str
     }
     let mut used = vec![false; existing.len()];
     triggers.iter().all(|trigger| {
-        let mut want = crate::desired::automation_body(trigger, deployment_id);
+        let mut want = crate::sync::desired::automation_body(trigger, deployment_id);
         if let Value::Object(map) = &mut want {
             // Not part of the read model.
             map.remove("owner_resource");
@@ -1017,7 +1017,7 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::desired::tests::{owner, sample};
+    use crate::sync::desired::tests::{owner, sample};
 
     /// What the server returns after creating `sample(name)`.
     fn server_copy(d: &DesiredDeployment, id: &str) -> ServerDeployment {
@@ -1445,7 +1445,7 @@ mod tests {
             json!({"name": "a__automation_1", "enabled": true, "actions": [{"type": "run-deployment", "source": "selected"}]}),
         ]);
         let have = server_copy(&a, "id-a");
-        let mut stored = crate::desired::automation_body(&a.triggers.as_ref().unwrap()[0], "id-a");
+        let mut stored = crate::sync::desired::automation_body(&a.triggers.as_ref().unwrap()[0], "id-a");
         stored["id"] = json!("auto-1");
         stored["actions"][0]["job_variables"] = Value::Null;
         stored.as_object_mut().unwrap().remove("owner_resource");

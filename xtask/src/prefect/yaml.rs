@@ -1028,7 +1028,7 @@ impl Node {
             NodeValue::Bool(false) => "False".to_string(),
             NodeValue::Int(i) => i.to_string(),
             NodeValue::BigInt(s) | NodeValue::Str(s) | NodeValue::Timestamp(s) => s.clone(),
-            NodeValue::Float(f) => crate::python_text::float_repr(*f),
+            NodeValue::Float(f) => crate::prefect::python_text::float_repr(*f),
             NodeValue::Seq(_) => "<sequence>".to_string(),
             NodeValue::Map(_) => "<mapping>".to_string(),
         }

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Context, Result};
 
 use crate::project::Project;
-use crate::redact::mask_url_credentials;
+use crate::sys::redact::mask_url_credentials;
 
 /// Fly's registry; flyctl lets `FLY_REGISTRY_HOST` change it, and so do we.
 const FLY_REGISTRY_HOST: &str = "registry.fly.io";

@@ -18,9 +18,9 @@ use std::sync::Mutex;
 
 use serde_json::{json, Map, Value};
 
-use crate::desired::{DesiredSchedule, Ownership};
-use crate::plan::{self, Action, Plan, PlanItem, ScheduleOp};
-use crate::prefect_api::{encode_segment, ApiError, PrefectClient};
+use crate::sync::desired::{DesiredSchedule, Ownership};
+use crate::sync::plan::{self, Action, Plan, PlanItem, ScheduleOp};
+use crate::prefect::api::{encode_segment, ApiError, PrefectClient};
 
 pub struct ApplyOptions<'a> {
     /// Writes in flight at most.
@@ -760,7 +760,7 @@ mod tests {
     #[test]
     fn a_plan_without_changes_writes_nothing() {
         // The client points at a closed port: any request would fail the apply.
-        let client = PrefectClient::new(crate::prefect_api::ApiConfig::for_url(
+        let client = PrefectClient::new(crate::prefect::api::ApiConfig::for_url(
             "http://127.0.0.1:9/api",
         ))
         .unwrap();

@@ -740,11 +740,11 @@ mod tests {
     /// The release command's client must read exactly these names; a rename on either side fails here.
     #[test]
     fn names_match_what_the_client_reads() {
-        let client = include_str!("prefect_api.rs");
+        let client = include_str!("../prefect/api.rs");
         for name in [PREFECT_API_URL, PREFECT_API_KEY, PREFECT_API_AUTH_STRING] {
             assert!(
                 client.contains(&format!("\"{name}\"")),
-                "prefect_api.rs does not read {name}"
+                "prefect/api.rs does not read {name}"
             );
         }
     }

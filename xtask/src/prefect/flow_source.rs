@@ -5,9 +5,9 @@
 //! AST (rustpython-parser): it resolves the entrypoint to a file, finds the function, checks
 //! it carries Prefect's `@flow` decorator (following imports and aliases), reads the decorator
 //! keywords and the docstring exactly as `inspect.getdoc` and griffe see them, and hands the
-//! signature to [`crate::param_schema`].
+//! signature to [`crate::prefect::param_schema`].
 
-use crate::python_text::str_repr;
+use crate::prefect::python_text::str_repr;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
@@ -17,7 +17,7 @@ use rustpython_parser::ast::{self, Constant, Expr, Ranged, Stmt};
 use rustpython_parser::Parse;
 use serde_json::Value;
 
-use crate::param_schema::{self, Param, ParamKind};
+use crate::prefect::param_schema::{self, Param, ParamKind};
 
 // ---------------------------------------------------------------------------------------------
 // Entrypoints

@@ -648,12 +648,12 @@ fn python_repr(v: &Value) -> String {
         Value::Bool(false) => "False".to_string(),
         Value::Number(n) => {
             if n.is_f64() {
-                n.as_f64().map_or_else(|| n.to_string(), crate::python_text::float_repr)
+                n.as_f64().map_or_else(|| n.to_string(), crate::prefect::python_text::float_repr)
             } else {
                 n.to_string()
             }
         }
-        Value::String(s) => crate::python_text::str_repr(s),
+        Value::String(s) => crate::prefect::python_text::str_repr(s),
         Value::Array(items) => format!(
             "[{}]",
             items.iter().map(python_repr).collect::<Vec<_>>().join(", ")
@@ -661,7 +661,7 @@ fn python_repr(v: &Value) -> String {
         Value::Object(map) => format!(
             "{{{}}}",
             map.iter()
-                .map(|(k, v)| format!("{}: {}", crate::python_text::str_repr(k), python_repr(v)))
+                .map(|(k, v)| format!("{}: {}", crate::prefect::python_text::str_repr(k), python_repr(v)))
                 .collect::<Vec<_>>()
                 .join(", ")
         ),

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use rustpython_parser::ast::{self, Constant, Expr, Stmt};
 use serde_json::{Map, Number, Value};
 
-use crate::flow_source::{ModuleIndex, Resolved};
+use crate::prefect::flow_source::{ModuleIndex, Resolved};
 
 /// Longest chain of constant references (`A = B`, `B = 1`) followed before giving up.
 const MAX_EVAL_DEPTH: usize = 16;
@@ -726,8 +726,8 @@ impl<'m, 'a> SchemaContext<'m, 'a> {
             .collect::<Vec<_>>();
         let mut def = Map::new();
         def.insert("title".into(), Value::String(name.clone()));
-        if let Some(doc) = crate::flow_source::docstring_of(&class.body) {
-            let doc = crate::flow_source::cleandoc(&doc);
+        if let Some(doc) = crate::prefect::flow_source::docstring_of(&class.body) {
+            let doc = crate::prefect::flow_source::cleandoc(&doc);
             if !doc.is_empty() && doc != "An enumeration." {
                 def.insert("description".into(), Value::String(doc));
             }
@@ -905,8 +905,8 @@ impl<'m, 'a> SchemaContext<'m, 'a> {
         }
         def.insert("title".into(), Value::String(class.name.to_string()));
         def.insert("type".into(), Value::String("object".into()));
-        if let Some(doc) = crate::flow_source::docstring_of(&class.body) {
-            let doc = crate::flow_source::cleandoc(&doc);
+        if let Some(doc) = crate::prefect::flow_source::docstring_of(&class.body) {
+            let doc = crate::prefect::flow_source::cleandoc(&doc);
             if !doc.is_empty() {
                 def.insert("description".into(), Value::String(doc));
             }
@@ -1311,7 +1311,7 @@ impl<'m, 'a> SchemaContext<'m, 'a> {
             };
             kwargs.push((arg.to_string(), self.eval(&keyword.value, depth)?));
         }
-        crate::param_schema::call_builtin(&func, args, kwargs)
+        crate::prefect::param_schema::call_builtin(&func, args, kwargs)
     }
 
     fn eval_model_instance(
@@ -1765,7 +1765,7 @@ fn call_builtin(func: &str, args: Vec<Py>, kwargs: Vec<(String, Py)>) -> Result<
             Ok(Py::Dict(items))
         }
         "datetime.datetime" | "datetime.date" | "datetime.time" => {
-            crate::param_schema::temporal(func, args, kwargs)
+            crate::prefect::param_schema::temporal(func, args, kwargs)
         }
         "datetime.timedelta" => {
             let names = [
@@ -2259,7 +2259,7 @@ pub fn float_repr(f: f64) -> String {
         f if f.is_nan() => "NaN".into(),
         f if f == f64::INFINITY => "Infinity".into(),
         f if f == f64::NEG_INFINITY => "-Infinity".into(),
-        f => crate::python_text::float_repr(f),
+        f => crate::prefect::python_text::float_repr(f),
     }
 }
 

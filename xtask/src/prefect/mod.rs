@@ -1,0 +1,14 @@
+//! Prefect, as `prefect deploy` sees it: the prefect.yaml model (on a YAML 1.1 loader), templating,
+//! schedules, reading flows and their parameter schemas, build steps, and the REST API client.
+
+pub mod api;
+pub mod deploy_cli;
+pub mod flow_source;
+pub mod param_check;
+pub mod param_schema;
+pub mod prefect_yaml;
+pub mod python_text;
+pub mod schedule;
+pub mod steps;
+pub mod template;
+pub mod yaml;
