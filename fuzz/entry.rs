@@ -30,7 +30,8 @@ pub fn prefect_yaml_resolved(data: &[u8]) -> usize {
             let _ = schedule.create_payload(now);
             let _ = schedule.patch_payload(now);
         }
-        if let Ok(entrypoint) = xtask::prefect::flow_source::parse_entrypoint(&resolved.entrypoint) {
+        if let Ok(entrypoint) = xtask::prefect::flow_source::parse_entrypoint(&resolved.entrypoint)
+        {
             let _ = entrypoint.file_candidates();
             let _ = entrypoint.file_label();
         }

@@ -69,7 +69,10 @@ fn find_root(start: &Path) -> Option<PathBuf> {
 
 /// `path` relative to `base` when it is inside it, else as given.
 pub fn display_relative(path: &Path, base: &Path) -> String {
-    path.strip_prefix(base).unwrap_or(path).display().to_string()
+    path.strip_prefix(base)
+        .unwrap_or(path)
+        .display()
+        .to_string()
 }
 
 /// The repository this xtask was built from (for developer commands: test, bench, deploy --local).
@@ -78,7 +81,10 @@ pub fn repo_root() -> PathBuf {
         .map(PathBuf::from)
         .filter(|dir| dir.join("Cargo.toml").is_file())
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
-    manifest_dir.parent().map(Path::to_path_buf).unwrap_or(manifest_dir)
+    manifest_dir
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or(manifest_dir)
 }
 
 /// Local state of developer commands (server logs, pid files): `target/xtask/`,
@@ -95,7 +101,9 @@ pub fn state_dir() -> PathBuf {
 
 /// The project-local Python venv with the pinned Prefect.
 pub fn venv_dir() -> PathBuf {
-    std::env::var_os("XTASK_VENV").map(PathBuf::from).unwrap_or_else(|| repo_root().join(".venv"))
+    std::env::var_os("XTASK_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".venv"))
 }
 
 #[cfg(test)]
@@ -104,9 +112,12 @@ mod tests {
 
     #[test]
     fn prefect_version_matches_requirements() {
-        let requirements = std::fs::read_to_string(repo_root().join("app/requirements.txt")).unwrap();
+        let requirements =
+            std::fs::read_to_string(repo_root().join("app/requirements.txt")).unwrap();
         assert!(
-            requirements.lines().any(|l| l.trim() == format!("prefect=={PREFECT_VERSION}")),
+            requirements
+                .lines()
+                .any(|l| l.trim() == format!("prefect=={PREFECT_VERSION}")),
             "app/requirements.txt must pin prefect=={PREFECT_VERSION}"
         );
     }

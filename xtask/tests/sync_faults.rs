@@ -257,11 +257,7 @@ fn resets_and_random_503s_still_reach_the_target() {
         "{:?}",
         outcome.report.as_ref().map(|r| &r.error)
     );
-    let answered_503 = proxy
-        .log()
-        .iter()
-        .filter(|l| l.outcome == "503")
-        .count();
+    let answered_503 = proxy.log().iter().filter(|l| l.outcome == "503").count();
     assert!(answered_503 > 0, "the proxy should have answered some 503s");
     // The client's counts cover its whole life (for the CLI: the process), like `requests`.
     assert_eq!(outcome.retries, via_proxy.retry_count());

@@ -39,7 +39,10 @@ pub fn run(_global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
 
     let server = match &args.api_url {
         Some(url) => {
-            eprintln!("==> using the Prefect server at {}", crate::sys::redact::mask_url_credentials(url));
+            eprintln!(
+                "==> using the Prefect server at {}",
+                crate::sys::redact::mask_url_credentials(url)
+            );
             BenchServer::External(url.trim_end_matches('/').to_string())
         }
         None => {

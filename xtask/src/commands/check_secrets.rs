@@ -10,14 +10,14 @@ use anyhow::Result;
 
 use crate::cli::{CheckSecretsArgs, Env, GlobalArgs};
 use crate::fly;
-use crate::prefect::api::{ApiConfig, ApiError, ApiErrorKind, PrefectClient};
-use crate::project::Project;
-use crate::sys::redact::redact;
-use crate::sys::report::code;
 use crate::fly::secrets::{
     self, check_fly_secrets, check_local_env, probe_item, CheckItem, CheckStatus, Checklist,
     LocalEnv, ProbeOutcome, Scope, ServerKind,
 };
+use crate::prefect::api::{ApiConfig, ApiError, ApiErrorKind, PrefectClient};
+use crate::project::Project;
+use crate::sys::redact::redact;
+use crate::sys::report::code;
 
 pub fn run(global: &GlobalArgs, args: CheckSecretsArgs) -> Result<ExitCode> {
     let fly = if args.local_only {

@@ -28,13 +28,13 @@ use crate::cli::{DeployArgs, Env, GlobalArgs, RegisterFlowsArgs};
 use crate::commands::check_secrets::{self, FlyCheck};
 use crate::commands::{local, register_flows};
 use crate::docker::{self, BuildOptions};
+use crate::fly::secrets;
 use crate::fly::{self, DeployRequest, FlyTarget};
-use crate::sys::stages::Pipeline;
 use crate::prefect::prefect_yaml::{self, PrefectFile};
 use crate::project::Project;
 use crate::sys::redact::{redact, SECRET_ENV_VARS};
 use crate::sys::report::code;
-use crate::fly::secrets;
+use crate::sys::stages::Pipeline;
 
 /// flyctl's own default for `--release-command-timeout`.
 const DEFAULT_RELEASE_COMMAND_TIMEOUT: &str = "5m";
@@ -239,7 +239,6 @@ fn run_stages(
     })?;
     Ok(())
 }
-
 
 fn env_name(env: Env) -> &'static str {
     match env {

@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use crate::sync::apply::{self, ApplyOptions, ApplyReport, ItemStatus};
 use crate::cli::{Engine, Env, GlobalArgs, RegisterFlowsArgs};
-use crate::sync::desired::{self, DesiredState};
-use crate::sync::plan::{self, Action, Plan, ServerState, JSON_SCHEMA_VERSION};
 use crate::prefect::api::{encode_segment, PrefectClient};
 use crate::project::Project;
+use crate::sync::apply::{self, ApplyOptions, ApplyReport, ItemStatus};
+use crate::sync::desired::{self, DesiredState};
+use crate::sync::plan::{self, Action, Plan, ServerState, JSON_SCHEMA_VERSION};
 use crate::sys::report::code;
 
 /// Rounds of "apply, read back, re-plan" before giving up on a server that keeps changing under us

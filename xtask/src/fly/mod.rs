@@ -22,9 +22,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::cli::Env;
+use crate::fly::secrets::{parse_fly_secrets, FlySecrets};
 use crate::project::Project;
 use crate::sys::redact::redact;
-use crate::fly::secrets::{parse_fly_secrets, FlySecrets};
 
 // ---------------------------------------------------------------------------------------------
 // fly.toml

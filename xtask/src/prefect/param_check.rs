@@ -10,10 +10,15 @@ use serde_json::{Map, Value};
 
 /// `Err` names the first failing field and why, in Prefect's words.
 pub fn validate(parameters: &Value, schema: &Value) -> Result<(), String> {
-    let checker = Checker { root: schema, depth: 0 };
+    let checker = Checker {
+        root: schema,
+        depth: 0,
+    };
     match checker.check(parameters, schema, &mut Vec::new()) {
         Ok(()) => Ok(()),
-        Err((path, reason)) if path.is_empty() => Err(format!("Validation failed. Failure reason: {reason}")),
+        Err((path, reason)) if path.is_empty() => {
+            Err(format!("Validation failed. Failure reason: {reason}"))
+        }
         Err((path, reason)) => Err(format!(
             "Validation failed for field {}. Failure reason: {reason}",
             crate::prefect::python_text::str_repr(&path.join("."))
@@ -43,15 +48,22 @@ impl Checker<'_> {
             Value::Object(map) => map,
             _ => return Ok(()),
         };
-        let deeper = Checker { root: self.root, depth: self.depth + 1 };
+        let deeper = Checker {
+            root: self.root,
+            depth: self.depth + 1,
+        };
         if let Some(Value::String(reference)) = schema.get("$ref") {
-            let target = resolve_ref(self.root, reference).ok_or_else(|| (path.clone(), format!("unresolvable reference {reference}")))?;
+            let target = resolve_ref(self.root, reference)
+                .ok_or_else(|| (path.clone(), format!("unresolvable reference {reference}")))?;
             deeper.check(value, target, path)?;
         }
         if let Some(expected) = schema.get("type") {
             let ok = match expected {
                 Value::String(t) => has_type(value, t),
-                Value::Array(types) => types.iter().filter_map(Value::as_str).any(|t| has_type(value, t)),
+                Value::Array(types) => types
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .any(|t| has_type(value, t)),
                 _ => true,
             };
             if !ok {
@@ -64,7 +76,14 @@ impl Checker<'_> {
         }
         if let Some(Value::Array(options)) = schema.get("enum") {
             if !options.iter().any(|o| json_equal(o, value)) {
-                return fail(path, format!("{} is not one of {}", py(value), py(&Value::Array(options.clone()))));
+                return fail(
+                    path,
+                    format!(
+                        "{} is not one of {}",
+                        py(value),
+                        py(&Value::Array(options.clone()))
+                    ),
+                );
             }
         }
         if let Some(constant) = schema.get("const") {
@@ -74,13 +93,25 @@ impl Checker<'_> {
         }
         if let Some(Value::Array(options)) = schema.get("anyOf") {
             if !options.iter().any(|o| deeper.check(value, o, path).is_ok()) {
-                return fail(path, format!("{} is not valid under any of the given schemas", py(value)));
+                return fail(
+                    path,
+                    format!("{} is not valid under any of the given schemas", py(value)),
+                );
             }
         }
         if let Some(Value::Array(options)) = schema.get("oneOf") {
-            let matching = options.iter().filter(|o| deeper.check(value, o, path).is_ok()).count();
+            let matching = options
+                .iter()
+                .filter(|o| deeper.check(value, o, path).is_ok())
+                .count();
             if matching != 1 {
-                return fail(path, format!("{} is not valid under exactly one of the given schemas", py(value)));
+                return fail(
+                    path,
+                    format!(
+                        "{} is not valid under exactly one of the given schemas",
+                        py(value)
+                    ),
+                );
             }
         }
         if let Some(Value::Array(all)) = schema.get("allOf") {
@@ -90,13 +121,32 @@ impl Checker<'_> {
         }
         if let Some(number) = value.as_f64().filter(|_| value.is_number()) {
             for (key, ok, word) in [
-                ("minimum", number_bound(schema, "minimum").map(|b| number >= b), "less than the minimum of"),
-                ("maximum", number_bound(schema, "maximum").map(|b| number <= b), "greater than the maximum of"),
-                ("exclusiveMinimum", number_bound(schema, "exclusiveMinimum").map(|b| number > b), "less than or equal to the minimum of"),
-                ("exclusiveMaximum", number_bound(schema, "exclusiveMaximum").map(|b| number < b), "greater than or equal to the maximum of"),
+                (
+                    "minimum",
+                    number_bound(schema, "minimum").map(|b| number >= b),
+                    "less than the minimum of",
+                ),
+                (
+                    "maximum",
+                    number_bound(schema, "maximum").map(|b| number <= b),
+                    "greater than the maximum of",
+                ),
+                (
+                    "exclusiveMinimum",
+                    number_bound(schema, "exclusiveMinimum").map(|b| number > b),
+                    "less than or equal to the minimum of",
+                ),
+                (
+                    "exclusiveMaximum",
+                    number_bound(schema, "exclusiveMaximum").map(|b| number < b),
+                    "greater than or equal to the maximum of",
+                ),
             ] {
                 if ok == Some(false) {
-                    return fail(path, format!("{} is {word} {}", py(value), py(&schema[key])));
+                    return fail(
+                        path,
+                        format!("{} is {word} {}", py(value), py(&schema[key])),
+                    );
                 }
             }
         }
@@ -118,7 +168,13 @@ impl Checker<'_> {
         Ok(())
     }
 
-    fn check_array(&self, items: &[Value], schema: &Map<String, Value>, deeper: &Checker, path: &mut Vec<String>) -> Result<(), Failure> {
+    fn check_array(
+        &self,
+        items: &[Value],
+        schema: &Map<String, Value>,
+        deeper: &Checker,
+        path: &mut Vec<String>,
+    ) -> Result<(), Failure> {
         let prefix = match schema.get("prefixItems") {
             Some(Value::Array(prefix)) => prefix.as_slice(),
             _ => &[],
@@ -137,22 +193,43 @@ impl Checker<'_> {
         }
         let len = items.len() as f64;
         if number_bound(schema, "minItems").is_some_and(|b| len < b) {
-            return Err((path.clone(), format!("{} should be non-empty or is too short", py(&Value::Array(items.to_vec())))));
+            return Err((
+                path.clone(),
+                format!(
+                    "{} should be non-empty or is too short",
+                    py(&Value::Array(items.to_vec()))
+                ),
+            ));
         }
         if number_bound(schema, "maxItems").is_some_and(|b| len > b) {
-            return Err((path.clone(), format!("{} is too long", py(&Value::Array(items.to_vec())))));
+            return Err((
+                path.clone(),
+                format!("{} is too long", py(&Value::Array(items.to_vec()))),
+            ));
         }
         if schema.get("uniqueItems") == Some(&Value::Bool(true)) {
             for (i, a) in items.iter().enumerate() {
                 if items[..i].iter().any(|b| json_equal(a, b)) {
-                    return Err((path.clone(), format!("{} has non-unique elements", py(&Value::Array(items.to_vec())))));
+                    return Err((
+                        path.clone(),
+                        format!(
+                            "{} has non-unique elements",
+                            py(&Value::Array(items.to_vec()))
+                        ),
+                    ));
                 }
             }
         }
         Ok(())
     }
 
-    fn check_object(&self, object: &Map<String, Value>, schema: &Map<String, Value>, deeper: &Checker, path: &mut Vec<String>) -> Result<(), Failure> {
+    fn check_object(
+        &self,
+        object: &Map<String, Value>,
+        schema: &Map<String, Value>,
+        deeper: &Checker,
+        path: &mut Vec<String>,
+    ) -> Result<(), Failure> {
         let properties = schema.get("properties").and_then(Value::as_object);
         let required: Vec<&str> = schema
             .get("required")
@@ -162,7 +239,11 @@ impl Checker<'_> {
         for (key, item) in object {
             path.push(key.clone());
             let result = match properties.and_then(|p| p.get(key)) {
-                Some(sub) if item.is_null() && accepts_null_by_prefect_rule(key, sub, &required) => Ok(()),
+                Some(sub)
+                    if item.is_null() && accepts_null_by_prefect_rule(key, sub, &required) =>
+                {
+                    Ok(())
+                }
                 Some(sub) => deeper.check(item, sub, path),
                 None => match schema.get("additionalProperties") {
                     Some(extra) => deeper.check(item, extra, path),
@@ -197,7 +278,13 @@ fn has_type(value: &Value, expected: &str) -> bool {
         "object" => value.is_object(),
         "number" => value.is_number(),
         // JSON Schema: 1.0 is an integer too.
-        "integer" => value.as_i64().is_some() || value.as_u64().is_some() || value.as_f64().is_some_and(|f| f.fract() == 0.0 && f.is_finite()),
+        "integer" => {
+            value.as_i64().is_some()
+                || value.as_u64().is_some()
+                || value
+                    .as_f64()
+                    .is_some_and(|f| f.fract() == 0.0 && f.is_finite())
+        }
         _ => true,
     }
 }
@@ -210,8 +297,14 @@ fn number_bound(schema: &Map<String, Value>, key: &str) -> Option<f64> {
 fn json_equal(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_equal(a, b)),
-        (Value::Object(x), Value::Object(y)) => x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w))),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_equal(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
+        }
         _ => a == b,
     }
 }
@@ -222,13 +315,19 @@ fn py(value: &Value) -> String {
         Value::Null => "None".into(),
         Value::Bool(true) => "True".into(),
         Value::Bool(false) => "False".into(),
-        Value::Number(n) if n.is_f64() => n.as_f64().map(crate::prefect::python_text::float_repr).unwrap_or_else(|| n.to_string()),
+        Value::Number(n) if n.is_f64() => n
+            .as_f64()
+            .map(crate::prefect::python_text::float_repr)
+            .unwrap_or_else(|| n.to_string()),
         Value::Number(n) => n.to_string(),
         Value::String(s) => crate::prefect::python_text::str_repr(s),
         Value::Array(items) => format!("[{}]", items.iter().map(py).collect::<Vec<_>>().join(", ")),
         Value::Object(map) => format!(
             "{{{}}}",
-            map.iter().map(|(k, v)| format!("{}: {}", crate::prefect::python_text::str_repr(k), py(v))).collect::<Vec<_>>().join(", ")
+            map.iter()
+                .map(|(k, v)| format!("{}: {}", crate::prefect::python_text::str_repr(k), py(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }
@@ -300,6 +399,8 @@ mod tests {
     fn circular_references_do_not_overflow() {
         let schema = json!({"type": "object", "properties": {"a": {"$ref": "#/definitions/A"}},
                             "definitions": {"A": {"$ref": "#/definitions/A"}}});
-        assert!(validate(&json!({"a": 1}), &schema).unwrap_err().contains("circular"));
+        assert!(validate(&json!({"a": 1}), &schema)
+            .unwrap_err()
+            .contains("circular"));
     }
 }

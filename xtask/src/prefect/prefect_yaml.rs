@@ -1595,7 +1595,10 @@ deployments:
             "Honglin-Jiang__ba882-sec-team__prefect.yaml",
             "max_active_runs",
         ),
-        ("PrefectHQ__prefect-demos__prefect.yaml", "undefined alias *common_tags"),
+        (
+            "PrefectHQ__prefect-demos__prefect.yaml",
+            "undefined alias *common_tags",
+        ),
         (
             "datopian__preflow__flows__prefect.yaml",
             "`schedule` must be a single schedule mapping",

@@ -16,8 +16,8 @@ use std::path::Path;
 
 use serde_json::{json, Map, Value};
 
-use crate::sys::redact::redact;
 use crate::prefect::template::{self, Placeholder, TemplateValues};
+use crate::sys::redact::redact;
 
 /// The spellings of `run_shell_script` (Prefect imports either).
 pub const RUN_SHELL_SCRIPT: &[&str] = &[

@@ -20,7 +20,6 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-
 pub const BLOCK_PREFIX: &str = "prefect.blocks.";
 pub const VARIABLE_PREFIX: &str = "prefect.variables.";
 pub const ENV_PREFIX: &str = "$";
@@ -648,7 +647,8 @@ fn python_repr(v: &Value) -> String {
         Value::Bool(false) => "False".to_string(),
         Value::Number(n) => {
             if n.is_f64() {
-                n.as_f64().map_or_else(|| n.to_string(), crate::prefect::python_text::float_repr)
+                n.as_f64()
+                    .map_or_else(|| n.to_string(), crate::prefect::python_text::float_repr)
             } else {
                 n.to_string()
             }
@@ -661,7 +661,11 @@ fn python_repr(v: &Value) -> String {
         Value::Object(map) => format!(
             "{{{}}}",
             map.iter()
-                .map(|(k, v)| format!("{}: {}", crate::prefect::python_text::str_repr(k), python_repr(v)))
+                .map(|(k, v)| format!(
+                    "{}: {}",
+                    crate::prefect::python_text::str_repr(k),
+                    python_repr(v)
+                ))
                 .collect::<Vec<_>>()
                 .join(", ")
         ),

@@ -165,10 +165,16 @@ fn describe_scan_error(info: &str, text: &str, mark: &Marker) -> (usize, usize, 
     let (line, col) = (mark.line(), mark.col() + 1);
     if info.contains("tab") || info.contains("cannot start any token") {
         // The scanner reports the token before the tab; point at the tab itself.
-        let tab = text.lines().enumerate().skip(line.saturating_sub(1)).find_map(|(i, l)| {
-            let indent: String = l.chars().take_while(|c| c.is_whitespace()).collect();
-            indent.find('\t').map(|byte| (i + 1, indent[..byte].chars().count() + 1))
-        });
+        let tab = text
+            .lines()
+            .enumerate()
+            .skip(line.saturating_sub(1))
+            .find_map(|(i, l)| {
+                let indent: String = l.chars().take_while(|c| c.is_whitespace()).collect();
+                indent
+                    .find('\t')
+                    .map(|byte| (i + 1, indent[..byte].chars().count() + 1))
+            });
         if let Some((tab_line, tab_col)) = tab {
             return (
                 tab_line,
@@ -186,7 +192,10 @@ fn describe_scan_error(info: &str, text: &str, mark: &Marker) -> (usize, usize, 
             .skip(col.saturating_sub(1))
             .collect();
         if let Some(name) = rest.trim_start().strip_prefix('*') {
-            let name: String = name.chars().take_while(|c| !c.is_whitespace() && !",[]{}".contains(*c)).collect();
+            let name: String = name
+                .chars()
+                .take_while(|c| !c.is_whitespace() && !",[]{}".contains(*c))
+                .collect();
             return (line, col, format!("YAML syntax error: undefined alias *{name}: no anchor &{name} is defined before it"));
         }
     }
@@ -984,7 +993,6 @@ fn valid_date(y: u32, m: u32, d: u32) -> Option<()> {
     let day = i8::try_from(d).ok()?;
     jiff::civil::Date::new(year, month, day).ok().map(|_| ())
 }
-
 
 impl Node {
     /// The value as JSON, the way Prefect dumps its validated config

@@ -18,9 +18,9 @@ use std::sync::Mutex;
 
 use serde_json::{json, Map, Value};
 
+use crate::prefect::api::{encode_segment, ApiError, PrefectClient};
 use crate::sync::desired::{DesiredSchedule, Ownership};
 use crate::sync::plan::{self, Action, Plan, PlanItem, ScheduleOp};
-use crate::prefect::api::{encode_segment, ApiError, PrefectClient};
 
 pub struct ApplyOptions<'a> {
     /// Writes in flight at most.

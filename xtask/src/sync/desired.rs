@@ -10,12 +10,12 @@ use std::collections::hash_map::Entry;
 
 use anyhow::Context as _;
 
-use crate::prefect::flow_source;
 use crate::prefect::api::PrefectClient;
+use crate::prefect::flow_source;
 use crate::prefect::prefect_yaml;
-use crate::project::Project;
 use crate::prefect::steps::Steps;
 use crate::prefect::template::{PlaceholderKind, TemplateValues};
+use crate::project::Project;
 
 /// Where a deployment is declared, for error messages and the plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -806,9 +806,14 @@ pub fn registered_name(name: &str) -> String {
     }
 }
 
-fn desired_schedule(s: &crate::prefect::schedule::DesiredSchedule, now: jiff::Timestamp) -> DesiredSchedule {
+fn desired_schedule(
+    s: &crate::prefect::schedule::DesiredSchedule,
+    now: jiff::Timestamp,
+) -> DesiredSchedule {
     let anchor_explicit = match &s.kind {
-        crate::prefect::schedule::ScheduleKind::Interval { anchor_date, .. } => anchor_date.is_some(),
+        crate::prefect::schedule::ScheduleKind::Interval { anchor_date, .. } => {
+            anchor_date.is_some()
+        }
         crate::prefect::schedule::ScheduleKind::RRule { rrule } => {
             rrule.to_ascii_uppercase().contains("DTSTART")
         }

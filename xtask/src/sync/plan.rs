@@ -1445,7 +1445,8 @@ mod tests {
             json!({"name": "a__automation_1", "enabled": true, "actions": [{"type": "run-deployment", "source": "selected"}]}),
         ]);
         let have = server_copy(&a, "id-a");
-        let mut stored = crate::sync::desired::automation_body(&a.triggers.as_ref().unwrap()[0], "id-a");
+        let mut stored =
+            crate::sync::desired::automation_body(&a.triggers.as_ref().unwrap()[0], "id-a");
         stored["id"] = json!("auto-1");
         stored["actions"][0]["job_variables"] = Value::Null;
         stored.as_object_mut().unwrap().remove("owner_resource");

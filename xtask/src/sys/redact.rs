@@ -61,7 +61,9 @@ pub fn mask_url_credentials(text: &str) -> String {
         out.push_str(head);
         // The authority ends at the first '/', '?', '#' or whitespace/quote.
         let end = tail
-            .find(|c: char| matches!(c, '/' | '?' | '#' | '"' | '\'' | '<' | '>' | '`') || c.is_whitespace())
+            .find(|c: char| {
+                matches!(c, '/' | '?' | '#' | '"' | '\'' | '<' | '>' | '`') || c.is_whitespace()
+            })
             .unwrap_or(tail.len());
         let authority = &tail[..end];
         match authority.rfind('@') {
@@ -92,11 +94,17 @@ mod tests {
             mask_url_credentials("GET https://admin:s3cret@gw.example/prefect/api/x failed"),
             "GET https://***@gw.example/prefect/api/x failed"
         );
-        assert_eq!(mask_url_credentials("http://tok@h:1/a http://h/b"), "http://***@h:1/a http://h/b");
+        assert_eq!(
+            mask_url_credentials("http://tok@h:1/a http://h/b"),
+            "http://***@h:1/a http://h/b"
+        );
         assert_eq!(mask_url_credentials("no urls here"), "no urls here");
         assert_eq!(mask_url_credentials("x://"), "x://");
         // A password containing '@' is masked up to the last '@' of the authority.
-        assert_eq!(mask_url_credentials("https://u:p@ss@host/"), "https://***@host/");
+        assert_eq!(
+            mask_url_credentials("https://u:p@ss@host/"),
+            "https://***@host/"
+        );
     }
 
     #[test]

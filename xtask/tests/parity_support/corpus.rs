@@ -330,7 +330,8 @@ pub fn flow_prefix(entry: &Entry) -> String {
 
 /// Stub flow files for every entrypoint: `path.py:fn`, `./path.py:fn`, `pkg.mod:fn`.
 pub fn write_stubs(project: &Path, entry: &Entry, yaml: &[u8]) {
-    let file = xtask::prefect::prefect_yaml::parse(entry.file, yaml).unwrap_or_else(|e| panic!("{e}"));
+    let file =
+        xtask::prefect::prefect_yaml::parse(entry.file, yaml).unwrap_or_else(|e| panic!("{e}"));
     let mut sources: std::collections::BTreeMap<PathBuf, Vec<String>> = Default::default();
     for d in &file.deployments {
         let entrypoint = d

@@ -724,7 +724,8 @@ pub fn run_cases(servers: &Servers, mut cases: Vec<Case>, threads: usize) -> Vec
 /// Deployment names declared by a staged prefect.yaml (xtask's own parser; the comparison
 /// itself never relies on it).
 pub fn deployment_names(yaml: &[u8]) -> Vec<String> {
-    let file = xtask::prefect::prefect_yaml::parse("prefect.yaml", yaml).unwrap_or_else(|e| panic!("{e}"));
+    let file =
+        xtask::prefect::prefect_yaml::parse("prefect.yaml", yaml).unwrap_or_else(|e| panic!("{e}"));
     file.deployments
         .iter()
         .map(|d| prefect_deployment_name(&d.name))

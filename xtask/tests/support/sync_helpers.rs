@@ -8,9 +8,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use serde_json::{json, Map, Value};
 use xtask::cli::{Engine, RegisterFlowsArgs};
 use xtask::commands::register_flows::{sync, SyncOutcome};
-use xtask::sync::desired::{DesiredDeployment, DesiredSchedule, DesiredState, Ownership, SourceLocation};
-use xtask::sync::plan::server_field;
 use xtask::prefect::api::{ApiConfig, PrefectClient};
+use xtask::sync::desired::{
+    DesiredDeployment, DesiredSchedule, DesiredState, Ownership, SourceLocation,
+};
+use xtask::sync::plan::server_field;
 
 /// The test server's API URL; a test that needs one fails loudly without it.
 pub fn server_url() -> String {
