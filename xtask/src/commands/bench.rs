@@ -389,7 +389,7 @@ fn delete_bench_deployments(client: &PrefectClient) -> Result<()> {
     let flows: Vec<String> = (0..FLOWS).map(flow_name).collect();
     for deployment in client.read_deployments(json!({"flows": {"name": {"any_": flows}}}))? {
         if let Some(id) = deployment["id"].as_str() {
-            client.delete(&format!("/deployments/{id}"))?;
+            client.delete_deployment(id)?;
         }
     }
     Ok(())

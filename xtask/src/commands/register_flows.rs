@@ -412,20 +412,20 @@ pub fn render_result(outcome: &SyncOutcome) -> String {
             .cloned()
             .unwrap_or(ItemStatus::Done);
         let failed = outcome.report.as_ref().is_some_and(|r| !r.succeeded());
-        let verb = match (item.action, &status) {
+        let verb = match (item.action(), &status) {
             (Action::Unchanged, _) => "unchanged".to_string(),
-            (_, ItemStatus::NotStarted) => format!("not {}", past(item.action)),
-            (_, ItemStatus::Failed(why)) => format!("FAILED to {} ({why})", item.action.as_str()),
-            (_, ItemStatus::Done) if failed => format!("{} (rolled back)", past(item.action)),
-            (_, ItemStatus::Done) => past(item.action).to_string(),
+            (_, ItemStatus::NotStarted) => format!("not {}", past(item.action())),
+            (_, ItemStatus::Failed(why)) => format!("FAILED to {} ({why})", item.action().as_str()),
+            (_, ItemStatus::Done) if failed => format!("{} (rolled back)", past(item.action())),
+            (_, ItemStatus::Done) => past(item.action()).to_string(),
         };
-        let fields = if item.action == Action::Update {
+        let fields = if item.action() == Action::Update {
             format!(": {}", item.changed_fields().join(", "))
         } else {
             String::new()
         };
         out.push_str(&format!("{verb} {}{fields}\n", item.full_name()));
-        for change in &item.changes {
+        for change in item.changes() {
             out.push_str(&format!(
                 "    {}: {} → {}\n",
                 change.path,
@@ -433,7 +433,7 @@ pub fn render_result(outcome: &SyncOutcome) -> String {
                 plan::short(change.new.as_ref(), 60)
             ));
         }
-        for op in &item.schedule_ops {
+        for op in item.schedule_ops() {
             out.push_str(&format!(
                 "    schedules: {}\n",
                 plan::describe_schedule_op(op)
@@ -545,22 +545,33 @@ pub fn json_document(
 mod tests {
     use super::*;
     use crate::sync::apply::RollbackStep;
-    use crate::sync::plan::{FieldChange, PlanItem};
+    use crate::sync::desired::tests::sample;
+    use crate::sync::plan::{DeploymentUpdate, FieldChange, PlanItem, ServerDeployment};
     use serde_json::Map;
 
     fn item(action: Action, name: &str, changes: Vec<FieldChange>) -> PlanItem {
-        PlanItem {
-            action,
-            flow_name: "f".into(),
+        let mut desired = sample(name);
+        desired.flow_name = "f".into();
+        let server = ServerDeployment {
+            id: format!("id-{name}"),
             name: name.into(),
-            desired: None,
-            server: None,
-            changes,
-            patch: Map::new(),
-            restore_patch: Map::new(),
-            schedule_ops: Vec::new(),
-            triggers_changed: false,
-            automations_snapshot: Vec::new(),
+            flow_name: "f".into(),
+            owner: None,
+            raw: json!({}),
+        };
+        match action {
+            Action::Create => PlanItem::Create(desired),
+            Action::Update => PlanItem::Update(Box::new(DeploymentUpdate {
+                desired,
+                server,
+                changes,
+                patch: Map::new(),
+                restore_patch: Map::new(),
+                schedule_ops: Vec::new(),
+                replaced_automations: None,
+            })),
+            Action::Unchanged => PlanItem::Unchanged { desired, server },
+            Action::Delete => PlanItem::Delete(server),
         }
     }
 

@@ -11,7 +11,7 @@ use base64::Engine as _;
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::sys::redact::mask_url_credentials;
 
@@ -366,6 +366,109 @@ impl PrefectClient {
 
     pub fn read_flow_run(&self, id: &str) -> Result<Option<Value>, ApiError> {
         self.get(&format!("/flow_runs/{}", encode_segment(id)))
+    }
+
+    /// A deployment by id (a DeploymentResponse); None when it does not exist.
+    pub(crate) fn read_deployment(&self, id: &str) -> Result<Option<Value>, ApiError> {
+        self.get(&deployment_path(id))
+    }
+
+    /// A deployment by its flow's name and its own; None when it does not exist.
+    pub(crate) fn read_deployment_by_name(
+        &self,
+        flow_name: &str,
+        name: &str,
+    ) -> Result<Option<Value>, ApiError> {
+        self.get(&format!(
+            "/deployments/name/{}/{}",
+            encode_segment(flow_name),
+            encode_segment(name)
+        ))
+    }
+
+    /// A deployment's schedules; empty when the deployment does not exist.
+    pub(crate) fn read_deployment_schedules(
+        &self,
+        deployment_id: &str,
+    ) -> Result<Vec<Value>, ApiError> {
+        Ok(match self.get(&schedules_path(deployment_id))? {
+            Some(Value::Array(schedules)) => schedules,
+            _ => Vec::new(),
+        })
+    }
+
+    // ---- typed writes ------------------------------------------------------------------------
+
+    /// Creates the flow, or returns the one of that name (an upsert); the Flow as the server has it.
+    pub(crate) fn create_flow(&self, name: &str) -> Result<Value, ApiError> {
+        self.post("/flows/", &json!({"name": name, "tags": [], "labels": {}}))
+    }
+
+    /// Creates a deployment, or replaces the one of that flow and name (an upsert); the
+    /// DeploymentResponse.
+    pub(crate) fn create_deployment(&self, body: &Value) -> Result<Value, ApiError> {
+        self.post("/deployments/", body)
+    }
+
+    /// Sets the given fields of a deployment, leaving the others as they are.
+    pub(crate) fn update_deployment(
+        &self,
+        id: &str,
+        fields: &Map<String, Value>,
+    ) -> Result<(), ApiError> {
+        self.patch(&deployment_path(id), &Value::Object(fields.clone()))
+    }
+
+    /// Deletes a deployment (and its scheduled runs); one already gone is no error.
+    pub(crate) fn delete_deployment(&self, id: &str) -> Result<(), ApiError> {
+        self.delete(&deployment_path(id)).map(|_| ())
+    }
+
+    /// Adds one schedule (a `DeploymentScheduleCreate` body) to a deployment.
+    pub(crate) fn create_schedule(
+        &self,
+        deployment_id: &str,
+        schedule: Value,
+    ) -> Result<(), ApiError> {
+        self.post(
+            &schedules_path(deployment_id),
+            &Value::Array(vec![schedule]),
+        )
+        .map(|_| ())
+    }
+
+    /// Changes one schedule in place (it keeps its id).
+    pub(crate) fn update_schedule(
+        &self,
+        deployment_id: &str,
+        schedule_id: &str,
+        body: &Value,
+    ) -> Result<(), ApiError> {
+        self.patch(&schedule_path(deployment_id, schedule_id), body)
+    }
+
+    /// Deletes one schedule; one already gone is no error.
+    pub(crate) fn delete_schedule(
+        &self,
+        deployment_id: &str,
+        schedule_id: &str,
+    ) -> Result<(), ApiError> {
+        self.delete(&schedule_path(deployment_id, schedule_id))
+            .map(|_| ())
+    }
+
+    /// Creates an automation (a body with its `owner_resource`).
+    pub(crate) fn create_automation(&self, body: &Value) -> Result<(), ApiError> {
+        self.post("/automations/", body).map(|_| ())
+    }
+
+    /// Deletes every automation the deployment owns (none is no error).
+    pub(crate) fn delete_owned_automations(&self, deployment_id: &str) -> Result<(), ApiError> {
+        self.delete(&format!(
+            "/automations/owned-by/prefect.deployment.{}",
+            encode_segment(deployment_id)
+        ))
+        .map(|_| ())
     }
 
     fn read_all_pages(&self, path: &str, filter: Value) -> Result<Vec<Value>, ApiError> {
@@ -803,6 +906,22 @@ fn describe_transport_error(err: &reqwest::Error) -> String {
         cause.to_string()
     };
     mask_url_credentials(&text)
+}
+
+fn deployment_path(id: &str) -> String {
+    format!("/deployments/{}", encode_segment(id))
+}
+
+fn schedules_path(deployment_id: &str) -> String {
+    format!("{}/schedules", deployment_path(deployment_id))
+}
+
+fn schedule_path(deployment_id: &str, schedule_id: &str) -> String {
+    format!(
+        "{}/{}",
+        schedules_path(deployment_id),
+        encode_segment(schedule_id)
+    )
 }
 
 /// Percent-encodes one path segment (deployment and flow names may hold spaces, `é`, `#`, `?`).

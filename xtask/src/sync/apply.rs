@@ -18,9 +18,11 @@ use std::sync::Mutex;
 
 use serde_json::{json, Map, Value};
 
-use crate::prefect::api::{encode_segment, ApiError, PrefectClient};
-use crate::sync::desired::{DesiredSchedule, Ownership};
-use crate::sync::plan::{self, Action, Plan, PlanItem, ScheduleOp};
+use crate::prefect::api::{ApiError, PrefectClient};
+use crate::sync::desired::{DesiredDeployment, DesiredSchedule, Ownership};
+use crate::sync::plan::{
+    self, Action, DeploymentUpdate, Plan, PlanItem, ScheduleOp, ServerDeployment,
+};
 
 pub struct ApplyOptions<'a> {
     /// Writes in flight at most.
@@ -98,21 +100,16 @@ enum Undo {
 
 /// Executes `plan`. Never panics on server answers; every failure ends up in the report.
 pub fn apply(client: &PrefectClient, plan: &Plan, opts: &ApplyOptions) -> ApplyReport {
-    let journal: Mutex<Vec<Undo>> = Mutex::new(Vec::new());
-    let stop = AtomicBool::new(false);
-    let first_error: Mutex<Option<String>> = Mutex::new(None);
-    let fail = |message: String| {
-        stop.store(true, Ordering::SeqCst);
-        let mut slot = first_error.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.is_none() {
-            *slot = Some(message);
-        }
+    let run = Run {
+        journal: Mutex::new(Vec::new()),
+        stop: AtomicBool::new(false),
+        first_error: Mutex::new(None),
     };
     let mut status: Vec<ItemStatus> = plan
         .items
         .iter()
         .map(|i| {
-            if i.action == Action::Unchanged {
+            if i.action() == Action::Unchanged {
                 ItemStatus::Done
             } else {
                 ItemStatus::NotStarted
@@ -124,62 +121,25 @@ pub fn apply(client: &PrefectClient, plan: &Plan, opts: &ApplyOptions) -> ApplyR
     let flow_ids = match create_flows(client, plan, opts) {
         Ok(ids) => ids,
         Err(message) => {
-            fail(message);
+            run.fail(message);
             HashMap::new()
         }
     };
-
-    let work: Vec<usize> = (0..plan.items.len())
-        .filter(|&i| plan.items[i].action != Action::Unchanged)
-        .collect();
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<(usize, ItemStatus)>> = Mutex::new(Vec::new());
-    let workers = opts.concurrency.clamp(1, 64).min(work.len().max(1));
-    let limiter = Limiter::new(workers);
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| loop {
-                if stop.load(Ordering::SeqCst) || opts.cancel.load(Ordering::SeqCst) {
-                    return;
-                }
-                let n = next.fetch_add(1, Ordering::SeqCst);
-                let Some(&index) = work.get(n) else { return };
-                let item = &plan.items[index];
-                let ctx = ItemContext {
-                    client,
-                    journal: &journal,
-                    stop: &stop,
-                    cancel: opts.cancel,
-                    owner: opts.owner,
-                    limiter: &limiter,
-                };
-                let outcome = match execute_item(&ctx, item, &flow_ids) {
-                    Ok(()) => ItemStatus::Done,
-                    Err(Halt::Failed(message)) => {
-                        fail(format!("{}: {message}", item.full_name()));
-                        ItemStatus::Failed(message)
-                    }
-                    Err(Halt::Stopped) => ItemStatus::Failed("stopped before finishing".into()),
-                };
-                results
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push((index, outcome));
-            });
-        }
-    });
-    for (index, outcome) in results.into_inner().unwrap_or_else(|p| p.into_inner()) {
+    for (index, outcome) in execute_items(client, plan, opts, &run, &flow_ids) {
         status[index] = outcome;
     }
 
     let interrupted = opts.cancel.load(Ordering::SeqCst);
-    let mut error = first_error.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut error = run
+        .first_error
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner());
     if error.is_none() && interrupted {
         error = Some("interrupted (Ctrl-C / SIGTERM)".into());
     }
     let mut rollback = Vec::new();
     if error.is_some() {
-        let journal = journal.into_inner().unwrap_or_else(|p| p.into_inner());
+        let journal = run.journal.into_inner().unwrap_or_else(|p| p.into_inner());
         for undo in journal.iter().rev() {
             rollback.extend(run_undo_patiently(client, undo));
         }
@@ -192,6 +152,74 @@ pub fn apply(client: &PrefectClient, plan: &Plan, opts: &ApplyOptions) -> ApplyR
     }
 }
 
+/// What the workers of one apply share.
+struct Run {
+    journal: Mutex<Vec<Undo>>,
+    /// Set by the first failure: start no new write.
+    stop: AtomicBool,
+    first_error: Mutex<Option<String>>,
+}
+
+impl Run {
+    fn fail(&self, message: String) {
+        self.stop.store(true, Ordering::SeqCst);
+        let mut slot = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(message);
+        }
+    }
+}
+
+/// Executes the items that change something on up to `opts.concurrency` threads, until all are
+/// done or the run stops; returns the outcome of each item started, by index.
+fn execute_items(
+    client: &PrefectClient,
+    plan: &Plan,
+    opts: &ApplyOptions,
+    run: &Run,
+    flow_ids: &HashMap<String, String>,
+) -> Vec<(usize, ItemStatus)> {
+    let work: Vec<usize> = (0..plan.items.len())
+        .filter(|&i| plan.items[i].action() != Action::Unchanged)
+        .collect();
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<(usize, ItemStatus)>> = Mutex::new(Vec::new());
+    let workers = opts.concurrency.clamp(1, 64).min(work.len().max(1));
+    let limiter = Limiter::new(workers);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                if run.stop.load(Ordering::SeqCst) || opts.cancel.load(Ordering::SeqCst) {
+                    return;
+                }
+                let n = next.fetch_add(1, Ordering::SeqCst);
+                let Some(&index) = work.get(n) else { return };
+                let item = &plan.items[index];
+                let ctx = ItemContext {
+                    client,
+                    run,
+                    cancel: opts.cancel,
+                    owner: opts.owner,
+                    limiter: &limiter,
+                };
+                let outcome = match execute_item(&ctx, item, flow_ids) {
+                    Ok(()) => ItemStatus::Done,
+                    Err(Halt::Failed(message)) => {
+                        run.fail(format!("{}: {message}", item.full_name()));
+                        ItemStatus::Failed(message)
+                    }
+                    Err(Halt::Stopped) => ItemStatus::Failed("stopped before finishing".into()),
+                };
+                results
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((index, outcome));
+            });
+        }
+    });
+    results.into_inner().unwrap_or_else(|p| p.into_inner())
+}
+
 fn create_flows(
     client: &PrefectClient,
     plan: &Plan,
@@ -200,17 +228,17 @@ fn create_flows(
     let names: BTreeSet<&str> = plan
         .items
         .iter()
-        .filter(|i| i.action == Action::Create)
-        .map(|i| i.flow_name.as_str())
+        .filter_map(|i| match i {
+            PlanItem::Create(desired) => Some(desired.flow_name.as_str()),
+            _ => None,
+        })
         .collect();
     let mut ids = HashMap::new();
     for name in names {
         if opts.cancel.load(Ordering::SeqCst) {
             return Err("interrupted (Ctrl-C / SIGTERM)".into());
         }
-        let flow = client
-            .post("/flows/", &json!({"name": name, "tags": [], "labels": {}}))
-            .map_err(|e| e.to_string())?;
+        let flow = client.create_flow(name).map_err(|e| e.to_string())?;
         let id = flow
             .get("id")
             .and_then(Value::as_str)
@@ -223,8 +251,7 @@ fn create_flows(
 struct ItemContext<'a> {
     client: &'a PrefectClient,
     limiter: &'a Limiter,
-    journal: &'a Mutex<Vec<Undo>>,
-    stop: &'a AtomicBool,
+    run: &'a Run,
     cancel: &'a AtomicBool,
     owner: &'a Ownership,
 }
@@ -242,10 +269,15 @@ impl From<ApiError> for Halt {
 }
 
 impl ItemContext<'_> {
+    /// Another item failed or the run was interrupted.
+    fn stopping(&self) -> bool {
+        self.run.stop.load(Ordering::SeqCst) || self.cancel.load(Ordering::SeqCst)
+    }
+
     /// Runs one write under the concurrency limiter.
     fn write<T>(&self, f: impl FnOnce() -> Result<T, ApiError>) -> Result<T, Halt> {
         let permit = self.limiter.acquire();
-        if self.stop.load(Ordering::SeqCst) || self.cancel.load(Ordering::SeqCst) {
+        if self.stopping() {
             // Stopped while waiting for a slot: do not start the write.
             self.limiter
                 .release(permit, std::time::Duration::ZERO, true);
@@ -260,11 +292,12 @@ impl ItemContext<'_> {
 
     /// Records how to undo the next write, unless the run is stopping (then the write is not made).
     fn before_write(&self, undo: Option<Undo>) -> Result<(), Halt> {
-        if self.stop.load(Ordering::SeqCst) || self.cancel.load(Ordering::SeqCst) {
+        if self.stopping() {
             return Err(Halt::Stopped);
         }
         if let Some(undo) = undo {
-            self.journal
+            self.run
+                .journal
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .push(undo);
@@ -278,107 +311,95 @@ fn execute_item(
     item: &PlanItem,
     flow_ids: &HashMap<String, String>,
 ) -> Result<(), Halt> {
+    match item {
+        PlanItem::Unchanged { .. } => Ok(()),
+        PlanItem::Create(desired) => execute_create(ctx, desired, flow_ids),
+        PlanItem::Update(update) => execute_update(ctx, update),
+        PlanItem::Delete(server) => execute_delete(ctx, server),
+    }
+}
+
+/// The deployment (lean, then repaired if the server defaulted a left-out field otherwise), then
+/// its automations.
+fn execute_create(
+    ctx: &ItemContext,
+    desired: &DesiredDeployment,
+    flow_ids: &HashMap<String, String>,
+) -> Result<(), Halt> {
     let client = ctx.client;
-    let full_name = item.full_name();
-    match item.action {
-        Action::Unchanged => Ok(()),
-        Action::Create => {
-            let desired = item
-                .desired
-                .as_ref()
-                .ok_or_else(|| Halt::Failed("no desired state".into()))?;
-            let flow_id = flow_ids.get(&item.flow_name).ok_or(Halt::Stopped)?;
-            ctx.before_write(Some(Undo::DeleteCreated {
-                flow_name: item.flow_name.clone(),
-                name: item.name.clone(),
-            }))?;
-            let (body, defaulted) = desired.lean_create_body(flow_id, ctx.owner);
-            let created = ctx.write(|| client.post("/deployments/", &body))?;
-            let id = created
-                .get("id")
-                .and_then(Value::as_str)
-                .ok_or_else(|| Halt::Failed("POST /deployments/ returned no id".into()))?;
-            let repair = plan::repair_patch(&defaulted, &created);
-            if !repair.is_empty() {
-                ctx.before_write(None)?;
-                ctx.write(|| {
-                    client.patch(
-                        &format!("/deployments/{}", encode_segment(id)),
-                        &Value::Object(repair),
-                    )
-                })?;
-            }
-            for body in desired.automation_bodies(id) {
-                ctx.before_write(None)?;
-                ctx.write(|| client.post("/automations/", &body))?;
-            }
-            Ok(())
-        }
-        Action::Update => {
-            let server = item
-                .server
-                .as_ref()
-                .ok_or_else(|| Halt::Failed("no server snapshot".into()))?;
-            let id = server.id.as_str();
-            if !item.patch.is_empty() {
-                ctx.before_write(Some(Undo::RestoreFields {
-                    full_name: full_name.clone(),
-                    id: id.to_string(),
-                    body: item.restore_patch.clone(),
-                }))?;
-                ctx.write(|| {
-                    client.patch(
-                        &format!("/deployments/{}", encode_segment(id)),
-                        &Value::Object(item.patch.clone()),
-                    )
-                })?;
-            }
-            if !item.schedule_ops.is_empty() {
-                let snapshot = server
-                    .raw
-                    .get("schedules")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
-                ctx.before_write(Some(Undo::RestoreSchedules {
-                    full_name: full_name.clone(),
-                    id: id.to_string(),
-                    snapshot,
-                }))?;
-                for op in &item.schedule_ops {
-                    ctx.before_write(None)?;
-                    ctx.write(|| write_schedule_op(client, id, op))?;
-                }
-            }
-            if item.triggers_changed {
-                ctx.before_write(Some(Undo::RestoreAutomations {
-                    full_name: full_name.clone(),
-                    id: id.to_string(),
-                    snapshot: item.automations_snapshot.clone(),
-                }))?;
-                let bodies = item
-                    .desired
-                    .as_ref()
-                    .map(|d| d.automation_bodies(id))
-                    .unwrap_or_default();
-                ctx.write(|| replace_automations(client, id, &bodies))?;
-            }
-            Ok(())
-        }
-        Action::Delete => {
-            let server = item
-                .server
-                .as_ref()
-                .ok_or_else(|| Halt::Failed("no server snapshot".into()))?;
-            ctx.before_write(Some(Undo::Recreate {
-                full_name,
-                id: server.id.clone(),
-                raw: server.raw.clone(),
-            }))?;
-            ctx.write(|| client.delete(&format!("/deployments/{}", encode_segment(&server.id))))?;
-            Ok(())
+    let flow_id = flow_ids.get(&desired.flow_name).ok_or(Halt::Stopped)?;
+    ctx.before_write(Some(Undo::DeleteCreated {
+        flow_name: desired.flow_name.clone(),
+        name: desired.name.clone(),
+    }))?;
+    let (body, defaulted) = desired.lean_create_body(flow_id, ctx.owner);
+    let created = ctx.write(|| client.create_deployment(&body))?;
+    let id = created
+        .get("id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Halt::Failed("POST /deployments/ returned no id".into()))?;
+    let repair = plan::repair_patch(&defaulted, &created);
+    if !repair.is_empty() {
+        ctx.before_write(None)?;
+        ctx.write(|| client.update_deployment(id, &repair))?;
+    }
+    for body in desired.automation_bodies(id) {
+        ctx.before_write(None)?;
+        ctx.write(|| client.create_automation(&body))?;
+    }
+    Ok(())
+}
+
+/// The changed fields, then the schedule writes, then the automations.
+fn execute_update(ctx: &ItemContext, update: &DeploymentUpdate) -> Result<(), Halt> {
+    let client = ctx.client;
+    let full_name = update.server.full_name();
+    let id = update.server.id.as_str();
+    if !update.patch.is_empty() {
+        ctx.before_write(Some(Undo::RestoreFields {
+            full_name: full_name.clone(),
+            id: id.to_string(),
+            body: update.restore_patch.clone(),
+        }))?;
+        ctx.write(|| client.update_deployment(id, &update.patch))?;
+    }
+    if !update.schedule_ops.is_empty() {
+        let snapshot = update
+            .server
+            .raw
+            .get("schedules")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        ctx.before_write(Some(Undo::RestoreSchedules {
+            full_name: full_name.clone(),
+            id: id.to_string(),
+            snapshot,
+        }))?;
+        for op in &update.schedule_ops {
+            ctx.before_write(None)?;
+            ctx.write(|| write_schedule_op(client, id, op))?;
         }
     }
+    if let Some(snapshot) = &update.replaced_automations {
+        ctx.before_write(Some(Undo::RestoreAutomations {
+            full_name,
+            id: id.to_string(),
+            snapshot: snapshot.clone(),
+        }))?;
+        let bodies = update.desired.automation_bodies(id);
+        ctx.write(|| replace_automations(client, id, &bodies))?;
+    }
+    Ok(())
+}
+
+fn execute_delete(ctx: &ItemContext, server: &ServerDeployment) -> Result<(), Halt> {
+    ctx.before_write(Some(Undo::Recreate {
+        full_name: server.full_name(),
+        id: server.id.clone(),
+        raw: server.raw.clone(),
+    }))?;
+    ctx.write(|| ctx.client.delete_deployment(&server.id))
 }
 
 fn write_schedule_op(
@@ -386,18 +407,14 @@ fn write_schedule_op(
     deployment_id: &str,
     op: &ScheduleOp,
 ) -> Result<(), ApiError> {
-    let base = format!("/deployments/{}/schedules", encode_segment(deployment_id));
     match op {
-        ScheduleOp::Create { desired } => client
-            .post(&base, &json!([desired.create_body()]))
-            .map(|_| ()),
-        ScheduleOp::Update { id, desired, .. } => client.patch(
-            &format!("{base}/{}", encode_segment(id)),
-            &plan::schedule_patch_body(desired),
-        ),
-        ScheduleOp::Delete { id, .. } => client
-            .delete(&format!("{base}/{}", encode_segment(id)))
-            .map(|_| ()),
+        ScheduleOp::Create { desired } => {
+            client.create_schedule(deployment_id, desired.create_body())
+        }
+        ScheduleOp::Update { id, desired, .. } => {
+            client.update_schedule(deployment_id, id, &plan::schedule_patch_body(desired))
+        }
+        ScheduleOp::Delete { id, .. } => client.delete_schedule(deployment_id, id),
     }
 }
 
@@ -406,12 +423,9 @@ fn replace_automations(
     deployment_id: &str,
     bodies: &[Value],
 ) -> Result<(), ApiError> {
-    client.delete(&format!(
-        "/automations/owned-by/prefect.deployment.{}",
-        encode_segment(deployment_id)
-    ))?;
+    client.delete_owned_automations(deployment_id)?;
     for body in bodies {
-        client.post("/automations/", body)?;
+        client.create_automation(body)?;
     }
     Ok(())
 }
@@ -526,129 +540,139 @@ fn run_undo_patiently(client: &PrefectClient, undo: &Undo) -> Vec<RollbackStep> 
 }
 
 fn run_undo(client: &PrefectClient, undo: &Undo) -> Vec<RollbackStep> {
-    let step = |ok: bool, text: String| RollbackStep { ok, text };
-    match undo {
-        Undo::DeleteCreated { flow_name, name } => {
-            let full = format!("{flow_name}/{name}");
-            let path = format!(
-                "/deployments/name/{}/{}",
-                encode_segment(flow_name),
-                encode_segment(name)
-            );
-            let found = match client.get(&path) {
-                Ok(found) => found,
-                Err(e) => {
-                    return vec![step(
-                        false,
-                        format!("could not delete {full}, created by this run: {e}"),
-                    )]
-                }
-            };
-            let Some(id) = found
-                .as_ref()
-                .and_then(|d| d.get("id"))
-                .and_then(Value::as_str)
-            else {
-                return vec![step(
-                    true,
-                    format!("{full} was not created (nothing to delete)"),
-                )];
-            };
-            match client.delete(&format!("/deployments/{}", encode_segment(id))) {
-                Ok(_) => vec![step(true, format!("deleted {full} (created by this run)"))],
-                Err(e) => vec![step(
-                    false,
-                    format!("could not delete {full} (id {id}), created by this run: {e}"),
-                )],
-            }
-        }
+    let step = match undo {
+        Undo::DeleteCreated { flow_name, name } => undo_create(client, flow_name, name),
         Undo::RestoreFields {
             full_name,
             id,
             body,
-        } => {
-            let fields: Vec<&str> = body.keys().map(String::as_str).collect();
-            match client.patch(
-                &format!("/deployments/{}", encode_segment(id)),
-                &Value::Object(body.clone()),
-            ) {
-                Ok(()) => vec![step(
-                    true,
-                    format!("restored {full_name}: {}", fields.join(", ")),
-                )],
-                Err(e) => vec![step(
-                    false,
-                    format!("could not restore {full_name} ({}): {e}", fields.join(", ")),
-                )],
-            }
-        }
+        } => restore_fields(client, full_name, id, body),
         Undo::RestoreSchedules {
             full_name,
             id,
             snapshot,
         } => match restore_schedules(client, id, snapshot) {
-            Ok(0) => vec![step(true, format!("restored the schedules of {full_name}"))],
-            Ok(recreated) => vec![step(
+            Ok(0) => step(true, format!("restored the schedules of {full_name}")),
+            Ok(recreated) => step(
                 true,
                 format!(
                     "restored the schedules of {full_name} ({recreated} re-created with a new id)"
                 ),
-            )],
-            Err(e) => vec![step(
+            ),
+            Err(e) => step(
                 false,
                 format!("could not restore the schedules of {full_name}: {e}"),
-            )],
+            ),
         },
         Undo::RestoreAutomations {
             full_name,
             id,
             snapshot,
-        } => {
-            let bodies: Vec<Value> = snapshot
-                .iter()
-                .map(|a| automation_recreate_body(a, id))
-                .collect();
-            match replace_automations(client, id, &bodies) {
-                Ok(()) => vec![step(
-                    true,
-                    format!("restored the {} automation(s) of {full_name}", bodies.len()),
-                )],
-                Err(e) => vec![step(
-                    false,
-                    format!("could not restore the automations of {full_name}: {e}"),
-                )],
-            }
+        } => restore_automations(client, full_name, id, snapshot),
+        Undo::Recreate { full_name, id, raw } => undo_delete(client, full_name, id, raw),
+    };
+    vec![step]
+}
+
+fn step(ok: bool, text: String) -> RollbackStep {
+    RollbackStep { ok, text }
+}
+
+/// Deletes the deployment this run created, found by name (its id may never have reached us).
+fn undo_create(client: &PrefectClient, flow_name: &str, name: &str) -> RollbackStep {
+    let full = format!("{flow_name}/{name}");
+    let found = match client.read_deployment_by_name(flow_name, name) {
+        Ok(found) => found,
+        Err(e) => {
+            return step(
+                false,
+                format!("could not delete {full}, created by this run: {e}"),
+            )
         }
-        Undo::Recreate { full_name, id, raw } => {
-            match client.get(&format!("/deployments/{}", encode_segment(id))) {
-                Ok(Some(_)) => {
-                    return vec![step(
-                        true,
-                        format!("{full_name} was not deleted (nothing to restore)"),
-                    )]
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    return vec![step(
-                        false,
-                        format!("could not check whether {full_name} still exists: {e}"),
-                    )]
-                }
-            }
-            match client.post("/deployments/", &plan::recreate_body(raw)) {
-                Ok(created) => {
-                    let new_id = created.get("id").and_then(Value::as_str).unwrap_or("?");
-                    vec![step(
-                        true,
-                        format!("re-created {full_name} (pruned by this run) with a new id {new_id}; its past runs stay detached"),
-                    )]
-                }
-                Err(e) => vec![step(
-                    false,
-                    format!("could not re-create {full_name}, pruned by this run: {e}"),
-                )],
-            }
+    };
+    let Some(id) = found
+        .as_ref()
+        .and_then(|d| d.get("id"))
+        .and_then(Value::as_str)
+    else {
+        return step(true, format!("{full} was not created (nothing to delete)"));
+    };
+    match client.delete_deployment(id) {
+        Ok(()) => step(true, format!("deleted {full} (created by this run)")),
+        Err(e) => step(
+            false,
+            format!("could not delete {full} (id {id}), created by this run: {e}"),
+        ),
+    }
+}
+
+fn restore_fields(
+    client: &PrefectClient,
+    full_name: &str,
+    id: &str,
+    body: &Map<String, Value>,
+) -> RollbackStep {
+    let fields: Vec<&str> = body.keys().map(String::as_str).collect();
+    match client.update_deployment(id, body) {
+        Ok(()) => step(true, format!("restored {full_name}: {}", fields.join(", "))),
+        Err(e) => step(
+            false,
+            format!("could not restore {full_name} ({}): {e}", fields.join(", ")),
+        ),
+    }
+}
+
+fn restore_automations(
+    client: &PrefectClient,
+    full_name: &str,
+    id: &str,
+    snapshot: &[Value],
+) -> RollbackStep {
+    let bodies: Vec<Value> = snapshot
+        .iter()
+        .map(|a| automation_recreate_body(a, id))
+        .collect();
+    match replace_automations(client, id, &bodies) {
+        Ok(()) => step(
+            true,
+            format!("restored the {} automation(s) of {full_name}", bodies.len()),
+        ),
+        Err(e) => step(
+            false,
+            format!("could not restore the automations of {full_name}: {e}"),
+        ),
+    }
+}
+
+/// Re-creates the deployment this run pruned, from its snapshot, unless it still exists.
+fn undo_delete(client: &PrefectClient, full_name: &str, id: &str, raw: &Value) -> RollbackStep {
+    match client.read_deployment(id) {
+        Ok(Some(_)) => {
+            return step(
+                true,
+                format!("{full_name} was not deleted (nothing to restore)"),
+            )
         }
+        Ok(None) => {}
+        Err(e) => {
+            return step(
+                false,
+                format!("could not check whether {full_name} still exists: {e}"),
+            )
+        }
+    }
+    match client.create_deployment(&plan::recreate_body(raw)) {
+        Ok(created) => {
+            let new_id = created.get("id").and_then(Value::as_str).unwrap_or("?");
+            step(
+                true,
+                format!("re-created {full_name} (pruned by this run) with a new id {new_id}; its past runs stay detached"),
+            )
+        }
+        Err(e) => step(
+            false,
+            format!("could not re-create {full_name}, pruned by this run: {e}"),
+        ),
     }
 }
 
@@ -658,12 +682,7 @@ fn restore_schedules(
     id: &str,
     snapshot: &[Value],
 ) -> Result<usize, ApiError> {
-    let current = client.get(&format!("/deployments/{}/schedules", encode_segment(id)))?;
-    let current = current
-        .as_ref()
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let current = client.read_deployment_schedules(id)?;
     let wanted: Vec<DesiredSchedule> = snapshot
         .iter()
         .map(|s| DesiredSchedule {

@@ -141,24 +141,28 @@ pub enum ScheduleOp {
     },
 }
 
-impl ScheduleOp {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            ScheduleOp::Create { .. } => "create",
-            ScheduleOp::Update { .. } => "update",
-            ScheduleOp::Delete { .. } => "delete",
-        }
-    }
+/// What happens to one deployment. Each variant carries what executing, rendering and rolling
+/// back its action needs, and nothing the action cannot have.
+#[derive(Debug, Clone)]
+pub enum PlanItem {
+    /// In the yaml, not on the server.
+    Create(DesiredDeployment),
+    /// In the yaml and on the server, different.
+    Update(Box<DeploymentUpdate>),
+    /// In the yaml and on the server, the same: nothing to write.
+    Unchanged {
+        desired: DesiredDeployment,
+        server: ServerDeployment,
+    },
+    /// On the server, marked as ours, no longer in the yaml (`--prune`).
+    Delete(ServerDeployment),
 }
 
-/// What happens to one deployment.
+/// The writes that make one server deployment match the yaml, and what undoes them.
 #[derive(Debug, Clone)]
-pub struct PlanItem {
-    pub action: Action,
-    pub flow_name: String,
-    pub name: String,
-    pub desired: Option<DesiredDeployment>,
-    pub server: Option<ServerDeployment>,
+pub struct DeploymentUpdate {
+    pub desired: DesiredDeployment,
+    pub server: ServerDeployment,
     /// For display: every differing leaf.
     pub changes: Vec<FieldChange>,
     /// `PATCH /deployments/{id}` body (changed top-level fields); empty means no PATCH.
@@ -166,17 +170,12 @@ pub struct PlanItem {
     /// The PATCH that puts the changed fields back (rollback), from the server snapshot.
     pub restore_patch: Map<String, Value>,
     pub schedule_ops: Vec<ScheduleOp>,
-    /// The owned automations differ: delete them and create the yaml's.
-    pub triggers_changed: bool,
-    /// The automations the deployment owns now (what rollback re-creates when triggers change).
-    pub automations_snapshot: Vec<Value>,
+    /// Some when the owned automations differ from the yaml's triggers (they are deleted and the
+    /// yaml's created): the automations the deployment owns now, which rollback re-creates.
+    pub replaced_automations: Option<Vec<Value>>,
 }
 
-impl PlanItem {
-    pub fn full_name(&self) -> String {
-        format!("{}/{}", self.flow_name, self.name)
-    }
-
+impl DeploymentUpdate {
     /// Top-level fields that change (what the result line lists).
     pub fn changed_fields(&self) -> Vec<String> {
         let mut fields: Vec<String> = Vec::new();
@@ -194,29 +193,107 @@ impl PlanItem {
         if !self.schedule_ops.is_empty() {
             fields.push("schedules".into());
         }
-        if self.triggers_changed {
+        if self.replaced_automations.is_some() {
             fields.push("triggers".into());
         }
         fields
+    }
+}
+
+impl PlanItem {
+    pub fn action(&self) -> Action {
+        match self {
+            PlanItem::Create(_) => Action::Create,
+            PlanItem::Update(_) => Action::Update,
+            PlanItem::Unchanged { .. } => Action::Unchanged,
+            PlanItem::Delete(_) => Action::Delete,
+        }
+    }
+
+    /// The yaml's deployment; None for a deletion.
+    pub fn desired(&self) -> Option<&DesiredDeployment> {
+        match self {
+            PlanItem::Create(desired) | PlanItem::Unchanged { desired, .. } => Some(desired),
+            PlanItem::Update(update) => Some(&update.desired),
+            PlanItem::Delete(_) => None,
+        }
+    }
+
+    /// The server's deployment; None for a creation.
+    pub fn server(&self) -> Option<&ServerDeployment> {
+        match self {
+            PlanItem::Create(_) => None,
+            PlanItem::Update(update) => Some(&update.server),
+            PlanItem::Unchanged { server, .. } | PlanItem::Delete(server) => Some(server),
+        }
+    }
+
+    pub fn flow_name(&self) -> &str {
+        match self {
+            PlanItem::Create(desired) | PlanItem::Unchanged { desired, .. } => &desired.flow_name,
+            PlanItem::Update(update) => &update.desired.flow_name,
+            PlanItem::Delete(server) => &server.flow_name,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            PlanItem::Create(desired) | PlanItem::Unchanged { desired, .. } => &desired.name,
+            PlanItem::Update(update) => &update.desired.name,
+            PlanItem::Delete(server) => &server.name,
+        }
+    }
+
+    pub fn full_name(&self) -> String {
+        format!("{}/{}", self.flow_name(), self.name())
+    }
+
+    /// The update's field changes; empty for the other actions.
+    pub fn changes(&self) -> &[FieldChange] {
+        match self {
+            PlanItem::Update(update) => &update.changes,
+            _ => &[],
+        }
+    }
+
+    /// The update's schedule writes; empty for the other actions.
+    pub fn schedule_ops(&self) -> &[ScheduleOp] {
+        match self {
+            PlanItem::Update(update) => &update.schedule_ops,
+            _ => &[],
+        }
+    }
+
+    /// True when the update replaces the owned automations.
+    pub fn triggers_changed(&self) -> bool {
+        matches!(self, PlanItem::Update(update) if update.replaced_automations.is_some())
+    }
+
+    /// Top-level fields that change (what the result line lists); empty unless an update.
+    pub fn changed_fields(&self) -> Vec<String> {
+        match self {
+            PlanItem::Update(update) => update.changed_fields(),
+            _ => Vec::new(),
+        }
     }
 
     /// How many write requests executing this item takes (flows + deployments + schedules + automations).
     pub fn write_count(&self) -> usize {
         let automations = |d: &DesiredDeployment| d.triggers.as_ref().map_or(0, Vec::len);
-        match self.action {
+        match self {
             // The flow is created once per distinct flow: counted by `Plan::write_count`.
-            Action::Create => 1 + self.desired.as_ref().map_or(0, automations),
-            Action::Update => {
-                usize::from(!self.patch.is_empty())
-                    + self.schedule_ops.len()
-                    + if self.triggers_changed {
-                        1 + self.desired.as_ref().map_or(0, automations)
+            PlanItem::Create(desired) => 1 + automations(desired),
+            PlanItem::Update(update) => {
+                usize::from(!update.patch.is_empty())
+                    + update.schedule_ops.len()
+                    + if update.replaced_automations.is_some() {
+                        1 + automations(&update.desired)
                     } else {
                         0
                     }
             }
-            Action::Unchanged => 0,
-            Action::Delete => 1,
+            PlanItem::Unchanged { .. } => 0,
+            PlanItem::Delete(_) => 1,
         }
     }
 }
@@ -229,12 +306,12 @@ pub struct Plan {
 
 impl Plan {
     pub fn count(&self, action: Action) -> usize {
-        self.items.iter().filter(|i| i.action == action).count()
+        self.items.iter().filter(|i| i.action() == action).count()
     }
 
     /// True when executing the plan would write anything (the `--check` drift signal).
     pub fn has_changes(&self) -> bool {
-        self.items.iter().any(|i| i.action != Action::Unchanged)
+        self.items.iter().any(|i| i.action() != Action::Unchanged)
     }
 
     /// Write requests executing the plan takes (without retries).
@@ -242,8 +319,10 @@ impl Plan {
         let flows: HashSet<&str> = self
             .items
             .iter()
-            .filter(|i| i.action == Action::Create)
-            .map(|i| i.flow_name.as_str())
+            .filter_map(|i| match i {
+                PlanItem::Create(desired) => Some(desired.flow_name.as_str()),
+                _ => None,
+            })
             .collect();
         flows.len() + self.items.iter().map(PlanItem::write_count).sum::<usize>()
     }
@@ -260,31 +339,9 @@ pub fn plan(desired: &DesiredState, server: &ServerState, prune: bool) -> Plan {
     let mut out = Plan::default();
     for want in &desired.deployments {
         let item = match by_name.get(&(want.flow_name.as_str(), want.name.as_str())) {
-            None => PlanItem {
-                action: Action::Create,
-                flow_name: want.flow_name.clone(),
-                name: want.name.clone(),
-                desired: Some(want.clone()),
-                server: None,
-                changes: Vec::new(),
-                patch: Map::new(),
-                restore_patch: Map::new(),
-                schedule_ops: Vec::new(),
-                triggers_changed: false,
-                automations_snapshot: Vec::new(),
-            },
+            None => PlanItem::Create(want.clone()),
             Some(have) => {
-                match &have.owner {
-                    Some(owner) if owner != &desired.owner => out.warnings.push(format!(
-                        "{} is marked as registered by {owner}; updating it from here leaves that marker, so a `--prune` in that project could delete it",
-                        have.full_name()
-                    )),
-                    None => out.warnings.push(format!(
-                        "{} was not created by register-flows (no ownership label; the API cannot add one to an existing deployment): `--prune` will never delete it",
-                        have.full_name()
-                    )),
-                    Some(_) => {}
-                }
+                out.warnings.extend(ownership_warning(have, &desired.owner));
                 let automations = server
                     .automations
                     .as_ref()
@@ -295,31 +352,45 @@ pub fn plan(desired: &DesiredState, server: &ServerState, prune: bool) -> Plan {
         out.items.push(item);
     }
     if prune {
-        let wanted: HashSet<(&str, &str)> = desired
-            .deployments
-            .iter()
-            .map(|d| (d.flow_name.as_str(), d.name.as_str()))
-            .collect();
-        for have in &server.deployments {
-            let ours = have.owner.as_ref() == Some(&desired.owner);
-            if ours && !wanted.contains(&(have.flow_name.as_str(), have.name.as_str())) {
-                out.items.push(PlanItem {
-                    action: Action::Delete,
-                    flow_name: have.flow_name.clone(),
-                    name: have.name.clone(),
-                    desired: None,
-                    server: Some(have.clone()),
-                    changes: Vec::new(),
-                    patch: Map::new(),
-                    restore_patch: Map::new(),
-                    schedule_ops: Vec::new(),
-                    triggers_changed: false,
-                    automations_snapshot: Vec::new(),
-                });
-            }
-        }
+        out.items
+            .extend(prunable(desired, server).map(PlanItem::Delete));
     }
     out
+}
+
+/// Why updating `have` from this project may surprise: it is someone else's, or nobody's.
+fn ownership_warning(have: &ServerDeployment, owner: &Ownership) -> Option<String> {
+    match &have.owner {
+        Some(theirs) if theirs != owner => Some(format!(
+            "{} is marked as registered by {theirs}; updating it from here leaves that marker, so a `--prune` in that project could delete it",
+            have.full_name()
+        )),
+        None => Some(format!(
+            "{} was not created by register-flows (no ownership label; the API cannot add one to an existing deployment): `--prune` will never delete it",
+            have.full_name()
+        )),
+        Some(_) => None,
+    }
+}
+
+/// The server deployments marked as this project's that the yaml no longer declares.
+fn prunable<'a>(
+    desired: &'a DesiredState,
+    server: &'a ServerState,
+) -> impl Iterator<Item = ServerDeployment> + 'a {
+    let wanted: HashSet<(&str, &str)> = desired
+        .deployments
+        .iter()
+        .map(|d| (d.flow_name.as_str(), d.name.as_str()))
+        .collect();
+    server
+        .deployments
+        .iter()
+        .filter(move |have| {
+            have.owner.as_ref() == Some(&desired.owner)
+                && !wanted.contains(&(have.flow_name.as_str(), have.name.as_str()))
+        })
+        .cloned()
 }
 
 fn diff_deployment(
@@ -349,36 +420,28 @@ fn diff_deployment(
         ),
         None => Vec::new(),
     };
-    let own = match (&want.triggers, automations) {
-        (Some(triggers), Some(related)) => Some(own_automations(related, &want.name, triggers)),
+    let replaced_automations = match (&want.triggers, automations) {
+        (Some(triggers), Some(related)) => {
+            let own = own_automations(related, &want.name, triggers);
+            (!automations_match(triggers, &own, &have.id)).then_some(own)
+        }
         _ => None,
     };
-    let triggers_changed = match (&want.triggers, &own) {
-        (Some(triggers), Some(existing)) => !automations_match(triggers, existing, &have.id),
-        _ => false,
-    };
-    let action = if patch.is_empty() && schedule_ops.is_empty() && !triggers_changed {
-        Action::Unchanged
-    } else {
-        Action::Update
-    };
-    PlanItem {
-        action,
-        flow_name: want.flow_name.clone(),
-        name: want.name.clone(),
-        desired: Some(want.clone()),
-        server: Some(have.clone()),
+    if patch.is_empty() && schedule_ops.is_empty() && replaced_automations.is_none() {
+        return PlanItem::Unchanged {
+            desired: want.clone(),
+            server: have.clone(),
+        };
+    }
+    PlanItem::Update(Box::new(DeploymentUpdate {
+        desired: want.clone(),
+        server: have.clone(),
         changes,
         patch,
         restore_patch,
         schedule_ops,
-        triggers_changed,
-        automations_snapshot: if triggers_changed {
-            own.unwrap_or_default()
-        } else {
-            Vec::new()
-        },
-    }
+        replaced_automations,
+    }))
 }
 
 /// Fields the server only interprets together: a queue name alone would name a pool-less legacy
@@ -476,7 +539,7 @@ fn without_nulls(value: &Value) -> Value {
 }
 
 /// The PATCH body that restores the snapshot's values of the fields `patch` changes.
-pub fn restore_body(patch: &Map<String, Value>, raw: &Value) -> Map<String, Value> {
+fn restore_body(patch: &Map<String, Value>, raw: &Value) -> Map<String, Value> {
     let mut out = Map::new();
     for field in patch.keys() {
         match field.as_str() {
@@ -539,7 +602,7 @@ pub fn recreate_body(raw: &Value) -> Value {
 }
 
 /// A server schedule as a `POST /deployments/{id}/schedules` element (rollback of a delete).
-pub fn schedule_create_body_from_server(schedule: &Value) -> Value {
+fn schedule_create_body_from_server(schedule: &Value) -> Value {
     json!({
         "schedule": schedule.get("schedule").cloned().unwrap_or(Value::Null),
         "active": schedule.get("active").cloned().unwrap_or(json!(true)),
@@ -554,20 +617,6 @@ pub fn schedule_patch_body(desired: &DesiredSchedule) -> Value {
     let mut body = json!({"schedule": desired.schedule, "active": desired.active, "parameters": desired.parameters});
     if let (Some(slug), Value::Object(map)) = (&desired.slug, &mut body) {
         map.insert("slug".into(), json!(slug));
-    }
-    body
-}
-
-/// The PATCH body that puts a server schedule back as it was (rollback of an update).
-pub fn schedule_restore_body(old: &Value) -> Value {
-    let mut body = json!({
-        "schedule": old.get("schedule").cloned().unwrap_or(Value::Null),
-        "active": old.get("active").cloned().unwrap_or(json!(true)),
-        "parameters": old.get("parameters").cloned().unwrap_or(json!({})),
-    });
-    if let (Some(slug), Value::Object(map)) = (old.get("slug").filter(|s| !s.is_null()), &mut body)
-    {
-        map.insert("slug".into(), slug.clone());
     }
     body
 }
@@ -638,7 +687,7 @@ pub fn reconcile_schedules(desired: &[DesiredSchedule], server: &[Value]) -> Vec
 }
 
 /// Does the server schedule (a DeploymentSchedule) already say what `want` says?
-pub fn schedule_equivalent(want: &DesiredSchedule, have: &Value) -> bool {
+fn schedule_equivalent(want: &DesiredSchedule, have: &Value) -> bool {
     let have_slug = have.get("slug").and_then(Value::as_str);
     if want.slug.as_deref() != have_slug {
         return false;
@@ -774,7 +823,7 @@ fn json_contains(have: &Value, want: &Value) -> bool {
 
 /// JSON equality as the server's round trip preserves it: object member order is irrelevant and
 /// `600` equals `600.0` (Python floats come back as floats).
-pub fn json_eq(a: &Value, b: &Value) -> bool {
+fn json_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => {
             if x.is_f64() || y.is_f64() {
@@ -845,7 +894,7 @@ pub fn short(value: Option<&Value>, max: usize) -> String {
 }
 
 /// A schedule in words: `cron "0 9 * * *" (UTC)`, `interval 600s`, `rrule "…"`, plus slug/inactive.
-pub fn describe_schedule(schedule: &Value, slug: Option<&str>, active: bool) -> String {
+fn describe_schedule(schedule: &Value, slug: Option<&str>, active: bool) -> String {
     let tz = schedule
         .get("timezone")
         .and_then(Value::as_str)
@@ -912,55 +961,7 @@ impl Plan {
     pub fn render_text(&self) -> String {
         let mut out = String::new();
         for item in &self.items {
-            let location = item
-                .desired
-                .as_ref()
-                .map(|d| format!("  ({})", d.source))
-                .unwrap_or_default();
-            let label = match item.action {
-                Action::Create => "create",
-                Action::Update => "update",
-                Action::Unchanged => "unchanged",
-                Action::Delete => "delete",
-            };
-            out.push_str(&format!(
-                "{} {label:<9} {}{location}\n",
-                item.action.sigil(),
-                item.full_name()
-            ));
-            for change in &item.changes {
-                out.push_str(&format!(
-                    "    {}: {} → {}\n",
-                    change.path,
-                    short(change.old.as_ref(), 60),
-                    short(change.new.as_ref(), 60)
-                ));
-            }
-            for op in &item.schedule_ops {
-                out.push_str(&format!("    schedules: {}\n", describe_schedule_op(op)));
-            }
-            if item.triggers_changed {
-                let n = item
-                    .desired
-                    .as_ref()
-                    .and_then(|d| d.triggers.as_ref())
-                    .map_or(0, Vec::len);
-                out.push_str(&format!(
-                    "    triggers: owned automations replaced by the yaml's {n}\n"
-                ));
-            }
-            if item.action == Action::Delete {
-                let schedules = item
-                    .server
-                    .as_ref()
-                    .and_then(|s| s.raw.get("schedules"))
-                    .and_then(Value::as_array)
-                    .map_or(0, Vec::len);
-                out.push_str(&format!(
-                    "    no longer in the yaml; deleting it also deletes its scheduled runs ({schedules} schedule{})\n",
-                    if schedules == 1 { "" } else { "s" }
-                ));
-            }
+            render_item(item, &mut out);
         }
         out.push_str(&format!(
             "Plan: {} to create, {} to update, {} unchanged, {} to delete.\n",
@@ -974,33 +975,7 @@ impl Plan {
 
     /// The deployments part of the JSON document (docs/register-flows-json.md).
     pub fn to_json(&self) -> Value {
-        let items: Vec<Value> = self
-            .items
-            .iter()
-            .map(|item| {
-                let schedules: Vec<Value> = item
-                    .schedule_ops
-                    .iter()
-                    .map(|op| match op {
-                        ScheduleOp::Create { desired } => json!({"op": "create", "id": null, "old": null, "new": desired.create_body(), "text": describe_schedule_op(op)}),
-                        ScheduleOp::Update { id, old, desired } => json!({"op": "update", "id": id, "old": old, "new": desired.create_body(), "text": describe_schedule_op(op)}),
-                        ScheduleOp::Delete { id, old } => json!({"op": "delete", "id": id, "old": old, "new": null, "text": describe_schedule_op(op)}),
-                    })
-                    .collect();
-                json!({
-                    "full_name": item.full_name(),
-                    "flow_name": item.flow_name,
-                    "name": item.name,
-                    "action": item.action.as_str(),
-                    "id": item.server.as_ref().map(|s| s.id.clone()),
-                    "source": item.desired.as_ref().map(|d| json!({"file": d.source.file, "line": d.source.line})),
-                    "changed_fields": item.changed_fields(),
-                    "changes": item.changes.iter().map(|c| json!({"path": c.path, "old": c.old, "new": c.new})).collect::<Vec<_>>(),
-                    "schedules": schedules,
-                    "triggers_changed": item.triggers_changed,
-                })
-            })
-            .collect();
+        let items: Vec<Value> = self.items.iter().map(item_json).collect();
         json!({
             "deployments": items,
             "summary": {
@@ -1011,6 +986,85 @@ impl Plan {
             },
             "warnings": self.warnings,
         })
+    }
+}
+
+/// One deployment's block of the human plan.
+fn render_item(item: &PlanItem, out: &mut String) {
+    let location = item
+        .desired()
+        .map(|d| format!("  ({})", d.source))
+        .unwrap_or_default();
+    let action = item.action();
+    out.push_str(&format!(
+        "{} {:<9} {}{location}\n",
+        action.sigil(),
+        action.as_str(),
+        item.full_name()
+    ));
+    match item {
+        PlanItem::Update(update) => {
+            for change in &update.changes {
+                out.push_str(&format!(
+                    "    {}: {} → {}\n",
+                    change.path,
+                    short(change.old.as_ref(), 60),
+                    short(change.new.as_ref(), 60)
+                ));
+            }
+            for op in &update.schedule_ops {
+                out.push_str(&format!("    schedules: {}\n", describe_schedule_op(op)));
+            }
+            if update.replaced_automations.is_some() {
+                let n = update.desired.triggers.as_ref().map_or(0, Vec::len);
+                out.push_str(&format!(
+                    "    triggers: owned automations replaced by the yaml's {n}\n"
+                ));
+            }
+        }
+        PlanItem::Delete(server) => {
+            let schedules = server
+                .raw
+                .get("schedules")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            out.push_str(&format!(
+                "    no longer in the yaml; deleting it also deletes its scheduled runs ({schedules} schedule{})\n",
+                if schedules == 1 { "" } else { "s" }
+            ));
+        }
+        PlanItem::Create(_) | PlanItem::Unchanged { .. } => {}
+    }
+}
+
+/// One deployment in the JSON document.
+fn item_json(item: &PlanItem) -> Value {
+    let schedules: Vec<Value> = item.schedule_ops().iter().map(schedule_op_json).collect();
+    json!({
+        "full_name": item.full_name(),
+        "flow_name": item.flow_name(),
+        "name": item.name(),
+        "action": item.action().as_str(),
+        "id": item.server().map(|s| s.id.clone()),
+        "source": item.desired().map(|d| json!({"file": d.source.file, "line": d.source.line})),
+        "changed_fields": item.changed_fields(),
+        "changes": item.changes().iter().map(|c| json!({"path": c.path, "old": c.old, "new": c.new})).collect::<Vec<_>>(),
+        "schedules": schedules,
+        "triggers_changed": item.triggers_changed(),
+    })
+}
+
+fn schedule_op_json(op: &ScheduleOp) -> Value {
+    match op {
+        ScheduleOp::Create { desired } => {
+            json!({"op": "create", "id": null, "old": null, "new": desired.create_body(), "text": describe_schedule_op(op)})
+        }
+        ScheduleOp::Update { id, old, desired } => {
+            json!({"op": "update", "id": id, "old": old, "new": desired.create_body(), "text": describe_schedule_op(op)})
+        }
+        ScheduleOp::Delete { id, old } => {
+            json!({"op": "delete", "id": id, "old": old, "new": null, "text": describe_schedule_op(op)})
+        }
     }
 }
 
@@ -1052,6 +1106,13 @@ mod tests {
         }
     }
 
+    fn update(item: &PlanItem) -> &DeploymentUpdate {
+        match item {
+            PlanItem::Update(update) => update,
+            other => panic!("not an update: {other:?}"),
+        }
+    }
+
     fn state(deployments: Vec<DesiredDeployment>) -> DesiredState {
         DesiredState {
             owner: owner(),
@@ -1069,12 +1130,12 @@ mod tests {
         };
         let plan = plan(&state(vec![a, sample("b")]), &server, false);
         assert_eq!(
-            plan.items[0].action,
+            plan.items[0].action(),
             Action::Unchanged,
             "{:?}",
-            plan.items[0].changes
+            plan.items[0].changes()
         );
-        assert_eq!(plan.items[1].action, Action::Create);
+        assert_eq!(plan.items[1].action(), Action::Create);
         assert_eq!(plan.write_count(), 2);
         assert!(plan.has_changes());
     }
@@ -1125,11 +1186,11 @@ mod tests {
         );
         let item = &plan.items[0];
         assert_eq!(
-            item.action,
+            item.action(),
             Action::Unchanged,
             "{:?} {:?}",
-            item.changes,
-            item.schedule_ops
+            item.changes(),
+            item.schedule_ops()
         );
         assert_eq!(plan.write_count(), 0);
     }
@@ -1149,17 +1210,17 @@ mod tests {
             false,
         );
         let item = &plan.items[0];
-        assert_eq!(item.action, Action::Update);
+        assert_eq!(item.action(), Action::Update);
         assert_eq!(
-            Value::Object(item.patch.clone()),
+            Value::Object(update(item).patch.clone()),
             json!({"parameters": {"n": 2}})
         );
         assert_eq!(
-            Value::Object(item.restore_patch.clone()),
+            Value::Object(update(item).restore_patch.clone()),
             json!({"parameters": {"n": 1}})
         );
         assert_eq!(
-            item.changes,
+            item.changes(),
             vec![FieldChange {
                 path: "parameters.n".into(),
                 old: Some(json!(1)),
@@ -1167,7 +1228,7 @@ mod tests {
             }]
         );
         assert_eq!(item.changed_fields(), vec!["parameters".to_string()]);
-        assert!(item.schedule_ops.is_empty());
+        assert!(item.schedule_ops().is_empty());
         assert!(
             plan.render_text().contains("    parameters.n: 1 → 2\n"),
             "{}",
@@ -1193,7 +1254,7 @@ mod tests {
             },
             false,
         );
-        let patch = &plan.items[0].patch;
+        let patch = &update(&plan.items[0]).patch;
         for key in [
             "work_queue_name",
             "work_pool_name",
@@ -1204,13 +1265,15 @@ mod tests {
         ] {
             assert!(patch.contains_key(key), "{key} missing from {patch:?}");
         }
-        assert!(!plan.items[0].restore_patch.contains_key("version_info"));
+        assert!(!update(&plan.items[0])
+            .restore_patch
+            .contains_key("version_info"));
         assert_eq!(
-            plan.items[0].restore_patch["work_queue_name"],
+            update(&plan.items[0]).restore_patch["work_queue_name"],
             json!("default")
         );
         assert_eq!(
-            plan.items[0].restore_patch["concurrency_limit"],
+            update(&plan.items[0]).restore_patch["concurrency_limit"],
             Value::Null
         );
     }
@@ -1229,7 +1292,7 @@ mod tests {
             },
             false,
         );
-        assert_eq!(p.items[0].action, Action::Unchanged);
+        assert_eq!(p.items[0].action(), Action::Unchanged);
         let mut stated = a;
         stated.fields.insert("paused".into(), json!(false));
         let p = plan(
@@ -1241,7 +1304,7 @@ mod tests {
             false,
         );
         assert_eq!(
-            Value::Object(p.items[0].patch.clone()),
+            Value::Object(update(&p.items[0]).patch.clone()),
             json!({"paused": false})
         );
     }
@@ -1398,8 +1461,8 @@ mod tests {
         let deletes: Vec<&str> = p
             .items
             .iter()
-            .filter(|i| i.action == Action::Delete)
-            .map(|i| i.name.as_str())
+            .filter(|i| i.action() == Action::Delete)
+            .map(|i| i.name())
             .collect();
         assert_eq!(deletes, vec!["gone"]);
         assert!(
@@ -1458,16 +1521,16 @@ mod tests {
             automations: Some(automations),
         };
         assert_eq!(
-            plan(&state(vec![a.clone()]), &server, false).items[0].action,
+            plan(&state(vec![a.clone()]), &server, false).items[0].action(),
             Action::Unchanged
         );
         let mut changed = a.clone();
         changed.triggers.as_mut().unwrap()[0]["enabled"] = json!(false);
         let p = plan(&state(vec![changed]), &server, false);
-        assert!(p.items[0].triggers_changed);
+        assert!(p.items[0].triggers_changed());
         assert_eq!(
-            p.items[0].automations_snapshot,
-            vec![stored],
+            update(&p.items[0]).replaced_automations,
+            Some(vec![stored]),
             "only our automation is snapshotted"
         );
         // A left-over automation of a removed trigger counts as a change.
@@ -1481,12 +1544,12 @@ mod tests {
             .get_mut("id-a")
             .unwrap()
             .push(leftover);
-        assert!(plan(&state(vec![a.clone()]), &with_leftover, false).items[0].triggers_changed);
+        assert!(plan(&state(vec![a.clone()]), &with_leftover, false).items[0].triggers_changed());
         let none = ServerState {
             deployments: vec![have],
             automations: Some(HashMap::new()),
         };
-        assert!(plan(&state(vec![a]), &none, false).items[0].triggers_changed);
+        assert!(plan(&state(vec![a]), &none, false).items[0].triggers_changed());
     }
 
     #[test]
