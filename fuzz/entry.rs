@@ -30,8 +30,7 @@ pub fn prefect_yaml_resolved(data: &[u8]) -> usize {
             let _ = schedule.create_payload(now);
             let _ = schedule.patch_payload(now);
         }
-        if let Ok(entrypoint) = xtask::prefect::flow_source::parse_entrypoint(&resolved.entrypoint)
-        {
+        if let Ok(entrypoint) = xtask::prefect::flow::parse_entrypoint(&resolved.entrypoint) {
             let _ = entrypoint.file_candidates();
             let _ = entrypoint.file_label();
         }
@@ -57,8 +56,8 @@ pub fn flow_source_read(data: &[u8]) -> usize {
         String::new(),
     ]);
     for name in names {
-        if let Ok(info) = xtask::prefect::flow_source::read_flow(&source, "flows/fuzz.py", &name) {
-            let _ = xtask::prefect::param_schema::to_python_json(&info.parameter_openapi_schema);
+        if let Ok(info) = xtask::prefect::flow::read_flow(&source, "flows/fuzz.py", &name) {
+            let _ = xtask::prefect::python_text::to_python_json(&info.parameter_openapi_schema);
             read += 1;
         }
     }

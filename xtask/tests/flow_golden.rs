@@ -10,8 +10,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
-use xtask::prefect::flow_source::{file_version_hash, read_flow, FlowErrorKind};
-use xtask::prefect::param_schema::to_python_json_pretty;
+use xtask::prefect::flow::{file_version_hash, read_flow, FlowErrorKind};
+use xtask::prefect::python_text::to_python_json_pretty;
 
 /// Cases where Prefect's answer depends on the Python environment, not on the source.
 const KNOWN_DIVERGENCES: &[(&str, &str)] = &[(

@@ -3,9 +3,8 @@
 
 pub mod api;
 pub mod deploy_cli;
-pub mod flow_source;
+pub mod flow;
 pub mod param_check;
-pub mod param_schema;
 pub mod prefect_yaml;
 pub mod python_text;
 pub mod schedule;

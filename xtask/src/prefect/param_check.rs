@@ -8,6 +8,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::prefect::python_text::{str_repr, value_repr};
+
 /// `Err` names the first failing field and why, in Prefect's words.
 pub fn validate(parameters: &Value, schema: &Value) -> Result<(), String> {
     let checker = Checker {
@@ -21,7 +23,7 @@ pub fn validate(parameters: &Value, schema: &Value) -> Result<(), String> {
         }
         Err((path, reason)) => Err(format!(
             "Validation failed for field {}. Failure reason: {reason}",
-            crate::prefect::python_text::str_repr(&path.join("."))
+            str_repr(&path.join("."))
         )),
     }
 }
@@ -44,7 +46,9 @@ impl Checker<'_> {
         }
         let schema = match schema {
             Value::Bool(true) => return Ok(()),
-            Value::Bool(false) => return fail(path, format!("{} is not allowed", py(value))),
+            Value::Bool(false) => {
+                return fail(path, format!("{} is not allowed", value_repr(value)))
+            }
             Value::Object(map) => map,
             _ => return Ok(()),
         };
@@ -68,10 +72,13 @@ impl Checker<'_> {
             };
             if !ok {
                 let expected = match expected {
-                    Value::String(t) => py(&Value::String(t.clone())),
-                    other => py(other),
+                    Value::String(t) => value_repr(&Value::String(t.clone())),
+                    other => value_repr(other),
                 };
-                return fail(path, format!("{} is not of type {expected}", py(value)));
+                return fail(
+                    path,
+                    format!("{} is not of type {expected}", value_repr(value)),
+                );
             }
         }
         if let Some(Value::Array(options)) = schema.get("enum") {
@@ -80,22 +87,25 @@ impl Checker<'_> {
                     path,
                     format!(
                         "{} is not one of {}",
-                        py(value),
-                        py(&Value::Array(options.clone()))
+                        value_repr(value),
+                        value_repr(&Value::Array(options.clone()))
                     ),
                 );
             }
         }
         if let Some(constant) = schema.get("const") {
             if !json_equal(constant, value) {
-                return fail(path, format!("{} was expected", py(constant)));
+                return fail(path, format!("{} was expected", value_repr(constant)));
             }
         }
         if let Some(Value::Array(options)) = schema.get("anyOf") {
             if !options.iter().any(|o| deeper.check(value, o, path).is_ok()) {
                 return fail(
                     path,
-                    format!("{} is not valid under any of the given schemas", py(value)),
+                    format!(
+                        "{} is not valid under any of the given schemas",
+                        value_repr(value)
+                    ),
                 );
             }
         }
@@ -109,7 +119,7 @@ impl Checker<'_> {
                     path,
                     format!(
                         "{} is not valid under exactly one of the given schemas",
-                        py(value)
+                        value_repr(value)
                     ),
                 );
             }
@@ -145,7 +155,11 @@ impl Checker<'_> {
                 if ok == Some(false) {
                     return fail(
                         path,
-                        format!("{} is {word} {}", py(value), py(&schema[key])),
+                        format!(
+                            "{} is {word} {}",
+                            value_repr(value),
+                            value_repr(&schema[key])
+                        ),
                     );
                 }
             }
@@ -153,10 +167,10 @@ impl Checker<'_> {
         if let Value::String(text) = value {
             let len = text.chars().count() as f64;
             if number_bound(schema, "minLength").is_some_and(|b| len < b) {
-                return fail(path, format!("{} is too short", py(value)));
+                return fail(path, format!("{} is too short", value_repr(value)));
             }
             if number_bound(schema, "maxLength").is_some_and(|b| len > b) {
-                return fail(path, format!("{} is too long", py(value)));
+                return fail(path, format!("{} is too long", value_repr(value)));
             }
         }
         if let Value::Array(items) = value {
@@ -197,14 +211,14 @@ impl Checker<'_> {
                 path.clone(),
                 format!(
                     "{} should be non-empty or is too short",
-                    py(&Value::Array(items.to_vec()))
+                    value_repr(&Value::Array(items.to_vec()))
                 ),
             ));
         }
         if number_bound(schema, "maxItems").is_some_and(|b| len > b) {
             return Err((
                 path.clone(),
-                format!("{} is too long", py(&Value::Array(items.to_vec()))),
+                format!("{} is too long", value_repr(&Value::Array(items.to_vec()))),
             ));
         }
         if schema.get("uniqueItems") == Some(&Value::Bool(true)) {
@@ -214,7 +228,7 @@ impl Checker<'_> {
                         path.clone(),
                         format!(
                             "{} has non-unique elements",
-                            py(&Value::Array(items.to_vec()))
+                            value_repr(&Value::Array(items.to_vec()))
                         ),
                     ));
                 }
@@ -306,29 +320,6 @@ fn json_equal(a: &Value, b: &Value) -> bool {
                     .all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
         }
         _ => a == b,
-    }
-}
-
-/// A value as Python's `repr` shows it (jsonschema's messages are Python reprs).
-fn py(value: &Value) -> String {
-    match value {
-        Value::Null => "None".into(),
-        Value::Bool(true) => "True".into(),
-        Value::Bool(false) => "False".into(),
-        Value::Number(n) if n.is_f64() => n
-            .as_f64()
-            .map(crate::prefect::python_text::float_repr)
-            .unwrap_or_else(|| n.to_string()),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => crate::prefect::python_text::str_repr(s),
-        Value::Array(items) => format!("[{}]", items.iter().map(py).collect::<Vec<_>>().join(", ")),
-        Value::Object(map) => format!(
-            "{{{}}}",
-            map.iter()
-                .map(|(k, v)| format!("{}: {}", crate::prefect::python_text::str_repr(k), py(v)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
     }
 }
 

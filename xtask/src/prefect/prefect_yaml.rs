@@ -975,7 +975,7 @@ pub fn resolve(
                         &format!("tags[{i}]"),
                         format!("each tag must be a string, got {t}"),
                     ),
-                    other => tags.push(template::python_str(other)),
+                    other => tags.push(crate::prefect::python_text::value_str(other)),
                 }
             }
             tags

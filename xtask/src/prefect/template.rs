@@ -20,6 +20,8 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
+use crate::prefect::python_text::value_str;
+
 pub const BLOCK_PREFIX: &str = "prefect.blocks.";
 pub const VARIABLE_PREFIX: &str = "prefect.variables.";
 pub const ENV_PREFIX: &str = "$";
@@ -356,7 +358,7 @@ fn resolve_string(
                             p.full_match
                         ),
                     )),
-                    Ok(v) => result = result.replace(&p.full_match, &python_str(&v)),
+                    Ok(v) => result = result.replace(&p.full_match, &value_str(&v)),
                     Err(m) => errors.push(error(p, m)),
                 }
             }
@@ -382,7 +384,7 @@ fn resolve_string(
             let mut result = s.clone();
             for p in vars {
                 match variable_value(p, values) {
-                    Ok(v) => result = result.replace(&p.full_match, &python_str(&v)),
+                    Ok(v) => result = result.replace(&p.full_match, &value_str(&v)),
                     Err(m) => errors.push(error(p, m)),
                 }
             }
@@ -434,7 +436,7 @@ fn resolve_string(
                     PlaceholderKind::StepOutput => {
                         match get_from_dict(&values.step_outputs, &p.name) {
                             Some(v) => {
-                                replacements.insert(&p.full_match, python_str(v));
+                                replacements.insert(&p.full_match, value_str(v));
                             }
                             None => errors.push(error(p, step_output_message(p, values))),
                         }
@@ -619,7 +621,7 @@ fn pull_string(s: &str, values: &TemplateValues) -> Value {
     for p in &all {
         let value = match &p.kind {
             PlaceholderKind::StepOutput | PlaceholderKind::Context => {
-                get_from_dict(&values.step_outputs, &p.name).map(python_str)
+                get_from_dict(&values.step_outputs, &p.name).map(value_str)
             }
             PlaceholderKind::Env { name } => values.env.get(name).cloned(),
             _ => None,
@@ -629,47 +631,6 @@ fn pull_string(s: &str, values: &TemplateValues) -> Value {
         }
     }
     Value::String(substitute(s, &replacements))
-}
-
-/// Python's `str(value)` for a JSON value: strings as-is, `True`/`None`,
-/// floats like Python, containers like Python's repr.
-pub fn python_str(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => python_repr(other),
-    }
-}
-
-fn python_repr(v: &Value) -> String {
-    match v {
-        Value::Null => "None".to_string(),
-        Value::Bool(true) => "True".to_string(),
-        Value::Bool(false) => "False".to_string(),
-        Value::Number(n) => {
-            if n.is_f64() {
-                n.as_f64()
-                    .map_or_else(|| n.to_string(), crate::prefect::python_text::float_repr)
-            } else {
-                n.to_string()
-            }
-        }
-        Value::String(s) => crate::prefect::python_text::str_repr(s),
-        Value::Array(items) => format!(
-            "[{}]",
-            items.iter().map(python_repr).collect::<Vec<_>>().join(", ")
-        ),
-        Value::Object(map) => format!(
-            "{{{}}}",
-            map.iter()
-                .map(|(k, v)| format!(
-                    "{}: {}",
-                    crate::prefect::python_text::str_repr(k),
-                    python_repr(v)
-                ))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
 }
 
 #[cfg(test)]

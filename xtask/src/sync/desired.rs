@@ -11,7 +11,7 @@ use std::collections::hash_map::Entry;
 use anyhow::Context as _;
 
 use crate::prefect::api::PrefectClient;
-use crate::prefect::flow_source;
+use crate::prefect::flow;
 use crate::prefect::prefect_yaml;
 use crate::prefect::steps::Steps;
 use crate::prefect::template::{PlaceholderKind, TemplateValues};
@@ -674,13 +674,12 @@ fn from_resolved(
         field: "entrypoint",
         message,
     };
-    let entrypoint = flow_source::parse_entrypoint(&resolved.entrypoint).map_err(at_entrypoint)?;
-    let path =
-        flow_source::locate_entrypoint_file(&project.root, &entrypoint).map_err(at_entrypoint)?;
+    let entrypoint = flow::parse_entrypoint(&resolved.entrypoint).map_err(at_entrypoint)?;
+    let path = flow::locate_entrypoint_file(&project.root, &entrypoint).map_err(at_entrypoint)?;
     let bytes = std::fs::read(&path)
         .map_err(|e| at_entrypoint(format!("cannot read {}: {e}", path.display())))?;
     let text = String::from_utf8_lossy(&bytes);
-    let flow = flow_source::read_flow(&text, &entrypoint.file_label(), entrypoint.function())
+    let flow = flow::read_flow(&text, &entrypoint.file_label(), entrypoint.function())
         .map_err(|e| at_entrypoint(e.to_string()))?;
     warnings.extend(
         flow.warnings
@@ -695,7 +694,7 @@ fn from_resolved(
         .clone()
         .or_else(|| git.map(GitVersion::short_sha))
         .or_else(|| flow.version.clone())
-        .unwrap_or_else(|| flow_source::file_version_hash(&bytes));
+        .unwrap_or_else(|| flow::file_version_hash(&bytes));
     let version_info = match git {
         Some(git) => json!({
             "type": git.kind, "version": version, "commit_sha": git.commit_sha,
