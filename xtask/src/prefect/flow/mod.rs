@@ -491,6 +491,21 @@ mod tests {
     }
 
     #[test]
+    fn annotated_without_a_type_is_untyped_not_a_panic() {
+        let src = "from prefect import flow\nfrom typing import Annotated\n@flow\ndef f(x: Annotated[()] = 1):\n    pass\n";
+        let info = read_flow(src, "f.py", "f").unwrap();
+        assert_eq!(
+            info.warnings,
+            ["parameter 'x': annotation `Annotated[]` is `Annotated` without a type; treated as \
+              untyped, like Prefect's fallback"]
+        );
+        assert_eq!(
+            info.parameter_openapi_schema["properties"]["x"],
+            serde_json::json!({"default": 1, "position": 0, "title": "x"})
+        );
+    }
+
+    #[test]
     fn non_literal_description_and_version_warn() {
         let src = "from prefect import flow\nimport os\n@flow(description=os.environ['D'], version=os.environ['V'])\ndef f():\n    '''Doc.'''\n";
         let info = read_flow(src, "f.py", "f").unwrap();

@@ -251,7 +251,10 @@ impl<'a> SchemaContext<'_, 'a> {
                 Ty::Literal(values)
             }
             "typing.Annotated" => {
-                if args[1..]
+                let Some((_, metadata)) = args.split_first() else {
+                    return Err("is `Annotated` without a type".into());
+                };
+                if metadata
                     .iter()
                     .any(|meta| !matches!(meta, Expr::Constant(_)))
                 {

@@ -1,0 +1,7 @@
+from prefect import flow
+from typing import Annotated
+
+
+@flow
+def empty_annotated(x: Annotated[()] = 1):
+    pass
