@@ -191,13 +191,23 @@ pub(super) fn timedelta(args: Vec<Py>, kwargs: Vec<(String, Py)>) -> Result<Py, 
             .ok_or_else(|| format!("passes unknown argument {name}= to timedelta()"))?;
         add(value, scale[i])?;
     }
+    if total.is_nan() {
+        return Err("passes NaN to timedelta()".into());
+    }
     let micros = if all_int {
         exact
     } else {
         round_half_even(total) as i128
     };
+    if !TIMEDELTA_MICROS.contains(&micros) {
+        return Err("is outside the range of timedelta()".into());
+    }
     Ok(Py::Json(Value::String(iso_duration(micros))))
 }
+
+/// `timedelta.min..=timedelta.max` in microseconds; Python raises OverflowError outside it.
+const TIMEDELTA_MICROS: std::ops::RangeInclusive<i128> =
+    -999_999_999 * 86_400_000_000..=1_000_000_000 * 86_400_000_000 - 1;
 
 /// `timezone(timedelta(...))` → the offset suffix it gives ISO timestamps.
 pub(super) fn timezone(args: Vec<Py>, kwargs: Vec<(String, Py)>) -> Result<Py, String> {
@@ -275,31 +285,37 @@ fn parse_iso_duration_micros(text: &str) -> Option<i128> {
         Some((d, t)) => (d, t),
         None => (rest, ""),
     };
+    // Checked arithmetic: the text can be any string (`timezone(Path("P99…9Y"))`).
+    let scaled = |number: &str, unit: i128| -> Option<i128> {
+        number.parse::<i128>().ok()?.checked_mul(unit)
+    };
     let mut micros: i128 = 0;
     let mut number = String::new();
     for c in date_part.chars() {
-        match c {
-            'Y' => micros += number.parse::<i128>().ok()? * 365 * 86_400_000_000,
-            'D' => micros += number.parse::<i128>().ok()? * 86_400_000_000,
+        let part = match c {
+            'Y' => scaled(&number, 365 * 86_400_000_000)?,
+            'D' => scaled(&number, 86_400_000_000)?,
             c if c.is_ascii_digit() => {
                 number.push(c);
                 continue;
             }
             _ => return None,
-        }
+        };
+        micros = micros.checked_add(part)?;
         number.clear();
     }
     for c in time_part.chars() {
-        match c {
-            'H' => micros += number.parse::<i128>().ok()? * 3_600_000_000,
-            'M' => micros += number.parse::<i128>().ok()? * 60_000_000,
-            'S' => micros += (number.parse::<f64>().ok()? * 1e6).round() as i128,
+        let part = match c {
+            'H' => scaled(&number, 3_600_000_000)?,
+            'M' => scaled(&number, 60_000_000)?,
+            'S' => (number.parse::<f64>().ok()? * 1e6).round() as i128,
             c if c.is_ascii_digit() || c == '.' => {
                 number.push(c);
                 continue;
             }
             _ => return None,
-        }
+        };
+        micros = micros.checked_add(part)?;
         number.clear();
     }
     Some(if negative { -micros } else { micros })
@@ -320,5 +336,23 @@ mod tests {
         assert_eq!(iso_duration(day + 3_600_000_000), "P1DT1H");
         assert_eq!(iso_duration(731 * day + 1_000_000), "P2Y1DT1S");
         assert_eq!(parse_iso_duration_micros("-PT1H30M"), Some(-5_400_000_000));
+    }
+
+    #[test]
+    fn durations_beyond_python_are_errors_not_overflows() {
+        let days = |d: f64| timedelta(vec![Py::Float(d)], Vec::new());
+        assert!(days(-1e300).is_err());
+        assert!(days(1e300).is_err());
+        assert!(days(f64::NAN).is_err());
+        assert!(timedelta(vec![Py::Int(-999_999_999)], Vec::new()).is_ok());
+        assert!(timedelta(vec![Py::Int(1_000_000_000)], Vec::new()).is_err());
+        assert_eq!(
+            parse_iso_duration_micros(&format!("P{}Y", "9".repeat(26))),
+            None
+        );
+        assert_eq!(
+            parse_iso_duration_micros(&format!("P{}D", "9".repeat(40))),
+            None
+        );
     }
 }
