@@ -104,7 +104,7 @@ pub(super) fn binop(op: ast::Operator, left: Py, right: Py) -> Result<Py, String
                 .checked_div_euclid(y)
                 .map(|_| Py::Int(floor_div(x, y)))
                 .ok_or_else(overflow),
-            Op::Mod if y != 0 => Ok(Py::Int(x - y * floor_div(x, y))),
+            Op::Mod if y != 0 => Ok(Py::Int(python_mod(x, y))),
             Op::Pow if (0..=63).contains(&y) => {
                 x.checked_pow(y as u32).map(Py::Int).ok_or_else(overflow)
             }
@@ -131,6 +131,19 @@ fn floor_div(x: i64, y: i64) -> i64 {
     } else {
         q
     }
+}
+
+/// Python's `%` on ints: the result takes the divisor's sign. In i128, so `i64::MIN % -1`
+/// (which overflows i64 division) is simply 0.
+fn python_mod(x: i64, y: i64) -> i64 {
+    let (x, y) = (i128::from(x), i128::from(y));
+    let r = x % y;
+    let r = if r != 0 && ((r < 0) != (y < 0)) {
+        r + y
+    } else {
+        r
+    };
+    r as i64 // |r| < |y|, so it fits
 }
 
 /// Python equality for set/dict keys: `1 == 1.0 == True`.
@@ -207,4 +220,23 @@ pub(super) fn encode(value: &Py) -> Result<Value, String> {
         Py::Json(v) => v.clone(),
         Py::Ellipsis => return Err("is Ellipsis, which pydantic cannot encode here".into()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modulo_follows_python_without_overflow() {
+        let modulo = |x: i64, y: i64| match binop(ast::Operator::Mod, Py::Int(x), Py::Int(y)) {
+            Ok(Py::Int(r)) => r,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(modulo(-7, 3), 2);
+        assert_eq!(modulo(7, -3), -2);
+        assert_eq!(modulo(-7, -3), -1);
+        assert_eq!(modulo(6, 3), 0);
+        assert_eq!(modulo(i64::MIN, -1), 0);
+        assert_eq!(modulo(i64::MIN, i64::MAX), i64::MAX - 1);
+    }
 }
