@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::sync::engine::{SyncOptions, DEFAULT_CONCURRENCY};
+
 #[derive(Debug, Parser)]
 #[command(
     name = "cargo xtask",
@@ -124,20 +126,18 @@ pub struct RegisterFlowsArgs {
     #[arg(long, value_enum, default_value_t = Engine::Native)]
     pub engine: Engine,
     /// How many writes may run at once.
-    #[arg(long, default_value_t = 8, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, default_value_t = DEFAULT_CONCURRENCY, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
 }
 
-/// What a plain `register-flows` means, for commands that call it (deploy, deploy --local).
-impl Default for RegisterFlowsArgs {
-    fn default() -> Self {
-        RegisterFlowsArgs {
-            dry_run: false,
-            check: false,
-            prune: false,
-            json: false,
-            engine: Engine::Native,
-            concurrency: 8,
+impl RegisterFlowsArgs {
+    /// What the sync may do (the flags that are not about output or engine).
+    pub fn sync_options(&self) -> SyncOptions {
+        SyncOptions {
+            dry_run: self.dry_run,
+            check: self.check,
+            prune: self.prune,
+            concurrency: self.concurrency,
         }
     }
 }
@@ -256,15 +256,15 @@ mod tests {
     }
 
     #[test]
-    fn default_register_flows_args_match_the_cli_defaults() {
+    fn plain_register_flows_means_the_default_sync() {
         let Command::RegisterFlows(parsed) = Cli::try_parse_from(["xtask", "register-flows"])
             .unwrap()
             .command
         else {
             panic!("register-flows parses as RegisterFlows");
         };
-        let default = RegisterFlowsArgs::default();
-        assert_eq!(format!("{parsed:?}"), format!("{default:?}"));
+        assert_eq!(parsed.sync_options(), SyncOptions::default());
+        assert_eq!((parsed.json, parsed.engine), (false, Engine::Native));
     }
 
     #[test]

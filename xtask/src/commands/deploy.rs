@@ -17,22 +17,23 @@
 //! with the app `<app>-dev` (see [`fly::target`]). `--dry-run` runs no external command: it shows
 //! the checks it can make without one, the plan, and the exact commands of the other stages.
 
-use std::ffi::OsString;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use crate::cli::{DeployArgs, Env, GlobalArgs, RegisterFlowsArgs};
+use crate::cli::{DeployArgs, Env, GlobalArgs};
 use crate::commands::check_secrets::{self, FlyCheck};
-use crate::commands::{local, register_flows};
+use crate::commands::{local, register_reported};
 use crate::docker::{self, BuildOptions};
-use crate::fly::secrets;
+use crate::fly::release_env::release_env;
 use crate::fly::{self, DeployRequest, FlyTarget};
 use crate::prefect::prefect_yaml::{self, PrefectFile};
 use crate::project::Project;
-use crate::sys::redact::{redact, SECRET_ENV_VARS};
+use crate::sync::SyncOptions;
+use crate::sys::env_vars::EnvVars;
+use crate::sys::redact::redact;
 use crate::sys::report::code;
 use crate::sys::stages::Pipeline;
 
@@ -64,11 +65,6 @@ pub fn run(global: &GlobalArgs, args: DeployArgs) -> Result<ExitCode> {
             args.timeout
         );
     }
-    // register-flows must read the same file as the lint, whatever its own default is.
-    let global = GlobalArgs {
-        prefect_file: Some(project.prefect_file.clone()),
-        ..global.clone()
-    };
     // A missing flyctl is reported by stage 1 (check secrets), so the error names the stage.
     let fly_program = fly::find_fly().unwrap_or_else(|_| "fly".into());
 
@@ -87,7 +83,7 @@ pub fn run(global: &GlobalArgs, args: DeployArgs) -> Result<ExitCode> {
     let mut pipeline = Pipeline::new("deploy", 5);
     let result = run_stages(
         &mut pipeline,
-        &global,
+        global,
         &args,
         &project,
         &target,
@@ -150,12 +146,11 @@ fn run_stages(
         if !problems.is_empty() {
             bail!("{}: {}", project.prefect_file_label(), problems.join("; "));
         }
-        let plan = RegisterFlowsArgs {
+        let plan = SyncOptions {
             dry_run: true,
-            ..RegisterFlowsArgs::default()
+            ..SyncOptions::default()
         };
-        let code = with_release_env(&target.toml.env, || register_flows::run(global, plan))?;
-        if code != ExitCode::from(code::OK) {
+        if register_as_release(global, project, target, &plan)? != code::OK {
             bail!("register-flows --dry-run did not succeed");
         }
         Ok(())
@@ -211,19 +206,19 @@ fn run_stages(
             eprintln!("    $ {status_cmd}");
             return Ok(());
         }
-        let check = RegisterFlowsArgs {
+        let check = SyncOptions {
             check: true,
-            ..RegisterFlowsArgs::default()
+            ..SyncOptions::default()
         };
-        let code = with_release_env(&target.toml.env, || register_flows::run(global, check))?;
-        if code == ExitCode::from(code::DRIFT) {
+        let code = register_as_release(global, project, target, &check)?;
+        if code == code::DRIFT {
             bail!(
                 "the Prefect server does not match {} after the release; \
                  `cargo xtask register-flows --dry-run` shows the difference",
                 project.prefect_file_label()
             );
         }
-        if code != ExitCode::from(code::OK) {
+        if code != code::OK {
             bail!("register-flows --check did not succeed");
         }
         let machines = fly::status(fly_program, &target.app)?;
@@ -251,35 +246,16 @@ fn indent(text: &str) -> String {
     text.lines().map(|l| format!("    {l}\n")).collect()
 }
 
-// ---------------------------------------------------------------------------------------------
-// The release Machine's environment
-
-/// Connection settings stay this host's: the release Machine's own PREFECT_API_URL may be an
-/// internal address (and credentials come from secrets, which are not in fly.toml anyway).
-fn keeps_host_value(name: &str) -> bool {
-    name == secrets::PREFECT_API_URL || SECRET_ENV_VARS.contains(&name) || name.starts_with("FLY_")
-}
-
-/// Runs `f` with fly.toml `[env]` applied to this process (except connection settings), then
-/// restores the previous values. The deploy is single-threaded at this point, so changing the
-/// process environment is safe.
-fn with_release_env<T>(
-    env: &std::collections::BTreeMap<String, String>,
-    f: impl FnOnce() -> T,
-) -> T {
-    let mut saved: Vec<(String, Option<OsString>)> = Vec::new();
-    for (name, value) in env.iter().filter(|(name, _)| !keeps_host_value(name)) {
-        saved.push((name.clone(), std::env::var_os(name)));
-        std::env::set_var(name, value);
-    }
-    let result = f();
-    for (name, previous) in saved {
-        match previous {
-            Some(value) => std::env::set_var(&name, value),
-            None => std::env::remove_var(&name),
-        }
-    }
-    result
+/// register-flows as the release command runs it: with the release Machine's plain environment
+/// (this host's, overlaid with fly.toml `[env]` except connection settings).
+fn register_as_release(
+    global: &GlobalArgs,
+    project: &Project,
+    target: &FlyTarget,
+    options: &SyncOptions,
+) -> Result<u8> {
+    let env = release_env(&EnvVars::capture(), &target.toml.env);
+    register_reported(project, &env, global.verbose, options)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -496,34 +472,5 @@ deployments:
                 "{file}"
             );
         }
-    }
-
-    #[test]
-    fn release_env_is_applied_then_restored() {
-        let var = format!("XTASK_TEST_RELEASE_ENV_{}", std::process::id());
-        let env = std::collections::BTreeMap::from([
-            (var.clone(), "/app".to_string()),
-            (
-                "PREFECT_API_URL".to_string(),
-                "https://internal/api".to_string(),
-            ),
-        ]);
-        let host_url = std::env::var_os("PREFECT_API_URL");
-        let seen = with_release_env(&env, || {
-            (
-                std::env::var(&var).ok(),
-                std::env::var_os("PREFECT_API_URL"),
-            )
-        });
-        assert_eq!(seen, (Some("/app".to_string()), host_url.clone()));
-        assert_eq!(std::env::var_os(&var), None);
-    }
-
-    #[test]
-    fn release_env_keeps_connection_settings() {
-        assert!(keeps_host_value("PREFECT_API_URL"));
-        assert!(keeps_host_value("PREFECT_API_KEY"));
-        assert!(keeps_host_value("FLY_API_TOKEN"));
-        assert!(!keeps_host_value("APP_DIR"));
     }
 }

@@ -8,12 +8,15 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use crate::cli::{DeployArgs, DownArgs, GlobalArgs, RegisterFlowsArgs};
+use crate::cli::{DeployArgs, DownArgs, GlobalArgs};
+use crate::commands::register_reported;
 use crate::local::process::{log_tail, Stopped};
 use crate::local::server::{api_url, dashboard_url};
 use crate::local::{self, prefect_file, venv, LocalState};
 use crate::prefect::api::{ApiConfig, PrefectClient};
 use crate::project::{repo_root, venv_dir, Project};
+use crate::sync::SyncOptions;
+use crate::sys::env_vars::EnvVars;
 use crate::sys::report::code;
 
 /// How long the smoke run may take from creation to Completed.
@@ -53,7 +56,7 @@ pub fn deploy_local(global: &GlobalArgs, args: &DeployArgs) -> Result<ExitCode> 
         server.pid,
         dashboard_url(server.port)
     );
-    isolate_environment(&api, &state, &project.root);
+    let env = isolated_environment(EnvVars::capture(), &api, &state, &project.root);
     let client = PrefectClient::new(ApiConfig::for_url(&api))?;
     client.set_verbose(global.verbose);
 
@@ -72,7 +75,13 @@ pub fn deploy_local(global: &GlobalArgs, args: &DeployArgs) -> Result<ExitCode> 
         project.prefect_file_label()
     ));
     // The same code path as Fly's release command.
-    register_native(global, &project)?;
+    let exit = register_reported(&project, &env, global.verbose, &SyncOptions::default())?;
+    if exit != code::OK {
+        bail!(
+            "register-flows did not succeed ({:?})",
+            ExitCode::from(exit)
+        );
+    }
 
     step("process workers");
     for pool in &pools {
@@ -136,30 +145,20 @@ fn step(what: &str) {
 }
 
 /// A local deploy must never reach a developer's real server: every PREFECT_* setting
-/// (URL, key, profile) is dropped and replaced by the local ones, for this process
-/// (the native engine reads PREFECT_API_URL) and every child.
-fn isolate_environment(api: &str, state: &LocalState, app_dir: &Path) {
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("PREFECT_") {
-            std::env::remove_var(key);
-        }
-    }
-    std::env::set_var("PREFECT_API_URL", api);
-    std::env::set_var("PREFECT_HOME", state.home());
+/// (URL, key, profile) of `host` is dropped and replaced by the local ones; this is the
+/// environment registration (and its build steps) sees.
+fn isolated_environment(
+    mut host: EnvVars,
+    api: &str,
+    state: &LocalState,
+    app_dir: &Path,
+) -> EnvVars {
+    host.retain(|name| !name.starts_with("PREFECT_"));
+    host.set("PREFECT_API_URL", api);
+    host.set("PREFECT_HOME", state.home().display().to_string());
     // prefect.yaml's pull step: `set_working_directory: {{ $APP_DIR }}`.
-    std::env::set_var("APP_DIR", app_dir);
-}
-
-fn register_native(global: &GlobalArgs, project: &Project) -> Result<()> {
-    let global = GlobalArgs {
-        prefect_file: Some(project.prefect_file.clone()),
-        verbose: global.verbose,
-    };
-    let exit = crate::commands::register_flows::run(&global, RegisterFlowsArgs::default())?;
-    if exit != ExitCode::from(code::OK) {
-        bail!("register-flows did not succeed ({exit:?})");
-    }
-    Ok(())
+    host.set("APP_DIR", app_dir.display().to_string());
+    host
 }
 
 fn find_deployment(client: &PrefectClient, name: &str, pool: Option<&str>) -> Result<Value> {

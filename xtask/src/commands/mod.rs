@@ -7,3 +7,34 @@ pub mod deploy;
 pub mod local;
 pub mod register_flows;
 pub mod test;
+
+use std::time::Instant;
+
+use anyhow::Result;
+
+use crate::prefect::api::{ApiConfig, PrefectClient};
+use crate::project::Project;
+use crate::sync::engine::interrupt_flag;
+use crate::sync::{self, render, SyncOptions};
+use crate::sys::env_vars::EnvVars;
+
+/// A register-flows run inside another command (deploy's plan and check, `deploy --local`),
+/// against the server `env` names and with `env` as the environment, reported on stderr as
+/// register-flows reports it. Returns register-flows' exit code.
+pub(crate) fn register_reported(
+    project: &Project,
+    env: &EnvVars,
+    verbose: bool,
+    options: &SyncOptions,
+) -> Result<u8> {
+    let started = Instant::now();
+    let client = PrefectClient::new(ApiConfig::from_vars(env)?)?;
+    client.set_verbose(verbose);
+    let cancel = interrupt_flag();
+    let registration = sync::register(project, &client, env, options, &cancel, started)?;
+    eprint!(
+        "{}",
+        render::report_text(&client, project, options, &registration)
+    );
+    Ok(registration.outcome.exit_code(options))
+}

@@ -7,6 +7,7 @@
 //! environment it inherits, so no argv built here carries a secret. [`FlyCommand::secret`] still
 //! exists so a command that ever does (`-t/--access-token`) prints masked.
 
+pub mod release_env;
 pub mod secrets;
 
 use std::collections::BTreeMap;

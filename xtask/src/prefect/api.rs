@@ -13,6 +13,7 @@ use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 
+use crate::sys::env_vars::EnvVars;
 use crate::sys::redact::mask_url_credentials;
 
 /// The REST API version Prefect 3.9.1 speaks; the server rejects versions it does not support.
@@ -44,9 +45,19 @@ impl std::fmt::Debug for ApiConfig {
 }
 
 impl ApiConfig {
+    /// From this process's environment; see [`ApiConfig::from_vars`].
+    pub fn from_env() -> Result<ApiConfig> {
+        ApiConfig::from_vars(&EnvVars::capture())
+    }
+
     /// PREFECT_API_URL (required), PREFECT_API_KEY, PREFECT_API_AUTH_STRING,
     /// PREFECT_API_REQUEST_TIMEOUT (seconds), PREFECT_CLIENT_MAX_RETRIES.
-    pub fn from_env() -> Result<ApiConfig> {
+    pub fn from_vars(vars: &EnvVars) -> Result<ApiConfig> {
+        let non_empty_env = |name: &str| {
+            vars.get(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
         let url = non_empty_env("PREFECT_API_URL").context(
             "PREFECT_API_URL is not set: point it at your Prefect server's API, e.g. http://127.0.0.1:4200/api",
         )?;
@@ -99,13 +110,6 @@ impl ApiConfig {
     fn is_prefect_cloud(&self) -> bool {
         self.url.contains("api.prefect.cloud")
     }
-}
-
-fn non_empty_env(name: &str) -> Option<String> {
-    std::env::var(name)
-        .ok()
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
 }
 
 /// Why a request failed. Display never contains credentials.

@@ -107,7 +107,7 @@ pub fn run(
             },
         )?;
         let script = ShellScript::from_inputs(&inputs).map_err(fail)?;
-        let output = script.run(root).map_err(fail)?;
+        let output = script.run(root, &scope.env).map_err(fail)?;
         if let Some(id) = call.id {
             scope.step_outputs.insert(id, Value::Object(output.clone()));
         }
@@ -236,7 +236,12 @@ impl ShellScript {
     /// Runs each non-empty line as one command (no shell, stdin closed) in `directory`
     /// (relative to `root`; default `root`), stopping at the first failure, like Prefect.
     /// Returns `{"stdout", "stderr"}`: everything the commands printed, trimmed.
-    fn run(&self, root: &Path) -> Result<Map<String, Value>, String> {
+    /// `env` is the whole environment the commands get (the template values' `$NAME`s).
+    fn run(
+        &self,
+        root: &Path,
+        env: &HashMap<String, String>,
+    ) -> Result<Map<String, Value>, String> {
         let dir = match &self.directory {
             Some(dir) => root.join(dir),
             None => root.to_path_buf(),
@@ -247,7 +252,7 @@ impl ShellScript {
         let sh = xshell::Shell::new().map_err(|e| format!("cannot start commands: {e}"))?;
         sh.change_dir(&dir);
         // What `$NAME` expands to: the environment plus the step's `env`, as in Prefect.
-        let mut environment: HashMap<String, String> = std::env::vars().collect();
+        let mut environment = env.clone();
         environment.extend(self.env.iter().cloned());
         let (mut stdout, mut stderr) = (String::new(), String::new());
         for line in python_splitlines(&self.script) {
@@ -264,7 +269,8 @@ impl ShellScript {
             let output = sh
                 .cmd(program)
                 .args(args)
-                .envs(self.env.iter().map(|(k, v)| (k, v)))
+                .env_clear()
+                .envs(&environment)
                 .quiet()
                 .ignore_status()
                 .output()

@@ -1,21 +1,13 @@
 //! The server state prefect.yaml asks for: one [`DesiredDeployment`] per yaml deployment, in the
 //! Prefect REST API's own vocabulary (field names and value shapes of `POST /deployments/`).
 //!
-//! Everything here is data plus the payloads derived from it; the glue that builds it from the
-//! parsed yaml and the flow files lives in [`build`] and stays thin on purpose.
+//! Pure: data plus the payloads derived from it. Reading the files, the server, git and the
+//! environment to build it is [`crate::sync::load`]'s job.
 
 use serde_json::{json, Map, Value};
 
-use std::collections::hash_map::Entry;
-
-use anyhow::Context as _;
-
-use crate::prefect::api::PrefectClient;
 use crate::prefect::flow;
 use crate::prefect::prefect_yaml;
-use crate::prefect::steps::Steps;
-use crate::prefect::template::{PlaceholderKind, TemplateValues};
-use crate::project::Project;
 
 /// Where a deployment is declared, for error messages and the plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -360,117 +352,8 @@ pub fn check_unique_names(deployments: &[DesiredDeployment], errors: &mut Valida
     }
 }
 
-/// Builds and validates the desired state of every deployment in the project's prefect file.
-/// Every problem (yaml, templates, flow files, work pools, duplicate names) is collected, each
-/// with file:line and the deployment's name; if there is any, a [`ValidationErrors`] is returned
-/// and nothing may be written.
-pub fn build(project: &Project, client: &PrefectClient) -> anyhow::Result<DesiredState> {
-    let label = project.prefect_file_label();
-    let bytes = std::fs::read(&project.prefect_file).with_context(|| {
-        format!(
-            "cannot read {} (use --prefect-file to point at another file)",
-            project.prefect_file.display()
-        )
-    })?;
-    let file = prefect_yaml::parse(&label, &bytes).map_err(|diagnostics| ValidationErrors {
-        problems: diagnostics.0.iter().map(ToString::to_string).collect(),
-    })?;
-    let mut errors = ValidationErrors::default();
-    let mut warnings: Vec<String> = file.warnings.iter().map(ToString::to_string).collect();
-    let selected: Vec<Steps> = file
-        .deployments
-        .iter()
-        .map(|config| {
-            let (build, push) = prefect_yaml::build_and_push_steps(&file, config);
-            Steps { build, push }
-        })
-        .collect();
-    let mut values = template_values(&file, &selected, client)?;
-    let source_of = |config: &prefect_yaml::DeploymentConfig| SourceLocation {
-        file: label.clone(),
-        line: config.line,
-    };
-    // Every deployment's steps are checked before any runs: when one cannot run natively, none
-    // runs (their side effects would be wasted), and deployments with steps are not resolved.
-    let mut steps_runnable = true;
-    for (config, steps) in file.deployments.iter().zip(&selected) {
-        for problem in crate::prefect::steps::check(steps) {
-            errors.push(Some(&source_of(config)), Some(&config.name), problem);
-            steps_runnable = false;
-        }
-    }
-    let git = GitVersion::detect(&project.root);
-    let now = jiff::Timestamp::now();
-    let mut deployments = Vec::new();
-    let mut pools = Vec::new();
-    for (config, steps) in file.deployments.iter().zip(&selected) {
-        let source = source_of(config);
-        values.step_outputs = Map::new();
-        if !steps.is_empty() {
-            if !steps_runnable {
-                continue;
-            }
-            match crate::prefect::steps::run(steps, &project.root, &values, &config.name) {
-                Ok(outputs) => values.step_outputs = outputs,
-                Err(message) => {
-                    errors.push(Some(&source), Some(&config.name), message);
-                    continue;
-                }
-            }
-        }
-        let resolved = match prefect_yaml::resolve(&file, config, &values) {
-            Ok(resolved) => resolved,
-            Err(diagnostics) => {
-                errors
-                    .problems
-                    .extend(diagnostics.0.iter().map(ToString::to_string));
-                continue;
-            }
-        };
-        let has_triggers = config.raw.contains_key("triggers");
-        // Checked even when the flow file has a problem: every problem is reported at once.
-        pools.push(PoolUse {
-            source: source.clone(),
-            deployment: config.name.clone(),
-            pool: resolved.work_pool.name.clone(),
-        });
-        match from_resolved(
-            project,
-            source.clone(),
-            resolved,
-            has_triggers,
-            git.as_ref(),
-            now,
-            &mut warnings,
-        ) {
-            Ok(deployment) => deployments.push(deployment),
-            Err(FieldError { field, message }) => {
-                // Point at the yaml key the problem is about, not just the deployment.
-                let at = SourceLocation {
-                    file: source.file.clone(),
-                    line: config.position_of(field).0,
-                };
-                errors.push(Some(&at), Some(&config.name), message)
-            }
-        }
-    }
-    check_unique_names(&deployments, &mut errors);
-    check_work_pools(&pools, client, &mut errors)?;
-    if !errors.is_empty() {
-        return Err(errors.into());
-    }
-    Ok(DesiredState {
-        owner: Ownership {
-            project: project_name(project, &bytes),
-            prefect_file: label,
-        },
-        deployments,
-        warnings,
-    })
-}
-
 /// The yaml's top-level `name:` (Prefect's project name), else the project directory's name.
-fn project_name(project: &Project, bytes: &[u8]) -> String {
+pub(crate) fn project_name(root: &std::path::Path, bytes: &[u8]) -> String {
     let from_yaml = crate::prefect::yaml::parse("", bytes)
         .ok()
         .and_then(|doc| {
@@ -481,57 +364,10 @@ fn project_name(project: &Project, bytes: &[u8]) -> String {
         })
         .filter(|n| !n.trim().is_empty());
     from_yaml.unwrap_or_else(|| {
-        project
-            .root
-            .file_name()
+        root.file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "project".to_string())
     })
-}
-
-/// Blocks and variables the templates (deployments and their build/push steps) name, read once
-/// each (one GET per distinct name), and the environment.
-fn template_values(
-    file: &prefect_yaml::PrefectFile,
-    steps: &[Steps],
-    client: &PrefectClient,
-) -> anyhow::Result<TemplateValues> {
-    let mut values = TemplateValues {
-        env: std::env::vars().collect(),
-        ..TemplateValues::default()
-    };
-    for (config, steps) in file.deployments.iter().zip(steps) {
-        for placeholder in config
-            .placeholders()
-            .into_iter()
-            .chain(steps.placeholders())
-        {
-            match placeholder.kind {
-                PlaceholderKind::Block { slug, name, .. } => {
-                    if let Entry::Vacant(slot) = values.blocks.entry((slug.clone(), name.clone())) {
-                        let document = client
-                            .read_block_document(&slug, &name)
-                            .with_context(|| format!("cannot read block '{slug}/{name}'"))?;
-                        slot.insert(
-                            document.map(|d| d.get("data").cloned().unwrap_or(Value::Null)),
-                        );
-                    }
-                }
-                PlaceholderKind::Variable { name } => {
-                    if let Entry::Vacant(slot) = values.variables.entry(name.clone()) {
-                        let variable = client
-                            .read_variable(&name)
-                            .with_context(|| format!("cannot read variable '{name}'"))?;
-                        slot.insert(
-                            variable.map(|v| v.get("value").cloned().unwrap_or(Value::Null)),
-                        );
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-    Ok(values)
 }
 
 /// Where a deployment's version comes from when the yaml gives none, as Prefect infers it: the
@@ -583,41 +419,11 @@ const CI_PROVIDERS: &[(&str, &str, &str, &str, &str, &str)] = &[
 ];
 
 impl GitVersion {
-    /// Every source that works here, in Prefect's order (the first one is used by default).
-    pub fn detect(root: &std::path::Path) -> Vec<GitVersion> {
-        let git = |args: &[&str]| -> Option<String> {
-            let output = std::process::Command::new("git")
-                .args(args)
-                .current_dir(root)
-                .stdin(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .output()
-                .ok()?;
-            let text = String::from_utf8(output.stdout).ok()?.trim().to_string();
-            (output.status.success() && !text.is_empty()).then_some(text)
-        };
-        // Prefect's CI getters also read the commit message with git: no checkout, no CI version.
-        let in_checkout = git(&["log", "-1", "--pretty=%B"]).is_some();
-        let mut found = Self::from_ci(
-            |name| std::env::var(name).ok().filter(|v| !v.is_empty()),
-            in_checkout,
-        );
-        if let (Some(url), Some(commit_sha)) = (
-            git(&["config", "--get", "remote.origin.url"]),
-            git(&["rev-parse", "HEAD"]),
-        ) {
-            found.push(GitVersion {
-                kind: "vcs:git",
-                commit_sha,
-                branch: git(&["rev-parse", "--abbrev-ref", "HEAD"]).unwrap_or_default(),
-                url: crate::sys::redact::mask_url_credentials(&url),
-            });
-        }
-        found
-    }
-
-    /// The CI providers whose variables are all set (pure: `env` is the lookup).
-    fn from_ci(env: impl Fn(&str) -> Option<String>, in_checkout: bool) -> Vec<GitVersion> {
+    /// The CI providers whose variables are all set (`env` is the lookup).
+    pub(crate) fn from_ci(
+        env: impl Fn(&str) -> Option<String>,
+        in_checkout: bool,
+    ) -> Vec<GitVersion> {
         if !in_checkout {
             return Vec::new();
         }
@@ -641,7 +447,10 @@ impl GitVersion {
 
     /// The source a deployment's `version_type` selects: none for `prefect:simple`, that provider
     /// for a `vcs:*` type, else the first that works.
-    fn select<'a>(found: &'a [GitVersion], version_type: Option<&str>) -> Option<&'a GitVersion> {
+    pub(crate) fn select<'a>(
+        found: &'a [GitVersion],
+        version_type: Option<&str>,
+    ) -> Option<&'a GitVersion> {
         match version_type {
             Some("prefect:simple") => None,
             Some(kind) => found.iter().find(|v| v.kind == kind),
@@ -655,32 +464,43 @@ impl GitVersion {
 }
 
 /// A problem with one deployment, and the yaml key it is about (for the error's line).
-struct FieldError {
-    field: &'static str,
-    message: String,
+pub(crate) struct FieldError {
+    pub(crate) field: &'static str,
+    pub(crate) message: String,
 }
 
-/// One resolved yaml deployment plus its flow file → the API fields.
-fn from_resolved(
-    project: &Project,
+/// What Prefect infers for every deployment of one run when the yaml does not say.
+pub(crate) struct Inferred {
+    /// Version sources ([`GitVersion`]), in Prefect's order.
+    pub(crate) git: Vec<GitVersion>,
+    /// Start of schedules without an explicit one.
+    pub(crate) now: jiff::Timestamp,
+    /// The default pull step's directory: the project root, canonical.
+    pub(crate) working_directory: String,
+}
+
+/// A deployment's flow as its entrypoint file defines it.
+pub(crate) struct FlowFile {
+    pub(crate) flow: flow::FlowInfo,
+    /// Prefect's default version: the hash of the file.
+    pub(crate) file_version: String,
+}
+
+/// One resolved yaml deployment plus its flow (read from the entrypoint file) → the API fields.
+pub(crate) fn from_resolved(
     source: SourceLocation,
     resolved: prefect_yaml::ResolvedDeployment,
     has_triggers: bool,
-    git: &[GitVersion],
-    now: jiff::Timestamp,
+    flow: FlowFile,
+    inferred: &Inferred,
     warnings: &mut Vec<String>,
 ) -> Result<DesiredDeployment, FieldError> {
-    let at_entrypoint = |message: String| FieldError {
-        field: "entrypoint",
-        message,
-    };
-    let entrypoint = flow::parse_entrypoint(&resolved.entrypoint).map_err(at_entrypoint)?;
-    let path = flow::locate_entrypoint_file(&project.root, &entrypoint).map_err(at_entrypoint)?;
-    let bytes = std::fs::read(&path)
-        .map_err(|e| at_entrypoint(format!("cannot read {}: {e}", path.display())))?;
-    let text = String::from_utf8_lossy(&bytes);
-    let flow = flow::read_flow(&text, &entrypoint.file_label(), entrypoint.function())
-        .map_err(|e| at_entrypoint(e.to_string()))?;
+    let FlowFile { flow, file_version } = flow;
+    let Inferred {
+        git,
+        now,
+        working_directory,
+    } = inferred;
     warnings.extend(
         flow.warnings
             .iter()
@@ -694,7 +514,7 @@ fn from_resolved(
         .clone()
         .or_else(|| git.map(GitVersion::short_sha))
         .or_else(|| flow.version.clone())
-        .unwrap_or_else(|| flow::file_version_hash(&bytes));
+        .unwrap_or(file_version);
     let version_info = match git {
         Some(git) => json!({
             "type": git.kind, "version": version, "commit_sha": git.commit_sha,
@@ -714,10 +534,7 @@ fn from_resolved(
             let directory = if resolved.work_pool.job_variables.contains_key("image") {
                 "/opt/prefect".to_string()
             } else {
-                std::fs::canonicalize(&project.root)
-                    .unwrap_or_else(|_| project.root.clone())
-                    .display()
-                    .to_string()
+                working_directory.to_string()
             };
             json!([{"prefect.deployments.steps.set_working_directory": {"directory": directory}}])
         }
@@ -775,7 +592,7 @@ fn from_resolved(
     }
     let schedules = resolved
         .schedules
-        .map(|list| list.iter().map(|s| desired_schedule(s, now)).collect());
+        .map(|list| list.iter().map(|s| desired_schedule(s, *now)).collect());
     let triggers = has_triggers.then(|| resolved.triggers.iter().map(trigger_automation).collect());
     let name = registered_name(&resolved.name);
     if name != resolved.name {
@@ -887,50 +704,6 @@ pub fn trigger_automation(spec: &Value) -> Value {
         "actions_on_trigger": [],
         "actions_on_resolve": [],
     })
-}
-
-/// A deployment's work pool, to check on the server.
-pub struct PoolUse {
-    pub source: SourceLocation,
-    pub deployment: String,
-    pub pool: Option<String>,
-}
-
-/// Every distinct work pool must exist on the server (one GET each) and not be a `prefect-agent` pool.
-pub fn check_work_pools(
-    uses: &[PoolUse],
-    client: &PrefectClient,
-    errors: &mut ValidationErrors,
-) -> anyhow::Result<()> {
-    let mut checked: std::collections::HashMap<&str, Result<(), String>> =
-        std::collections::HashMap::new();
-    for using in uses {
-        let Some(pool) = using.pool.as_deref() else {
-            errors.push(
-                Some(&using.source),
-                Some(&using.deployment),
-                "a work pool is required: set `work_pool.name`",
-            );
-            continue;
-        };
-        if !checked.contains_key(pool) {
-            let verdict = match client.read_work_pool(pool) {
-                Ok(None) => Err(format!(
-                    "work pool '{pool}' does not exist on the server, so no worker could run this deployment; create it first (e.g. `prefect work-pool create {pool} --type process`)"
-                )),
-                Ok(Some(found)) if found.get("type").and_then(Value::as_str) == Some("prefect-agent") => {
-                    Err(format!("work pool '{pool}' is of type 'prefect-agent', which project deployments cannot use"))
-                }
-                Ok(Some(_)) => Ok(()),
-                Err(err) => return Err(anyhow::Error::new(err).context(format!("cannot check work pool '{pool}'"))),
-            };
-            checked.insert(pool, verdict);
-        }
-        if let Some(Err(message)) = checked.get(pool) {
-            errors.push(Some(&using.source), Some(&using.deployment), message);
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

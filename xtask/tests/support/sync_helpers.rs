@@ -6,13 +6,12 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use serde_json::{json, Map, Value};
-use xtask::cli::{Engine, RegisterFlowsArgs};
-use xtask::commands::register_flows::{sync, SyncOutcome};
 use xtask::prefect::api::{ApiConfig, PrefectClient};
 use xtask::sync::desired::{
     DesiredDeployment, DesiredSchedule, DesiredState, Ownership, SourceLocation,
 };
 use xtask::sync::plan::server_field;
+use xtask::sync::{sync, SyncOptions, SyncOutcome};
 
 /// The test server's API URL; a test that needs one fails loudly without it.
 pub fn server_url() -> String {
@@ -115,23 +114,17 @@ pub fn state(project: &str, deployments: Vec<DesiredDeployment>) -> DesiredState
     }
 }
 
-pub fn args(prune: bool, concurrency: u16) -> RegisterFlowsArgs {
-    RegisterFlowsArgs {
+pub fn args(prune: bool, concurrency: u16) -> SyncOptions {
+    SyncOptions {
         dry_run: false,
         check: false,
         prune,
-        json: false,
-        engine: Engine::Native,
         concurrency,
     }
 }
 
 /// Runs one in-process sync.
-pub fn run_sync(
-    client: &PrefectClient,
-    desired: &DesiredState,
-    args: &RegisterFlowsArgs,
-) -> SyncOutcome {
+pub fn run_sync(client: &PrefectClient, desired: &DesiredState, args: &SyncOptions) -> SyncOutcome {
     let cancel = AtomicBool::new(false);
     sync(client, desired, args, &cancel).expect("sync")
 }
@@ -141,7 +134,7 @@ pub fn run_sync(
 pub fn run_sync_ok(
     client: &PrefectClient,
     desired: &DesiredState,
-    args: &RegisterFlowsArgs,
+    args: &SyncOptions,
 ) -> SyncOutcome {
     let outcome = run_sync(client, desired, args);
     assert_eq!(

@@ -1,0 +1,238 @@
+//! One register-flows run: load the desired state, read the server, plan, and (unless only
+//! planning or checking) apply until the server matches, within a few rounds.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use crate::prefect::api::PrefectClient;
+use crate::project::Project;
+use crate::sync::apply::{self, ApplyOptions, ApplyReport};
+use crate::sync::desired::DesiredState;
+use crate::sync::load;
+use crate::sync::plan::{self, Plan};
+use crate::sync::server_state::read_server_state;
+use crate::sys::env_vars::EnvVars;
+use crate::sys::report::code;
+
+/// Rounds of "apply, read back, re-plan" before giving up on a server that keeps changing under us
+/// (another register-flows run writing at the same time).
+const MAX_ROUNDS: usize = 3;
+
+/// How many writes may run at once unless told otherwise.
+pub const DEFAULT_CONCURRENCY: u16 = 8;
+
+/// What a sync may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncOptions {
+    /// Plan against the live server; write nothing.
+    pub dry_run: bool,
+    /// Drift check: plan, write nothing, and exit 2 when the server differs.
+    pub check: bool,
+    /// Delete deployments this project created earlier that are no longer in the yaml.
+    pub prune: bool,
+    /// Writes in flight at most.
+    pub concurrency: u16,
+}
+
+impl Default for SyncOptions {
+    /// A plain `register-flows`: apply, no prune.
+    fn default() -> Self {
+        SyncOptions {
+            dry_run: false,
+            check: false,
+            prune: false,
+            concurrency: DEFAULT_CONCURRENCY,
+        }
+    }
+}
+
+impl SyncOptions {
+    /// `check`, `dry-run` or `apply`, as the output and the JSON document name it.
+    pub fn mode(&self) -> &'static str {
+        if self.check {
+            "check"
+        } else if self.dry_run {
+            "dry-run"
+        } else {
+            "apply"
+        }
+    }
+}
+
+/// What one sync did.
+pub struct SyncOutcome {
+    /// The plan of the first round (what the server differed in).
+    pub plan: Plan,
+    /// The apply report of the round that failed, or of the last round.
+    pub report: Option<ApplyReport>,
+    /// Rounds applied (0 for dry-run/check or an unchanged server).
+    pub rounds: usize,
+    /// True when, after the last round, the server still differed (a concurrent writer).
+    pub unconverged: Option<Plan>,
+    pub read: Duration,
+    pub write: Duration,
+    pub requests: usize,
+    /// Of `requests`, those sent again after a retryable answer.
+    pub retries: usize,
+    pub writes_planned: usize,
+}
+
+impl SyncOutcome {
+    pub fn failed(&self) -> bool {
+        self.report.as_ref().is_some_and(|r| !r.succeeded()) || self.unconverged.is_some()
+    }
+
+    pub fn exit_code(&self, options: &SyncOptions) -> u8 {
+        if self.failed() {
+            code::ERROR
+        } else if options.check && self.plan.has_changes() {
+            code::DRIFT
+        } else {
+            code::OK
+        }
+    }
+}
+
+/// Reads the server, plans, and (unless `dry_run`/`check`) applies until the server matches.
+pub fn sync(
+    client: &PrefectClient,
+    desired: &DesiredState,
+    options: &SyncOptions,
+    cancel: &AtomicBool,
+) -> Result<SyncOutcome> {
+    let read_started = Instant::now();
+    let server = read_server_state(client, desired, options.prune)?;
+    let first = plan::plan(desired, &server, options.prune);
+    let mut read = read_started.elapsed();
+    let mut outcome = SyncOutcome {
+        writes_planned: first.write_count(),
+        plan: first,
+        report: None,
+        rounds: 0,
+        unconverged: None,
+        read,
+        write: Duration::ZERO,
+        requests: 0,
+        retries: 0,
+    };
+    if options.dry_run || options.check || !outcome.plan.has_changes() {
+        outcome.requests = client.request_count();
+        outcome.retries = client.retry_count();
+        return Ok(outcome);
+    }
+    let apply_options = ApplyOptions {
+        concurrency: usize::from(options.concurrency),
+        cancel,
+        owner: &desired.owner,
+    };
+    let mut current = outcome.plan.clone();
+    loop {
+        let write_started = Instant::now();
+        let report = apply::apply(client, &current, &apply_options);
+        outcome.write += write_started.elapsed();
+        outcome.rounds += 1;
+        let failed = !report.succeeded();
+        outcome.report = Some(report);
+        if failed {
+            break;
+        }
+        // Read back what we touched: proves the server matches and catches a concurrent run's writes.
+        let again = Instant::now();
+        let server = read_server_state(client, desired, options.prune)?;
+        let residual = plan::plan(desired, &server, options.prune);
+        read += again.elapsed();
+        if !residual.has_changes() {
+            break;
+        }
+        if outcome.rounds >= MAX_ROUNDS || cancel.load(Ordering::SeqCst) {
+            outcome.unconverged = Some(residual);
+            break;
+        }
+        current = residual;
+    }
+    outcome.read = read;
+    outcome.requests = client.request_count();
+    outcome.retries = client.retry_count();
+    Ok(outcome)
+}
+
+/// How long each phase of a run took.
+pub struct Timings {
+    pub validate: Duration,
+    pub read: Duration,
+    pub write: Duration,
+    pub total: Duration,
+}
+
+/// A whole run: what the yaml asked for, what the sync did, and how long it took.
+pub struct Registration {
+    pub desired: DesiredState,
+    pub outcome: SyncOutcome,
+    pub timings: Timings,
+}
+
+/// Why a run stopped short.
+pub enum RegisterError {
+    /// The project did not load or validate: nothing was planned or written.
+    Invalid(anyhow::Error),
+    /// Reading or writing the server failed.
+    Failed(anyhow::Error),
+}
+
+impl From<RegisterError> for anyhow::Error {
+    fn from(err: RegisterError) -> anyhow::Error {
+        match err {
+            RegisterError::Invalid(err) | RegisterError::Failed(err) => err,
+        }
+    }
+}
+
+/// Loads the project's desired state (with `env` as the environment) and syncs the server to it.
+/// Timings count from `started`.
+pub fn register(
+    project: &Project,
+    client: &PrefectClient,
+    env: &EnvVars,
+    options: &SyncOptions,
+    cancel: &AtomicBool,
+    started: Instant,
+) -> Result<Registration, RegisterError> {
+    let desired = load::desired_state(project, client, env).map_err(RegisterError::Invalid)?;
+    let validate = started.elapsed();
+    let outcome = sync(client, &desired, options, cancel).map_err(RegisterError::Failed)?;
+    let timings = Timings {
+        validate,
+        read: outcome.read,
+        write: outcome.write,
+        total: started.elapsed(),
+    };
+    Ok(Registration {
+        desired,
+        outcome,
+        timings,
+    })
+}
+
+/// The flag Ctrl-C / SIGTERM sets, for [`sync`]'s `cancel`. Installed once per process.
+pub fn interrupt_flag() -> Arc<AtomicBool> {
+    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        let for_handler = flag.clone();
+        let installed = ctrlc::set_handler(move || {
+            if for_handler.swap(true, Ordering::SeqCst) {
+                // A second signal: the user insists.
+                std::process::exit(130);
+            }
+            eprintln!("interrupted: finishing the writes in flight, then rolling back (press Ctrl-C again to abort now)");
+        });
+        if let Err(err) = installed {
+            eprintln!("warning: cannot install the Ctrl-C/SIGTERM handler ({err}); an interruption will not roll back");
+        }
+        flag
+    })
+    .clone()
+}

@@ -1,0 +1,292 @@
+//! Loading the desired state: reads prefect.yaml and the flow files, runs the build/push steps,
+//! asks git and the CI variables for a version, reads the blocks, variables and work pools the
+//! yaml names from the server, and the clock; [`crate::sync::desired`] turns that into data.
+
+use std::collections::hash_map::Entry;
+use std::path::Path;
+
+use anyhow::Context as _;
+use serde_json::{Map, Value};
+
+use crate::prefect::api::PrefectClient;
+use crate::prefect::flow;
+use crate::prefect::prefect_yaml;
+use crate::prefect::steps::Steps;
+use crate::prefect::template::{PlaceholderKind, TemplateValues};
+use crate::project::Project;
+use crate::sync::desired::{
+    check_unique_names, from_resolved, project_name, DesiredState, FieldError, FlowFile,
+    GitVersion, Inferred, Ownership, SourceLocation, ValidationErrors,
+};
+use crate::sys::env_vars::EnvVars;
+
+/// Builds and validates the desired state of every deployment in the project's prefect file,
+/// with `env` as the environment (`{{ $NAME }}`, build steps, CI variables).
+/// Every problem (yaml, templates, flow files, work pools, duplicate names) is collected, each
+/// with file:line and the deployment's name; if there is any, a [`ValidationErrors`] is returned
+/// and nothing may be written.
+pub fn desired_state(
+    project: &Project,
+    client: &PrefectClient,
+    env: &EnvVars,
+) -> anyhow::Result<DesiredState> {
+    let label = project.prefect_file_label();
+    let bytes = std::fs::read(&project.prefect_file).with_context(|| {
+        format!(
+            "cannot read {} (use --prefect-file to point at another file)",
+            project.prefect_file.display()
+        )
+    })?;
+    let file = prefect_yaml::parse(&label, &bytes).map_err(|diagnostics| ValidationErrors {
+        problems: diagnostics.0.iter().map(ToString::to_string).collect(),
+    })?;
+    let mut errors = ValidationErrors::default();
+    let mut warnings: Vec<String> = file.warnings.iter().map(ToString::to_string).collect();
+    let selected: Vec<Steps> = file
+        .deployments
+        .iter()
+        .map(|config| {
+            let (build, push) = prefect_yaml::build_and_push_steps(&file, config);
+            Steps { build, push }
+        })
+        .collect();
+    let mut values = template_values(&file, &selected, client, env)?;
+    let source_of = |config: &prefect_yaml::DeploymentConfig| SourceLocation {
+        file: label.clone(),
+        line: config.line,
+    };
+    // Every deployment's steps are checked before any runs: when one cannot run natively, none
+    // runs (their side effects would be wasted), and deployments with steps are not resolved.
+    let mut steps_runnable = true;
+    for (config, steps) in file.deployments.iter().zip(&selected) {
+        for problem in crate::prefect::steps::check(steps) {
+            errors.push(Some(&source_of(config)), Some(&config.name), problem);
+            steps_runnable = false;
+        }
+    }
+    let inferred = Inferred {
+        git: detect_git_versions(&project.root, env),
+        now: jiff::Timestamp::now(),
+        working_directory: std::fs::canonicalize(&project.root)
+            .unwrap_or_else(|_| project.root.clone())
+            .display()
+            .to_string(),
+    };
+    let mut deployments = Vec::new();
+    let mut pools = Vec::new();
+    for (config, steps) in file.deployments.iter().zip(&selected) {
+        let source = source_of(config);
+        values.step_outputs = Map::new();
+        if !steps.is_empty() {
+            if !steps_runnable {
+                continue;
+            }
+            match crate::prefect::steps::run(steps, &project.root, &values, &config.name) {
+                Ok(outputs) => values.step_outputs = outputs,
+                Err(message) => {
+                    errors.push(Some(&source), Some(&config.name), message);
+                    continue;
+                }
+            }
+        }
+        let resolved = match prefect_yaml::resolve(&file, config, &values) {
+            Ok(resolved) => resolved,
+            Err(diagnostics) => {
+                errors
+                    .problems
+                    .extend(diagnostics.0.iter().map(ToString::to_string));
+                continue;
+            }
+        };
+        let has_triggers = config.raw.contains_key("triggers");
+        // Checked even when the flow file has a problem: every problem is reported at once.
+        pools.push(PoolUse {
+            source: source.clone(),
+            deployment: config.name.clone(),
+            pool: resolved.work_pool.name.clone(),
+        });
+        let deployment = read_flow_file(&project.root, &resolved.entrypoint).and_then(|flow| {
+            from_resolved(
+                source.clone(),
+                resolved,
+                has_triggers,
+                flow,
+                &inferred,
+                &mut warnings,
+            )
+        });
+        match deployment {
+            Ok(deployment) => deployments.push(deployment),
+            Err(FieldError { field, message }) => {
+                // Point at the yaml key the problem is about, not just the deployment.
+                let at = SourceLocation {
+                    file: source.file.clone(),
+                    line: config.position_of(field).0,
+                };
+                errors.push(Some(&at), Some(&config.name), message)
+            }
+        }
+    }
+    check_unique_names(&deployments, &mut errors);
+    check_work_pools(&pools, client, &mut errors)?;
+    if !errors.is_empty() {
+        return Err(errors.into());
+    }
+    Ok(DesiredState {
+        owner: Ownership {
+            project: project_name(&project.root, &bytes),
+            prefect_file: label,
+        },
+        deployments,
+        warnings,
+    })
+}
+
+/// The flow a deployment's `entrypoint` names, read from its file under `root`.
+fn read_flow_file(root: &Path, entrypoint: &str) -> Result<FlowFile, FieldError> {
+    let at_entrypoint = |message: String| FieldError {
+        field: "entrypoint",
+        message,
+    };
+    let entrypoint = flow::parse_entrypoint(entrypoint).map_err(at_entrypoint)?;
+    let path = flow::locate_entrypoint_file(root, &entrypoint).map_err(at_entrypoint)?;
+    let bytes = std::fs::read(&path)
+        .map_err(|e| at_entrypoint(format!("cannot read {}: {e}", path.display())))?;
+    let text = String::from_utf8_lossy(&bytes);
+    let flow = flow::read_flow(&text, &entrypoint.file_label(), entrypoint.function())
+        .map_err(|e| at_entrypoint(e.to_string()))?;
+    Ok(FlowFile {
+        flow,
+        file_version: flow::file_version_hash(&bytes),
+    })
+}
+
+/// Blocks and variables the templates (deployments and their build/push steps) name, read once
+/// each (one GET per distinct name), and the environment.
+fn template_values(
+    file: &prefect_yaml::PrefectFile,
+    steps: &[Steps],
+    client: &PrefectClient,
+    env: &EnvVars,
+) -> anyhow::Result<TemplateValues> {
+    let mut values = TemplateValues {
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..TemplateValues::default()
+    };
+    for (config, steps) in file.deployments.iter().zip(steps) {
+        for placeholder in config
+            .placeholders()
+            .into_iter()
+            .chain(steps.placeholders())
+        {
+            match placeholder.kind {
+                PlaceholderKind::Block { slug, name, .. } => {
+                    if let Entry::Vacant(slot) = values.blocks.entry((slug.clone(), name.clone())) {
+                        let document = client
+                            .read_block_document(&slug, &name)
+                            .with_context(|| format!("cannot read block '{slug}/{name}'"))?;
+                        slot.insert(
+                            document.map(|d| d.get("data").cloned().unwrap_or(Value::Null)),
+                        );
+                    }
+                }
+                PlaceholderKind::Variable { name } => {
+                    if let Entry::Vacant(slot) = values.variables.entry(name.clone()) {
+                        let variable = client
+                            .read_variable(&name)
+                            .with_context(|| format!("cannot read variable '{name}'"))?;
+                        slot.insert(
+                            variable.map(|v| v.get("value").cloned().unwrap_or(Value::Null)),
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(values)
+}
+
+/// Every version source that works here, in Prefect's order (the first one is used by default):
+/// the CI variables of `env`, then the checkout's `origin` commit.
+fn detect_git_versions(root: &Path, env: &EnvVars) -> Vec<GitVersion> {
+    let git = |args: &[&str]| -> Option<String> {
+        let sh = xshell::Shell::new().ok()?;
+        sh.change_dir(root);
+        let output = xshell::cmd!(sh, "git {args...}")
+            .env_clear()
+            .envs(env.iter())
+            .quiet()
+            .ignore_stderr()
+            .ignore_status()
+            .output()
+            .ok()?;
+        let text = String::from_utf8(output.stdout).ok()?.trim().to_string();
+        (output.status.success() && !text.is_empty()).then_some(text)
+    };
+    // Prefect's CI getters also read the commit message with git: no checkout, no CI version.
+    let in_checkout = git(&["log", "-1", "--pretty=%B"]).is_some();
+    let mut found = GitVersion::from_ci(
+        |name| env.get(name).filter(|v| !v.is_empty()).map(str::to_string),
+        in_checkout,
+    );
+    if let (Some(url), Some(commit_sha)) = (
+        git(&["config", "--get", "remote.origin.url"]),
+        git(&["rev-parse", "HEAD"]),
+    ) {
+        found.push(GitVersion {
+            kind: "vcs:git",
+            commit_sha,
+            branch: git(&["rev-parse", "--abbrev-ref", "HEAD"]).unwrap_or_default(),
+            url: crate::sys::redact::mask_url_credentials(&url),
+        });
+    }
+    found
+}
+
+/// A deployment's work pool, to check on the server.
+struct PoolUse {
+    source: SourceLocation,
+    deployment: String,
+    pool: Option<String>,
+}
+
+/// Every distinct work pool must exist on the server (one GET each) and not be a `prefect-agent` pool.
+fn check_work_pools(
+    uses: &[PoolUse],
+    client: &PrefectClient,
+    errors: &mut ValidationErrors,
+) -> anyhow::Result<()> {
+    let mut checked: std::collections::HashMap<&str, Result<(), String>> =
+        std::collections::HashMap::new();
+    for using in uses {
+        let Some(pool) = using.pool.as_deref() else {
+            errors.push(
+                Some(&using.source),
+                Some(&using.deployment),
+                "a work pool is required: set `work_pool.name`",
+            );
+            continue;
+        };
+        if !checked.contains_key(pool) {
+            let verdict = match client.read_work_pool(pool) {
+                Ok(None) => Err(format!(
+                    "work pool '{pool}' does not exist on the server, so no worker could run this deployment; create it first (e.g. `prefect work-pool create {pool} --type process`)"
+                )),
+                Ok(Some(found)) if found.get("type").and_then(Value::as_str) == Some("prefect-agent") => {
+                    Err(format!("work pool '{pool}' is of type 'prefect-agent', which project deployments cannot use"))
+                }
+                Ok(Some(_)) => Ok(()),
+                Err(err) => return Err(anyhow::Error::new(err).context(format!("cannot check work pool '{pool}'"))),
+            };
+            checked.insert(pool, verdict);
+        }
+        if let Some(Err(message)) = checked.get(pool) {
+            errors.push(Some(&using.source), Some(&using.deployment), message);
+        }
+    }
+    Ok(())
+}
