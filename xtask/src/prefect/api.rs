@@ -196,6 +196,8 @@ struct Inner {
     requests: AtomicUsize,
     /// Requests sent again after a retryable answer (a busy database, an outage).
     retries: AtomicUsize,
+    /// Requests for a CSRF token (a subset of `requests`).
+    csrf_exchanges: AtomicUsize,
     verbose: AtomicBool,
     /// Prefect retries connection errors only once a connection has worked: a wrong URL fails fast.
     connected_once: AtomicBool,
@@ -246,6 +248,7 @@ impl PrefectClient {
                 csrf: Mutex::new(Csrf::default()),
                 requests: AtomicUsize::new(0),
                 retries: AtomicUsize::new(0),
+                csrf_exchanges: AtomicUsize::new(0),
                 verbose: AtomicBool::new(false),
                 connected_once: AtomicBool::new(false),
             }),
@@ -274,6 +277,11 @@ impl PrefectClient {
     /// How many of those requests were retries: a server that is often busy shows here.
     pub fn retry_count(&self) -> usize {
         self.inner.retries.load(Ordering::Relaxed)
+    }
+
+    /// How many of those requests fetched a CSRF token (once per client while it stays valid).
+    pub fn csrf_exchange_count(&self) -> usize {
+        self.inner.csrf_exchanges.load(Ordering::Relaxed)
     }
 
     // ---- raw verbs -------------------------------------------------------------------------
@@ -666,6 +674,7 @@ impl PrefectClient {
         let path = format!("/csrf-token?client={}", self.inner.csrf_client_id);
         let response = self.execute(self.inner.http.get(self.url(&path)))?;
         self.inner.requests.fetch_add(1, Ordering::Relaxed);
+        self.inner.csrf_exchanges.fetch_add(1, Ordering::Relaxed);
         let status = response.status();
         if status == StatusCode::NOT_FOUND || status == StatusCode::UNPROCESSABLE_ENTITY {
             // 422 "CSRF protection is disabled." (or an old server without the route).
