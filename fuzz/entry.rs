@@ -1,4 +1,4 @@
-//! The fuzz targets' bodies, shared with `xtask/tests/fuzz_regressions.rs`, which replays the
+//! The fuzz targets' bodies, shared with `xtask/tests/it/fuzz_regressions.rs`, which replays the
 //! committed corpus and crash inputs through exactly these functions in a normal `cargo test`.
 //! A target fails only by panicking, overflowing the stack or hanging: errors are fine, that
 //! is what bad input is for.

@@ -7,13 +7,13 @@
 //! fixture name carries. A control run of a *valid* project first proves the scope sees what
 //! register-flows writes (otherwise "unchanged" would prove nothing).
 
-mod robust_support;
-
 use std::path::{Path, PathBuf};
 
-use robust_support::{copy_tree, excerpt, scratch_dir, test_server_url, Invocation};
 use serde_json::{json, Value};
-use xtask::prefect::api::{ApiConfig, PrefectClient};
+use xtask::prefect::api::PrefectClient;
+
+use crate::support::bin::{excerpt, Invocation};
+use crate::support::{client, copy_tree, fixtures, scratch_dir, server_url};
 
 /// Every fixture name contains this; the snapshot keeps records that mention it.
 const MARKER: &str = "xbad";
@@ -23,11 +23,7 @@ const POOL: &str = "xbad-pool";
 const MISSING_POOL: &str = "xbad-no-such-pool";
 
 fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bad")
-}
-
-fn client() -> PrefectClient {
-    PrefectClient::new(ApiConfig::for_url(&test_server_url())).unwrap()
+    fixtures("bad")
 }
 
 /// The `xbad` part of the server: deployments, flows, work pools and variables as the
@@ -211,7 +207,7 @@ fn register_flows(project: &Path) -> Invocation {
             prefect_file.to_str().unwrap(),
         ],
     )
-    .env("PREFECT_API_URL", &test_server_url())
+    .env("PREFECT_API_URL", &server_url())
     .env("XTASK_PROJECT_ROOT", project.to_str().unwrap())
 }
 

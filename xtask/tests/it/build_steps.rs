@@ -2,16 +2,16 @@
 //! the test server (XTASK_TEST_PREFECT_API_URL, provided by `cargo xtask test`). Server state is
 //! read back, never taken from our own output.
 
-mod support;
-
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
-use support::*;
 
-/// A temp project with one flow (unique name) and a unique work pool on test server 1.
+use crate::support::bin::{describe, run, xtask};
+use crate::support::{client, ensure_pool, scratch_dir, server_url, unique};
+
+/// A scratch project with one flow (unique name) and a unique work pool on test server 1.
 struct StepsProject {
-    project: TempProject,
+    root: PathBuf,
     flow: String,
     pool: String,
 }
@@ -20,19 +20,17 @@ impl StepsProject {
     fn new(tag: &str) -> StepsProject {
         let flow = unique(&format!("steps-{tag}"));
         let pool = unique(&format!("steps-pool-{tag}"));
-        ensure_pool(&pool);
-        let project = TempProject::new("deployments: []\n");
-        project.write(
-            "flows/sample.py",
-            &format!(
+        ensure_pool(&client(), &pool);
+        let root = scratch_dir(&unique("project"));
+        std::fs::create_dir_all(root.join("flows")).unwrap();
+        std::fs::write(
+            root.join("flows/sample.py"),
+            format!(
                 "from prefect import flow\n\n\n@flow(name=\"{flow}\")\ndef sample(n: int = 1, label: str = \"x\"):\n    return n\n"
             ),
-        );
-        StepsProject {
-            project,
-            flow,
-            pool,
-        }
+        )
+        .unwrap();
+        StepsProject { root, flow, pool }
     }
 
     /// prefect.yaml: `top` (top-level keys such as `build:`), then one deployment `name` whose
@@ -43,16 +41,16 @@ impl StepsProject {
             flow = self.flow,
             pool = self.pool,
         );
-        self.project.write("prefect.yaml", &yaml);
+        std::fs::write(self.root.join("prefect.yaml"), yaml).unwrap();
     }
 
     fn register(&self, args: &[&str]) -> std::process::Output {
-        run(self
-            .project
-            .xtask()
+        run(xtask()
+            .current_dir(&self.root)
+            .env("XTASK_PROJECT_ROOT", &self.root)
             .arg("register-flows")
             .args(args)
-            .env("PREFECT_API_URL", prefect_url()))
+            .env("PREFECT_API_URL", server_url()))
     }
 
     /// The deployment as the server has it, or None.
@@ -60,6 +58,12 @@ impl StepsProject {
         client()
             .get(&format!("/deployments/name/{}/{name}", self.flow))
             .expect("read the deployment")
+    }
+}
+
+impl Drop for StepsProject {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
     }
 }
 
@@ -134,7 +138,7 @@ fn a_failing_script_writes_nothing() {
 #[test]
 fn python_steps_are_refused_before_any_step_runs() {
     let p = StepsProject::new("python");
-    let marker = p.project.root.join("marker");
+    let marker = p.root.join("marker");
     let build = format!(
         "build:\n  - prefect.deployments.steps.run_shell_script:\n      script: touch {}\n  - prefect_docker.deployments.steps.build_docker_image:\n      id: image\n      requires: prefect-docker\n      image_name: x\n",
         marker.display()
@@ -166,7 +170,7 @@ fn python_steps_are_refused_before_any_step_runs() {
 #[test]
 fn shell_syntax_in_a_script_is_not_interpreted() {
     let p = StepsProject::new("inject");
-    let pwned = p.project.root.join("pwned");
+    let pwned = p.root.join("pwned");
     let target = pwned.display().to_string();
     let script = format!(
         "echo hi; touch {target} && touch {target} | touch {target} $(touch {target}) `touch {target}`"

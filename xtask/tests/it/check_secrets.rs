@@ -1,13 +1,14 @@
 //! `cargo xtask check-secrets` end to end: the real binary, the stand-in fly on PATH, the real
 //! test Prefect server (XTASK_TEST_PREFECT_API_URL), and small fault-injecting HTTP servers.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::Duration;
 
-use support::*;
+use crate::support::fly::{
+    url_with_credentials, Sandbox, API_KEY, AUTH_STRING, FLY_TOKEN, SENTINELS, URL_PASSWORD,
+};
+use crate::support::server_url;
 
 /// A sandbox whose host environment and Fly app are complete, with sentinel credentials.
 fn complete(test: &str) -> Sandbox {

@@ -7,7 +7,7 @@
 //! number formatting count, not just JSON equality.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::{json, Value};
 use xtask::prefect::flow::{file_version_hash, read_flow, FlowErrorKind};
@@ -29,7 +29,7 @@ const EXPECTED_WARNINGS: &[&str] = &[
 ];
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/flows")
+    crate::support::fixtures("flows")
 }
 
 fn golden_files() -> Vec<PathBuf> {

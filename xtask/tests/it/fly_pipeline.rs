@@ -2,22 +2,23 @@
 //! fly.toml's release_command — the compiled xtask — like Fly does), and the real test Prefect
 //! server (XTASK_TEST_PREFECT_API_URL).
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::*;
 use xtask::fly::{self, DeployRequest, FlyError, FlyFailure};
-use xtask::prefect::api::{ApiConfig, PrefectClient};
+
+use crate::support::fly::{
+    url_with_credentials, Sandbox, API_KEY, AUTH_STRING, FLY_TOKEN, SENTINELS,
+};
+use crate::support::{client, ensure_pool, server_url};
 
 const IMAGE: &str = "registry.fly.io/captionacc-api:deadbeef";
 
 /// A sandbox ready to deploy: host env and app secrets complete, with sentinel credentials.
 fn ready(test: &str) -> Sandbox {
     // The release command validates that the pools exist before it writes anything.
-    ensure_pool("captionacc-workers-prod");
-    ensure_pool("captionacc-workers-dev");
+    ensure_pool(&client(), "captionacc-workers-prod");
+    ensure_pool(&client(), "captionacc-workers-dev");
     let mut sandbox = Sandbox::new(test);
     let url = server_url();
     sandbox.write_secrets(&[
@@ -32,8 +33,7 @@ fn ready(test: &str) -> Sandbox {
 }
 
 fn deployments_on_server(tag: &str) -> Vec<serde_json::Value> {
-    let client = PrefectClient::new(ApiConfig::for_url(&server_url())).unwrap();
-    client
+    client()
         .read_deployments(json!({"deployments": {"name": {"like_": tag}}}))
         .unwrap()
 }

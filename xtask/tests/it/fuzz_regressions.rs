@@ -3,22 +3,18 @@
 //! fuzz targets' exact bodies (`fuzz/entry.rs`), so a normal `cargo test` keeps them fixed
 //! without cargo-fuzz. See docs/fuzzing.md.
 
-#[path = "../../fuzz/entry.rs"]
+// The fuzz crate compiles the same file into its targets: one copy of each body, two crates.
+#[path = "../../../fuzz/entry.rs"]
 mod entry;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+use crate::support::repo_root as repo;
 
 /// Far above what any input takes (milliseconds); only a hang or a blow-up gets near it.
 const SLOW: Duration = Duration::from_secs(5);
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 /// Every file under `dirs` (recursively), sorted.
 fn files_under(dirs: &[PathBuf]) -> Vec<PathBuf> {
@@ -135,7 +131,7 @@ fn the_replay_reports_panics() {
     }
     let file = std::env::temp_dir().join(format!("fuzz-replay-{}", std::process::id()));
     std::fs::write(&file, b"x").unwrap();
-    let problems = replay(panics, &[file.clone()]);
+    let problems = replay(panics, std::slice::from_ref(&file));
     std::fs::remove_file(&file).unwrap();
     assert_eq!(problems.len(), 1);
     assert!(problems[0].contains("boom"), "{problems:?}");

@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::support::bin::{run, xtask};
+
 const SERVER_ALIAS: &str = "prefect-server";
 const SERVER_PORT: u16 = 4200;
 const CHANGED_DESCRIPTION: &str = "Changed by the image end-to-end test.";
@@ -323,13 +325,12 @@ fn production_image_end_to_end() {
     // 1. Build through the binary, as a user would.
     let started = Instant::now();
     // The build log (a thousand lines cold) is shown only when the build fails.
-    let build = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let build = run(xtask()
         .args(["build-image", "--local-bases"])
         .current_dir(&root)
         .env("XTASK_PROJECT_ROOT", &root)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run xtask build-image");
+        // The base images stay cached in the default state dir (target/xtask/) between runs.
+        .env_remove("XTASK_STATE_DIR"));
     let log = String::from_utf8_lossy(&build.stderr);
     if !build.status.success() {
         let lines: Vec<&str> = log.lines().collect();
@@ -576,8 +577,7 @@ fn production_image_end_to_end() {
         "image_e2e: the failing release exited {code}: {}",
         output
             .lines()
-            .filter(|l| l.contains("error"))
-            .last()
+            .rfind(|l| l.contains("error"))
             .unwrap_or_default()
     ));
     let after = api.deployments();

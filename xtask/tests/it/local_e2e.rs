@@ -1,16 +1,16 @@
 //! `cargo xtask deploy --local` end to end, twice (the second run reuses everything), then
 //! `cargo xtask down`. Uses its own state dir and port, so a developer's local server is untouched.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{describe, run, xtask};
 use xtask::local::process::{process_info, read_pid_file, PidRecord};
 use xtask::local::LocalState;
 use xtask::prefect::api::{ApiConfig, PrefectClient};
+
+use crate::support::bin::{describe, run, xtask};
+use crate::support::{client_at, unique, venv_dir};
 
 /// Runs `down` for the state dir when the test ends, also when it fails half-way.
 struct DownOnDrop(PathBuf);
@@ -47,7 +47,7 @@ fn completed_runs(client: &PrefectClient) -> usize {
 
 fn deploy_local(state_dir: &Path) -> (std::process::Output, Duration) {
     // The venv must exist (`cargo xtask test` makes it); this test does not download Prefect.
-    let _ = support::venv_dir();
+    let _ = venv_dir();
     let start = Instant::now();
     let out = run(xtask()
         .args(["deploy", "--local"])
@@ -57,7 +57,7 @@ fn deploy_local(state_dir: &Path) -> (std::process::Output, Duration) {
 
 #[test]
 fn deploy_local_runs_a_flow_then_down_stops_everything() {
-    let state_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(support::unique("local-e2e"));
+    let state_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(unique("local-e2e"));
     let _down = DownOnDrop(state_dir.clone());
     let state = LocalState {
         dir: state_dir.join("local"),
@@ -86,11 +86,7 @@ fn deploy_local_runs_a_flow_then_down_stops_everything() {
         "server and worker keep running after deploy --local exits"
     );
     assert_eq!(worker.port, server.port);
-    let client = PrefectClient::new(ApiConfig::for_url(&format!(
-        "http://127.0.0.1:{}/api",
-        server.port
-    )))
-    .unwrap();
+    let client = client_at(&format!("http://127.0.0.1:{}/api", server.port), None);
     assert!(completed_runs(&client) >= 1);
     let deployments = client.read_deployments(json!({})).unwrap();
     assert_eq!(

@@ -1,20 +1,19 @@
 //! Parity with `prefect deploy --all`: the same projects are registered with the real Prefect CLI
 //! on one server and with `xtask register-flows` on another; every deployment (and the
 //! automations its triggers own) is then compared field by field. The only differences allowed
-//! are the deliberate ones listed in docs/parity.md (`parity_support::allowed_differences`).
+//! are the deliberate ones listed in docs/parity.md (`support::parity::allowed_differences`).
 //!
 //! Projects: the feature fixtures in tests/fixtures/parity/ and every corpus file Prefect 3.9.1
-//! registers (tests/fixtures/yaml/corpus/, made runnable by `parity_support::corpus`).
+//! registers (tests/fixtures/yaml/corpus/, made runnable by `support::parity::corpus`).
 //! `XTASK_PARITY_SELF_CHECK=1` replaces xtask by a second Prefect CLI run to check the harness.
-
-mod parity_support;
 
 use std::path::Path;
 
 use serde_json::json;
 
-use parity_support::corpus::{self, Plan};
-use parity_support::*;
+use crate::support::parity::corpus::{self, Plan};
+use crate::support::parity::*;
+use crate::support::{copy_tree, fixtures, scratch_dir};
 
 fn env_pairs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs
@@ -24,12 +23,12 @@ fn env_pairs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 fn fixture_case(name: &str, extra: impl Fn(&Path) + Send + Sync + 'static) -> Case {
-    let yaml = std::fs::read(fixture_dir(name).join("prefect.yaml")).unwrap();
-    let src = fixture_dir(name);
+    let src = fixtures("parity").join(name);
+    let yaml = std::fs::read(src.join("prefect.yaml")).unwrap();
     Case {
         label: format!("fixture-{name}"),
         stage: Box::new(move |dir: &Path| {
-            copy_dir(&src, dir);
+            copy_tree(&src, dir);
             extra(dir);
         }),
         env: vec![],
@@ -263,6 +262,10 @@ fn compare_reports_every_difference_except_the_allowed_ones() {
         problems.iter().any(|p| p.starts_with("flow/d.description")),
         "{problems:?}"
     );
+    // Every deliberate difference says why (docs/parity.md repeats it).
+    for allowed in allowed_differences() {
+        assert!(!allowed.reason.trim().is_empty(), "{}", allowed.field);
+    }
 }
 
 #[test]

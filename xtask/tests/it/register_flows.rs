@@ -1,20 +1,17 @@
 //! `cargo xtask register-flows` end to end: the real binary, a temp project with prefect.yaml and a
 //! flow file, a real Prefect server (optionally behind the fault proxy). Server state is asserted
 //! by reading it back, never from our own output.
-//! Needs XTASK_TEST_PREFECT_API_URL (see tests/support/sync_helpers.rs).
-
-#[path = "support/fault_proxy.rs"]
-mod fault_proxy;
-#[path = "support/sync_helpers.rs"]
-mod sync_helpers;
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use fault_proxy::{Fault, FaultProxy, Rules};
 use serde_json::{json, Value};
-use sync_helpers::*;
+
+use crate::support::bin::{describe as text, xtask};
+use crate::support::fault_proxy::{Fault, FaultProxy, Rules};
+use crate::support::sync::{client_with_retries, deployment_id, snapshot};
+use crate::support::{ensure_pool, scratch_dir, server_url, unique, wait_for};
 
 /// A throwaway project: prefect.yaml + flows/sample.py, unique flow/pool/project names.
 struct Project {
@@ -29,7 +26,7 @@ impl Project {
         let flow = unique(&format!("rf-{tag}"));
         let pool = unique(&format!("rf-pool-{tag}"));
         let name = unique(&format!("rf-proj-{tag}"));
-        let dir = std::env::temp_dir().join(unique(&format!("xtask-rf-{tag}")));
+        let dir = scratch_dir(&unique(&format!("rf-{tag}")));
         std::fs::create_dir_all(dir.join("flows")).unwrap();
         std::fs::write(
             dir.join("flows/sample.py"),
@@ -38,7 +35,7 @@ impl Project {
             ),
         )
         .unwrap();
-        ensure_pool(&client_for(&server_url(), 3), &pool);
+        ensure_pool(&client_with_retries(&server_url(), 3), &pool);
         Project {
             dir,
             flow,
@@ -65,17 +62,11 @@ impl Project {
     }
 
     fn command(&self, api_url: &str, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+        let mut cmd = xtask();
         cmd.arg("register-flows")
             .args(args)
             .current_dir(&self.dir)
-            .env_remove("CARGO_MANIFEST_DIR")
-            .env_remove("XTASK_PREFECT_FILE")
-            .env_remove("XTASK_PROJECT_ROOT")
-            .env_remove("PREFECT_API_KEY")
-            .env_remove("PREFECT_API_AUTH_STRING")
-            .env("PREFECT_API_URL", api_url)
-            .stdin(Stdio::null());
+            .env("PREFECT_API_URL", api_url);
         cmd
     }
 
@@ -84,7 +75,7 @@ impl Project {
     }
 
     fn state(&self) -> std::collections::BTreeMap<String, Value> {
-        snapshot(&client_for(&server_url(), 3), &self.flow)
+        snapshot(&client_with_retries(&server_url(), 3), &self.flow)
     }
 }
 
@@ -92,15 +83,6 @@ impl Drop for Project {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 fn exit_code(output: &Output) -> i32 {
@@ -188,7 +170,7 @@ fn create_rerun_change_check_dry_run_prune() {
     assert_eq!(after["a"], expected);
 
     // Remove b: without --prune it stays; with --prune it goes, a hand-made one survives.
-    let client = client_for(&server_url(), 3);
+    let client = client_with_retries(&server_url(), 3);
     let flow_id = client.post("/flows/", &json!({"name": p.flow})).unwrap()["id"]
         .as_str()
         .unwrap()
@@ -351,6 +333,8 @@ fn two_concurrent_runs_end_in_the_yaml_state() {
 }
 
 /// Request counts and wall times for a 50-deployment project (printed; `--nocapture` to see them).
+/// Requests are counted as the client reports them (`--json`: `requests` minus `retries`), so a
+/// busy server's answers, which are retried, do not count as requests the run needed.
 #[test]
 fn fifty_deployments_request_counts() {
     let p = Project::new("fifty");
@@ -362,22 +346,23 @@ fn fifty_deployments_request_counts() {
     let measure = |label: &str| {
         proxy.reset_counts();
         let started = Instant::now();
-        let out = p.run(&proxy.api_url, &[]);
+        let out = p.run(&proxy.api_url, &["--json"]);
         let elapsed = started.elapsed();
         assert_eq!(exit_code(&out), 0, "{}", text(&out));
-        let log = proxy.log();
-        let writes = log
-            .iter()
-            .filter(|l| l.is_write && l.outcome.starts_with('2'))
-            .count();
+        let doc: Value = serde_json::from_slice(&out.stdout).expect("--json prints one document");
+        let count = |key: &str| {
+            doc[key]
+                .as_u64()
+                .unwrap_or_else(|| panic!("no `{key}`: {doc}"))
+        };
+        let (requests, retries) = (count("requests"), count("retries"));
+        let writes = proxy.successful_writes();
         eprintln!(
-            "50 deployments, {label}: {:.2} s, {} requests ({} successful writes, {} retried 503s)",
+            "50 deployments, {label}: {:.2} s, {requests} requests + {retries} retries ({writes} successful writes, {} answered 503)",
             elapsed.as_secs_f64(),
-            log.len(),
-            writes,
-            log.iter().filter(|l| l.outcome == "503").count()
+            proxy.log().iter().filter(|l| l.outcome == "503").count()
         );
-        (log.len(), writes)
+        (requests - retries, writes)
     };
     let (_, created) = measure("create");
     assert_eq!(created, 51, "one flow + 50 deployments");
@@ -396,7 +381,7 @@ fn fifty_deployments_request_counts() {
 
 /// The deployment's automations as (name, enabled), sorted.
 fn automations_of(deployment_id: &str) -> Vec<(String, bool)> {
-    let client = client_for(&server_url(), 3);
+    let client = client_with_retries(&server_url(), 3);
     let related = client
         .get(&format!(
             "/automations/related-to/prefect.deployment.{deployment_id}"
@@ -432,14 +417,14 @@ fn triggers_are_replaced_only_when_they_change() {
     p.write_yaml(&with_trigger(true));
     let out = p.run(&proxy.api_url, &[]);
     assert_eq!(exit_code(&out), 0, "{}", text(&out));
-    let id = deployment_id(&client_for(&server_url(), 3), &p.flow, "t").unwrap();
+    let id = deployment_id(&client_with_retries(&server_url(), 3), &p.flow, "t").unwrap();
     assert_eq!(
         automations_of(&id),
         vec![("t__automation_1".to_string(), true)]
     );
 
     // Someone's own automation that runs this deployment is not ours.
-    let client = client_for(&server_url(), 3);
+    let client = client_with_retries(&server_url(), 3);
     client
         .post(
             "/automations/",
@@ -478,14 +463,12 @@ fn triggers_are_replaced_only_when_they_change() {
 
 #[test]
 fn prefect_cli_engine_refuses_native_only_modes() {
-    let dir = std::env::temp_dir().join(unique("xtask-rf-engine"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir(&unique("rf-engine"));
     std::fs::write(dir.join("prefect.yaml"), "deployments: []\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let out = xtask()
         .args(["register-flows", "--engine", "prefect-cli", "--dry-run"])
         .current_dir(&dir)
         .env("PREFECT_API_URL", "http://127.0.0.1:9/api")
-        .stdin(Stdio::null())
         .output()
         .unwrap();
     let _ = std::fs::remove_dir_all(&dir);

@@ -2,12 +2,10 @@
 //! nobody writes to, as in a release Machine without a TTY), never prompt, and end every
 //! failure with exit code 1 and a single `error: …` line, so Fly aborts the deploy with a reason.
 
-mod robust_support;
-
 use std::path::{Path, PathBuf};
 
-use robust_support::{scratch_dir, test_server_url, Invocation, Outcome, Stdin, HANG_BOUND};
-use xtask::prefect::api::{ApiConfig, PrefectClient};
+use crate::support::bin::{Invocation, Outcome, Stdin, HANG_BOUND};
+use crate::support::{client, ensure_pool, scratch_dir, server_url};
 
 const POOL: &str = "xrel-pool";
 
@@ -96,11 +94,8 @@ fn assert_one_line_failure(label: &str, outcome: &Outcome) {
 
 #[test]
 fn succeeds_with_stdin_open_and_never_written() {
-    let url = test_server_url();
-    PrefectClient::new(ApiConfig::for_url(&url))
-        .unwrap()
-        .create_work_pool(POOL, "process")
-        .unwrap();
+    let url = server_url();
+    ensure_pool(&client(), POOL);
     let dir = project("ok", VALID);
     for args in [&[][..], &["--dry-run"], &["--check"]] {
         let outcome = release(&dir, Some(&url), args);
@@ -116,7 +111,7 @@ fn succeeds_with_stdin_open_and_never_written() {
 
 #[test]
 fn every_failure_is_exit_1_with_one_error_line() {
-    let url = test_server_url();
+    let url = server_url();
     let down = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!(
@@ -184,8 +179,7 @@ fn other_commands_fail_without_waiting_for_input() {
                 .stdout
                 .lines()
                 .chain(outcome.stderr.lines())
-                .filter(|l| !l.trim().is_empty())
-                .last();
+                .rfind(|l| !l.trim().is_empty());
             assert!(
                 last.is_some_and(|l| l.contains("must be fixed")),
                 "{label}: a failed checklist ends with its summary:\n{}\n{}",

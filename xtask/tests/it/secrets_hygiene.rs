@@ -7,23 +7,20 @@
 //! - server 2 with a wrong auth string (401),
 //!
 //! and the output must contain no sentinel, nor its base64 (as sent in `Authorization: Basic`).
-//! `fly` is the fly helper's stand-in (tests/support/fake_fly.rs), whose app secrets hold the
+//! `fly` is the fly helper's stand-in (tests/it/support/fake_fly.rs), whose app secrets hold the
 //! sentinels too; `docker` is a stand-in script. Fly cannot be reached from tests.
-
-mod robust_support;
-mod support;
 
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
-use robust_support::{scratch_dir, secured_server, test_server_url, Invocation, Outcome};
-use xtask::prefect::api::{ApiConfig, PrefectClient};
 
-const API_KEY: &str = "pnu_SENTINELapikey0000000000000000000";
-const AUTH_STRING: &str = "admin:SENTINELauthstring";
-const FLY_TOKEN: &str = "FlyV1 fm2_SENTINELflytoken";
-const URL_USER: &str = "user";
-const URL_PASSWORD: &str = "sentinelpw";
+use crate::support::bin::{Invocation, Outcome};
+use crate::support::fly::{
+    fake_fly, url_with_credentials as with_credentials, API_KEY, AUTH_STRING, FLY_TOKEN,
+    URL_PASSWORD, URL_USER,
+};
+use crate::support::{client_at, ensure_pool, repo_root, scratch_dir, secured_server, server_url};
+
 const POOL: &str = "xsec-pool";
 
 /// Every subcommand (and the flags that change what is printed).
@@ -79,10 +76,6 @@ impl Needles {
     }
 }
 
-fn with_credentials(url: &str) -> String {
-    url.replacen("://", &format!("://{URL_USER}:{URL_PASSWORD}@"), 1)
-}
-
 /// A loopback port nothing listens on.
 fn unused_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -107,7 +100,7 @@ fn project(label: &str, plain_url: &str) -> (PathBuf, PathBuf) {
         ),
     )
     .unwrap();
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let repo = repo_root();
     let fly_toml = std::fs::read_to_string(repo.join("fly.toml")).unwrap();
     let fly_toml: String = fly_toml
         .lines()
@@ -128,7 +121,7 @@ fn project(label: &str, plain_url: &str) -> (PathBuf, PathBuf) {
     }
     let bin = dir.join("stand-in-bin");
     std::fs::create_dir_all(&bin).unwrap();
-    std::os::unix::fs::symlink(support::fake_fly(), bin.join("fly")).unwrap();
+    std::os::unix::fs::symlink(fake_fly(), bin.join("fly")).unwrap();
     let docker = bin.join("docker");
     std::fs::write(&docker, FAKE_DOCKER).unwrap();
     use std::os::unix::fs::PermissionsExt;
@@ -143,15 +136,6 @@ fn project(label: &str, plain_url: &str) -> (PathBuf, PathBuf) {
     )
     .unwrap();
     (dir, bin)
-}
-
-fn ensure_pool(url: &str, auth_string: Option<&str>) {
-    let mut cfg = ApiConfig::for_url(url);
-    cfg.auth_string = auth_string.map(str::to_string);
-    PrefectClient::new(cfg)
-        .unwrap()
-        .create_work_pool(POOL, "process")
-        .unwrap();
 }
 
 /// What a scenario expects of the register-flows runs (the others only must not leak).
@@ -236,7 +220,10 @@ fn sentinel_needles() -> Needles {
         ("PREFECT_API_KEY", API_KEY),
         ("PREFECT_API_AUTH_STRING", AUTH_STRING),
         ("FLY_API_TOKEN", FLY_TOKEN),
-        ("FLY_API_TOKEN without its prefix", "fm2_SENTINELflytoken"),
+        (
+            "FLY_API_TOKEN without its prefix",
+            FLY_TOKEN.trim_start_matches("FlyV1 "),
+        ),
         ("URL password", URL_PASSWORD),
         ("URL user:password", &format!("{URL_USER}:{URL_PASSWORD}")),
     ])
@@ -258,8 +245,8 @@ fn as_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)
 
 #[test]
 fn no_secret_in_output_when_the_server_answers() {
-    let url = test_server_url();
-    ensure_pool(&url, None);
+    let url = server_url();
+    ensure_pool(&client_at(&url, None), POOL);
     let (project, bin) = project("up", &url);
     let env = sentinel_env(&url);
     run_all(
@@ -275,7 +262,7 @@ fn no_secret_in_output_when_the_server_answers() {
 #[test]
 fn no_secret_in_output_with_a_real_auth_string() {
     let (url, auth) = secured_server();
-    ensure_pool(&url, Some(&auth));
+    ensure_pool(&client_at(&url, Some(&auth)), POOL);
     let (project, bin) = project("auth", &url);
     let env = [
         ("PREFECT_API_URL", url.as_str()),

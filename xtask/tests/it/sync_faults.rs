@@ -1,17 +1,13 @@
 //! register-flows' sync engine against a real Prefect server, through a fault-injecting proxy:
 //! minimal writes, dry-run/check, prune ownership, rollback after any failing write, convergence
 //! despite resets and random 503s, and schedule ids/runs that survive unrelated changes.
-//! Needs XTASK_TEST_PREFECT_API_URL (see tests/support/sync_helpers.rs).
 
-#[path = "support/fault_proxy.rs"]
-mod fault_proxy;
-#[path = "support/sync_helpers.rs"]
-mod sync_helpers;
-
-use fault_proxy::{Fault, FaultProxy, Rules};
 use serde_json::json;
-use sync_helpers::*;
 use xtask::sync::plan::Action;
+
+use crate::support::fault_proxy::{Fault, FaultProxy, Rules};
+use crate::support::sync::*;
+use crate::support::{ensure_pool, server_url, unique, wait_for};
 
 /// A project in its "before" state and its "after" (target) state:
 /// keep (unchanged), upd (parameters + schedules change), gone (pruned), new (created).
@@ -25,7 +21,7 @@ fn scenario(tag: &str) -> Scenario {
     let flow = unique(&format!("flow-{tag}"));
     let pool = unique(&format!("pool-{tag}"));
     let project = unique(&format!("proj-{tag}"));
-    ensure_pool(&client_for(&server_url(), 3), &pool);
+    ensure_pool(&client_with_retries(&server_url(), 3), &pool);
     let keep = deployment(&flow, "keep", &pool, vec![cron("0 1 * * *")]);
     let upd = deployment(
         &flow,
@@ -54,9 +50,9 @@ fn scenario(tag: &str) -> Scenario {
 #[test]
 fn minimal_writes_dry_run_and_check() {
     let s = scenario("min");
-    let direct = client_for(&server_url(), 5); // setup and snapshots: patient
+    let direct = client_with_retries(&server_url(), 5); // setup and snapshots: patient
     let proxy = FaultProxy::start(&server_url(), Rules::default());
-    let via_proxy = client_for(&proxy.api_url, 5);
+    let via_proxy = client_with_retries(&proxy.api_url, 5);
 
     let first = run_sync(&via_proxy, &s.before, &args(false, 4));
     assert!(!first.failed());
@@ -120,7 +116,7 @@ fn minimal_writes_dry_run_and_check() {
 #[test]
 fn prune_deletes_only_this_projects_deployments() {
     let s = scenario("prune");
-    let direct = client_for(&server_url(), 5); // setup and snapshots: patient
+    let direct = client_with_retries(&server_url(), 5); // setup and snapshots: patient
     run_sync_ok(&direct, &s.before, &args(false, 4));
     // A deployment made by hand (no marker) and one of another project, same flow.
     let flow_id = direct.post("/flows/", &json!({"name": s.flow})).unwrap()["id"]
@@ -157,9 +153,9 @@ fn prune_deletes_only_this_projects_deployments() {
 #[test]
 fn every_failing_write_is_rolled_back() {
     let s = scenario("rollback");
-    let direct = client_for(&server_url(), 5); // setup and snapshots: patient
+    let direct = client_with_retries(&server_url(), 5); // setup and snapshots: patient
     let proxy = FaultProxy::start(&server_url(), Rules::default());
-    let via_proxy = client_for(&proxy.api_url, 2);
+    let via_proxy = client_with_retries(&proxy.api_url, 2);
     run_sync_ok(&direct, &s.before, &args(true, 4));
     let before = snapshot(&direct, &s.flow);
     let keep_id = deployment_id(&direct, &s.flow, "keep");
@@ -211,11 +207,11 @@ fn every_failing_write_is_rolled_back() {
 #[test]
 fn resets_and_random_503s_still_reach_the_target() {
     let s = scenario("flaky");
-    let direct = client_for(&server_url(), 5); // setup and snapshots: patient
+    let direct = client_with_retries(&server_url(), 5); // setup and snapshots: patient
     run_sync_ok(&direct, &s.after, &args(true, 4));
     let target = snapshot(&direct, &s.flow);
     let proxy = FaultProxy::start(&server_url(), Rules::default());
-    let via_proxy = client_for(&proxy.api_url, 5);
+    let via_proxy = client_with_retries(&proxy.api_url, 5);
     let total = {
         run_sync_ok(&direct, &s.before, &args(true, 4));
         let mut dry = args(true, 1);
@@ -276,10 +272,10 @@ fn resets_and_random_503s_still_reach_the_target() {
 #[test]
 fn a_server_that_stays_broken_is_reported_honestly() {
     let s = scenario("broken");
-    let direct = client_for(&server_url(), 5); // setup and snapshots: patient
+    let direct = client_with_retries(&server_url(), 5); // setup and snapshots: patient
     run_sync_ok(&direct, &s.before, &args(true, 4));
     let proxy = FaultProxy::start(&server_url(), Rules::default());
-    let via_proxy = client_for(&proxy.api_url, 1);
+    let via_proxy = client_with_retries(&proxy.api_url, 1);
     // Writes 1-2 succeed (the flow, then one more), every later write (rollback included) fails.
     proxy.set_rules(Rules {
         writes_from: Some((3, Fault::Status(500))),
@@ -302,7 +298,7 @@ fn a_server_that_stays_broken_is_reported_honestly() {
 #[test]
 fn untouched_schedules_keep_their_ids_and_runs() {
     let s = scenario("runs");
-    let direct = client_for(&server_url(), 5); // setup and snapshots: patient
+    let direct = client_with_retries(&server_url(), 5); // setup and snapshots: patient
     run_sync_ok(&direct, &s.before, &args(false, 4));
     let keep = deployment_id(&direct, &s.flow, "keep").unwrap();
     let upd = deployment_id(&direct, &s.flow, "upd").unwrap();
@@ -367,7 +363,7 @@ fn untouched_schedules_keep_their_ids_and_runs() {
 fn a_deployment_created_behind_our_back_still_ends_as_the_yaml_says() {
     let flow = unique("flow-race");
     let pool = unique("pool-race");
-    let direct = client_for(&server_url(), 5);
+    let direct = client_with_retries(&server_url(), 5);
     ensure_pool(&direct, &pool);
     let desired = state(
         &unique("proj-race"),
@@ -381,7 +377,7 @@ fn a_deployment_created_behind_our_back_still_ends_as_the_yaml_says() {
             ..Rules::default()
         },
     );
-    let via_proxy = client_for(&proxy.api_url, 5);
+    let via_proxy = client_with_retries(&proxy.api_url, 5);
     let outcome = std::thread::scope(|scope| {
         scope.spawn(|| {
             assert!(

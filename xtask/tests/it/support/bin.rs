@@ -1,66 +1,61 @@
-//! Shared by the robustness suites (bad inputs, secrets, release-command hygiene):
-//! running the real binary with a scrubbed environment, a hang bound and captured output.
-#![allow(dead_code)]
+//! Running the xtask binary: [`xtask`] (a command with the developer's settings scrubbed, the
+//! base of every run), [`run`] and [`describe`] for plain runs, and [`Invocation`] for runs
+//! bounded against hangs with a chosen stdin (the robustness suites).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use super::{scratch_dir, unique};
+
+/// The binary under test.
+pub const XTASK: &str = env!("CARGO_BIN_EXE_xtask");
 
 /// Generous bound that only catches hangs; no command here should take more than a few seconds.
 pub const HANG_BOUND: Duration = Duration::from_secs(20);
 
-/// Variables that would leak the developer's own configuration into a test run.
-const SCRUBBED_ENV: &[&str] = &[
-    "PREFECT_API_URL",
-    "PREFECT_API_KEY",
-    "PREFECT_API_AUTH_STRING",
-    "PREFECT_PROFILES_PATH",
-    "FLY_API_TOKEN",
-    "FLY_ACCESS_TOKEN",
-    "FLY_APP",
-    "XTASK_PREFECT_FILE",
-    "XTASK_PROJECT_ROOT",
-];
-
-/// Server 1 of the test harness (`cargo xtask test` sets it).
-pub fn test_server_url() -> String {
-    std::env::var("XTASK_TEST_PREFECT_API_URL").expect(
-        "XTASK_TEST_PREFECT_API_URL is not set: run the integration tests through `cargo xtask test`",
-    )
-}
-
-/// Server 2 of the test harness (requires an auth string) and its auth string.
-pub fn secured_server() -> (String, String) {
-    let url = std::env::var("XTASK_TEST_PREFECT_API_URL_2").expect(
-        "XTASK_TEST_PREFECT_API_URL_2 is not set: run the integration tests through `cargo xtask test`",
-    );
-    let auth = std::env::var("XTASK_TEST_PREFECT_AUTH_STRING_2").expect(
-        "XTASK_TEST_PREFECT_AUTH_STRING_2 is not set: run the integration tests through `cargo xtask test`",
-    );
-    (url, auth)
-}
-
-/// An empty directory of its own for one test (removed and recreated if it exists).
-pub fn scratch_dir(label: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("xtask-{label}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Copies the files of `src` into `dst` recursively (existing files are overwritten).
-pub fn copy_tree(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for entry in std::fs::read_dir(src).unwrap() {
-        let entry = entry.unwrap();
-        let target = dst.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
+/// The xtask binary without the developer's PREFECT_*, FLY_* or XTASK_* settings, stdin closed,
+/// state (pid files, logs) under the test temp dir instead of `target/xtask/`, the test venv as
+/// its venv, run from the repository root. Add what the test needs.
+pub fn xtask() -> Command {
+    let mut cmd = Command::new(XTASK);
+    for (key, _) in std::env::vars_os() {
+        let k = key.to_string_lossy();
+        if k.starts_with("PREFECT_")
+            || k.starts_with("FLY_")
+            || k.starts_with("XTASK_")
+            || k == "CARGO_MANIFEST_DIR"
+        {
+            cmd.env_remove(&key);
         }
     }
+    cmd.env(
+        "XTASK_STATE_DIR",
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("xtask-state"),
+    )
+    .current_dir(super::repo_root())
+    .stdin(Stdio::null());
+    if let Ok(venv) = std::env::var("XTASK_TEST_VENV") {
+        cmd.env("XTASK_VENV", venv);
+    }
+    cmd
+}
+
+/// Runs `cmd`, returning its output; panics when it cannot start.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {:?}: {e}", cmd.get_program()))
+}
+
+/// stdout and stderr of a finished command, for assertion messages.
+pub fn describe(out: &Output) -> String {
+    format!(
+        "{}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// What stdin the child gets.
@@ -111,14 +106,11 @@ impl Invocation {
 
     /// Runs the binary; kills it (and reports `timed_out`) after [`HANG_BOUND`].
     pub fn run(&self) -> Outcome {
-        let out_dir = scratch_dir(&format!("run-{}", unique_suffix()));
+        let out_dir = scratch_dir(&unique("run"));
         let stdout_path = out_dir.join("stdout");
         let stderr_path = out_dir.join("stderr");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+        let mut cmd = xtask();
         cmd.args(&self.args).current_dir(&self.cwd);
-        for key in SCRUBBED_ENV {
-            cmd.env_remove(key);
-        }
         // Never let a test pick up the developer's Prefect profile.
         cmd.env("PREFECT_HOME", out_dir.join("prefect-home"));
         if let Some(prefix) = &self.path_prefix {
@@ -186,6 +178,27 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// stdout and stderr, for assertion messages.
+    pub fn all(&self) -> String {
+        format!("--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr)
+    }
+
+    /// No secret value (sentinels) in stdout or stderr.
+    pub fn assert_no_secrets(&self, sentinels: &[&str]) {
+        for sentinel in sentinels {
+            assert!(
+                !self.stdout.contains(sentinel),
+                "stdout leaks `{sentinel}`:\n{}",
+                self.all()
+            );
+            assert!(
+                !self.stderr.contains(sentinel),
+                "stderr leaks `{sentinel}`:\n{}",
+                self.all()
+            );
+        }
+    }
+
     /// Problems with a run that must fail: hang, signal, panic, wrong exit code, no `error:` line.
     /// Empty when the failure was clean.
     pub fn clean_failure_problems(&self) -> Vec<String> {
@@ -224,19 +237,4 @@ pub fn excerpt(text: &str) -> String {
     let head: String = chars[..1000].iter().collect();
     let tail: String = chars[chars.len() - 400..].iter().collect();
     format!("{head}\n[… {} chars …]\n{tail}", chars.len() - 1400)
-}
-
-/// A process-unique suffix for names on the shared server and scratch dirs.
-pub fn unique_suffix() -> String {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!(
-        "{}-{nanos:x}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
 }

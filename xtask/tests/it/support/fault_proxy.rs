@@ -2,7 +2,6 @@
 //! Prefect server, counts requests, and makes chosen writes fail (an error status, a reset
 //! connection before or after the server saw the request, a delay) or answers 503 at random.
 //! std::net and threads only; one request per connection (`Connection: close` to both sides).
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -23,6 +22,9 @@ pub enum Fault {
     Delay(Duration),
 }
 
+/// Write numbers (`n`) count the writes the server took or refused for good: a write the server
+/// answered 503 (busy, which the client sends again) gives its number back, so that the n-th
+/// write is the same one on a busy machine as on an idle one.
 #[derive(Debug, Clone, Default)]
 pub struct Rules {
     /// (n, fault): the n-th write (1-based) gets `fault`.
@@ -110,7 +112,8 @@ impl FaultProxy {
         self.shared.writes.store(0, Ordering::SeqCst);
     }
 
-    /// Writes seen since start (or the last `set_rules`/`reset_counts`), faulted ones included.
+    /// Writes seen since start (or the last `set_rules`/`reset_counts`), faulted ones included,
+    /// those the server answered 503 (and the client sends again) not.
     pub fn writes(&self) -> usize {
         self.shared.writes.load(Ordering::SeqCst)
     }
@@ -261,6 +264,12 @@ fn handle(mut client: TcpStream, shared: &Shared) {
         .nth(1)
         .unwrap_or("?")
         .to_string();
+    if write && status == "503" {
+        // (Never below zero: the counts may have been reset meanwhile.)
+        let _ = shared
+            .writes
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+    }
     log(status);
     let _ = client.write_all(&response);
     let _ = client.shutdown(Shutdown::Both);

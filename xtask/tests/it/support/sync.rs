@@ -1,9 +1,8 @@
-//! Helpers for the register-flows integration tests: the test server, unique names, desired
-//! states built by hand, and a normalised snapshot of what the server holds.
-#![allow(dead_code)]
+//! In-process syncs for the register-flows tests: clients with chosen retries, desired states
+//! built by hand, running the engine, and a normalised snapshot of what the server holds.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use serde_json::{json, Map, Value};
 use xtask::prefect::api::{ApiConfig, PrefectClient};
@@ -13,44 +12,12 @@ use xtask::sync::desired::{
 use xtask::sync::plan::server_field;
 use xtask::sync::{sync, SyncOptions, SyncOutcome};
 
-/// The test server's API URL; a test that needs one fails loudly without it.
-pub fn server_url() -> String {
-    match std::env::var("XTASK_TEST_PREFECT_API_URL") {
-        Ok(url) if !url.trim().is_empty() => url.trim().trim_end_matches('/').to_string(),
-        _ => panic!(
-            "XTASK_TEST_PREFECT_API_URL is not set: these tests need a running Prefect server \
-             (run them through `cargo xtask test`, or start `prefect server start` and export the variable)"
-        ),
-    }
-}
-
-/// A prefix unique to this test process and call, for flow/deployment/pool names.
-pub fn unique(prefix: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "{prefix}-{}-{}-{:x}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst),
-        nanos % 0xfffff
-    )
-}
-
 /// A client with few, fast retries (tests inject failures on purpose).
-pub fn client_for(url: &str, max_retries: u32) -> PrefectClient {
+pub fn client_with_retries(url: &str, max_retries: u32) -> PrefectClient {
     let mut cfg = ApiConfig::for_url(url);
     cfg.max_retries = max_retries;
     cfg.timeout = std::time::Duration::from_secs(30);
     PrefectClient::new(cfg).expect("client")
-}
-
-pub fn ensure_pool(client: &PrefectClient, pool: &str) {
-    client
-        .create_work_pool(pool, "process")
-        .expect("create work pool");
 }
 
 pub fn cron(expr: &str) -> DesiredSchedule {
@@ -220,16 +187,4 @@ pub fn scheduled_run_ids(client: &PrefectClient, deployment_id: &str) -> Vec<Str
         .collect();
     ids.sort();
     ids
-}
-
-/// Waits until `check` holds (polling), up to `secs`.
-pub fn wait_for(secs: u64, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-    while std::time::Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(500));
-    }
-    check()
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::{Case, Selection, Setup};
+use crate::support::fixtures;
 
 /// What the parity test does with one corpus file.
 pub enum Plan {
@@ -282,7 +283,7 @@ pub fn entries() -> Vec<Entry> {
 }
 
 pub fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/yaml/corpus")
+    fixtures("yaml/corpus")
 }
 
 /// The corpus yaml with the recipe's edits applied.

@@ -5,8 +5,6 @@
 //! Server 1 (`XTASK_TEST_PREFECT_API_URL`, no auth) gets xtask; server 2
 //! (`XTASK_TEST_PREFECT_API_URL_2`, auth string + CSRF) gets the Prefect CLI.
 
-#![allow(dead_code)] // each test binary uses a different part of it
-
 pub mod corpus;
 
 use std::collections::BTreeMap;
@@ -16,13 +14,10 @@ use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
 use serde_json::{json, Map, Value};
-use xtask::prefect::api::{ApiConfig, PrefectClient};
+use xtask::prefect::api::PrefectClient;
 
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run the integration tests through `cargo xtask test`")
-    })
-}
+use crate::support::bin::xtask;
+use crate::support::{client_at, scratch_dir, secured_server, server_url, venv_dir};
 
 /// The two servers and a client for each.
 pub struct Servers {
@@ -35,12 +30,11 @@ pub struct Servers {
 
 impl Servers {
     pub fn from_env() -> Servers {
-        let xtask_url = env("XTASK_TEST_PREFECT_API_URL");
-        let cli_url = env("XTASK_TEST_PREFECT_API_URL_2");
-        let cli_auth = env("XTASK_TEST_PREFECT_AUTH_STRING_2");
+        let xtask_url = server_url();
+        let (cli_url, cli_auth) = secured_server();
         Servers {
-            xtask: client(&xtask_url, None),
-            cli: client(&cli_url, Some(&cli_auth)),
+            xtask: client_at(&xtask_url, None),
+            cli: client_at(&cli_url, Some(&cli_auth)),
             xtask_url,
             cli_url,
             cli_auth,
@@ -52,14 +46,8 @@ impl Servers {
     }
 }
 
-fn client(url: &str, auth: Option<&str>) -> PrefectClient {
-    let mut cfg = ApiConfig::for_url(url);
-    cfg.auth_string = auth.map(String::from);
-    PrefectClient::new(cfg).unwrap()
-}
-
 fn venv_prefect() -> PathBuf {
-    Path::new(&env("XTASK_TEST_VENV")).join("bin/prefect")
+    venv_dir().join("bin/prefect")
 }
 
 // ---- server objects a project references ---------------------------------------------------
@@ -133,34 +121,6 @@ fn create_block(client: &PrefectClient, slug: &str, name: &str, data: &Value) {
 }
 
 // ---- staging ------------------------------------------------------------------------------
-
-/// A fresh, empty scratch directory (outside any git checkout, so both engines fall back to the
-/// file hash as the default version unless a case makes it a repository on purpose).
-pub fn scratch_dir(label: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("xtask-parity-{}/{label}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-pub fn fixture_dir(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/parity")
-        .join(name)
-}
-
-pub fn copy_dir(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for entry in std::fs::read_dir(src).unwrap() {
-        let entry = entry.unwrap();
-        let target = dst.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
 
 /// Rewrites `prefect.yaml` with CRLF line endings and a UTF-8 byte order mark.
 pub fn to_crlf_with_bom(project: &Path) {
@@ -241,8 +201,8 @@ const INHERITED_NOISE: &[&str] = &[
     "CARGO_MANIFEST_DIR",
 ];
 
-fn base_command(program: &Path, dir: &Path, env: &[(String, String)]) -> Command {
-    let mut cmd = Command::new(program);
+/// `cmd` (an engine) run in `dir` with `env`, without what would make it infer something else.
+fn engine_command(mut cmd: Command, dir: &Path, env: &[(String, String)]) -> Command {
     cmd.current_dir(dir).stdin(Stdio::null());
     for var in CI_VERSION_VARS.iter().chain(INHERITED_NOISE) {
         cmd.env_remove(var);
@@ -293,7 +253,7 @@ fn output(mut cmd: Command, what: &str) -> RunOutput {
 }
 
 pub fn run_prefect_cli(servers: &Servers, dir: &Path, env: &[(String, String)]) -> RunOutput {
-    let mut cmd = base_command(&venv_prefect(), dir, env);
+    let mut cmd = engine_command(Command::new(venv_prefect()), dir, env);
     let home = dir.with_extension("prefect-home");
     cmd.args(["--no-prompt", "deploy", "--all"])
         .env("PREFECT_HOME", &home)
@@ -308,13 +268,13 @@ pub fn run_prefect_cli(servers: &Servers, dir: &Path, env: &[(String, String)]) 
 pub fn run_xtask(servers: &Servers, dir: &Path, env: &[(String, String)]) -> RunOutput {
     if std::env::var_os("XTASK_PARITY_SELF_CHECK").is_some() {
         // Harness check: the Prefect CLI against server 1 must compare equal to itself.
-        let mut cmd = base_command(&venv_prefect(), dir, env);
+        let mut cmd = engine_command(Command::new(venv_prefect()), dir, env);
         cmd.args(["--no-prompt", "deploy", "--all"])
             .env("PREFECT_HOME", dir.with_extension("prefect-home"))
             .env("PREFECT_API_URL", &servers.xtask_url);
         return with_cli_slot(|| output(cmd, "self-check: prefect deploy --all on server 1"));
     }
-    let mut cmd = base_command(Path::new(env!("CARGO_BIN_EXE_xtask")), dir, env);
+    let mut cmd = engine_command(xtask(), dir, env);
     cmd.arg("register-flows")
         .env("PREFECT_API_URL", &servers.xtask_url);
     output(cmd, "xtask register-flows")
