@@ -19,3 +19,4 @@ mod register_flows;
 mod release_hygiene;
 mod secrets_hygiene;
 mod sync_faults;
+mod tidy;
