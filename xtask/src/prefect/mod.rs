@@ -4,6 +4,7 @@
 pub mod api;
 pub mod deploy_cli;
 pub mod flow;
+pub mod json;
 pub mod param_check;
 pub mod prefect_yaml;
 pub mod python_text;

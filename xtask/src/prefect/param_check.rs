@@ -8,6 +8,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::prefect::json::python_eq;
 use crate::prefect::python_text::{str_repr, value_repr};
 
 /// `Err` names the first failing field and why, in Prefect's words.
@@ -82,7 +83,7 @@ impl Checker<'_> {
             }
         }
         if let Some(Value::Array(options)) = schema.get("enum") {
-            if !options.iter().any(|o| json_equal(o, value)) {
+            if !options.iter().any(|o| python_eq(o, value)) {
                 return fail(
                     path,
                     format!(
@@ -94,7 +95,7 @@ impl Checker<'_> {
             }
         }
         if let Some(constant) = schema.get("const") {
-            if !json_equal(constant, value) {
+            if !python_eq(constant, value) {
                 return fail(path, format!("{} was expected", value_repr(constant)));
             }
         }
@@ -223,7 +224,7 @@ impl Checker<'_> {
         }
         if schema.get("uniqueItems") == Some(&Value::Bool(true)) {
             for (i, a) in items.iter().enumerate() {
-                if items[..i].iter().any(|b| json_equal(a, b)) {
+                if items[..i].iter().any(|b| python_eq(a, b)) {
                     return Err((
                         path.clone(),
                         format!(
@@ -307,22 +308,6 @@ fn number_bound(schema: &Map<String, Value>, key: &str) -> Option<f64> {
     schema.get(key).and_then(Value::as_f64)
 }
 
-/// JSON equality where 1 == 1.0 (as in JSON Schema).
-fn json_equal(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| json_equal(a, b))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
-        }
-        _ => a == b,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,6 +369,17 @@ mod tests {
             let err = validate(&params, &schema()).unwrap_err();
             assert!(err.contains(message), "{params}: {err}");
         }
+    }
+
+    #[test]
+    fn enum_and_const_compare_numbers_like_python() {
+        let schema = json!({"type": "object", "properties": {
+            "n": {"enum": [1, 9007199254740992_i64]},
+            "c": {"const": 2}}});
+        assert_eq!(validate(&json!({"n": 1.0, "c": 2.0}), &schema), Ok(()));
+        // 2^53 + 1 is not 2^53, although both round to the same float.
+        let err = validate(&json!({"n": 9007199254740993_i64}), &schema).unwrap_err();
+        assert!(err.contains("is not one of"), "{err}");
     }
 
     #[test]
