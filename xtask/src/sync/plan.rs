@@ -11,6 +11,7 @@ use std::collections::{HashMap, HashSet};
 use anyhow::{bail, Result};
 use serde_json::{json, Map, Value};
 
+use crate::prefect::json::python_eq;
 use crate::sync::desired::{DesiredDeployment, DesiredSchedule, DesiredState, Ownership};
 
 /// Bumped when the JSON document (docs/register-flows-json.md) changes incompatibly.
@@ -403,7 +404,7 @@ fn diff_deployment(
     for (field, value) in &want.fields {
         let old = server_field(field, &have.raw);
         let new = comparable_desired(field, value);
-        if !json_eq(&old, &new) {
+        if !python_eq(&old, &new) {
             diff_into(field, Some(&old), Some(&new), &mut changes);
             patch.insert(field.clone(), value.clone());
         }
@@ -481,7 +482,7 @@ fn couple_fields(patch: &mut Map<String, Value>, want: &DesiredDeployment) {
 pub fn repair_patch(defaulted: &Map<String, Value>, created: &Value) -> Map<String, Value> {
     let mut patch = Map::new();
     for (field, want) in defaulted {
-        if !json_eq(
+        if !python_eq(
             &server_field(field, created),
             &comparable_desired(field, want),
         ) {
@@ -696,7 +697,7 @@ fn schedule_equivalent(want: &DesiredSchedule, have: &Value) -> bool {
         return false;
     }
     let have_params = have.get("parameters").cloned().unwrap_or(json!({}));
-    if !json_eq(&have_params, &Value::Object(want.parameters.clone())) {
+    if !python_eq(&have_params, &Value::Object(want.parameters.clone())) {
         return false;
     }
     if have.get("max_scheduled_runs").is_some_and(|v| !v.is_null()) {
@@ -751,7 +752,7 @@ fn schedule_object_equivalent(want: &DesiredSchedule, have: &Value) -> bool {
         };
         return same_rule && tz(w) == tz(have);
     }
-    json_eq(w, have)
+    python_eq(w, have)
 }
 
 /// Two RFC 3339 timestamps naming the same instant (`Z` vs `+00:00`, fractional zeros).
@@ -817,37 +818,14 @@ fn json_contains(have: &Value, want: &Value) -> bool {
         (Value::Array(h), Value::Array(w)) => {
             h.len() == w.len() && h.iter().zip(w).all(|(h, w)| json_contains(h, w))
         }
-        _ => json_eq(have, want),
-    }
-}
-
-/// JSON equality as the server's round trip preserves it: object member order is irrelevant and
-/// `600` equals `600.0` (Python floats come back as floats).
-fn json_eq(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => {
-            if x.is_f64() || y.is_f64() {
-                x.as_f64() == y.as_f64()
-            } else {
-                x == y
-            }
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
-        }
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(v, w)| json_eq(v, w))
-        }
-        _ => a == b,
+        _ => python_eq(have, want),
     }
 }
 
 /// Collects the differing leaves under `path` (objects by key, same-length arrays by index).
 fn diff_into(path: &str, old: Option<&Value>, new: Option<&Value>, out: &mut Vec<FieldChange>) {
     match (old, new) {
-        (Some(a), Some(b)) if json_eq(a, b) => {}
+        (Some(a), Some(b)) if python_eq(a, b) => {}
         (Some(Value::Object(a)), Some(Value::Object(b))) => {
             for (key, value) in a {
                 diff_into(&format!("{path}.{key}"), Some(value), b.get(key), out);
