@@ -1,4 +1,4 @@
-//! JSON values compared the way Prefect (Python) compares them once decoded.
+//! JSON values as Prefect's Python sees them: equality after decoding, pydantic's lax booleans.
 
 use serde_json::{Number, Value};
 
@@ -45,6 +45,30 @@ fn float_equals_integer(f: Option<f64>, i: i128) -> bool {
     f.is_some_and(|f| f.fract() == 0.0 && f.abs() < 18_446_744_073_709_551_616.0 && f as i128 == i)
 }
 
+/// pydantic's lax `bool`: a boolean, the integers 0 and 1, or a string [`pydantic_bool_str`]
+/// accepts; `None` for anything else.
+pub(crate) fn pydantic_bool(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(0) => Some(false),
+            Some(1) => Some(true),
+            _ => None,
+        },
+        Value::String(s) => pydantic_bool_str(s),
+        _ => None,
+    }
+}
+
+/// The strings pydantic's lax `bool` accepts, in any case.
+pub(crate) fn pydantic_bool_str(s: &str) -> Option<bool> {
+    match s.to_ascii_lowercase().as_str() {
+        "1" | "on" | "t" | "true" | "y" | "yes" => Some(true),
+        "0" | "off" | "f" | "false" | "n" | "no" => Some(false),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,5 +106,22 @@ mod tests {
         assert!(!python_eq(&json!(false), &json!(0.0)));
         assert!(!python_eq(&json!(null), &json!(0)));
         assert!(!python_eq(&json!("1"), &json!(1)));
+    }
+
+    #[test]
+    fn lax_booleans_like_pydantic() {
+        for (v, want) in [
+            (json!(true), Some(true)),
+            (json!(0), Some(false)),
+            (json!(1), Some(true)),
+            (json!(2), None),
+            (json!(1.0), None),
+            (json!("YES"), Some(true)),
+            (json!("off"), Some(false)),
+            (json!("maybe"), None),
+            (json!(null), None),
+        ] {
+            assert_eq!(pydantic_bool(&v), want, "{v}");
+        }
     }
 }

@@ -15,12 +15,23 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
+use crate::prefect::json::{pydantic_bool, pydantic_bool_str};
 use crate::prefect::schedule::{self, DesiredSchedule};
 use crate::prefect::template::{self, Placeholder, TemplateValues};
 use crate::prefect::yaml::{self, Node, NodeValue};
 
-/// Characters Prefect's `InvalidNameError` forbids in deployment names.
+/// Characters Prefect forbids in flow and deployment names (`BANNED_CHARACTERS`).
 pub const FORBIDDEN_NAME_CHARS: &[char] = &['/', '%', '&', '>', '<'];
+
+/// Why Prefect refuses `name` as a deployment name, if it does.
+fn forbidden_name_problem(name: &str) -> Option<String> {
+    let c = name.chars().find(|c| FORBIDDEN_NAME_CHARS.contains(c))?;
+    let listed: Vec<String> = FORBIDDEN_NAME_CHARS.iter().map(char::to_string).collect();
+    Some(format!(
+        "deployment name {name:?} contains '{c}'; Prefect forbids {} in names",
+        listed.join(" ")
+    ))
+}
 
 const TOP_LEVEL_KEYS: &[&str] = &[
     "prefect-version",
@@ -485,15 +496,10 @@ fn deployment(item: &Node, index: usize, report: &mut Report) -> Option<Deployme
     }
     check_fields(item, dep, report);
     let name = name?;
-    if let Some(c) = name.chars().find(|c| FORBIDDEN_NAME_CHARS.contains(c)) {
-        if let Some(n) = item.get("name") {
-            if template::find_placeholders(&name).is_empty() {
-                report.error(
-                    n,
-                    dep,
-                    format!("deployment name contains '{c}'; Prefect forbids / % & > < in names"),
-                );
-            }
+    if let (Some(problem), Some(n)) = (forbidden_name_problem(&name), item.get("name")) {
+        // A templated name is checked once templated (pass 2).
+        if template::find_placeholders(&name).is_empty() {
+            report.error(n, dep, problem);
         }
     }
     let mut field_lines = BTreeMap::new();
@@ -576,7 +582,7 @@ fn check_fields(item: &Node, dep: Option<&str>, report: &mut Report) {
             let ok = match &v.value {
                 NodeValue::Null | NodeValue::Bool(_) => true,
                 NodeValue::Int(i) => *i == 0 || *i == 1,
-                NodeValue::Str(s) => lax_bool(s).is_some(),
+                NodeValue::Str(s) => pydantic_bool_str(s).is_some(),
                 _ => false,
             };
             if !ok {
@@ -831,14 +837,6 @@ fn check_schedule_item(node: &Node, dep: Option<&str>, report: &mut Report) {
     }
 }
 
-fn lax_bool(s: &str) -> Option<bool> {
-    match s.to_ascii_lowercase().as_str() {
-        "1" | "on" | "t" | "true" | "y" | "yes" => Some(true),
-        "0" | "off" | "f" | "false" | "n" | "no" => Some(false),
-        _ => None,
-    }
-}
-
 impl DeploymentConfig {
     /// Every distinct placeholder [`resolve`] will template (build/push/pull
     /// excluded: pull steps keep blocks and variables for the worker), so the
@@ -932,11 +930,8 @@ pub fn resolve(
         Some(Value::String(s)) => s.clone(),
         _ => d.name.clone(),
     };
-    if let Some(c) = name.chars().find(|c| FORBIDDEN_NAME_CHARS.contains(c)) {
-        err(
-            "name",
-            format!("deployment name {name:?} contains '{c}'; Prefect forbids / % & > < in names"),
-        );
+    if let Some(problem) = forbidden_name_problem(&name) {
+        err("name", problem);
     }
     if let Some(vt) = &version_type {
         if !VERSION_TYPES.contains(&vt.as_str()) {
@@ -1023,19 +1018,9 @@ pub fn resolve(
             ),
         }
     }
-    let lax = |v: &Value| match v {
-        Value::Bool(b) => Some(*b),
-        Value::Number(n) => match n.as_i64() {
-            Some(0) => Some(false),
-            Some(1) => Some(true),
-            _ => None,
-        },
-        Value::String(s) => lax_bool(s),
-        _ => None,
-    };
     let mut opt_bool = |k: &str| -> Option<bool> {
         let v = get(k)?;
-        let b = lax(v);
+        let b = pydantic_bool(v);
         if b.is_none() {
             err(k, format!("`{k}` must be true or false, got {v}"));
         }

@@ -14,6 +14,8 @@ use jiff::civil::DateTime;
 use jiff::Timestamp;
 use serde_json::{json, Map, Value};
 
+use crate::prefect::json::pydantic_bool;
+
 /// Keys Prefect's `RawScheduleConfig` accepts (`extra="forbid"`).
 pub const SCHEDULE_KEYS: &[&str] = &[
     "cron",
@@ -259,16 +261,7 @@ pub fn parse_schedule(item: &Value) -> Result<DesiredSchedule, Vec<String>> {
     };
     let opt_bool = |key: &str, errors: &mut Vec<String>| -> Option<bool> {
         let v = given(key)?;
-        let parsed = match v {
-            Value::Bool(b) => Some(*b),
-            Value::String(s) => pydantic_bool(s),
-            Value::Number(n) => match n.as_i64() {
-                Some(0) => Some(false),
-                Some(1) => Some(true),
-                _ => None,
-            },
-            _ => None,
-        };
+        let parsed = pydantic_bool(v);
         if parsed.is_none() {
             errors.push(format!("`{key}` must be true or false, got {v}"));
         }
@@ -381,15 +374,6 @@ pub fn parse_schedule(item: &Value) -> Result<DesiredSchedule, Vec<String>> {
             replaces,
         }),
         _ => Err(errors),
-    }
-}
-
-/// pydantic's lax bool parsing of strings.
-fn pydantic_bool(s: &str) -> Option<bool> {
-    match s.to_ascii_lowercase().as_str() {
-        "1" | "on" | "t" | "true" | "y" | "yes" => Some(true),
-        "0" | "off" | "f" | "false" | "n" | "no" => Some(false),
-        _ => None,
     }
 }
 

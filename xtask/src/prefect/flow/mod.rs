@@ -26,6 +26,7 @@ use rustpython_parser::ast::{self, Expr};
 use rustpython_parser::Parse;
 use serde_json::Value;
 
+use crate::prefect::prefect_yaml::FORBIDDEN_NAME_CHARS;
 use crate::prefect::python_text::str_repr;
 use docstring::{cleandoc, docstring_of, parameter_docstrings};
 pub use entrypoint::{locate_entrypoint_file, parse_entrypoint, Entrypoint, EntrypointTarget};
@@ -86,7 +87,6 @@ impl fmt::Display for FlowError {
 
 impl std::error::Error for FlowError {}
 
-const BANNED_CHARACTERS: [char; 5] = ['/', '%', '&', '>', '<'];
 const RESERVED_ARGUMENTS: [&str; 2] = ["return_state", "wait_for"];
 /// Names pydantic refuses as fields of Prefect's ValidatedFunction model.
 const VALIDATION_RESERVED: [&str; 10] = [
@@ -311,7 +311,7 @@ fn flow_name(
             ))
         }
     };
-    if name.contains(BANNED_CHARACTERS) {
+    if name.contains(FORBIDDEN_NAME_CHARS) {
         return Err((
             FlowErrorKind::InvalidName,
             format!(
