@@ -328,12 +328,7 @@ pub fn deployment_pools(file: &PrefectFile) -> Vec<DeploymentPool> {
         .map(|d| DeploymentPool {
             name: d.name.clone(),
             line: d.line,
-            pool: d
-                .raw
-                .get("work_pool")
-                .and_then(|wp| wp.get("name"))
-                .and_then(|n| n.as_str())
-                .map(str::to_string),
+            pool: d.work_pool_name().map(str::to_string),
         })
         .collect()
 }

@@ -12,8 +12,9 @@ use crate::cli::{DeployArgs, DownArgs, GlobalArgs};
 use crate::commands::register_reported;
 use crate::local::process::{log_tail, Stopped};
 use crate::local::server::{api_url, dashboard_url};
-use crate::local::{self, prefect_file, venv, LocalState};
+use crate::local::{self, venv, LocalState};
 use crate::prefect::api::{ApiConfig, PrefectClient};
+use crate::prefect::prefect_yaml::{self, DeploymentConfig};
 use crate::project::{repo_root, venv_dir, Project};
 use crate::sync::SyncOptions;
 use crate::sys::env_vars::EnvVars;
@@ -25,10 +26,13 @@ const SMOKE_RUN_TIMEOUT: Duration = Duration::from_secs(180);
 pub fn deploy_local(global: &GlobalArgs, args: &DeployArgs) -> Result<ExitCode> {
     let started = Instant::now();
     let project = Project::discover(global, args.env)?;
-    let deployments = prefect_file::read(&project.prefect_file)?;
-    let pools = prefect_file::pools(&deployments);
+    let bytes = std::fs::read(&project.prefect_file)
+        .with_context(|| format!("cannot read {}", project.prefect_file.display()))?;
+    let file = prefect_yaml::parse(&project.prefect_file_label(), &bytes)?;
+    let deployments = &file.deployments;
+    let pools = file.work_pools();
     // The smoke run needs a worker, and a worker needs a pool.
-    let Some(first) = deployments.iter().find(|d| d.pool.is_some()) else {
+    let Some(first) = deployments.iter().find(|d| d.work_pool_name().is_some()) else {
         bail!(
             "no deployment in {} names a `work_pool`; deploy --local runs flows with a process worker \
              polling that pool",
@@ -37,7 +41,7 @@ pub fn deploy_local(global: &GlobalArgs, args: &DeployArgs) -> Result<ExitCode> 
     };
     let state = LocalState::default_location();
     if args.dry_run {
-        print_dry_run(&project, &state, &deployments, &pools);
+        print_dry_run(&project, &state, deployments, &pools);
         return Ok(ExitCode::from(code::OK));
     }
 
@@ -95,10 +99,10 @@ pub fn deploy_local(global: &GlobalArgs, args: &DeployArgs) -> Result<ExitCode> 
     }
 
     step(&format!("smoke run of {}", first.name));
-    let deployment = find_deployment(&client, &first.name, first.pool.as_deref())?;
-    let run = smoke_run(&client, &deployment, &state, first.pool.as_deref())?;
+    let deployment = find_deployment(&client, &first.name, first.work_pool_name())?;
+    let run = smoke_run(&client, &deployment, &state, first.work_pool_name())?;
 
-    let registered = registered_deployments(&client, &deployments)?;
+    let registered = registered_deployments(&client, deployments)?;
     println!("\nLocal Prefect is up ({:.0?}).", started.elapsed());
     println!("  dashboard:   {}", dashboard_url(server.port));
     println!(
@@ -175,7 +179,7 @@ fn find_deployment(client: &PrefectClient, name: &str, pool: Option<&str>) -> Re
 
 fn registered_deployments(
     client: &PrefectClient,
-    deployments: &[prefect_file::DeploymentSummary],
+    deployments: &[DeploymentConfig],
 ) -> Result<Vec<String>> {
     let names: Vec<&str> = deployments.iter().map(|d| d.name.as_str()).collect();
     let found = client.read_deployments(json!({"deployments": {"name": {"any_": names}}}))?;
@@ -315,7 +319,7 @@ fn run_logs(client: &PrefectClient, run_id: &str) -> String {
 fn print_dry_run(
     project: &Project,
     state: &LocalState,
-    deployments: &[prefect_file::DeploymentSummary],
+    deployments: &[DeploymentConfig],
     pools: &[String],
 ) {
     println!("deploy --local would:");
@@ -337,7 +341,7 @@ fn print_dry_run(
         project.prefect_file_label()
     );
     println!("  5. reuse or start `prefect worker start --pool <pool> --type process` per pool");
-    if let Some(first) = deployments.iter().find(|d| d.pool.is_some()) {
+    if let Some(first) = deployments.iter().find(|d| d.work_pool_name().is_some()) {
         println!("  6. run {} once and wait for Completed", first.name);
     }
 }

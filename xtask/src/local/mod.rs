@@ -2,7 +2,6 @@
 //! started on this machine and remembered by pid files under `target/xtask/local/`.
 //! Commands (`deploy --local`, `down`, `test`) compose these in `crate::commands`.
 
-pub mod prefect_file;
 pub mod process;
 pub mod server;
 pub mod venv;

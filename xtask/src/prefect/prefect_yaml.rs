@@ -119,6 +119,8 @@ impl std::error::Error for Diagnostics {}
 #[derive(Debug, Clone, PartialEq)]
 pub struct PrefectFile {
     pub label: String,
+    /// The top-level `name:` (Prefect's project name), as written.
+    pub project_name: Option<String>,
     /// Named deployments in file order (unnamed ones are skipped with a warning).
     pub deployments: Vec<DeploymentConfig>,
     /// Top-level steps: `None` = absent, null or `{}`; `Some(vec![])` = explicit `[]`.
@@ -344,6 +346,7 @@ pub fn parse(file_label: &str, bytes: &[u8]) -> Result<PrefectFile, Diagnostics>
     if report.errors.is_empty() {
         Ok(PrefectFile {
             label: file_label.to_string(),
+            project_name: root.get("name").and_then(Node::as_str).map(str::to_string),
             deployments,
             build,
             push,
@@ -837,7 +840,32 @@ fn check_schedule_item(node: &Node, dep: Option<&str>, report: &mut Report) {
     }
 }
 
+impl PrefectFile {
+    /// The distinct work pools the deployments name (as written), in first-seen order.
+    pub fn work_pools(&self) -> Vec<String> {
+        let mut pools: Vec<String> = Vec::new();
+        for pool in self
+            .deployments
+            .iter()
+            .filter_map(DeploymentConfig::work_pool_name)
+        {
+            if !pools.iter().any(|p| p == pool) {
+                pools.push(pool.to_string());
+            }
+        }
+        pools
+    }
+}
+
 impl DeploymentConfig {
+    /// `work_pool.name` as written (before templating), if it is a string.
+    pub fn work_pool_name(&self) -> Option<&str> {
+        self.raw
+            .get("work_pool")
+            .and_then(|wp| wp.get("name"))
+            .and_then(Value::as_str)
+    }
+
     /// Every distinct placeholder [`resolve`] will template (build/push/pull
     /// excluded: pull steps keep blocks and variables for the worker), so the
     /// caller can fetch the blocks and variables it needs first.
@@ -1354,6 +1382,49 @@ deployments:
         assert!(all.contains("unknown work_pool key `type`"), "{all}");
         assert!(all.contains("is_schedule_active"), "{all}");
         assert!(all.contains("step has 2 keys"), "{all}");
+    }
+
+    #[test]
+    fn project_name_and_work_pools_as_written() {
+        // `deploy --local` reads its pools here. It used to read them with a YAML 1.2 loader,
+        // which has no merge keys: `b` below had no pool there, and no worker polled `prod`.
+        let f = ok("\
+name: proj
+definitions:
+  prod: &prod
+    work_pool: {name: prod}
+deployments:
+- name: a
+  entrypoint: a.py:f
+  work_pool: {name: p1}
+- <<: *prod
+  name: b
+  entrypoint: a.py:f
+- name: c
+  entrypoint: a.py:f
+  work_pool: {name: p1}
+- name: d
+  entrypoint: a.py:f
+");
+        assert_eq!(f.project_name.as_deref(), Some("proj"));
+        let pools: Vec<Option<&str>> = f
+            .deployments
+            .iter()
+            .map(DeploymentConfig::work_pool_name)
+            .collect();
+        assert_eq!(pools, [Some("p1"), Some("prod"), Some("p1"), None]);
+        assert_eq!(f.work_pools(), ["p1", "prod"]);
+        assert_eq!(ok(BASE).project_name, None);
+    }
+
+    #[test]
+    fn the_repository_files_name_their_pools() {
+        for file in ["prefect.yaml", "prefect-dev.yaml"] {
+            let bytes = std::fs::read(crate::project::repo_root().join(file)).expect("read");
+            let f = parse(file, &bytes).unwrap_or_else(|e| panic!("{e}"));
+            assert!(f.deployments.len() >= 2, "{file}");
+            assert_eq!(f.work_pools().len(), 1, "{file}");
+        }
     }
 
     #[test]

@@ -353,16 +353,8 @@ pub fn check_unique_names(deployments: &[DesiredDeployment], errors: &mut Valida
 }
 
 /// The yaml's top-level `name:` (Prefect's project name), else the project directory's name.
-pub(crate) fn project_name(root: &std::path::Path, bytes: &[u8]) -> String {
-    let from_yaml = crate::prefect::yaml::parse("", bytes)
-        .ok()
-        .and_then(|doc| {
-            doc.root
-                .get("name")
-                .and_then(|n| n.as_str())
-                .map(str::to_string)
-        })
-        .filter(|n| !n.trim().is_empty());
+pub(crate) fn project_name(root: &std::path::Path, file: &prefect_yaml::PrefectFile) -> String {
+    let from_yaml = file.project_name.clone().filter(|n| !n.trim().is_empty());
     from_yaml.unwrap_or_else(|| {
         root.file_name()
             .map(|n| n.to_string_lossy().into_owned())

@@ -134,7 +134,7 @@ pub fn desired_state(
     }
     Ok(DesiredState {
         owner: Ownership {
-            project: project_name(&project.root, &bytes),
+            project: project_name(&project.root, &file),
             prefect_file: label,
         },
         deployments,
