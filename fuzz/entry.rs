@@ -27,8 +27,9 @@ pub fn prefect_yaml_resolved(data: &[u8]) -> usize {
         resolved_count += 1;
         let now = jiff_now();
         for schedule in resolved.schedules.iter().flatten() {
-            let _ = schedule.create_payload(now);
-            let _ = schedule.patch_payload(now);
+            let desired = schedule.desired(now);
+            let _ = desired.create_body();
+            let _ = desired.patch_body();
         }
         if let Ok(entrypoint) = xtask::prefect::flow::parse_entrypoint(&resolved.entrypoint) {
             let _ = entrypoint.file_candidates();

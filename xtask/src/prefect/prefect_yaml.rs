@@ -16,7 +16,7 @@ use std::fmt;
 use serde_json::{Map, Value};
 
 use crate::prefect::json::{pydantic_bool, pydantic_bool_str};
-use crate::prefect::schedule::{self, DesiredSchedule};
+use crate::prefect::schedule::{self, ScheduleConfig};
 use crate::prefect::template::{self, Placeholder, TemplateValues};
 use crate::prefect::yaml::{self, Node, NodeValue};
 
@@ -182,7 +182,7 @@ pub struct ResolvedDeployment {
     pub work_pool: WorkPool,
     /// `None` = key absent or null (server keeps its schedules on update);
     /// `Some(vec![])` = explicit `[]`.
-    pub schedules: Option<Vec<DesiredSchedule>>,
+    pub schedules: Option<Vec<ScheduleConfig>>,
     pub paused: Option<bool>,
     pub enforce_parameter_schema: Option<bool>,
     /// As Prefect sends them: int → (Some(n), None); mapping → (limit, {collision_strategy[, grace_period_seconds]}).

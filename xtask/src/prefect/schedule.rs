@@ -1,7 +1,7 @@
 //! Deployment schedules, pure: validate a prefect.yaml schedule item the way
 //! Prefect 3.9.1 does (`RawScheduleConfig` + `CronSchedule`/`IntervalSchedule`/
-//! `RRuleSchedule`), build the `schedule` objects its client sends, and compare
-//! a desired schedule with what the server returns from `GET /deployments`.
+//! `RRuleSchedule`) into a [`ScheduleConfig`], turn it into the [`DesiredSchedule`]
+//! the sync engine writes, and build the bodies of the schedule endpoints.
 //!
 //! Input is the schedule item as JSON *after* templating (schedules may hold
 //! step-output placeholders), so messages carry no location: the caller adds
@@ -33,9 +33,9 @@ pub const SCHEDULE_KEYS: &[&str] = &[
 /// Prefect's rrule length cap (`MAX_RRULE_LENGTH`).
 const MAX_RRULE_LENGTH: usize = 6500;
 
-/// One validated schedule entry of a deployment.
+/// One validated schedule item of a deployment, as the yaml states it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct DesiredSchedule {
+pub struct ScheduleConfig {
     pub kind: ScheduleKind,
     /// As written (`None` = not given). Validated against the IANA database.
     pub timezone: Option<String>,
@@ -202,7 +202,7 @@ pub fn validate_timezone(tz: &str) -> Result<(), String> {
 }
 
 /// Parse and validate one schedule item (after templating). All problems at once.
-pub fn parse_schedule(item: &Value) -> Result<DesiredSchedule, Vec<String>> {
+pub fn parse_schedule(item: &Value) -> Result<ScheduleConfig, Vec<String>> {
     let Some(obj) = item.as_object() else {
         return Err(vec![format!(
             "a schedule must be a mapping with one of cron, interval or rrule, got {}",
@@ -365,7 +365,7 @@ pub fn parse_schedule(item: &Value) -> Result<DesiredSchedule, Vec<String>> {
         }
     }
     match kind {
-        Some(kind) if errors.is_empty() => Ok(DesiredSchedule {
+        Some(kind) if errors.is_empty() => Ok(ScheduleConfig {
             kind,
             timezone,
             active,
@@ -781,9 +781,9 @@ fn json_f64(f: f64) -> Value {
     serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)
 }
 
-impl DesiredSchedule {
+impl ScheduleConfig {
     /// The timezone Prefect ends up with: cron keeps `None`, interval and rrule default to UTC.
-    pub fn effective_timezone(&self) -> Option<String> {
+    fn effective_timezone(&self) -> Option<String> {
         match self.kind {
             ScheduleKind::Cron { .. } => self.timezone.clone(),
             _ => Some(self.timezone.clone().unwrap_or_else(|| "UTC".to_string())),
@@ -814,143 +814,91 @@ impl DesiredSchedule {
         }
     }
 
-    /// One element of the create payload's `schedules` (all six keys, Prefect's order).
-    pub fn create_payload(&self, now: Timestamp) -> Value {
+    /// The schedule the server should have, as Prefect's client would create it at `now`.
+    pub fn desired(&self, now: Timestamp) -> DesiredSchedule {
+        let anchor_explicit = match &self.kind {
+            ScheduleKind::Interval { anchor_date, .. } => anchor_date.is_some(),
+            ScheduleKind::RRule { rrule } => rrule.to_ascii_uppercase().contains("DTSTART"),
+            ScheduleKind::Cron { .. } => true,
+        };
+        DesiredSchedule {
+            schedule: self.schedule_object(now),
+            anchor_explicit,
+            active: self.active.unwrap_or(true),
+            parameters: self.parameters.clone(),
+            slug: self.slug.clone(),
+        }
+    }
+}
+
+/// One schedule the server should have, in the API's shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredSchedule {
+    /// The `schedule` object as Prefect's create payload sends it
+    /// (`{"cron", "timezone", "day_or"}`, `{"interval", "anchor_date", "timezone"}` or `{"rrule", "timezone"}`).
+    pub schedule: Value,
+    /// False when the yaml did not write the schedule's start: an interval without `anchor_date`
+    /// or an rrule without `DTSTART`. Then any start on the server matches, so a re-run does not
+    /// reset it (Prefect resets an interval's anchor to "now" on every deploy).
+    pub anchor_explicit: bool,
+    pub active: bool,
+    pub parameters: Map<String, Value>,
+    pub slug: Option<String>,
+}
+
+impl DesiredSchedule {
+    /// A schedule as the server returns it (a DeploymentSchedule), to be put back as it is.
+    pub fn from_server(schedule: &Value) -> DesiredSchedule {
+        DesiredSchedule {
+            schedule: schedule.get("schedule").cloned().unwrap_or(Value::Null),
+            anchor_explicit: true,
+            active: schedule
+                .get("active")
+                .and_then(Value::as_bool)
+                .unwrap_or(true),
+            parameters: schedule
+                .get("parameters")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default(),
+            slug: schedule
+                .get("slug")
+                .and_then(Value::as_str)
+                .map(String::from),
+        }
+    }
+
+    /// The body of one schedule in `POST /deployments/` and `POST /deployments/{id}/schedules`.
+    pub fn create_body(&self) -> Value {
         json!({
-            "schedule": self.schedule_object(now),
-            "active": self.active.unwrap_or(true),
+            "schedule": self.schedule,
+            "active": self.active,
             "max_scheduled_runs": null,
             "parameters": self.parameters,
             "slug": self.slug,
-            "replaces": self.replaces,
         })
     }
 
-    /// One element of the update payload (`PATCH /deployments/{id}`): only the
-    /// fields the YAML set (Prefect's `exclude_unset`); an interval without an
-    /// anchor gets none, so the server uses its own "now".
-    pub fn patch_payload(&self, now: Timestamp) -> Value {
-        let mut schedule = Map::new();
-        match &self.kind {
-            ScheduleKind::Cron { cron, day_or } => {
-                schedule.insert("cron".into(), json!(cron));
-                if let Some(tz) = &self.timezone {
-                    schedule.insert("timezone".into(), json!(tz));
-                }
-                if let Some(d) = day_or {
-                    schedule.insert("day_or".into(), json!(d));
-                }
-            }
-            ScheduleKind::Interval {
-                seconds,
-                anchor_date,
-            } => {
-                schedule.insert("interval".into(), json_f64(*seconds));
-                if let Some(a) = anchor_date {
-                    schedule.insert("anchor_date".into(), json!(a.to_json_string()));
-                }
-                schedule.insert("timezone".into(), json!(self.effective_timezone()));
-            }
-            ScheduleKind::RRule { rrule } => {
-                schedule.insert(
-                    "rrule".into(),
-                    json!(normalize_rrule(rrule, self.timezone.as_deref(), now)),
-                );
-                schedule.insert("timezone".into(), json!(self.effective_timezone()));
-            }
+    /// The `PATCH /deployments/{id}/schedules/{sid}` body that makes a schedule equal this one.
+    /// A slug is only sent when there is one: a PATCH cannot clear it.
+    pub fn patch_body(&self) -> Value {
+        let mut body = json!({"schedule": self.schedule, "active": self.active, "parameters": self.parameters});
+        if let (Some(slug), Value::Object(map)) = (&self.slug, &mut body) {
+            map.insert("slug".into(), json!(slug));
         }
-        let mut out = Map::new();
-        out.insert("schedule".into(), Value::Object(schedule));
-        if let Some(a) = self.active {
-            out.insert("active".into(), json!(a));
-        }
-        if !self.parameters.is_empty() {
-            out.insert("parameters".into(), Value::Object(self.parameters.clone()));
-        }
-        if let Some(s) = &self.slug {
-            out.insert("slug".into(), json!(s));
-        }
-        if let Some(r) = &self.replaces {
-            out.insert("replaces".into(), json!(r));
-        }
-        Value::Object(out)
+        body
     }
+}
 
-    /// Does a schedule as the server returns it (an element of a deployment's
-    /// `schedules` with `schedule`, `active`, `parameters`, `slug`,
-    /// `max_scheduled_runs`; or just the inner `schedule` object) already say
-    /// what this desired schedule says? An interval without an explicit anchor
-    /// matches any anchor; an rrule without DTSTART matches the server's
-    /// injected DTSTART.
-    pub fn matches(&self, server: &Value) -> bool {
-        let Some(obj) = server.as_object() else {
-            return false;
-        };
-        let Some(inner) = obj.get("schedule") else {
-            return self.schedule_matches(server);
-        };
-        self.schedule_matches(inner)
-            && obj.get("active").and_then(Value::as_bool) == Some(self.active.unwrap_or(true))
-            && obj.get("parameters").cloned().unwrap_or_else(|| json!({}))
-                == Value::Object(self.parameters.clone())
-            && obj.get("slug").and_then(Value::as_str) == self.slug.as_deref()
-            && obj.get("max_scheduled_runs").map_or(true, Value::is_null)
-    }
-
-    fn schedule_matches(&self, s: &Value) -> bool {
-        let tz = s
-            .get("timezone")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        if tz != self.effective_timezone() {
-            return false;
-        }
-        match &self.kind {
-            ScheduleKind::Cron { cron, day_or } => {
-                s.get("cron").and_then(Value::as_str) == Some(cron.as_str())
-                    && s.get("day_or").and_then(Value::as_bool).unwrap_or(true)
-                        == day_or.unwrap_or(true)
-            }
-            ScheduleKind::Interval {
-                seconds,
-                anchor_date,
-            } => {
-                let Some(server_seconds) = s.get("interval").and_then(Value::as_f64) else {
-                    return false;
-                };
-                if (server_seconds - seconds).abs() > 1e-6 {
-                    return false;
-                }
-                match anchor_date {
-                    None => true,
-                    Some(a) => {
-                        s.get("anchor_date")
-                            .and_then(Value::as_str)
-                            .and_then(|t| AnchorDate::parse(t).ok())
-                            .and_then(|server_anchor| server_anchor.instant())
-                            == a.instant()
-                    }
-                }
-            }
-            ScheduleKind::RRule { rrule } => {
-                let Some(server_rrule) = s.get("rrule").and_then(Value::as_str) else {
-                    return false;
-                };
-                if server_rrule == rrule {
-                    return true;
-                }
-                if rrule.to_ascii_uppercase().contains("DTSTART") {
-                    return false;
-                }
-                match server_rrule.split_once('\n') {
-                    Some((first, rest)) if first.to_ascii_uppercase().starts_with("DTSTART") => {
-                        rest == rrule
-                    }
-                    _ => false,
-                }
-            }
-        }
-    }
+/// A server schedule (a DeploymentSchedule) as a create body that puts it back as it was,
+/// `max_scheduled_runs` included (yaml schedules never set it).
+pub fn recreate_body(server: &Value) -> Value {
+    let mut body = DesiredSchedule::from_server(server).create_body();
+    body["max_scheduled_runs"] = server
+        .get("max_scheduled_runs")
+        .cloned()
+        .unwrap_or(Value::Null);
+    body
 }
 
 #[cfg(test)]
@@ -961,7 +909,7 @@ mod tests {
         "2026-11-27T04:28:17.634485Z".parse().unwrap()
     }
 
-    fn ok(v: Value) -> DesiredSchedule {
+    fn ok(v: Value) -> ScheduleConfig {
         parse_schedule(&v).unwrap_or_else(|e| panic!("{v}: {e:?}"))
     }
 
@@ -1024,37 +972,64 @@ mod tests {
     }
 
     #[test]
-    fn full_create_and_patch_elements() {
+    fn create_and_patch_bodies() {
         let s = ok(
             json!({"cron": "0 0 * * *", "active": false, "parameters": {"n": 2}, "slug": "five-min"}),
+        )
+        .desired(now());
+        assert_eq!(
+            serde_json::to_string(&s.create_body()).unwrap(),
+            r#"{"schedule":{"cron":"0 0 * * *","timezone":null,"day_or":true},"active":false,"max_scheduled_runs":null,"parameters":{"n":2},"slug":"five-min"}"#
         );
         assert_eq!(
-            serde_json::to_string(&s.create_payload(now())).unwrap(),
-            r#"{"schedule":{"cron":"0 0 * * *","timezone":null,"day_or":true},"active":false,"max_scheduled_runs":null,"parameters":{"n":2},"slug":"five-min","replaces":null}"#
+            serde_json::to_string(&s.patch_body()).unwrap(),
+            r#"{"schedule":{"cron":"0 0 * * *","timezone":null,"day_or":true},"active":false,"parameters":{"n":2},"slug":"five-min"}"#
         );
-        let s = ok(
-            json!({"cron": "*/10 * * * *", "day_or": false, "active": false, "parameters": {"n": 2}, "slug": "five-min"}),
+        // Without a slug none is sent on PATCH (a PATCH cannot clear one); active by default.
+        let s = ok(json!({"interval": 600})).desired(now());
+        assert_eq!(
+            s.patch_body(),
+            json!({"schedule": {"interval": 600.0, "anchor_date": "2026-11-27T04:28:17.634485Z", "timezone": "UTC"}, "active": true, "parameters": {}})
+        );
+    }
+
+    #[test]
+    fn anchors_the_yaml_does_not_write_are_not_owned() {
+        for (item, explicit) in [
+            (json!({"cron": "0 0 * * *"}), true),
+            (json!({"interval": 600}), false),
+            (
+                json!({"interval": 600, "anchor_date": "2026-01-01T00:00:00Z"}),
+                true,
+            ),
+            (json!({"rrule": "FREQ=DAILY"}), false),
+            (
+                json!({"rrule": "DTSTART:20250101T000000\nFREQ=DAILY"}),
+                true,
+            ),
+        ] {
+            assert_eq!(
+                ok(item.clone()).desired(now()).anchor_explicit,
+                explicit,
+                "{item}"
+            );
+        }
+    }
+
+    #[test]
+    fn server_schedules_are_put_back_as_they_were() {
+        let server = json!({"id": "s1", "created": "2026-01-01T00:00:00Z",
+            "schedule": {"cron": "0 0 * * *", "timezone": "UTC", "day_or": true},
+            "active": false, "max_scheduled_runs": 5, "parameters": {"n": 1}, "slug": null});
+        let d = DesiredSchedule::from_server(&server);
+        assert!(d.anchor_explicit && !d.active && d.slug.is_none());
+        assert_eq!(
+            serde_json::to_string(&recreate_body(&server)).unwrap(),
+            r#"{"schedule":{"cron":"0 0 * * *","timezone":"UTC","day_or":true},"active":false,"max_scheduled_runs":5,"parameters":{"n":1},"slug":null}"#
         );
         assert_eq!(
-            s.patch_payload(now()),
-            json!({"schedule":{"cron":"*/10 * * * *","day_or":false},"active":false,"parameters":{"n":2},"slug":"five-min"})
-        );
-        let s = ok(
-            json!({"interval": 3600, "anchor_date": "2026-01-01T00:00:00Z", "timezone": "Europe/Berlin", "slug": "hourly"}),
-        );
-        assert_eq!(
-            s.patch_payload(now()),
-            json!({"schedule":{"interval":3600.0,"anchor_date":"2026-01-01T00:00:00Z","timezone":"Europe/Berlin"},"slug":"hourly"})
-        );
-        let s = ok(json!({"interval": 600}));
-        assert_eq!(
-            s.patch_payload(now()),
-            json!({"schedule": {"interval": 600.0, "timezone": "UTC"}})
-        );
-        let s = ok(json!({"cron": "0 0 * * *", "slug": "new", "replaces": "old"}));
-        assert_eq!(
-            s.patch_payload(now()),
-            json!({"schedule": {"cron": "0 0 * * *"}, "slug": "new", "replaces": "old"})
+            recreate_body(&json!({"schedule": {"interval": 60.0}})),
+            json!({"schedule": {"interval": 60.0}, "active": true, "max_scheduled_runs": null, "parameters": {}, "slug": null})
         );
     }
 
@@ -1273,51 +1248,5 @@ mod tests {
         ] {
             assert_eq!(validate_timezone(tz), Ok(()), "{tz}");
         }
-    }
-
-    // Shapes below are what a Prefect 3.9.1 server returned from GET /deployments/{id}
-    // for the corresponding create payloads (see the module docs).
-    #[test]
-    fn matches_server_shapes() {
-        let server = |schedule: Value| json!({"schedule": schedule, "active": true, "max_scheduled_runs": null, "parameters": {}, "slug": null});
-        let s = ok(json!({"interval": 600}));
-        assert!(s.matches(&server(json!({"interval": 600.0, "anchor_date": "2026-11-27T04:30:28.515295Z", "timezone": "UTC"}))));
-        assert!(!s.matches(&server(json!({"interval": 601.0, "anchor_date": "2026-11-27T04:30:28.515295Z", "timezone": "UTC"}))));
-        let s = ok(json!({"interval": 600.5, "anchor_date": "2026-01-01T08:00:00Z"}));
-        assert!(s.matches(&server(json!({"interval": 600.5, "anchor_date": "2026-01-01T10:00:00+02:00", "timezone": "UTC"}))));
-        assert!(!s.matches(&server(
-            json!({"interval": 600.5, "anchor_date": "2026-01-01T10:00:00Z", "timezone": "UTC"})
-        )));
-        let s = ok(json!({"cron": "*/5 * * * *", "day_or": false}));
-        assert!(s.matches(&server(
-            json!({"cron": "*/5 * * * *", "timezone": null, "day_or": false})
-        )));
-        assert!(!s.matches(&server(
-            json!({"cron": "*/5 * * * *", "timezone": "UTC", "day_or": false})
-        )));
-        assert!(!s.matches(&server(
-            json!({"cron": "*/5 * * * *", "timezone": null, "day_or": true})
-        )));
-        let s = ok(json!({"rrule": "FREQ=MINUTELY;INTERVAL=7", "timezone": "Europe/Berlin"}));
-        assert!(s.matches(&server(json!({"rrule": "DTSTART:20261127T052600\nFREQ=MINUTELY;INTERVAL=7", "timezone": "Europe/Berlin"}))));
-        let s = ok(json!({"rrule": "FREQ=WEEKLY;BYDAY=MO,WE"}));
-        assert!(s.matches(&server(
-            json!({"rrule": "DTSTART:20200101T000000\nFREQ=WEEKLY;BYDAY=MO,WE", "timezone": "UTC"})
-        )));
-        assert!(!s.matches(&server(
-            json!({"rrule": "DTSTART:20200101T000000\nFREQ=WEEKLY;BYDAY=MO", "timezone": "UTC"})
-        )));
-        let s =
-            ok(json!({"cron": "0 0 * * *", "active": false, "parameters": {"n": 2}, "slug": "s1"}));
-        let full = json!({"schedule": {"cron": "0 0 * * *", "timezone": null, "day_or": true}, "active": false, "max_scheduled_runs": null, "parameters": {"n": 2}, "slug": "s1"});
-        assert!(s.matches(&full));
-        let mut changed = full.clone();
-        changed["parameters"] = json!({"n": 3});
-        assert!(!s.matches(&changed));
-        let mut changed = full.clone();
-        changed["active"] = json!(true);
-        assert!(!s.matches(&changed));
-        // The inner object alone is compared on the schedule only.
-        assert!(s.matches(&json!({"cron": "0 0 * * *", "timezone": null, "day_or": true})));
     }
 }

@@ -412,7 +412,7 @@ fn write_schedule_op(
             client.create_schedule(deployment_id, desired.create_body())
         }
         ScheduleOp::Update { id, desired, .. } => {
-            client.update_schedule(deployment_id, id, &plan::schedule_patch_body(desired))
+            client.update_schedule(deployment_id, id, &desired.patch_body())
         }
         ScheduleOp::Delete { id, .. } => client.delete_schedule(deployment_id, id),
     }
@@ -683,20 +683,7 @@ fn restore_schedules(
     snapshot: &[Value],
 ) -> Result<usize, ApiError> {
     let current = client.read_deployment_schedules(id)?;
-    let wanted: Vec<DesiredSchedule> = snapshot
-        .iter()
-        .map(|s| DesiredSchedule {
-            schedule: s.get("schedule").cloned().unwrap_or(Value::Null),
-            anchor_explicit: true,
-            active: s.get("active").and_then(Value::as_bool).unwrap_or(true),
-            parameters: s
-                .get("parameters")
-                .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default(),
-            slug: s.get("slug").and_then(Value::as_str).map(String::from),
-        })
-        .collect();
+    let wanted: Vec<DesiredSchedule> = snapshot.iter().map(DesiredSchedule::from_server).collect();
     let ops = plan::reconcile_schedules(&wanted, &current);
     let recreated = ops
         .iter()

@@ -8,6 +8,7 @@ use serde_json::{json, Map, Value};
 
 use crate::prefect::flow;
 use crate::prefect::prefect_yaml;
+pub use crate::prefect::schedule::DesiredSchedule;
 
 /// Where a deployment is declared, for error messages and the plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,34 +41,6 @@ pub const OWNED_FIELDS: &[&str] = &[
     "pull_steps",
     "enforce_parameter_schema",
 ];
-
-/// One schedule as the yaml states it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DesiredSchedule {
-    /// The `schedule` object as Prefect's create payload sends it
-    /// (`{"cron", "timezone", "day_or"}`, `{"interval", "anchor_date", "timezone"}` or `{"rrule", "timezone"}`).
-    pub schedule: Value,
-    /// False when the yaml did not write the schedule's start: an interval without `anchor_date`
-    /// or an rrule without `DTSTART`. Then any start on the server matches, so a re-run does not
-    /// reset it (Prefect resets an interval's anchor to "now" on every deploy).
-    pub anchor_explicit: bool,
-    pub active: bool,
-    pub parameters: Map<String, Value>,
-    pub slug: Option<String>,
-}
-
-impl DesiredSchedule {
-    /// The body of one schedule in `POST /deployments/` and `POST /deployments/{id}/schedules`.
-    pub fn create_body(&self) -> Value {
-        json!({
-            "schedule": self.schedule,
-            "active": self.active,
-            "max_scheduled_runs": null,
-            "parameters": self.parameters,
-            "slug": self.slug,
-        })
-    }
-}
 
 /// A field and the value the server gives it when a create leaves it out.
 type ServerDefault = (&'static str, fn() -> Value);
@@ -584,7 +557,7 @@ pub(crate) fn from_resolved(
     }
     let schedules = resolved
         .schedules
-        .map(|list| list.iter().map(|s| desired_schedule(s, *now)).collect());
+        .map(|list| list.iter().map(|s| s.desired(*now)).collect());
     let triggers = has_triggers.then(|| resolved.triggers.iter().map(trigger_automation).collect());
     let name = registered_name(&resolved.name);
     if name != resolved.name {
@@ -611,28 +584,6 @@ pub fn registered_name(name: &str) -> String {
     match name.strip_suffix(".py") {
         Some(stem) if !stem.is_empty() => stem.to_string(),
         _ => name.to_string(),
-    }
-}
-
-fn desired_schedule(
-    s: &crate::prefect::schedule::DesiredSchedule,
-    now: jiff::Timestamp,
-) -> DesiredSchedule {
-    let anchor_explicit = match &s.kind {
-        crate::prefect::schedule::ScheduleKind::Interval { anchor_date, .. } => {
-            anchor_date.is_some()
-        }
-        crate::prefect::schedule::ScheduleKind::RRule { rrule } => {
-            rrule.to_ascii_uppercase().contains("DTSTART")
-        }
-        crate::prefect::schedule::ScheduleKind::Cron { .. } => true,
-    };
-    DesiredSchedule {
-        schedule: s.schedule_object(now),
-        anchor_explicit,
-        active: s.active.unwrap_or(true),
-        parameters: s.parameters.clone(),
-        slug: s.slug.clone(),
     }
 }
 
@@ -751,6 +702,95 @@ pub(crate) mod tests {
         );
         assert_eq!(GitVersion::select(&found, Some("vcs:git")), None);
         assert_eq!(GitVersion::select(&found, Some("prefect:simple")), None);
+    }
+
+    // Server shapes: what a Prefect 3.9.1 server returned from GET /deployments/{id} for the
+    // schedules the yaml items below create.
+    #[test]
+    fn yaml_schedules_match_the_server_shapes_they_create() {
+        let now: jiff::Timestamp = "2026-11-27T04:28:17.634485Z".parse().unwrap();
+        let want = |item: Value| {
+            crate::prefect::schedule::parse_schedule(&item)
+                .unwrap_or_else(|e| panic!("{item}: {e:?}"))
+                .desired(now)
+        };
+        let server = |schedule: Value| json!({"schedule": schedule, "active": true, "max_scheduled_runs": null, "parameters": {}, "slug": null});
+        // Equivalent: the plan keeps the server's schedule as it is (no write).
+        let same = |s: &DesiredSchedule, have: &Value| {
+            let mut have = have.clone();
+            have["id"] = json!("s1");
+            crate::sync::plan::reconcile_schedules(std::slice::from_ref(s), &[have]).is_empty()
+        };
+        let s = want(json!({"interval": 600}));
+        assert!(same(
+            &s,
+            &server(
+                json!({"interval": 600.0, "anchor_date": "2026-11-27T04:30:28.515295Z", "timezone": "UTC"})
+            )
+        ));
+        assert!(!same(
+            &s,
+            &server(
+                json!({"interval": 601.0, "anchor_date": "2026-11-27T04:30:28.515295Z", "timezone": "UTC"})
+            )
+        ));
+        let s = want(json!({"interval": 600.5, "anchor_date": "2026-01-01T08:00:00Z"}));
+        assert!(same(
+            &s,
+            &server(
+                json!({"interval": 600.5, "anchor_date": "2026-01-01T10:00:00+02:00", "timezone": "UTC"})
+            )
+        ));
+        assert!(!same(
+            &s,
+            &server(
+                json!({"interval": 600.5, "anchor_date": "2026-01-01T10:00:00Z", "timezone": "UTC"})
+            )
+        ));
+        let s = want(json!({"cron": "*/5 * * * *", "day_or": false}));
+        assert!(same(
+            &s,
+            &server(json!({"cron": "*/5 * * * *", "timezone": null, "day_or": false}))
+        ));
+        assert!(!same(
+            &s,
+            &server(json!({"cron": "*/5 * * * *", "timezone": "UTC", "day_or": false}))
+        ));
+        assert!(!same(
+            &s,
+            &server(json!({"cron": "*/5 * * * *", "timezone": null, "day_or": true}))
+        ));
+        let s = want(json!({"rrule": "FREQ=MINUTELY;INTERVAL=7", "timezone": "Europe/Berlin"}));
+        assert!(same(
+            &s,
+            &server(
+                json!({"rrule": "DTSTART:20261127T052600\nFREQ=MINUTELY;INTERVAL=7", "timezone": "Europe/Berlin"})
+            )
+        ));
+        let s = want(json!({"rrule": "FREQ=WEEKLY;BYDAY=MO,WE"}));
+        assert!(same(
+            &s,
+            &server(
+                json!({"rrule": "DTSTART:20200101T000000\nFREQ=WEEKLY;BYDAY=MO,WE", "timezone": "UTC"})
+            )
+        ));
+        assert!(!same(
+            &s,
+            &server(
+                json!({"rrule": "DTSTART:20200101T000000\nFREQ=WEEKLY;BYDAY=MO", "timezone": "UTC"})
+            )
+        ));
+        let s = want(
+            json!({"cron": "0 0 * * *", "active": false, "parameters": {"n": 2}, "slug": "s1"}),
+        );
+        let full = json!({"schedule": {"cron": "0 0 * * *", "timezone": null, "day_or": true}, "active": false, "max_scheduled_runs": null, "parameters": {"n": 2}, "slug": "s1"});
+        assert!(same(&s, &full));
+        let mut changed = full.clone();
+        changed["parameters"] = json!({"n": 3});
+        assert!(!same(&s, &changed));
+        let mut changed = full.clone();
+        changed["active"] = json!(true);
+        assert!(!same(&s, &changed));
     }
 
     #[test]

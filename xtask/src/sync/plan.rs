@@ -12,6 +12,7 @@ use anyhow::{bail, Result};
 use serde_json::{json, Map, Value};
 
 use crate::prefect::json::python_eq;
+use crate::prefect::schedule;
 use crate::sync::desired::{DesiredDeployment, DesiredSchedule, DesiredState, Ownership};
 
 /// Bumped when the JSON document (docs/register-flows-json.md) changes incompatibly.
@@ -566,7 +567,7 @@ pub fn recreate_body(raw: &Value) -> Value {
     let schedules: Vec<Value> = raw
         .get("schedules")
         .and_then(Value::as_array)
-        .map(|list| list.iter().map(schedule_create_body_from_server).collect())
+        .map(|list| list.iter().map(schedule::recreate_body).collect())
         .unwrap_or_default();
     let labels: Map<String, Value> = raw
         .get("labels")
@@ -600,26 +601,6 @@ pub fn recreate_body(raw: &Value) -> Value {
         "job_variables": raw.get("job_variables").cloned().unwrap_or(json!({})),
         "version": get("version"),
     })
-}
-
-/// A server schedule as a `POST /deployments/{id}/schedules` element (rollback of a delete).
-fn schedule_create_body_from_server(schedule: &Value) -> Value {
-    json!({
-        "schedule": schedule.get("schedule").cloned().unwrap_or(Value::Null),
-        "active": schedule.get("active").cloned().unwrap_or(json!(true)),
-        "max_scheduled_runs": schedule.get("max_scheduled_runs").cloned().unwrap_or(Value::Null),
-        "parameters": schedule.get("parameters").cloned().unwrap_or(json!({})),
-        "slug": schedule.get("slug").cloned().unwrap_or(Value::Null),
-    })
-}
-
-/// The `PATCH /deployments/{id}/schedules/{sid}` body that makes a schedule equal `desired`.
-pub fn schedule_patch_body(desired: &DesiredSchedule) -> Value {
-    let mut body = json!({"schedule": desired.schedule, "active": desired.active, "parameters": desired.parameters});
-    if let (Some(slug), Value::Object(map)) = (&desired.slug, &mut body) {
-        map.insert("slug".into(), json!(slug));
-    }
-    body
 }
 
 /// The writes that leave the server with exactly `desired`'s schedules, keeping every schedule
