@@ -63,6 +63,14 @@ const DEPLOYMENT_KEYS: &[&str] = &[
     "triggers",
     "sla",
 ];
+/// Deployment fields Prefect's model types as optional strings.
+const STRING_FIELDS: [&str; 5] = [
+    "version",
+    "version_type",
+    "description",
+    "flow_name",
+    "entrypoint",
+];
 const WORK_POOL_KEYS: &[&str] = &["name", "work_queue_name", "job_variables"];
 const CONCURRENCY_KEYS: &[&str] = &["limit", "collision_strategy", "grace_period_seconds"];
 /// `RunnerDeployment.version_type` values.
@@ -546,204 +554,161 @@ fn record_lines(node: &Node, path: &str, out: &mut BTreeMap<String, (usize, usiz
     }
 }
 
+// ------------------------------------------------------------------------------- field rules
+//
+// Each field's rule lives in one function below. Pass 1 applies it to the YAML node (Prefect's
+// pydantic model checks the file before templating); pass 2 applies it again only where
+// templating can change a value's type: a placeholder that is the whole string takes its
+// value's JSON type (a variable may hold a number, a step output a list).
+
+/// A value's type as the field rules see it: a YAML node (pass 1) or templated JSON (pass 2).
+#[derive(Debug, Clone, Copy)]
+enum Found<'a> {
+    Null,
+    Bool,
+    Int(i64),
+    BigInt,
+    Float,
+    Str(&'a str),
+    Timestamp,
+    List,
+    Map,
+}
+
+impl<'a> Found<'a> {
+    fn of_node(node: &'a Node) -> Found<'a> {
+        match &node.value {
+            NodeValue::Null => Found::Null,
+            NodeValue::Bool(_) => Found::Bool,
+            NodeValue::Int(i) => Found::Int(*i),
+            NodeValue::BigInt(_) => Found::BigInt,
+            NodeValue::Float(_) => Found::Float,
+            NodeValue::Str(s) => Found::Str(s),
+            NodeValue::Timestamp(_) => Found::Timestamp,
+            NodeValue::Seq(_) => Found::List,
+            NodeValue::Map(_) => Found::Map,
+        }
+    }
+
+    fn of_json(value: &'a Value) -> Found<'a> {
+        match value {
+            Value::Null => Found::Null,
+            Value::Bool(_) => Found::Bool,
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => Found::Int(i),
+                None if n.is_f64() => Found::Float,
+                None => Found::BigInt,
+            },
+            Value::String(s) => Found::Str(s),
+            Value::Array(_) => Found::List,
+            Value::Object(_) => Found::Map,
+        }
+    }
+
+    /// Worded like [`Node::kind_name`].
+    fn kind_name(self) -> &'static str {
+        match self {
+            Found::Null => "null",
+            Found::Bool => "a boolean",
+            Found::Int(_) | Found::BigInt => "an integer",
+            Found::Float => "a number",
+            Found::Str(_) => "a string",
+            Found::Timestamp => "a date/time",
+            Found::List => "a list",
+            Found::Map => "a mapping",
+        }
+    }
+}
+
+/// A string or nothing. `quote_hint`: the value is a YAML literal, where a number is most
+/// likely an unquoted version such as `1.10`.
+fn string_problem(key: &str, found: Found, quote_hint: bool) -> Option<String> {
+    match found {
+        Found::Null | Found::Str(_) => None,
+        Found::Int(_) | Found::Float if quote_hint => Some(format!(
+            "`{key}` must be a string, got {} (YAML reads `{key}: 1.10` as the number 1.1; quote it: {key}: \"...\")",
+            found.kind_name()
+        )),
+        _ => Some(format!("`{key}` must be a string, got {}", found.kind_name())),
+    }
+}
+
+/// pydantic's lax bool, or nothing.
+fn bool_problem(key: &str, found: Found) -> Option<String> {
+    let ok = match found {
+        Found::Null | Found::Bool => true,
+        Found::Int(i) => i == 0 || i == 1,
+        Found::Str(s) => pydantic_bool_str(s).is_some(),
+        _ => false,
+    };
+    (!ok).then(|| format!("`{key}` must be true or false, got {}", found.kind_name()))
+}
+
+/// `tags`: a list or nothing; a string only while a placeholder may still make it a list.
+fn tags_problem(found: Found, pending: bool) -> Option<String> {
+    match found {
+        Found::Null | Found::List => None,
+        Found::Str(_) if pending => None,
+        _ => Some(format!(
+            "`tags` must be a list of strings, got {}",
+            found.kind_name()
+        )),
+    }
+}
+
+/// One element of `tags`: any scalar (Prefect sends its `str()`), not a collection or null.
+fn tag_problem(found: Found) -> Option<String> {
+    match found {
+        Found::List | Found::Map => Some(format!(
+            "each tag must be a string, got {} (an alias to a list inside `tags`?)",
+            found.kind_name()
+        )),
+        Found::Null => Some("each tag must be a string, got null".to_string()),
+        _ => None,
+    }
+}
+
+/// One of the server's strategies, or nothing; a string with a placeholder is checked once templated.
+fn collision_strategy_problem(found: Found, pending: bool) -> Option<String> {
+    match found {
+        Found::Null => None,
+        Found::Str(s) if pending || COLLISION_STRATEGIES.contains(&s) => None,
+        _ => Some(format!(
+            "`concurrency_limit.collision_strategy` must be one of {}",
+            COLLISION_STRATEGIES.join(", ")
+        )),
+    }
+}
+
+fn version_type_problem(version_type: &str) -> Option<String> {
+    (!VERSION_TYPES.contains(&version_type)).then(|| {
+        format!(
+            "unknown version_type {version_type:?}; expected one of {}",
+            VERSION_TYPES.join(", ")
+        )
+    })
+}
+
 fn has_placeholders(node: &Node) -> bool {
     !template::placeholders(&node.to_json()).is_empty()
 }
 
+// ------------------------------------------------------------------------------- pass 1
+
 /// pydantic-equivalent type checks of one deployment (pass 1), plus the
 /// semantic checks of pass 2 for values that contain no placeholders.
+/// Errors about a whole field point at its key: an empty value has no position of its own.
 fn check_fields(item: &Node, dep: Option<&str>, report: &mut Report) {
-    // Errors about a whole field point at its key: an empty value has no position of its own.
-    let field = |key: &str| item.entry(key);
-    let str_or_null = |key: &str, report: &mut Report| {
-        if let Some((n, v)) = field(key) {
-            match &v.value {
-                NodeValue::Null | NodeValue::Str(_) => {}
-                NodeValue::Float(_) | NodeValue::Int(_) => report.error(
-                    n,
-                    dep,
-                    format!(
-                        "`{key}` must be a string, got {} (YAML reads `{key}: 1.10` as the number 1.1; quote it: {key}: \"...\")",
-                        v.kind_name()
-                    ),
-                ),
-                _ => report.error(n, dep, format!("`{key}` must be a string, got {}", v.kind_name())),
-            }
-        }
-    };
-    for key in [
-        "version",
-        "version_type",
-        "description",
-        "flow_name",
-        "entrypoint",
-    ] {
-        str_or_null(key, report);
-    }
-    let bool_or_null = |key: &str, report: &mut Report| {
-        if let Some((n, v)) = field(key) {
-            let ok = match &v.value {
-                NodeValue::Null | NodeValue::Bool(_) => true,
-                NodeValue::Int(i) => *i == 0 || *i == 1,
-                NodeValue::Str(s) => pydantic_bool_str(s).is_some(),
-                _ => false,
-            };
-            if !ok {
-                report.error(
-                    n,
-                    dep,
-                    format!("`{key}` must be true or false, got {}", v.kind_name()),
-                );
-            }
-        }
-    };
-    bool_or_null("paused", report);
-    bool_or_null("enforce_parameter_schema", report);
-
-    if let Some((key_node, n)) = field("tags") {
-        match &n.value {
-            NodeValue::Null | NodeValue::Str(_) => {}
-            NodeValue::Seq(items) => {
-                for t in items {
-                    if matches!(t.value, NodeValue::Seq(_) | NodeValue::Map(_)) {
-                        report.error(t, dep, format!("each tag must be a string, got {} (an alias to a list inside `tags`?)", t.kind_name()));
-                    }
-                }
-            }
-            _ => report.error(
-                key_node,
-                dep,
-                format!("`tags` must be a list of strings, got {}", n.kind_name()),
-            ),
-        }
-    }
-    if let Some((k, n)) = field("parameters") {
-        if !matches!(n.value, NodeValue::Map(_)) {
-            report.error(k, dep, format!("`parameters` must be a mapping, got {} (remove the key or write `parameters: {{}}`)", n.kind_name()));
-        } else if let NodeValue::Map(pairs) = &n.value {
-            for (k, _) in pairs {
-                if !matches!(k.value, NodeValue::Str(_)) {
-                    report.error(
-                        k,
-                        dep,
-                        format!("parameter names must be strings, got {}", k.kind_name()),
-                    );
-                }
-            }
-        }
-    }
-    if let Some((key_node, n)) = field("work_pool") {
-        match &n.value {
-            NodeValue::Null => {}
-            NodeValue::Map(pairs) => {
-                for (k, v) in pairs {
-                    let key = k.key_string();
-                    if !WORK_POOL_KEYS.contains(&key.as_str()) {
-                        report.warn(k, dep, format!("unknown work_pool key `{key}` is ignored (Prefect drops it silently)"));
-                    } else if key == "job_variables" {
-                        if !matches!(v.value, NodeValue::Map(_)) {
-                            report.error(
-                                v,
-                                dep,
-                                format!(
-                                    "`work_pool.job_variables` must be a mapping, got {}",
-                                    v.kind_name()
-                                ),
-                            );
-                        }
-                    } else if !matches!(v.value, NodeValue::Null | NodeValue::Str(_)) {
-                        report.error(
-                            v,
-                            dep,
-                            format!("`work_pool.{key}` must be a string, got {}", v.kind_name()),
-                        );
-                    }
-                }
-            }
-            _ => report.error(
-                key_node,
-                dep,
-                format!("`work_pool` must be a mapping, got {}", n.kind_name()),
-            ),
-        }
-    }
-    if let Some((key_node, n)) = field("concurrency_limit") {
-        match &n.value {
-            NodeValue::Null | NodeValue::Int(_) => {}
-            NodeValue::Map(pairs) => {
-                for (k, v) in pairs {
-                    let key = k.key_string();
-                    match key.as_str() {
-                        "limit" | "grace_period_seconds"
-                            if !matches!(v.value, NodeValue::Null | NodeValue::Int(_)) =>
-                        {
-                            report.error(
-                                v,
-                                dep,
-                                format!(
-                                    "`concurrency_limit.{key}` must be an integer, got {}",
-                                    v.kind_name()
-                                ),
-                            )
-                        }
-                        "collision_strategy" => match &v.value {
-                            NodeValue::Null => {}
-                            NodeValue::Str(s)
-                                if has_placeholders(v)
-                                    || COLLISION_STRATEGIES.contains(&s.as_str()) => {}
-                            _ => report.error(
-                                v,
-                                dep,
-                                format!(
-                                    "`concurrency_limit.collision_strategy` must be one of {}",
-                                    COLLISION_STRATEGIES.join(", ")
-                                ),
-                            ),
-                        },
-                        k2 if !CONCURRENCY_KEYS.contains(&k2) => report.warn(
-                            k,
-                            dep,
-                            format!("unknown concurrency_limit key `{key}` is ignored"),
-                        ),
-                        _ => {}
-                    }
-                }
-            }
-            _ => report.error(
-                key_node,
-                dep,
-                format!(
-                    "`concurrency_limit` must be an integer or a mapping with `limit`, got {}",
-                    n.kind_name()
-                ),
-            ),
-        }
-    }
+    check_scalars(item, dep, report);
+    check_tags(item, dep, report);
+    check_parameters(item, dep, report);
+    check_work_pool(item, dep, report);
+    check_concurrency_limit(item, dep, report);
     for key in ["build", "push", "pull"] {
         steps_field(item.get(key), key, dep, report);
     }
-    if let Some((key_node, n)) = field("triggers") {
-        match &n.value {
-            NodeValue::Null => {}
-            NodeValue::Seq(items) => {
-                for t in items {
-                    if !matches!(t.value, NodeValue::Map(_)) {
-                        report.error(
-                            t,
-                            dep,
-                            format!("each trigger must be a mapping, got {}", t.kind_name()),
-                        );
-                    }
-                }
-            }
-            _ => report.error(
-                key_node,
-                dep,
-                format!("`triggers` must be a list, got {}", n.kind_name()),
-            ),
-        }
-    }
-    if let Some((k, n)) = field("sla") {
+    check_triggers(item, dep, report);
+    if let Some((k, n)) = item.entry("sla") {
         if !n.is_null() {
             report.error(
                 k,
@@ -752,10 +717,191 @@ fn check_fields(item: &Node, dep: Option<&str>, report: &mut Report) {
             );
         }
     }
-    // Schedules.
-    let legacy = item.get("schedule");
+    check_schedules(item, dep, report);
+    if let Some(n) = item.get("version_type") {
+        if let (Some(vt), false) = (n.as_str(), has_placeholders(n)) {
+            if let Some(problem) = version_type_problem(vt) {
+                report.error(n, dep, problem);
+            }
+        }
+    }
+}
+
+fn check_scalars(item: &Node, dep: Option<&str>, report: &mut Report) {
+    for key in STRING_FIELDS {
+        if let Some((k, v)) = item.entry(key) {
+            if let Some(problem) = string_problem(key, Found::of_node(v), true) {
+                report.error(k, dep, problem);
+            }
+        }
+    }
+    for key in ["paused", "enforce_parameter_schema"] {
+        if let Some((k, v)) = item.entry(key) {
+            if let Some(problem) = bool_problem(key, Found::of_node(v)) {
+                report.error(k, dep, problem);
+            }
+        }
+    }
+}
+
+fn check_tags(item: &Node, dep: Option<&str>, report: &mut Report) {
+    let Some((k, n)) = item.entry("tags") else {
+        return;
+    };
+    if let Some(problem) = tags_problem(Found::of_node(n), has_placeholders(n)) {
+        report.error(k, dep, problem);
+    }
+    if let NodeValue::Seq(items) = &n.value {
+        for t in items {
+            if let Some(problem) = tag_problem(Found::of_node(t)) {
+                report.error(t, dep, problem);
+            }
+        }
+    }
+}
+
+fn check_parameters(item: &Node, dep: Option<&str>, report: &mut Report) {
+    let Some((k, n)) = item.entry("parameters") else {
+        return;
+    };
+    let NodeValue::Map(pairs) = &n.value else {
+        report.error(k, dep, format!("`parameters` must be a mapping, got {} (remove the key or write `parameters: {{}}`)", n.kind_name()));
+        return;
+    };
+    for (name, _) in pairs {
+        if !matches!(name.value, NodeValue::Str(_)) {
+            report.error(
+                name,
+                dep,
+                format!("parameter names must be strings, got {}", name.kind_name()),
+            );
+        }
+    }
+}
+
+fn check_work_pool(item: &Node, dep: Option<&str>, report: &mut Report) {
+    let Some((key_node, n)) = item.entry("work_pool") else {
+        return;
+    };
+    let pairs = match &n.value {
+        NodeValue::Null => return,
+        NodeValue::Map(pairs) => pairs,
+        _ => {
+            report.error(
+                key_node,
+                dep,
+                format!("`work_pool` must be a mapping, got {}", n.kind_name()),
+            );
+            return;
+        }
+    };
+    for (k, v) in pairs {
+        let key = k.key_string();
+        if !WORK_POOL_KEYS.contains(&key.as_str()) {
+            report.warn(
+                k,
+                dep,
+                format!("unknown work_pool key `{key}` is ignored (Prefect drops it silently)"),
+            );
+        } else if key == "job_variables" {
+            if !matches!(v.value, NodeValue::Map(_)) {
+                report.error(
+                    v,
+                    dep,
+                    format!(
+                        "`work_pool.job_variables` must be a mapping, got {}",
+                        v.kind_name()
+                    ),
+                );
+            }
+        } else if let Some(problem) =
+            string_problem(&format!("work_pool.{key}"), Found::of_node(v), false)
+        {
+            report.error(v, dep, problem);
+        }
+    }
+}
+
+fn check_concurrency_limit(item: &Node, dep: Option<&str>, report: &mut Report) {
+    let Some((key_node, n)) = item.entry("concurrency_limit") else {
+        return;
+    };
+    let pairs = match &n.value {
+        NodeValue::Null | NodeValue::Int(_) => return,
+        NodeValue::Map(pairs) => pairs,
+        _ => {
+            report.error(
+                key_node,
+                dep,
+                format!(
+                    "`concurrency_limit` must be an integer or a mapping with `limit`, got {}",
+                    n.kind_name()
+                ),
+            );
+            return;
+        }
+    };
+    for (k, v) in pairs {
+        let key = k.key_string();
+        match key.as_str() {
+            "limit" | "grace_period_seconds" => {
+                if !matches!(v.value, NodeValue::Null | NodeValue::Int(_)) {
+                    report.error(
+                        v,
+                        dep,
+                        format!(
+                            "`concurrency_limit.{key}` must be an integer, got {}",
+                            v.kind_name()
+                        ),
+                    );
+                }
+            }
+            "collision_strategy" => {
+                if let Some(problem) =
+                    collision_strategy_problem(Found::of_node(v), has_placeholders(v))
+                {
+                    report.error(v, dep, problem);
+                }
+            }
+            k2 if !CONCURRENCY_KEYS.contains(&k2) => report.warn(
+                k,
+                dep,
+                format!("unknown concurrency_limit key `{key}` is ignored"),
+            ),
+            _ => {}
+        }
+    }
+}
+
+fn check_triggers(item: &Node, dep: Option<&str>, report: &mut Report) {
+    let Some((key_node, n)) = item.entry("triggers") else {
+        return;
+    };
+    match &n.value {
+        NodeValue::Null => {}
+        NodeValue::Seq(items) => {
+            for t in items {
+                if !matches!(t.value, NodeValue::Map(_)) {
+                    report.error(
+                        t,
+                        dep,
+                        format!("each trigger must be a mapping, got {}", t.kind_name()),
+                    );
+                }
+            }
+        }
+        _ => report.error(
+            key_node,
+            dep,
+            format!("`triggers` must be a list, got {}", n.kind_name()),
+        ),
+    }
+}
+
+/// `schedule:` (legacy, one mapping) and `schedules:` (a list), each item as Prefect validates it.
+fn check_schedules(item: &Node, dep: Option<&str>, report: &mut Report) {
     let list = item.entry("schedules");
-    if let Some(l) = legacy {
+    if let Some(l) = item.get("schedule") {
         match &l.value {
             NodeValue::Null => {}
             NodeValue::Map(pairs) if pairs.is_empty() => {}
@@ -783,21 +929,6 @@ fn check_fields(item: &Node, dep: Option<&str>, report: &mut Report) {
                 dep,
                 format!("`schedules` must be a list, got {}", l.kind_name()),
             ),
-        }
-    }
-    // Semantic checks that need no templating.
-    if let Some(n) = item.get("version_type") {
-        if let NodeValue::Str(s) = &n.value {
-            if !has_placeholders(n) && !VERSION_TYPES.contains(&s.as_str()) {
-                report.error(
-                    n,
-                    dep,
-                    format!(
-                        "unknown version_type {s:?}; expected one of {}",
-                        VERSION_TYPES.join(", ")
-                    ),
-                );
-            }
         }
     }
 }
@@ -894,25 +1025,47 @@ impl DeploymentConfig {
     }
 }
 
-/// Template and validate one deployment (pass 2).
+/// Pass-2 problems of one deployment, located through its recorded positions.
+struct Located<'a> {
+    file: &'a str,
+    deployment: &'a DeploymentConfig,
+    errors: Vec<Diagnostic>,
+}
+
+impl Located<'_> {
+    fn error(&mut self, path: &str, message: String) {
+        let (line, col) = self.deployment.position_of(path);
+        self.errors.push(Diagnostic {
+            file: self.file.to_string(),
+            line,
+            col,
+            deployment: Some(self.deployment.name.clone()),
+            message,
+        });
+    }
+
+    fn into_result(mut self) -> Result<(), Diagnostics> {
+        if self.errors.is_empty() {
+            return Ok(());
+        }
+        self.errors.sort_by_key(|e| (e.line, e.col));
+        Err(Diagnostics(self.errors))
+    }
+}
+
+/// Template and validate one deployment (pass 2). Types pass 1 fixed are taken as they are;
+/// only values a placeholder could change are checked again.
 pub fn resolve(
     file: &PrefectFile,
     deployment: &DeploymentConfig,
     values: &TemplateValues,
 ) -> Result<ResolvedDeployment, Diagnostics> {
     let d = deployment;
-    let mut errors: Vec<Diagnostic> = Vec::new();
-    let mut err = |path: &str, message: String| {
-        let (line, col) = d.position_of(path);
-        errors.push(Diagnostic {
-            file: file.label.clone(),
-            line,
-            col,
-            deployment: Some(d.name.clone()),
-            message,
-        });
+    let mut errors = Located {
+        file: &file.label,
+        deployment: d,
+        errors: Vec::new(),
     };
-
     // Steps are chosen from the raw config, before templating (Prefect captures them first).
     let (build_steps, push_steps) = build_and_push_steps(file, d);
     let pull_steps = match pull_choice(&d.raw, file.pull.as_ref()) {
@@ -924,247 +1077,46 @@ pub fn resolve(
         ),
         None => PullSteps::Default,
     };
-
     let templated = match template::resolve_deployment(&Value::Object(d.raw.clone()), values) {
         Ok(Value::Object(m)) => m,
         Ok(_) => Map::new(),
         Err(template_errors) => {
             for e in template_errors {
-                err(&e.path, e.message);
+                errors.error(&e.path, e.message);
             }
-            return Err(Diagnostics(errors));
+            // In the templating's order (the order of the placeholders in the file).
+            return Err(Diagnostics(errors.errors));
         }
     };
-    let get = |k: &str| templated.get(k).filter(|v| !v.is_null());
-    let mut opt_string = |k: &str| -> Option<String> {
-        match get(k) {
-            None => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(other) => {
-                err(
-                    k,
-                    format!("`{k}` must be a string after templating, got {other}"),
-                );
-                None
-            }
-        }
-    };
-    let version = opt_string("version");
-    let version_type = opt_string("version_type");
-    let description = opt_string("description").filter(|s| !s.is_empty());
-    let flow_name = opt_string("flow_name");
-    let entrypoint = opt_string("entrypoint");
+    let fields = Templated(&templated);
+
     let name = match templated.get("name") {
         Some(Value::String(s)) => s.clone(),
         _ => d.name.clone(),
     };
     if let Some(problem) = forbidden_name_problem(&name) {
-        err("name", problem);
+        errors.error("name", problem);
     }
-    if let Some(vt) = &version_type {
-        if !VERSION_TYPES.contains(&vt.as_str()) {
-            err(
-                "version_type",
-                format!(
-                    "unknown version_type {vt:?}; expected one of {}",
-                    VERSION_TYPES.join(", ")
-                ),
-            );
-        }
+    let version = fields.string("version", &mut errors);
+    let version_type = fields.string("version_type", &mut errors);
+    if let Some(problem) = version_type.as_deref().and_then(version_type_problem) {
+        errors.error("version_type", problem);
     }
-    let entrypoint = match entrypoint {
-        Some(e) if !e.trim().is_empty() => {
-            if e.contains(".py") && !e.contains(':') {
-                err("entrypoint", format!("entrypoint {e:?} must name the flow function: path/to/file.py:flow_function"));
-            }
-            e
-        }
-        _ => {
-            err(
-                "entrypoint",
-                "An entrypoint must be provided: `entrypoint: path/to/file.py:flow_function`"
-                    .to_string(),
-            );
-            String::new()
-        }
-    };
-    let tags = match get("tags") {
-        None => Vec::new(),
-        Some(Value::Array(items)) => {
-            let mut tags = Vec::new();
-            for (i, t) in items.iter().enumerate() {
-                match t {
-                    Value::Array(_) | Value::Object(_) | Value::Null => err(
-                        &format!("tags[{i}]"),
-                        format!("each tag must be a string, got {t}"),
-                    ),
-                    other => tags.push(crate::prefect::python_text::value_str(other)),
-                }
-            }
-            tags
-        }
-        Some(other) => {
-            err(
-                "tags",
-                format!("`tags` must be a list of strings after templating, got {other}"),
-            );
-            Vec::new()
-        }
-    };
+    let description = fields
+        .string("description", &mut errors)
+        .filter(|s| !s.is_empty());
+    let flow_name = fields.string("flow_name", &mut errors);
+    let entrypoint = resolved_entrypoint(fields.string("entrypoint", &mut errors), &mut errors);
+    let tags = fields.tags(&mut errors);
+    let work_pool = fields.work_pool(&mut errors);
+    let (concurrency_limit, concurrency_options) = fields.concurrency(&mut errors);
+    let schedules = fields.schedules(&mut errors);
     let parameters = match templated.get("parameters") {
-        None => Map::new(),
         Some(Value::Object(m)) => m.clone(),
-        Some(other) => {
-            err(
-                "parameters",
-                format!("`parameters` must be a mapping, got {other}"),
-            );
-            Map::new()
-        }
+        _ => Map::new(),
     };
-    let mut work_pool = WorkPool::default();
-    if let Some(Value::Object(wp)) = get("work_pool") {
-        let mut wp_string = |k: &str| match wp.get(k) {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(other) => {
-                err(
-                    &format!("work_pool.{k}"),
-                    format!("`work_pool.{k}` must be a string, got {other}"),
-                );
-                None
-            }
-        };
-        work_pool.name = wp_string("name").filter(|s| !s.is_empty());
-        work_pool.work_queue_name = wp_string("work_queue_name");
-        match wp.get("job_variables") {
-            None => {}
-            Some(Value::Object(jv)) => work_pool.job_variables = jv.clone(),
-            Some(other) => err(
-                "work_pool.job_variables",
-                format!("`work_pool.job_variables` must be a mapping, got {other}"),
-            ),
-        }
-    }
-    let mut opt_bool = |k: &str| -> Option<bool> {
-        let v = get(k)?;
-        let b = pydantic_bool(v);
-        if b.is_none() {
-            err(k, format!("`{k}` must be true or false, got {v}"));
-        }
-        b
-    };
-    let paused = opt_bool("paused");
-    let enforce_parameter_schema = opt_bool("enforce_parameter_schema");
-
-    let (concurrency_limit, concurrency_options) = match get("concurrency_limit") {
-        None => (None, None),
-        Some(Value::Number(n)) if n.as_i64().is_some() => (n.as_i64(), None),
-        Some(Value::Object(spec)) => {
-            let limit = match spec.get("limit") {
-                None | Some(Value::Null) => None,
-                Some(Value::Number(n)) if n.as_i64().is_some() => n.as_i64(),
-                Some(other) => {
-                    err(
-                        "concurrency_limit.limit",
-                        format!("`concurrency_limit.limit` must be an integer, got {other}"),
-                    );
-                    None
-                }
-            };
-            let strategy = spec
-                .get("collision_strategy")
-                .cloned()
-                .unwrap_or(Value::Null);
-            if let Value::String(s) = &strategy {
-                if !COLLISION_STRATEGIES.contains(&s.as_str()) {
-                    err(
-                        "concurrency_limit.collision_strategy",
-                        format!(
-                            "collision_strategy {s:?} must be one of {}",
-                            COLLISION_STRATEGIES.join(", ")
-                        ),
-                    );
-                }
-            }
-            let mut options = Map::new();
-            options.insert("collision_strategy".into(), strategy);
-            if let Some(g) = spec.get("grace_period_seconds").filter(|g| !g.is_null()) {
-                options.insert("grace_period_seconds".into(), g.clone());
-            }
-            (limit, Some(Value::Object(options)))
-        }
-        Some(other) => {
-            err(
-                "concurrency_limit",
-                format!("`concurrency_limit` must be an integer or a mapping, got {other}"),
-            );
-            (None, None)
-        }
-    };
-
-    // Legacy `schedule:` (a non-empty mapping) becomes a one-item `schedules`.
-    let schedule_items: Option<(String, Vec<Value>)> = match (
-        templated.get("schedule"),
-        templated.contains_key("schedules"),
-    ) {
-        (Some(Value::Object(m)), _) if !m.is_empty() => {
-            Some(("schedule".into(), vec![Value::Object(m.clone())]))
-        }
-        (_, true) => match templated.get("schedules") {
-            Some(Value::Array(items)) => Some(("schedules".into(), items.clone())),
-            _ => None,
-        },
-        _ => None,
-    };
-    let schedules = schedule_items.map(|(key, items)| {
-        let mut out = Vec::new();
-        for (i, item) in items.iter().enumerate() {
-            let path = if key == "schedule" {
-                key.clone()
-            } else {
-                format!("{key}[{i}]")
-            };
-            match schedule::parse_schedule(item) {
-                Ok(s) => out.push(s),
-                Err(messages) => messages
-                    .into_iter()
-                    .for_each(|m| err(&path, format!("schedule: {m}"))),
-            }
-        }
-        out
-    });
-
-    let triggers = match get("triggers") {
-        None => Vec::new(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                let mut t = t.clone();
-                if let Value::Object(m) = &mut t {
-                    if !m.contains_key("name") {
-                        m.insert(
-                            "name".into(),
-                            Value::String(format!("{name}__automation_{}", i + 1)),
-                        );
-                    }
-                }
-                t
-            })
-            .collect(),
-        Some(other) => {
-            err(
-                "triggers",
-                format!("`triggers` must be a list, got {other}"),
-            );
-            Vec::new()
-        }
-    };
-    if !errors.is_empty() {
-        errors.sort_by_key(|e| (e.line, e.col));
-        return Err(Diagnostics(errors));
-    }
+    let triggers = fields.triggers(&name);
+    errors.into_result()?;
     Ok(ResolvedDeployment {
         name,
         version,
@@ -1176,8 +1128,10 @@ pub fn resolve(
         parameters,
         work_pool,
         schedules,
-        paused,
-        enforce_parameter_schema,
+        paused: fields.get("paused").and_then(pydantic_bool),
+        enforce_parameter_schema: fields
+            .get("enforce_parameter_schema")
+            .and_then(pydantic_bool),
         concurrency_limit,
         concurrency_options,
         build_steps,
@@ -1185,6 +1139,161 @@ pub fn resolve(
         pull_steps,
         triggers,
     })
+}
+
+/// An entrypoint Prefect can split into file and function.
+fn resolved_entrypoint(entrypoint: Option<String>, errors: &mut Located) -> String {
+    match entrypoint {
+        Some(e) if !e.trim().is_empty() => {
+            if e.contains(".py") && !e.contains(':') {
+                errors.error("entrypoint", format!("entrypoint {e:?} must name the flow function: path/to/file.py:flow_function"));
+            }
+            e
+        }
+        _ => {
+            errors.error(
+                "entrypoint",
+                "An entrypoint must be provided: `entrypoint: path/to/file.py:flow_function`"
+                    .to_string(),
+            );
+            String::new()
+        }
+    }
+}
+
+/// The templated deployment mapping.
+struct Templated<'a>(&'a Map<String, Value>);
+
+impl Templated<'_> {
+    /// The value of `key`, null counting as absent.
+    fn get(&self, key: &str) -> Option<&Value> {
+        self.0.get(key).filter(|v| !v.is_null())
+    }
+
+    fn string(&self, key: &str, errors: &mut Located) -> Option<String> {
+        let value = self.get(key)?;
+        if let Some(problem) = string_problem(key, Found::of_json(value), false) {
+            errors.error(key, problem);
+        }
+        value.as_str().map(str::to_string)
+    }
+
+    /// Every element as Python's `str()` (Prefect sends them that way).
+    fn tags(&self, errors: &mut Located) -> Vec<String> {
+        let Some(value) = self.get("tags") else {
+            return Vec::new();
+        };
+        let Value::Array(items) = value else {
+            if let Some(problem) = tags_problem(Found::of_json(value), false) {
+                errors.error("tags", problem);
+            }
+            return Vec::new();
+        };
+        let mut tags = Vec::new();
+        for (i, t) in items.iter().enumerate() {
+            match tag_problem(Found::of_json(t)) {
+                Some(problem) => errors.error(&format!("tags[{i}]"), problem),
+                None => tags.push(crate::prefect::python_text::value_str(t)),
+            }
+        }
+        tags
+    }
+
+    fn work_pool(&self, errors: &mut Located) -> WorkPool {
+        let mut work_pool = WorkPool::default();
+        let Some(Value::Object(wp)) = self.get("work_pool") else {
+            return work_pool;
+        };
+        let mut string = |k: &str| {
+            let value = wp.get(k).filter(|v| !v.is_null())?;
+            let path = format!("work_pool.{k}");
+            if let Some(problem) = string_problem(&path, Found::of_json(value), false) {
+                errors.error(&path, problem);
+            }
+            value.as_str().map(str::to_string)
+        };
+        work_pool.name = string("name").filter(|s| !s.is_empty());
+        work_pool.work_queue_name = string("work_queue_name");
+        if let Some(Value::Object(jv)) = wp.get("job_variables") {
+            work_pool.job_variables = jv.clone();
+        }
+        work_pool
+    }
+
+    /// As Prefect sends them: int → (Some(n), None); mapping → (limit, {collision_strategy[, grace_period_seconds]}).
+    fn concurrency(&self, errors: &mut Located) -> (Option<i64>, Option<Value>) {
+        let spec = match self.get("concurrency_limit") {
+            Some(Value::Object(spec)) => spec,
+            Some(Value::Number(n)) => return (n.as_i64(), None),
+            _ => return (None, None),
+        };
+        let limit = spec.get("limit").and_then(Value::as_i64);
+        let strategy = spec
+            .get("collision_strategy")
+            .cloned()
+            .unwrap_or(Value::Null);
+        if let Some(problem) = collision_strategy_problem(Found::of_json(&strategy), false) {
+            errors.error("concurrency_limit.collision_strategy", problem);
+        }
+        let mut options = Map::new();
+        options.insert("collision_strategy".into(), strategy);
+        if let Some(g) = spec.get("grace_period_seconds").filter(|g| !g.is_null()) {
+            options.insert("grace_period_seconds".into(), g.clone());
+        }
+        (limit, Some(Value::Object(options)))
+    }
+
+    /// `None` = no schedules stated (key absent or null); a legacy `schedule:` (a non-empty
+    /// mapping) becomes a one-item list.
+    fn schedules(&self, errors: &mut Located) -> Option<Vec<ScheduleConfig>> {
+        let (key, items) = match (self.0.get("schedule"), self.0.get("schedules")) {
+            (Some(Value::Object(m)), _) if !m.is_empty() => {
+                ("schedule", vec![Value::Object(m.clone())])
+            }
+            (_, Some(Value::Array(items))) => ("schedules", items.clone()),
+            _ => return None,
+        };
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            match schedule::parse_schedule(item) {
+                Ok(s) => out.push(s),
+                Err(messages) => {
+                    let path = if key == "schedule" {
+                        key.to_string()
+                    } else {
+                        format!("{key}[{i}]")
+                    };
+                    for m in messages {
+                        errors.error(&path, format!("schedule: {m}"));
+                    }
+                }
+            }
+        }
+        Some(out)
+    }
+
+    /// Trigger specs, each with a `name` (default `<deployment>__automation_<i>`).
+    fn triggers(&self, deployment_name: &str) -> Vec<Value> {
+        let Some(Value::Array(items)) = self.get("triggers") else {
+            return Vec::new();
+        };
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let mut t = t.clone();
+                if let Value::Object(m) = &mut t {
+                    if !m.contains_key("name") {
+                        m.insert(
+                            "name".into(),
+                            Value::String(format!("{deployment_name}__automation_{}", i + 1)),
+                        );
+                    }
+                }
+                t
+            })
+            .collect()
+    }
 }
 
 /// The build and push steps `prefect deploy` runs for a deployment, as written (not templated).
@@ -1510,6 +1619,46 @@ deployments:
             ),
             "{e}"
         );
+    }
+
+    #[test]
+    fn one_rule_per_field_before_and_after_templating() {
+        // A whole-string placeholder takes its value's type: the same rule, the same words.
+        let src = "deployments:\n- name: d\n  entrypoint: flows/a.py:f\n  version: '{{ prefect.variables.v }}'\n  tags: '{{ prefect.variables.t }}'\n  concurrency_limit: {limit: 1, collision_strategy: '{{ prefect.variables.c }}'}\n";
+        let f = ok(src);
+        let mut v = TemplateValues::default();
+        v.variables.insert("v".into(), Some(json!(2)));
+        v.variables.insert("t".into(), Some(json!("etl")));
+        v.variables.insert("c".into(), Some(json!("QUEUE")));
+        let e = resolve(&f, &f.deployments[0], &v).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "prefect.yaml:4:3: deployment 'd': `version` must be a string, got an integer\n\
+             prefect.yaml:5:3: deployment 'd': `tags` must be a list of strings, got a string\n\
+             prefect.yaml:6:33: deployment 'd': `concurrency_limit.collision_strategy` must be one of ENQUEUE, CANCEL_NEW"
+        );
+        // Written literally, the same problems are found before templating.
+        let e = errs("deployments:\n- name: d\n  entrypoint: flows/a.py:f\n  version: 2\n  tags: etl\n  concurrency_limit: {limit: 1, collision_strategy: QUEUE}\n");
+        assert!(
+            e.contains(
+                ":4:3: deployment 'd': `version` must be a string, got an integer (YAML reads"
+            ),
+            "{e}"
+        );
+        assert!(
+            e.contains(":5:3: deployment 'd': `tags` must be a list of strings, got a string"),
+            "{e}"
+        );
+        assert!(
+            e.contains(
+                ":6:53: deployment 'd': `concurrency_limit.collision_strategy` must be one of"
+            ),
+            "{e}"
+        );
+        assert!(errs(&format!("{BASE}  tags: [a, null]\n"))
+            .contains("each tag must be a string, got null"));
+        let e = errs("deployments:\n- name: a/b\n  entrypoint: flows/a.py:f\n");
+        assert!(e.ends_with("deployment 'a/b': deployment name \"a/b\" contains '/'; Prefect forbids / % & > < in names"), "{e}");
     }
 
     #[test]
