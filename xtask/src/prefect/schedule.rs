@@ -209,6 +209,49 @@ pub fn parse_schedule(item: &Value) -> Result<ScheduleConfig, Vec<String>> {
             json_kind(item)
         )]);
     };
+    let mut item = ScheduleItem {
+        obj,
+        errors: key_problems(obj),
+    };
+    let selector = item.selector();
+    let mut timezone = item.string("timezone");
+    let active = item.bool("active");
+    let slug = item.string("slug");
+    let replaces = item.string("replaces");
+    let parameters = item.parameters();
+    let day_or = item.bool("day_or");
+    let anchor_text = item.anchor_text();
+    let kind = match selector {
+        Some("cron") => item.cron(day_or),
+        Some("interval") => item.interval(anchor_text.as_deref()),
+        Some(_) => item.rrule(&mut timezone),
+        None => None,
+    };
+    let errors = &mut item.errors;
+    if anchor_text.is_some() && selector.is_some_and(|s| s != "interval") {
+        errors.push("`anchor_date` only applies to interval schedules".to_string());
+    }
+    if day_or.is_some() && selector.is_some_and(|s| s != "cron") {
+        errors.push("`day_or` only applies to cron schedules".to_string());
+    }
+    if let Some(Err(e)) = timezone.as_deref().map(validate_timezone) {
+        errors.push(e);
+    }
+    match kind {
+        Some(kind) if errors.is_empty() => Ok(ScheduleConfig {
+            kind,
+            timezone,
+            active,
+            parameters,
+            slug,
+            replaces,
+        }),
+        _ => Err(item.errors),
+    }
+}
+
+/// Keys `RawScheduleConfig` rejects (`extra="forbid"`), with a hint for the usual suspects.
+fn key_problems(obj: &Map<String, Value>) -> Vec<String> {
     let mut errors = Vec::new();
     for key in obj.keys() {
         if key == "schedule" {
@@ -230,150 +273,149 @@ pub fn parse_schedule(item: &Value) -> Result<ScheduleConfig, Vec<String>> {
             ));
         }
     }
-    let given = |k: &str| obj.get(k).filter(|v| !v.is_null());
-    let selectors: Vec<&str> = ["cron", "interval", "rrule"]
-        .into_iter()
-        .filter(|k| given(k).is_some())
-        .collect();
-    if selectors.len() != 1 && !obj.contains_key("schedule") {
-        errors.push(format!(
-            "Exactly one of 'cron', 'interval', or 'rrule' must be provided (found {})",
-            if selectors.is_empty() {
-                "none".to_string()
-            } else {
-                selectors.join(", ")
-            }
-        ));
+    errors
+}
+
+/// One schedule item being read, and the problems found so far.
+struct ScheduleItem<'a> {
+    obj: &'a Map<String, Value>,
+    errors: Vec<String>,
+}
+
+impl<'a> ScheduleItem<'a> {
+    /// The value of `key`, null counting as absent.
+    fn given(&self, key: &str) -> Option<&'a Value> {
+        self.obj.get(key).filter(|v| !v.is_null())
     }
 
-    let opt_string = |key: &str, errors: &mut Vec<String>| -> Option<String> {
-        match given(key) {
-            None => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(other) => {
-                errors.push(format!(
+    /// The one of cron/interval/rrule the item gives; a problem when there is not exactly one.
+    fn selector(&mut self) -> Option<&'static str> {
+        let selectors: Vec<&'static str> = ["cron", "interval", "rrule"]
+            .into_iter()
+            .filter(|k| self.given(k).is_some())
+            .collect();
+        if selectors.len() != 1 && !self.obj.contains_key("schedule") {
+            self.errors.push(format!(
+                "Exactly one of 'cron', 'interval', or 'rrule' must be provided (found {})",
+                if selectors.is_empty() {
+                    "none".to_string()
+                } else {
+                    selectors.join(", ")
+                }
+            ));
+        }
+        match selectors[..] {
+            [one] => Some(one),
+            _ => None,
+        }
+    }
+
+    fn string(&mut self, key: &str) -> Option<String> {
+        match self.given(key)? {
+            Value::String(s) => Some(s.clone()),
+            other => {
+                self.errors.push(format!(
                     "`{key}` must be a string, got {}",
                     json_kind(other)
                 ));
                 None
             }
         }
-    };
-    let opt_bool = |key: &str, errors: &mut Vec<String>| -> Option<bool> {
-        let v = given(key)?;
+    }
+
+    fn bool(&mut self, key: &str) -> Option<bool> {
+        let v = self.given(key)?;
         let parsed = pydantic_bool(v);
         if parsed.is_none() {
-            errors.push(format!("`{key}` must be true or false, got {v}"));
+            self.errors
+                .push(format!("`{key}` must be true or false, got {v}"));
         }
         parsed
-    };
+    }
 
-    let mut timezone = opt_string("timezone", &mut errors);
-    let active = opt_bool("active", &mut errors);
-    let slug = opt_string("slug", &mut errors);
-    let replaces = opt_string("replaces", &mut errors);
-    let parameters = match obj.get("parameters") {
-        None => Map::new(),
-        Some(Value::Object(m)) => m.clone(),
-        Some(other) => {
-            errors.push(format!(
-                "schedule `parameters` must be a mapping, got {}",
-                json_kind(other)
-            ));
-            Map::new()
+    /// Empty when not given (Prefect only sends non-empty parameters on update).
+    fn parameters(&mut self) -> Map<String, Value> {
+        match self.obj.get("parameters") {
+            None => Map::new(),
+            Some(Value::Object(m)) => m.clone(),
+            Some(other) => {
+                self.errors.push(format!(
+                    "schedule `parameters` must be a mapping, got {}",
+                    json_kind(other)
+                ));
+                Map::new()
+            }
         }
-    };
-    let day_or = opt_bool("day_or", &mut errors);
-    let anchor_text = match given("anchor_date") {
-        None => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(other) => {
-            errors.push(format!(
-                "`anchor_date` must be a date-time string, got {}",
-                json_kind(other)
-            ));
-            None
-        }
-    };
+    }
 
-    let mut kind = None;
-    if selectors.len() == 1 {
-        match selectors[0] {
-            "cron" => {
-                if let Some(cron) = opt_string("cron", &mut errors) {
-                    match validate_cron(&cron) {
-                        Ok(()) => kind = Some(ScheduleKind::Cron { cron, day_or }),
-                        Err(e) => errors.push(e),
-                    }
-                }
-            }
-            "interval" => {
-                let seconds = match given("interval") {
-                    Some(v) => parse_interval(v).map_err(|e| errors.push(e)).ok(),
-                    None => None,
-                };
-                let anchor = match anchor_text.as_deref() {
-                    None => Ok(None),
-                    Some(t) => AnchorDate::parse(t).map(Some),
-                };
-                match (seconds, anchor) {
-                    (_, Err(e)) => errors.push(e),
-                    (Some(seconds), Ok(anchor_date)) => {
-                        kind = Some(ScheduleKind::Interval {
-                            seconds,
-                            anchor_date,
-                        })
-                    }
-                    (None, Ok(_)) => {}
-                }
-            }
-            _ => {
-                if let Some(text) = opt_string("rrule", &mut errors) {
-                    // Prefect first tries the rrule as a JSON object `{"rrule": ..., "timezone": ...}`.
-                    let (rrule, json_tz) = match serde_json::from_str::<Value>(&text) {
-                        Ok(Value::Object(o)) => (
-                            o.get("rrule")
-                                .and_then(Value::as_str)
-                                .unwrap_or("")
-                                .to_string(),
-                            o.get("timezone")
-                                .and_then(Value::as_str)
-                                .map(str::to_string),
-                        ),
-                        _ => (text.clone(), None),
-                    };
-                    if timezone.is_none() {
-                        timezone = json_tz;
-                    }
-                    match validate_rrule(&rrule) {
-                        Ok(()) => kind = Some(ScheduleKind::RRule { rrule }),
-                        Err(e) => errors.push(e),
-                    }
-                }
+    fn anchor_text(&mut self) -> Option<String> {
+        match self.given("anchor_date")? {
+            Value::String(s) => Some(s.clone()),
+            other => {
+                self.errors.push(format!(
+                    "`anchor_date` must be a date-time string, got {}",
+                    json_kind(other)
+                ));
+                None
             }
         }
     }
-    if anchor_text.is_some() && selectors.len() == 1 && selectors[0] != "interval" {
-        errors.push("`anchor_date` only applies to interval schedules".to_string());
-    }
-    if day_or.is_some() && selectors.len() == 1 && selectors[0] != "cron" {
-        errors.push("`day_or` only applies to cron schedules".to_string());
-    }
-    if let Some(tz) = &timezone {
-        if let Err(e) = validate_timezone(tz) {
-            errors.push(e);
+
+    fn cron(&mut self, day_or: Option<bool>) -> Option<ScheduleKind> {
+        let cron = self.string("cron")?;
+        match validate_cron(&cron) {
+            Ok(()) => Some(ScheduleKind::Cron { cron, day_or }),
+            Err(e) => {
+                self.errors.push(e);
+                None
+            }
         }
     }
-    match kind {
-        Some(kind) if errors.is_empty() => Ok(ScheduleConfig {
-            kind,
-            timezone,
-            active,
-            parameters,
-            slug,
-            replaces,
-        }),
-        _ => Err(errors),
+
+    fn interval(&mut self, anchor_text: Option<&str>) -> Option<ScheduleKind> {
+        let seconds = match self.given("interval") {
+            Some(v) => parse_interval(v).map_err(|e| self.errors.push(e)).ok(),
+            None => None,
+        };
+        let anchor_date = match anchor_text.map(AnchorDate::parse).transpose() {
+            Ok(anchor_date) => anchor_date,
+            Err(e) => {
+                self.errors.push(e);
+                return None;
+            }
+        };
+        Some(ScheduleKind::Interval {
+            seconds: seconds?,
+            anchor_date,
+        })
+    }
+
+    /// Prefect first tries the rrule as a JSON object `{"rrule": ..., "timezone": ...}`; its
+    /// timezone applies when the item gives none.
+    fn rrule(&mut self, timezone: &mut Option<String>) -> Option<ScheduleKind> {
+        let text = self.string("rrule")?;
+        let (rrule, json_tz) = match serde_json::from_str::<Value>(&text) {
+            Ok(Value::Object(o)) => (
+                o.get("rrule")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+                o.get("timezone")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+            ),
+            _ => (text.clone(), None),
+        };
+        if timezone.is_none() {
+            *timezone = json_tz;
+        }
+        match validate_rrule(&rrule) {
+            Ok(()) => Some(ScheduleKind::RRule { rrule }),
+            Err(e) => {
+                self.errors.push(e);
+                None
+            }
+        }
     }
 }
 
