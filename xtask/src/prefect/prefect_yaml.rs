@@ -273,6 +273,30 @@ pub fn parse(file_label: &str, bytes: &[u8]) -> Result<PrefectFile, Diagnostics>
             report.diag(root.line, root.col, None, message)
         ]));
     };
+    check_top_level_keys(pairs, &mut report);
+    let build = steps_field(root.get("build"), "build", None, &mut report);
+    let push = steps_field(root.get("push"), "push", None, &mut report);
+    let pull = steps_field(root.get("pull"), "pull", None, &mut report);
+    let deployments = deployments(root, &mut report);
+    check_duplicates(&deployments, &mut report);
+    if report.errors.is_empty() {
+        Ok(PrefectFile {
+            label: file_label.to_string(),
+            project_name: root.get("name").and_then(Node::as_str).map(str::to_string),
+            deployments,
+            build,
+            push,
+            pull,
+            warnings: report.warnings,
+        })
+    } else {
+        let mut all = report.errors;
+        all.sort_by_key(|d| (d.line, d.col));
+        Err(Diagnostics(all))
+    }
+}
+
+fn check_top_level_keys(pairs: &[(Node, Node)], report: &mut Report) {
     for (key, value) in pairs {
         let k = key.key_string();
         if !TOP_LEVEL_KEYS.contains(&k.as_str()) {
@@ -295,10 +319,10 @@ pub fn parse(file_label: &str, bytes: &[u8]) -> Result<PrefectFile, Diagnostics>
             );
         }
     }
-    let build = steps_field(root.get("build"), "build", None, &mut report);
-    let push = steps_field(root.get("push"), "push", None, &mut report);
-    let pull = steps_field(root.get("pull"), "pull", None, &mut report);
+}
 
+/// The named deployments of the `deployments:` list, each checked.
+fn deployments(root: &Node, report: &mut Report) -> Vec<DeploymentConfig> {
     let mut deployments = Vec::new();
     match root.get("deployments") {
         None => report.errors.push(report.diag(
@@ -313,7 +337,7 @@ pub fn parse(file_label: &str, bytes: &[u8]) -> Result<PrefectFile, Diagnostics>
             }
             NodeValue::Seq(items) => {
                 for (index, item) in items.iter().enumerate() {
-                    if let Some(d) = deployment(item, index, &mut report) {
+                    if let Some(d) = deployment(item, index, report) {
                         deployments.push(d);
                     }
                 }
@@ -332,7 +356,11 @@ pub fn parse(file_label: &str, bytes: &[u8]) -> Result<PrefectFile, Diagnostics>
             ),
         },
     }
-    // Duplicate names: Prefect would deploy the same deployment twice, the last one winning.
+    deployments
+}
+
+/// Duplicate names: Prefect would deploy the same deployment twice, the last one winning.
+fn check_duplicates(deployments: &[DeploymentConfig], report: &mut Report) {
     for (i, d) in deployments.iter().enumerate() {
         // Same name with another entrypoint is usually another flow, which Prefect keeps apart.
         if let Some(first) = deployments[..i]
@@ -350,21 +378,6 @@ pub fn parse(file_label: &str, bytes: &[u8]) -> Result<PrefectFile, Diagnostics>
                 ),
             ));
         }
-    }
-    if report.errors.is_empty() {
-        Ok(PrefectFile {
-            label: file_label.to_string(),
-            project_name: root.get("name").and_then(Node::as_str).map(str::to_string),
-            deployments,
-            build,
-            push,
-            pull,
-            warnings: report.warnings,
-        })
-    } else {
-        let mut all = report.errors;
-        all.sort_by_key(|d| (d.line, d.col));
-        Err(Diagnostics(all))
     }
 }
 
@@ -442,7 +455,38 @@ fn deployment(item: &Node, index: usize, report: &mut Report) -> Option<Deployme
         );
         return None;
     };
-    let name = match item.get("name") {
+    let name = deployment_name(item, index, report);
+    // Validate even unnamed deployments' fields? Prefect validates them (a bad field
+    // skips the file), so do the same, labelled by position.
+    let label = name.clone().unwrap_or_else(|| format!("#{}", index + 1));
+    let dep = Some(label.as_str());
+    warn_unknown_keys(pairs, dep, report);
+    check_fields(item, dep, report);
+    let name = name?;
+    if let (Some(problem), Some(n)) = (forbidden_name_problem(&name), item.get("name")) {
+        // A templated name is checked once templated (pass 2).
+        if template::find_placeholders(&name).is_empty() {
+            report.error(n, dep, problem);
+        }
+    }
+    let mut field_lines = BTreeMap::new();
+    record_lines(item, "", &mut field_lines);
+    let raw = match item.to_json() {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    Some(DeploymentConfig {
+        name,
+        index,
+        line: item.line,
+        raw,
+        field_lines,
+    })
+}
+
+/// The deployment's name; `None` (with a warning) when it has none, as Prefect skips it.
+fn deployment_name(item: &Node, index: usize, report: &mut Report) -> Option<String> {
+    match item.get("name") {
         None
         | Some(Node {
             value: NodeValue::Null,
@@ -481,11 +525,10 @@ fn deployment(item: &Node, index: usize, report: &mut Report) -> Option<Deployme
                 None
             }
         },
-    };
-    // Validate even unnamed deployments' fields? Prefect validates them (a bad field
-    // skips the file), so do the same, labelled by position.
-    let label = name.clone().unwrap_or_else(|| format!("#{}", index + 1));
-    let dep = Some(label.as_str());
+    }
+}
+
+fn warn_unknown_keys(pairs: &[(Node, Node)], dep: Option<&str>, report: &mut Report) {
     for (key, _) in pairs {
         let k = key.key_string();
         if !DEPLOYMENT_KEYS.contains(&k.as_str()) {
@@ -505,27 +548,6 @@ fn deployment(item: &Node, index: usize, report: &mut Report) -> Option<Deployme
             );
         }
     }
-    check_fields(item, dep, report);
-    let name = name?;
-    if let (Some(problem), Some(n)) = (forbidden_name_problem(&name), item.get("name")) {
-        // A templated name is checked once templated (pass 2).
-        if template::find_placeholders(&name).is_empty() {
-            report.error(n, dep, problem);
-        }
-    }
-    let mut field_lines = BTreeMap::new();
-    record_lines(item, "", &mut field_lines);
-    let raw = match item.to_json() {
-        Value::Object(m) => m,
-        _ => Map::new(),
-    };
-    Some(DeploymentConfig {
-        name,
-        index,
-        line: item.line,
-        raw,
-        field_lines,
-    })
 }
 
 fn record_lines(node: &Node, path: &str, out: &mut BTreeMap<String, (usize, usize)>) {
@@ -844,17 +866,17 @@ fn check_concurrency_limit(item: &Node, dep: Option<&str>, report: &mut Report) 
     for (k, v) in pairs {
         let key = k.key_string();
         match key.as_str() {
-            "limit" | "grace_period_seconds" => {
-                if !matches!(v.value, NodeValue::Null | NodeValue::Int(_)) {
-                    report.error(
-                        v,
-                        dep,
-                        format!(
-                            "`concurrency_limit.{key}` must be an integer, got {}",
-                            v.kind_name()
-                        ),
-                    );
-                }
+            "limit" | "grace_period_seconds"
+                if !matches!(v.value, NodeValue::Null | NodeValue::Int(_)) =>
+            {
+                report.error(
+                    v,
+                    dep,
+                    format!(
+                        "`concurrency_limit.{key}` must be an integer, got {}",
+                        v.kind_name()
+                    ),
+                );
             }
             "collision_strategy" => {
                 if let Some(problem) =
