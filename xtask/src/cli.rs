@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::sync::engine::{SyncOptions, DEFAULT_CONCURRENCY};
+use xtask::project::Env;
+use xtask::sync::engine::{SyncOptions, DEFAULT_CONCURRENCY};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -58,9 +59,9 @@ pub enum Command {
     Bench(BenchArgs),
 }
 
-/// Which environment's files and app to use.
+/// Which environment's files and app to use ([`Env`] as a flag value).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
-pub enum Env {
+pub enum EnvArg {
     /// prefect.yaml, app `captionacc-api`, pool `captionacc-workers-prod`.
     #[default]
     Prod,
@@ -68,11 +69,20 @@ pub enum Env {
     Dev,
 }
 
+impl From<EnvArg> for Env {
+    fn from(arg: EnvArg) -> Env {
+        match arg {
+            EnvArg::Prod => Env::Prod,
+            EnvArg::Dev => Env::Dev,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct DeployArgs {
     /// Which environment to deploy.
-    #[arg(long, value_enum, default_value_t = Env::Prod)]
-    pub env: Env,
+    #[arg(long, value_enum, default_value_t = EnvArg::Prod)]
+    pub env: EnvArg,
     /// Run everything on this machine: a local Prefect server (started if needed),
     /// a process worker, and one smoke flow run that must complete.
     #[arg(long)]

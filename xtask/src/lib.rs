@@ -1,12 +1,10 @@
-//! The logic behind `cargo xtask`; docs/architecture.md says how the parts fit.
+//! The logic behind `cargo xtask`; the CLI and its commands are the binary (main.rs), which this
+//! library never sees. docs/architecture.md says how the parts fit.
 
-pub mod docker;
-pub mod fly;
-pub mod local;
-pub mod prefect;
-pub mod project;
-pub mod sync;
-pub mod sys;
-
-pub mod cli;
-pub mod commands;
+pub mod docker; // image builds: docker or Fly's builder, locally built base images
+pub mod fly; // flyctl and fly.toml, the release Machine's environment, check-secrets' checklist
+pub mod local; // deploy --local: venv, throwaway Prefect server, process workers, smoke run
+pub mod prefect; // Prefect's model (pure: yaml, templates, schedules, flows → schemas) + steps, API client
+pub mod project; // where things are: project root, prefect file, prod/dev, state and venv dirs
+pub mod sync; // register-flows: desired state and plan (pure); load, server reads, apply (I/O); report
+pub mod sys; // plumbing: stage runner, redaction, exit codes, the environment snapshot

@@ -1,23 +1,28 @@
 //! `cargo xtask`: ship Prefect flows to Fly.io.
 //!
-//! Table of contents — each command lives in `commands/`, the logic it uses in the library:
-//! - `deploy`          → commands::deploy          (pipeline; `--local` → commands::local)
-//! - `register-flows`  → commands::register_flows  (also Fly's release_command)
-//! - `check-secrets`   → commands::check_secrets
-//! - `build-image`     → commands::build_image
-//! - `down`            → commands::local
+//! Table of contents — the grammar is `cli`, each command a thin module in `commands/`
+//! (arguments → library → report → exit code); the logic lives in the library (`xtask::…`):
+//! - `deploy`          → commands::deploy          (the Fly pipeline) → xtask::fly, docker, sync
+//! - `deploy --local`  → commands::local           → xtask::local, sync
+//! - `register-flows`  → commands::register_flows  (also Fly's release_command) → xtask::sync
+//! - `check-secrets`   → commands::check_secrets   → xtask::fly::checklist
+//! - `build-image`     → commands::build_image     → xtask::docker
+//! - `down`            → commands::local           → xtask::local
 //! - `test`            → commands::test
 //! - `bench`           → commands::bench
+
+mod cli;
+mod commands;
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use xtask::cli::{Cli, Command};
-use xtask::commands;
+use cli::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Deploy(args) if args.local => commands::local::deploy_local(&cli.global, &args),
         Command::Deploy(args) => commands::deploy::run(&cli.global, args),
         Command::RegisterFlows(args) => commands::register_flows::run(&cli.global, args),
         Command::CheckSecrets(args) => commands::check_secrets::run(&cli.global, args),

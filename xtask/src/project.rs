@@ -4,14 +4,32 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::cli::{Env, GlobalArgs};
-
 /// Files that mark a project root.
 const ROOT_MARKERS: &[&str] = &["prefect.yaml", "fly.toml"];
 
 /// The Prefect version the app, the image and the tests use. The single source of truth is
 /// `app/requirements.txt`; this constant is checked against it by a test.
 pub const PREFECT_VERSION: &str = "3.9.1";
+
+/// Which environment's files and app to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Env {
+    /// prefect.yaml, app `captionacc-api`, pool `captionacc-workers-prod`.
+    #[default]
+    Prod,
+    /// prefect-dev.yaml, pool `captionacc-workers-dev`.
+    Dev,
+}
+
+impl Env {
+    /// `prod` or `dev`, as messages name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Env::Prod => "prod",
+            Env::Dev => "dev",
+        }
+    }
+}
 
 /// The project a command works on.
 #[derive(Debug, Clone)]
@@ -25,14 +43,15 @@ pub struct Project {
 impl Project {
     /// Finds the project from the current directory: the nearest ancestor holding a
     /// prefect.yaml or fly.toml (so `cargo xtask` works from a subdirectory), else the cwd.
-    pub fn discover(global: &GlobalArgs, env: Env) -> Result<Project> {
+    /// `prefect_file` (relative to the cwd) overrides `env`'s default prefect file.
+    pub fn discover(prefect_file: Option<&Path>, env: Env) -> Result<Project> {
         let cwd = std::env::current_dir().context("cannot read the current directory")?;
         let root = match std::env::var_os("XTASK_PROJECT_ROOT") {
             Some(dir) => PathBuf::from(dir),
             None => find_root(&cwd).unwrap_or_else(|| cwd.clone()),
         };
-        let prefect_file = match &global.prefect_file {
-            Some(path) if path.is_absolute() => path.clone(),
+        let prefect_file = match prefect_file {
+            Some(path) if path.is_absolute() => path.to_path_buf(),
             Some(path) => cwd.join(path),
             None => root.join(default_prefect_file(env)),
         };

@@ -11,9 +11,9 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 
 use crate::cli::{BenchArgs, GlobalArgs};
-use crate::local::server::{self, ServerSpec, SERVER_WORDS, STARTUP_TIMEOUT};
-use crate::local::{process, venv, STOP_GRACE};
-use crate::prefect::api::PrefectClient;
+use xtask::local::server::{self, ServerSpec, SERVER_WORDS, STARTUP_TIMEOUT};
+use xtask::local::{process, venv, STOP_GRACE};
+use xtask::prefect::api::PrefectClient;
 
 /// The pool every generated deployment uses.
 const POOL: &str = "bench-pool";
@@ -25,15 +25,15 @@ pub fn run(_global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
     if !(0.0..=600.0).contains(&args.settle) {
         bail!("--settle must be between 0 and 600 seconds");
     }
-    let state = crate::project::state_dir().join("bench");
+    let state = xtask::project::state_dir().join("bench");
     let project_dir = state.join("project");
     write_project(&project_dir, args.deployments)?;
 
     eprintln!("==> building the release xtask (what runs in the image)");
     let xtask = build_release_xtask()?;
     let venv = venv::ensure(
-        &crate::project::venv_dir(),
-        &crate::project::repo_root().join("app/requirements.txt"),
+        &xtask::project::venv_dir(),
+        &xtask::project::repo_root().join("app/requirements.txt"),
     )?;
     let prefect = venv.prefect();
 
@@ -41,7 +41,7 @@ pub fn run(_global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
         Some(url) => {
             eprintln!(
                 "==> using the Prefect server at {}",
-                crate::sys::redact::mask_url_credentials(url)
+                xtask::sys::redact::mask_url_credentials(url)
             );
             BenchServer::External(url.trim_end_matches('/').to_string())
         }
@@ -50,7 +50,7 @@ pub fn run(_global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
             BenchServer::start(&prefect, &state)?
         }
     };
-    let client = PrefectClient::new(crate::prefect::api::ApiConfig::for_url(&server.api_url()))?;
+    let client = PrefectClient::new(xtask::prefect::api::ApiConfig::for_url(&server.api_url()))?;
     client
         .create_work_pool(POOL, "process")
         .context("creating the bench work pool")?;
@@ -162,7 +162,7 @@ impl BenchServer {
             }
             BenchServer::External(url) => format!(
                 "the Prefect server at {}",
-                crate::sys::redact::mask_url_credentials(url)
+                xtask::sys::redact::mask_url_credentials(url)
             ),
         }
     }
@@ -372,7 +372,7 @@ fn build_release_xtask() -> Result<PathBuf> {
             "--bin",
             "xtask",
         ])
-        .current_dir(crate::project::repo_root())
+        .current_dir(xtask::project::repo_root())
         .status()
         .context("cannot run cargo")?;
     if !status.success() {
@@ -380,7 +380,7 @@ fn build_release_xtask() -> Result<PathBuf> {
     }
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| crate::project::repo_root().join("target"));
+        .unwrap_or_else(|| xtask::project::repo_root().join("target"));
     Ok(target.join("release/xtask"))
 }
 

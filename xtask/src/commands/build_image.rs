@@ -5,13 +5,13 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use crate::cli::{BuildImageArgs, Env, GlobalArgs};
-use crate::docker::{self, local_bases, BuildOptions};
-use crate::project::{state_dir, Project};
-use crate::sys::report::code;
+use crate::cli::{BuildImageArgs, GlobalArgs};
+use xtask::docker::{self, local_bases, BuildOptions};
+use xtask::project::{state_dir, Env, Project};
+use xtask::sys::report::code;
 
 pub fn run(global: &GlobalArgs, args: BuildImageArgs) -> Result<ExitCode> {
-    let project = Project::discover(global, Env::Prod)?;
+    let project = Project::discover(global.prefect_file.as_deref(), Env::Prod)?;
     let mut opts = BuildOptions {
         dry_run: args.dry_run,
         platform: args.platform,

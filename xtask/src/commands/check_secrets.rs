@@ -1,23 +1,17 @@
 //! `cargo xtask check-secrets`: proves everything the release needs is in place before anything
-//! is built — locally (PREFECT_API_URL, the server's /health, an authenticated read) and in the
-//! Fly app (`fly secrets list --json` against [`crate::fly::secrets::required`]). Every problem is
-//! reported at once, as a checklist; values are never printed.
+//! is built (the checklist is [`xtask::fly::checklist`]); prints it, values never shown.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
 
-use crate::cli::{CheckSecretsArgs, Env, GlobalArgs};
-use crate::fly;
-use crate::fly::secrets::{
-    self, check_fly_secrets, check_local_env, probe_item, CheckItem, CheckStatus, Checklist,
-    LocalEnv, ProbeOutcome, Scope, ServerKind,
-};
-use crate::prefect::api::{ApiConfig, ApiError, ApiErrorKind, PrefectClient};
-use crate::project::Project;
-use crate::sys::redact::redact;
-use crate::sys::report::code;
+use crate::cli::{CheckSecretsArgs, GlobalArgs};
+use xtask::fly;
+use xtask::fly::checklist::{checklist, FlyCheck};
+use xtask::project::{Env, Project};
+use xtask::sys::env_vars::EnvVars;
+use xtask::sys::redact::redact;
+use xtask::sys::report::code;
 
 pub fn run(global: &GlobalArgs, args: CheckSecretsArgs) -> Result<ExitCode> {
     let fly = if args.local_only {
@@ -25,7 +19,10 @@ pub fn run(global: &GlobalArgs, args: CheckSecretsArgs) -> Result<ExitCode> {
     } else {
         FlyCheck::Run
     };
-    let list = evaluate(global, Env::Prod, args.app.as_deref(), fly)?;
+    let list = checklist(&EnvVars::capture(), fly, || {
+        let project = Project::discover(global.prefect_file.as_deref(), Env::Prod)?;
+        fly::target(&project, Env::Prod, args.app.as_deref())
+    })?;
     let text = redact(&list.render_text());
     if args.json {
         eprint!("{text}");
@@ -41,265 +38,4 @@ pub fn run(global: &GlobalArgs, args: CheckSecretsArgs) -> Result<ExitCode> {
     } else {
         code::OK
     }))
-}
-
-/// Whether (and how) to check the Fly app's secrets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FlyCheck {
-    Run,
-    /// `--local-only`.
-    Skip,
-    /// `deploy --dry-run`: print the command instead of running it.
-    DryRun,
-}
-
-/// Builds the whole checklist. Errors only when the checks themselves cannot be made sense of;
-/// every problem with the setup becomes a failed item.
-pub fn evaluate(
-    global: &GlobalArgs,
-    env: Env,
-    app: Option<&str>,
-    fly_check: FlyCheck,
-) -> Result<Checklist> {
-    let mut list = Checklist::default();
-    let local_env = LocalEnv::from_lookup(|name| std::env::var(name).ok());
-    let (items, local_url) = check_local_env(&local_env);
-    list.extend(items);
-    if let Some(url) = &local_url {
-        list.extend(probe_server(&url.display));
-    }
-    match fly_check {
-        FlyCheck::Skip => list.push(CheckItem::new(
-            Scope::Fly,
-            "Fly app",
-            CheckStatus::Skipped,
-            "--local-only: the Fly app's secrets were not checked",
-        )),
-        FlyCheck::Run | FlyCheck::DryRun => {
-            let kind = local_url.map(|u| u.kind);
-            list.extend(check_fly_app(
-                global,
-                env,
-                app,
-                kind,
-                fly_check == FlyCheck::DryRun,
-            ));
-        }
-    }
-    Ok(list)
-}
-
-/// `/health`, then an authenticated read (skipped when the server does not answer at all).
-fn probe_server(display: &str) -> Vec<CheckItem> {
-    let client = match ApiConfig::from_env().and_then(PrefectClient::new) {
-        Ok(client) => client,
-        Err(err) => {
-            return vec![CheckItem::new(
-                Scope::Local,
-                "Prefect client",
-                CheckStatus::Fail,
-                redact(&format!("{err:#}")),
-            )]
-        }
-    };
-    let health = outcome(client.health());
-    let mut items = vec![probe_item("server health (/health)", display, &health)];
-    if matches!(health, ProbeOutcome::Timeout | ProbeOutcome::Unreachable(_)) {
-        items.push(CheckItem::new(
-            Scope::Local,
-            "authenticated read",
-            CheckStatus::Skipped,
-            "the server did not answer",
-        ));
-    } else {
-        items.push(probe_item(
-            "authenticated read",
-            display,
-            &outcome(client.check_auth()),
-        ));
-    }
-    items
-}
-
-fn outcome(result: Result<(), ApiError>) -> ProbeOutcome {
-    let Err(err) = result else {
-        return ProbeOutcome::Ok;
-    };
-    if err.is_auth() {
-        return ProbeOutcome::Auth(err.status().unwrap_or_default());
-    }
-    match &err.kind {
-        ApiErrorKind::Timeout => ProbeOutcome::Timeout,
-        ApiErrorKind::Unreachable(why) => ProbeOutcome::Unreachable(redact(why)),
-        ApiErrorKind::Status { code, .. } => {
-            ProbeOutcome::Failed(format!("{} {} answered {code}", err.method, err.path))
-        }
-        ApiErrorKind::InvalidResponse(_) => ProbeOutcome::Failed(redact(&err.to_string())),
-    }
-}
-
-/// The Fly half: app name, fly.toml `[env]` and release command, flyctl, and the secrets list.
-fn check_fly_app(
-    global: &GlobalArgs,
-    env: Env,
-    app: Option<&str>,
-    local_kind: Option<ServerKind>,
-    dry_run: bool,
-) -> Vec<CheckItem> {
-    let mut items = Vec::new();
-    let fail = |check: &str, detail: String| {
-        CheckItem::new(Scope::Fly, check, CheckStatus::Fail, redact(&detail))
-    };
-    let target = Project::discover(global, env).and_then(|project| fly::target(&project, env, app));
-    let target = match target {
-        Ok(target) => target,
-        Err(err) => {
-            items.push(fail("fly.toml", format!("{err:#}")));
-            return items;
-        }
-    };
-    items.extend(check_release_command(
-        &target.toml.release_command,
-        &target.config,
-    ));
-
-    // The kind of server decides the credential. A URL in fly.toml [env] is what the release
-    // Machine uses (unless a secret overrides it, whose value cannot be read): prefer it.
-    let mut kind = local_kind.unwrap_or(ServerKind::SelfHosted);
-    if let Some(url) = target.toml.env.get(secrets::PREFECT_API_URL) {
-        if secrets::url_has_credentials(url) {
-            items.push(CheckItem::new(
-                Scope::Fly,
-                "PREFECT_API_URL in fly.toml [env]",
-                CheckStatus::Warn,
-                "carries credentials in plain text; move the URL to a secret (`fly secrets import`)",
-            ));
-        }
-        match secrets::validate_api_url(url) {
-            Ok(url) => kind = url.kind,
-            Err(problem) => items.push(fail("PREFECT_API_URL in fly.toml [env]", problem)),
-        }
-    }
-
-    let fly_program = match fly::find_fly() {
-        Ok(path) => path,
-        Err(err) if dry_run => {
-            items.push(CheckItem::new(
-                Scope::Fly,
-                "flyctl",
-                CheckStatus::Warn,
-                err.to_string(),
-            ));
-            PathBuf::from("fly")
-        }
-        Err(err) => {
-            items.push(fail("flyctl", err.to_string()));
-            return items;
-        }
-    };
-    let command = fly::secrets_list_cmd(&fly_program, &target.app);
-    if dry_run {
-        items.push(CheckItem::new(
-            Scope::Fly,
-            "secrets of app",
-            CheckStatus::Skipped,
-            format!("dry run; would run: {command}"),
-        ));
-        return items;
-    }
-    match fly::secrets_list(&fly_program, &target.app) {
-        Ok(listed) => {
-            let format = listed
-                .format
-                .map(|f| f.to_string())
-                .unwrap_or_else(|| "empty list".into());
-            items.push(CheckItem::new(
-                Scope::Fly,
-                "secrets of app",
-                CheckStatus::Ok,
-                format!(
-                    "{}: {} secret(s) listed, format {format}",
-                    target.app,
-                    listed.secrets.len()
-                ),
-            ));
-            items.extend(check_fly_secrets(
-                &secrets::required(kind),
-                &listed.secrets,
-                &target.toml.env,
-                &target.app,
-            ));
-        }
-        Err(err) => items.push(fail("secrets of app", format!("{}: {err:#}", target.app))),
-    }
-    items
-}
-
-/// The required list matches what `xtask register-flows` reads; another release command would
-/// need other secrets, so say so.
-fn check_release_command(
-    release_command: &Option<String>,
-    config: &std::path::Path,
-) -> Option<CheckItem> {
-    let label = "release_command";
-    let Some(line) = release_command else {
-        return Some(CheckItem::new(
-            Scope::Fly,
-            label,
-            CheckStatus::Warn,
-            format!(
-                "{} has no [deploy] release_command: the deployments would not be registered",
-                config.display()
-            ),
-        ));
-    };
-    match fly::split_command(line) {
-        Ok(argv) if is_register_flows(&argv) => None,
-        Ok(_) => Some(CheckItem::new(
-            Scope::Fly,
-            label,
-            CheckStatus::Warn,
-            format!("`{line}` is not `xtask register-flows`; the secrets checked here are the ones register-flows reads"),
-        )),
-        Err(problem) => Some(CheckItem::new(
-            Scope::Fly,
-            label,
-            CheckStatus::Fail,
-            format!("`{line}` cannot be split into arguments: {problem}"),
-        )),
-    }
-}
-
-fn is_register_flows(argv: &[String]) -> bool {
-    let program = argv.first().map(|p| p.rsplit('/').next().unwrap_or(p));
-    program == Some("xtask") && argv.iter().any(|a| a == "register-flows")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn release_command_recognised() {
-        let path = std::path::Path::new("fly.toml");
-        assert_eq!(
-            check_release_command(&Some("xtask register-flows".into()), path),
-            None
-        );
-        assert_eq!(
-            check_release_command(
-                &Some("/usr/local/bin/xtask register-flows --json".into()),
-                path
-            ),
-            None
-        );
-        let other = check_release_command(&Some("prefect deploy --all".into()), path).unwrap();
-        assert_eq!(other.status, CheckStatus::Warn);
-        let broken = check_release_command(&Some("xtask 'register-flows".into()), path).unwrap();
-        assert_eq!(broken.status, CheckStatus::Fail);
-        assert_eq!(
-            check_release_command(&None, path).unwrap().status,
-            CheckStatus::Warn
-        );
-    }
 }

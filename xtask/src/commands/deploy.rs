@@ -23,19 +23,20 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use crate::cli::{DeployArgs, Env, GlobalArgs};
-use crate::commands::check_secrets::{self, FlyCheck};
-use crate::commands::{local, register_reported};
-use crate::docker::{self, BuildOptions};
-use crate::fly::release_env::release_env;
-use crate::fly::{self, DeployRequest, FlyTarget};
-use crate::prefect::prefect_yaml::{self, PrefectFile};
-use crate::project::Project;
-use crate::sync::SyncOptions;
-use crate::sys::env_vars::EnvVars;
-use crate::sys::redact::redact;
-use crate::sys::report::code;
-use crate::sys::stages::Pipeline;
+use crate::cli::{DeployArgs, GlobalArgs};
+use crate::commands::register_reported;
+use xtask::docker::{self, BuildOptions};
+use xtask::fly::checklist::{checklist, FlyCheck};
+use xtask::fly::release_env::release_env;
+use xtask::fly::{self, DeployRequest, FlyTarget};
+use xtask::prefect::prefect_yaml;
+use xtask::project::{Env, Project};
+use xtask::sync::pool_lint::{deployment_pools, lint_pool_names};
+use xtask::sync::SyncOptions;
+use xtask::sys::env_vars::EnvVars;
+use xtask::sys::redact::redact;
+use xtask::sys::report::code;
+use xtask::sys::stages::Pipeline;
 
 /// flyctl's own default for `--release-command-timeout`.
 const DEFAULT_RELEASE_COMMAND_TIMEOUT: &str = "5m";
@@ -43,12 +44,11 @@ const DEFAULT_RELEASE_COMMAND_TIMEOUT: &str = "5m";
 /// The platform of Fly Machines.
 const FLY_PLATFORM: &str = "linux/amd64";
 
+/// `deploy` to Fly (`deploy --local` is [`crate::commands::local`]).
 pub fn run(global: &GlobalArgs, args: DeployArgs) -> Result<ExitCode> {
-    if args.local {
-        return local::deploy_local(global, &args);
-    }
-    let project = Project::discover(global, args.env)?;
-    let target = fly::target(&project, args.env, args.app.as_deref())?;
+    let env = Env::from(args.env);
+    let project = Project::discover(global.prefect_file.as_deref(), env)?;
+    let target = fly::target(&project, env, args.app.as_deref())?;
     // flyctl's flag overrides fly.toml, so pass fly.toml's value unless told otherwise.
     let release_timeout = args
         .release_command_timeout
@@ -72,8 +72,8 @@ pub fn run(global: &GlobalArgs, args: DeployArgs) -> Result<ExitCode> {
         "Deploying {} to Fly app {} ({} environment, config {}){}",
         project.prefect_file_label(),
         target.app,
-        env_name(args.env),
-        crate::project::display_relative(&target.config, &project.root),
+        env.name(),
+        xtask::project::display_relative(&target.config, &project.root),
         if args.dry_run {
             " -- dry run: no command is run"
         } else {
@@ -122,7 +122,7 @@ fn run_stages(
         } else {
             FlyCheck::Run
         };
-        let list = check_secrets::evaluate(global, args.env, Some(&target.app), mode)?;
+        let list = checklist(&EnvVars::capture(), mode, || Ok(target.clone()))?;
         eprint!("{}", indent(&redact(&list.render_text())));
         let failed: Vec<String> = list.failures().map(|i| i.check.clone()).collect();
         if !failed.is_empty() {
@@ -142,7 +142,7 @@ fn run_stages(
         // Offline validation first (all problems at once); register-flows repeats it, cheaply.
         let file = prefect_yaml::parse(&project.prefect_file_label(), &bytes)?;
         let deployments = deployment_pools(&file);
-        let problems = lint_pool_names(&deployments, args.env);
+        let problems = lint_pool_names(&deployments, Env::from(args.env));
         if !problems.is_empty() {
             bail!("{}: {}", project.prefect_file_label(), problems.join("; "));
         }
@@ -235,13 +235,6 @@ fn run_stages(
     Ok(())
 }
 
-fn env_name(env: Env) -> &'static str {
-    match env {
-        Env::Prod => "prod",
-        Env::Dev => "dev",
-    }
-}
-
 fn indent(text: &str) -> String {
     text.lines().map(|l| format!("    {l}\n")).collect()
 }
@@ -256,216 +249,4 @@ fn register_as_release(
 ) -> Result<u8> {
     let env = release_env(&EnvVars::capture(), &target.toml.env);
     register_reported(project, &env, global.verbose, options)
-}
-
-// ---------------------------------------------------------------------------------------------
-// The pool naming lint
-
-/// A deployment's name and work pool, as written in prefect.yaml.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeploymentPool {
-    pub name: String,
-    /// Line of the deployment in the file (for messages).
-    pub line: usize,
-    pub pool: Option<String>,
-}
-
-/// The environment a name belongs to, from its `-`/`_`/`.`-separated words: `prod`/`production`
-/// or `dev`/`development`. `None` when it names neither (or both).
-pub fn env_of(name: &str) -> Option<Env> {
-    let mut found = None;
-    for word in name.split(['-', '_', '.']) {
-        let env = match word.to_ascii_lowercase().as_str() {
-            "prod" | "production" => Env::Prod,
-            "dev" | "development" => Env::Dev,
-            _ => continue,
-        };
-        if found.is_some_and(|f| f != env) {
-            return None;
-        }
-        found = Some(env);
-    }
-    found
-}
-
-/// Refuses a dev deployment on a prod pool and vice versa, and deployments or pools of the
-/// other environment than the one being deployed. The rule comes from the names themselves
-/// (`captionacc-prod-*` → `captionacc-workers-prod`), so new deployments need no list update.
-pub fn lint_pool_names(deployments: &[DeploymentPool], target: Env) -> Vec<String> {
-    let mut problems = Vec::new();
-    for d in deployments {
-        let name_env = env_of(&d.name);
-        let pool_env = d.pool.as_deref().and_then(env_of);
-        let pool = d.pool.as_deref().unwrap_or("(none)");
-        match (name_env, pool_env) {
-            (Some(n), Some(p)) if n != p => problems.push(format!(
-                "line {}: deployment `{}` is a {} deployment but uses the {} pool `{pool}`",
-                d.line,
-                d.name,
-                env_name(n),
-                env_name(p)
-            )),
-            (n, p) => {
-                if let Some(env) = n.or(p).filter(|e| *e != target) {
-                    problems.push(format!(
-                        "line {}: deployment `{}` (pool `{pool}`) belongs to {} but this is a {} deploy",
-                        d.line,
-                        d.name,
-                        env_name(env),
-                        env_name(target)
-                    ));
-                }
-            }
-        }
-    }
-    problems
-}
-
-/// Names and pools of a parsed prefect.yaml's deployments (as written, before templating).
-pub fn deployment_pools(file: &PrefectFile) -> Vec<DeploymentPool> {
-    file.deployments
-        .iter()
-        .map(|d| DeploymentPool {
-            name: d.name.clone(),
-            line: d.line,
-            pool: d.work_pool_name().map(str::to_string),
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn dp(name: &str, pool: Option<&str>) -> DeploymentPool {
-        DeploymentPool {
-            name: name.into(),
-            line: 1,
-            pool: pool.map(String::from),
-        }
-    }
-
-    #[test]
-    fn env_from_name_words() {
-        assert_eq!(env_of("captionacc-prod-video"), Some(Env::Prod));
-        assert_eq!(env_of("captionacc-workers-dev"), Some(Env::Dev));
-        assert_eq!(env_of("my_production.pool"), Some(Env::Prod));
-        assert_eq!(env_of("captionacc-video"), None);
-        // Words, not substrings: "product", "devices" name no environment.
-        assert_eq!(env_of("product-devices"), None);
-        assert_eq!(env_of("prod-to-dev-copy"), None);
-    }
-
-    #[test]
-    fn accepts_matching_pools() {
-        let prod = [
-            dp(
-                "captionacc-prod-video-initial-processing",
-                Some("captionacc-workers-prod"),
-            ),
-            dp(
-                "captionacc-prod-caption-cleanup",
-                Some("captionacc-workers-prod"),
-            ),
-            dp("neutral", Some("shared-pool")),
-            dp("neutral-no-pool", None),
-        ];
-        assert_eq!(lint_pool_names(&prod, Env::Prod), Vec::<String>::new());
-        let dev = [dp("captionacc-dev-video", Some("captionacc-workers-dev"))];
-        assert_eq!(lint_pool_names(&dev, Env::Dev), Vec::<String>::new());
-    }
-
-    #[test]
-    fn refuses_crossed_pools() {
-        let problems = lint_pool_names(
-            &[
-                dp("captionacc-dev-video", Some("captionacc-workers-prod")),
-                dp("captionacc-prod-video", Some("captionacc-workers-dev")),
-            ],
-            Env::Prod,
-        );
-        assert_eq!(
-            problems,
-            [
-                "line 1: deployment `captionacc-dev-video` is a dev deployment but uses the prod pool `captionacc-workers-prod`",
-                "line 1: deployment `captionacc-prod-video` is a prod deployment but uses the dev pool `captionacc-workers-dev`",
-            ]
-        );
-    }
-
-    #[test]
-    fn refuses_the_other_environment() {
-        let problems = lint_pool_names(
-            &[dp("captionacc-dev-video", Some("captionacc-workers-dev"))],
-            Env::Prod,
-        );
-        assert_eq!(problems.len(), 1);
-        assert!(
-            problems[0].contains("belongs to dev but this is a prod deploy"),
-            "{}",
-            problems[0]
-        );
-        let problems = lint_pool_names(&[dp("video", Some("captionacc-workers-prod"))], Env::Dev);
-        assert!(
-            problems[0].contains("belongs to prod but this is a dev deploy"),
-            "{}",
-            problems[0]
-        );
-    }
-
-    #[test]
-    fn reads_names_and_pools() {
-        let text = "
-definitions:
-  pools:
-    prod: &prod
-      work_pool:
-        name: captionacc-workers-prod
-deployments:
-  - name: a
-    work_pool: {name: p1}
-  - <<: *prod
-    name: b
-";
-        let file = prefect_yaml::parse("prefect.yaml", text.as_bytes()).unwrap();
-        let got = deployment_pools(&file);
-        let want = [
-            DeploymentPool {
-                name: "a".into(),
-                line: 8,
-                pool: Some("p1".into()),
-            },
-            DeploymentPool {
-                name: "b".into(),
-                line: 10,
-                pool: Some("captionacc-workers-prod".into()),
-            },
-        ];
-        assert_eq!(got, want);
-    }
-
-    #[test]
-    fn the_project_yaml_files_pass_the_lint() {
-        let root = crate::project::repo_root();
-        for (file, env) in [("prefect.yaml", Env::Prod), ("prefect-dev.yaml", Env::Dev)] {
-            let bytes = std::fs::read(root.join(file)).unwrap();
-            let deployments = deployment_pools(&prefect_yaml::parse(file, &bytes).unwrap());
-            assert!(!deployments.is_empty(), "{file}");
-            assert_eq!(
-                lint_pool_names(&deployments, env),
-                Vec::<String>::new(),
-                "{file}"
-            );
-            let other = if env == Env::Prod {
-                Env::Dev
-            } else {
-                Env::Prod
-            };
-            assert_eq!(
-                lint_pool_names(&deployments, other).len(),
-                deployments.len(),
-                "{file}"
-            );
-        }
-    }
 }

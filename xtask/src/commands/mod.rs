@@ -1,4 +1,5 @@
-//! One module per subcommand. Each exposes `run(global, args) -> Result<ExitCode>`.
+//! One module per subcommand, each `run(global, args) -> Result<ExitCode>`: arguments → library
+//! (`xtask::…`) → report → exit code. No command calls another's `run`.
 
 pub mod bench;
 pub mod build_image;
@@ -12,11 +13,11 @@ use std::time::Instant;
 
 use anyhow::Result;
 
-use crate::prefect::api::{ApiConfig, PrefectClient};
-use crate::project::Project;
-use crate::sync::engine::interrupt_flag;
-use crate::sync::{self, render, SyncOptions};
-use crate::sys::env_vars::EnvVars;
+use xtask::prefect::api::{ApiConfig, PrefectClient};
+use xtask::project::Project;
+use xtask::sync::engine::interrupt_flag;
+use xtask::sync::{self, render, SyncOptions};
+use xtask::sys::env_vars::EnvVars;
 
 /// A register-flows run inside another command (deploy's plan and check, `deploy --local`),
 /// against the server `env` names and with `env` as the environment, reported on stderr as

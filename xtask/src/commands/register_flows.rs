@@ -9,20 +9,20 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 
-use crate::cli::{Engine, Env, GlobalArgs, RegisterFlowsArgs};
-use crate::prefect::api::{ApiConfig, PrefectClient};
-use crate::project::Project;
-use crate::sync::engine::{interrupt_flag, RegisterError};
-use crate::sync::{self, render};
-use crate::sys::env_vars::EnvVars;
-use crate::sys::report::code;
+use crate::cli::{Engine, GlobalArgs, RegisterFlowsArgs};
+use xtask::prefect::api::{ApiConfig, PrefectClient};
+use xtask::project::{Env, Project};
+use xtask::sync::engine::{interrupt_flag, RegisterError};
+use xtask::sync::{self, render};
+use xtask::sys::env_vars::EnvVars;
+use xtask::sys::report::code;
 
 pub fn run(global: &GlobalArgs, args: RegisterFlowsArgs) -> Result<ExitCode> {
     if args.engine == Engine::PrefectCli {
         return run_prefect_cli(global, &args);
     }
     let started = Instant::now();
-    let project = Project::discover(global, Env::Prod)?;
+    let project = Project::discover(global.prefect_file.as_deref(), Env::Prod)?;
     let env = EnvVars::capture();
     let client = PrefectClient::new(ApiConfig::from_vars(&env)?)?;
     client.set_verbose(global.verbose);
@@ -60,8 +60,8 @@ fn run_prefect_cli(global: &GlobalArgs, args: &RegisterFlowsArgs) -> Result<Exit
     if args.dry_run || args.check || args.prune || args.json {
         bail!("--dry-run, --check, --prune and --json need the native engine; `prefect deploy` has no such modes");
     }
-    let project = Project::discover(global, Env::Prod)?;
-    let prefect = crate::prefect::deploy_cli::find_prefect()?;
-    crate::prefect::deploy_cli::deploy_all(&project, &prefect, &[])?;
+    let project = Project::discover(global.prefect_file.as_deref(), Env::Prod)?;
+    let prefect = xtask::prefect::deploy_cli::find_prefect()?;
+    xtask::prefect::deploy_cli::deploy_all(&project, &prefect, &[])?;
     Ok(ExitCode::from(code::OK))
 }

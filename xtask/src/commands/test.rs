@@ -17,11 +17,11 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 
 use crate::cli::{GlobalArgs, TestArgs};
-use crate::local::process::{self, read_pid_file, write_pid_file, PidRecord};
-use crate::local::server::{self, api_url, ServerSpec, SERVER_WORDS, STARTUP_TIMEOUT};
-use crate::local::{venv, STOP_GRACE};
-use crate::project::{repo_root, state_dir, venv_dir};
-use crate::sys::report::code;
+use xtask::local::process::{self, read_pid_file, write_pid_file, PidRecord};
+use xtask::local::server::{self, api_url, ServerSpec, SERVER_WORDS, STARTUP_TIMEOUT};
+use xtask::local::{venv, STOP_GRACE};
+use xtask::project::{repo_root, state_dir, venv_dir};
+use xtask::sys::report::code;
 
 /// Set by Ctrl-C / SIGTERM.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);

@@ -7,6 +7,7 @@
 //! environment it inherits, so no argv built here carries a secret. [`FlyCommand::secret`] still
 //! exists so a command that ever does (`-t/--access-token`) prints masked.
 
+pub mod checklist;
 pub mod release_env;
 pub mod secrets;
 
@@ -22,9 +23,8 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::cli::Env;
 use crate::fly::secrets::{parse_fly_secrets, FlySecrets};
-use crate::project::Project;
+use crate::project::{Env, Project};
 use crate::sys::redact::redact;
 
 // ---------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 //! What a release needs from its environment, and the checklist that proves it. Pure: the
-//! callers (commands::check_secrets) read the environment, run `fly` and probe the server.
+//! callers ([`crate::fly::checklist`]) read the environment, run `fly` and probe the server.
 //!
 //! The release command (`xtask register-flows`, fly.toml `[deploy] release_command`) builds its
 //! Prefect client with `ApiConfig::from_env`, which reads exactly the variables named here:

@@ -1,7 +1,8 @@
 //! The local target's machinery: the project venv, a Prefect server and process workers
 //! started on this machine and remembered by pid files under `target/xtask/local/`.
-//! Commands (`deploy --local`, `down`, `test`) compose these in `crate::commands`.
+//! Commands (`deploy --local`, `down`, `test`) compose these in the binary's `commands`.
 
+pub mod deploy;
 pub mod process;
 pub mod server;
 pub mod venv;

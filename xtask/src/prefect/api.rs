@@ -432,7 +432,7 @@ impl PrefectClient {
     }
 
     /// Deletes a deployment (and its scheduled runs); one already gone is no error.
-    pub(crate) fn delete_deployment(&self, id: &str) -> Result<(), ApiError> {
+    pub fn delete_deployment(&self, id: &str) -> Result<(), ApiError> {
         self.delete(&deployment_path(id)).map(|_| ())
     }
 
