@@ -9,7 +9,7 @@ const ROOT_MARKERS: &[&str] = &["prefect.yaml", "fly.toml"];
 
 /// The Prefect version the app, the image and the tests use. The single source of truth is
 /// `app/requirements.txt`; this constant is checked against it by a test.
-pub const PREFECT_VERSION: &str = "3.9.1";
+pub(crate) const PREFECT_VERSION: &str = "3.9.1";
 
 /// Which environment's files and app to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -58,11 +58,11 @@ impl Project {
         Ok(Project { root, prefect_file })
     }
 
-    pub fn fly_toml(&self) -> PathBuf {
+    pub(crate) fn fly_toml(&self) -> PathBuf {
         self.root.join("fly.toml")
     }
 
-    pub fn dockerfile(&self) -> PathBuf {
+    pub(crate) fn dockerfile(&self) -> PathBuf {
         self.root.join("Dockerfile")
     }
 
@@ -72,7 +72,7 @@ impl Project {
     }
 }
 
-pub fn default_prefect_file(env: Env) -> &'static str {
+pub(crate) fn default_prefect_file(env: Env) -> &'static str {
     match env {
         Env::Prod => "prefect.yaml",
         Env::Dev => "prefect-dev.yaml",

@@ -17,7 +17,7 @@ use crate::sys::env_vars::EnvVars;
 use crate::sys::redact::mask_url_credentials;
 
 /// The REST API version Prefect 3.9.1 speaks; the server rejects versions it does not support.
-pub const API_VERSION: &str = "0.8.4";
+pub(crate) const API_VERSION: &str = "0.8.4";
 /// `POST /…/filter` page size; the server rejects more than its default limit (200).
 const PAGE_SIZE: usize = 200;
 
@@ -45,11 +45,6 @@ impl std::fmt::Debug for ApiConfig {
 }
 
 impl ApiConfig {
-    /// From this process's environment; see [`ApiConfig::from_vars`].
-    pub fn from_env() -> Result<ApiConfig> {
-        ApiConfig::from_vars(&EnvVars::capture())
-    }
-
     /// PREFECT_API_URL (required), PREFECT_API_KEY, PREFECT_API_AUTH_STRING,
     /// PREFECT_API_REQUEST_TIMEOUT (seconds), PREFECT_CLIENT_MAX_RETRIES.
     pub fn from_vars(vars: &EnvVars) -> Result<ApiConfig> {
@@ -91,7 +86,7 @@ impl ApiConfig {
         }
     }
 
-    pub fn display_url(&self) -> String {
+    pub(crate) fn display_url(&self) -> String {
         mask_url_credentials(&self.url)
     }
 
@@ -143,14 +138,6 @@ impl ApiError {
     /// 401/403 other than a CSRF problem: the credentials are missing or wrong.
     pub fn is_auth(&self) -> bool {
         matches!(self.status(), Some(401 | 403))
-    }
-
-    /// The server's own message (`detail` / `exception_message`), if it answered.
-    pub fn detail(&self) -> Option<&str> {
-        match &self.kind {
-            ApiErrorKind::Status { detail, .. } => Some(detail),
-            _ => None,
-        }
     }
 }
 
@@ -255,11 +242,6 @@ impl PrefectClient {
         })
     }
 
-    /// Client for PREFECT_API_URL and friends.
-    pub fn from_env() -> Result<PrefectClient> {
-        PrefectClient::new(ApiConfig::from_env()?)
-    }
-
     pub fn display_url(&self) -> String {
         self.inner.cfg.display_url()
     }
@@ -362,7 +344,7 @@ impl PrefectClient {
         ))
     }
 
-    pub fn create_flow_run_from_deployment(
+    pub(crate) fn create_flow_run_from_deployment(
         &self,
         deployment_id: &str,
         parameters: Value,
@@ -376,7 +358,7 @@ impl PrefectClient {
         )
     }
 
-    pub fn read_flow_run(&self, id: &str) -> Result<Option<Value>, ApiError> {
+    pub(crate) fn read_flow_run(&self, id: &str) -> Result<Option<Value>, ApiError> {
         self.get(&format!("/flow_runs/{}", encode_segment(id)))
     }
 
@@ -725,7 +707,7 @@ fn method_name(method: &Method) -> &'static str {
 }
 
 /// Statuses Prefect's own client retries.
-pub fn is_retryable_status(code: u16) -> bool {
+pub(crate) fn is_retryable_status(code: u16) -> bool {
     matches!(code, 408 | 429 | 502 | 503)
 }
 
@@ -938,7 +920,7 @@ fn schedule_path(deployment_id: &str, schedule_id: &str) -> String {
 }
 
 /// Percent-encodes one path segment (deployment and flow names may hold spaces, `é`, `#`, `?`).
-pub fn encode_segment(segment: &str) -> String {
+pub(crate) fn encode_segment(segment: &str) -> String {
     let mut out = String::with_capacity(segment.len());
     for byte in segment.bytes() {
         match byte {

@@ -12,7 +12,7 @@ use crate::prefect::json::python_eq;
 use crate::prefect::python_text::{str_repr, value_repr};
 
 /// `Err` names the first failing field and why, in Prefect's words.
-pub fn validate(parameters: &Value, schema: &Value) -> Result<(), String> {
+pub(crate) fn validate(parameters: &Value, schema: &Value) -> Result<(), String> {
     let checker = Checker {
         root: schema,
         depth: 0,

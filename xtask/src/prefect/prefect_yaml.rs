@@ -21,7 +21,7 @@ use crate::prefect::template::{self, Placeholder, TemplateValues};
 use crate::prefect::yaml::{self, Node, NodeValue};
 
 /// Characters Prefect forbids in flow and deployment names (`BANNED_CHARACTERS`).
-pub const FORBIDDEN_NAME_CHARS: &[char] = &['/', '%', '&', '>', '<'];
+pub(crate) const FORBIDDEN_NAME_CHARS: &[char] = &['/', '%', '&', '>', '<'];
 
 /// Why Prefect refuses `name` as a deployment name, if it does.
 fn forbidden_name_problem(name: &str) -> Option<String> {
@@ -74,7 +74,7 @@ const STRING_FIELDS: [&str; 5] = [
 const WORK_POOL_KEYS: &[&str] = &["name", "work_queue_name", "job_variables"];
 const CONCURRENCY_KEYS: &[&str] = &["limit", "collision_strategy", "grace_period_seconds"];
 /// `RunnerDeployment.version_type` values.
-pub const VERSION_TYPES: &[&str] = &[
+pub(crate) const VERSION_TYPES: &[&str] = &[
     "prefect:simple",
     "vcs:github",
     "vcs:gitlab",
@@ -83,7 +83,7 @@ pub const VERSION_TYPES: &[&str] = &[
     "vcs:git",
 ];
 /// The server's `ConcurrencyLimitStrategy`.
-pub const COLLISION_STRATEGIES: &[&str] = &["ENQUEUE", "CANCEL_NEW"];
+pub(crate) const COLLISION_STRATEGIES: &[&str] = &["ENQUEUE", "CANCEL_NEW"];
 
 /// One problem (error or warning), printed as `file:line:col: [deployment 'x'] message`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1033,7 +1033,7 @@ impl DeploymentConfig {
     }
 
     /// `(line, col)` for a templating/validation path, falling back to its parents.
-    pub fn position_of(&self, path: &str) -> (usize, usize) {
+    pub(crate) fn position_of(&self, path: &str) -> (usize, usize) {
         let mut p = path;
         loop {
             if let Some(pos) = self.field_lines.get(p) {
@@ -1323,7 +1323,10 @@ impl Templated<'_> {
 /// Build: the deployment's `build` when the key is present (even null or `[]`: none), else the
 /// top level's. Push: the same, except that an empty deployment-level `push` (null, `{}`, `[]`)
 /// falls back to the top level's (`push_steps or actions.get("push")` in Prefect 3.9.1).
-pub fn build_and_push_steps(file: &PrefectFile, d: &DeploymentConfig) -> (Vec<Value>, Vec<Value>) {
+pub(crate) fn build_and_push_steps(
+    file: &PrefectFile,
+    d: &DeploymentConfig,
+) -> (Vec<Value>, Vec<Value>) {
     let build = steps_choice(&d.raw, "build", file.build.as_ref()).unwrap_or_default();
     let push = steps_choice(&d.raw, "push", file.push.as_ref())
         .filter(|steps| !steps.is_empty())

@@ -17,7 +17,7 @@ use serde_json::{json, Map, Value};
 use crate::prefect::json::pydantic_bool;
 
 /// Keys Prefect's `RawScheduleConfig` accepts (`extra="forbid"`).
-pub const SCHEDULE_KEYS: &[&str] = &[
+pub(crate) const SCHEDULE_KEYS: &[&str] = &[
     "cron",
     "interval",
     "rrule",
@@ -75,7 +75,7 @@ pub struct AnchorDate {
 impl AnchorDate {
     /// Parse like Prefect's `parse_datetime`: ISO-8601 date or date-time, `T` or
     /// space, optional fraction, `Z`/`±HH:MM`/`±HHMM`/`±HH`; naive means UTC.
-    pub fn parse(text: &str) -> Result<AnchorDate, String> {
+    pub(crate) fn parse(text: &str) -> Result<AnchorDate, String> {
         let bad = || {
             format!("invalid anchor_date {text:?}: expected an ISO-8601 date-time such as 2026-01-01T00:00:00Z")
         };
@@ -101,7 +101,7 @@ impl AnchorDate {
         })
     }
 
-    pub fn from_timestamp(ts: Timestamp) -> AnchorDate {
+    pub(crate) fn from_timestamp(ts: Timestamp) -> AnchorDate {
         let micros = ts.subsec_nanosecond() / 1000 * 1000;
         let local = ts.to_zoned(jiff::tz::TimeZone::UTC).datetime();
         let local = local
@@ -115,13 +115,8 @@ impl AnchorDate {
         }
     }
 
-    pub fn instant(&self) -> Option<Timestamp> {
-        let offset = jiff::tz::Offset::from_seconds(self.offset_seconds).ok()?;
-        offset.to_timestamp(self.local).ok()
-    }
-
     /// pydantic's JSON form: `2026-01-01T00:00:00Z`, `...T10:00:00.500000+02:00`.
-    pub fn to_json_string(&self) -> String {
+    pub(crate) fn to_json_string(self) -> String {
         let d = self.local;
         let mut s = format!(
             "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
@@ -191,7 +186,7 @@ fn timezone_names() -> &'static HashSet<String> {
 }
 
 /// `Invalid timezone: "X" (...)` exactly as Prefect words it, or Ok.
-pub fn validate_timezone(tz: &str) -> Result<(), String> {
+pub(crate) fn validate_timezone(tz: &str) -> Result<(), String> {
     if timezone_names().contains(tz) && jiff::tz::TimeZone::get(tz).is_ok() {
         Ok(())
     } else {
@@ -202,7 +197,7 @@ pub fn validate_timezone(tz: &str) -> Result<(), String> {
 }
 
 /// Parse and validate one schedule item (after templating). All problems at once.
-pub fn parse_schedule(item: &Value) -> Result<ScheduleConfig, Vec<String>> {
+pub(crate) fn parse_schedule(item: &Value) -> Result<ScheduleConfig, Vec<String>> {
     let Some(obj) = item.as_object() else {
         return Err(vec![format!(
             "a schedule must be a mapping with one of cron, interval or rrule, got {}",
@@ -433,7 +428,7 @@ fn json_kind(v: &Value) -> &'static str {
 /// Interval in seconds (microsecond precision) from int/float seconds, an
 /// ISO-8601 duration (`PT10M`, `P1DT2H`, `P1W`), `HH:MM:SS[.f]` or
 /// `N day[s], HH:MM:SS`. Must be > 0.
-pub fn parse_interval(v: &Value) -> Result<f64, String> {
+pub(crate) fn parse_interval(v: &Value) -> Result<f64, String> {
     let seconds = match v {
         Value::Number(n) => n.as_f64().ok_or_else(|| format!("invalid interval {n}"))?,
         Value::String(s) => parse_duration_text(s.trim()).ok_or_else(|| {
@@ -569,7 +564,7 @@ const WEEKDAYS: &[&str] = &["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
 /// 5 fields, or 6 (+ seconds) or 7 (+ seconds, year); names, ranges, steps,
 /// lists, `L` (day of month), `?`, `#` (weekday), `@daily`-style aliases.
 /// Random/hashed (`R`/`H`) fields are rejected.
-pub fn validate_cron(cron: &str) -> Result<(), String> {
+pub(crate) fn validate_cron(cron: &str) -> Result<(), String> {
     let invalid = || format!("Invalid cron string: \"{cron}\"");
     let trimmed = cron.trim();
     if trimmed.starts_with('@') {
@@ -678,7 +673,7 @@ const FREQUENCIES: &[&str] = &[
 /// Validate an RRULE string the way dateutil's `rrulestr` would reject it:
 /// `DTSTART`/`RRULE`/`EXRULE`/`RDATE`/`EXDATE` lines, every rule with a known
 /// FREQ and only known parts.
-pub fn validate_rrule(rrule: &str) -> Result<(), String> {
+pub(crate) fn validate_rrule(rrule: &str) -> Result<(), String> {
     let invalid = |why: &str| format!("Invalid RRule string \"{rrule}\": {why}");
     if rrule.trim().is_empty() {
         return Err(invalid("empty rule"));
@@ -755,7 +750,7 @@ fn validate_rule_body(body: &str) -> Result<(), String> {
 /// `DTSTART` injection as Prefect's `normalize_rrule_string` does it: unchanged
 /// if a DTSTART is present; a recent phase-equivalent anchor for SECONDLY/MINUTELY
 /// rules without COUNT (wall clock in `timezone`); otherwise 2020-01-01.
-pub fn normalize_rrule(rrule: &str, timezone: Option<&str>, now: Timestamp) -> String {
+pub(crate) fn normalize_rrule(rrule: &str, timezone: Option<&str>, now: Timestamp) -> String {
     if rrule.to_ascii_uppercase().contains("DTSTART") {
         return rrule.to_string();
     }
@@ -815,7 +810,7 @@ pub fn normalize_rrule(rrule: &str, timezone: Option<&str>, now: Timestamp) -> S
 }
 
 /// `now` as Prefect's client writes it: UTC, microseconds, `Z`.
-pub fn format_now(now: Timestamp) -> String {
+pub(crate) fn format_now(now: Timestamp) -> String {
     AnchorDate::from_timestamp(now).to_json_string()
 }
 
@@ -834,7 +829,7 @@ impl ScheduleConfig {
 
     /// The `schedule` object of the create payload (`POST /deployments/`).
     /// `now` fills a missing interval anchor (client time) and rrule DTSTART.
-    pub fn schedule_object(&self, now: Timestamp) -> Value {
+    pub(crate) fn schedule_object(&self, now: Timestamp) -> Value {
         match &self.kind {
             ScheduleKind::Cron { cron, day_or } => json!({
                 "cron": cron,
@@ -890,7 +885,7 @@ pub struct DesiredSchedule {
 
 impl DesiredSchedule {
     /// A schedule as the server returns it (a DeploymentSchedule), to be put back as it is.
-    pub fn from_server(schedule: &Value) -> DesiredSchedule {
+    pub(crate) fn from_server(schedule: &Value) -> DesiredSchedule {
         DesiredSchedule {
             schedule: schedule.get("schedule").cloned().unwrap_or(Value::Null),
             anchor_explicit: true,
@@ -934,7 +929,7 @@ impl DesiredSchedule {
 
 /// A server schedule (a DeploymentSchedule) as a create body that puts it back as it was,
 /// `max_scheduled_runs` included (yaml schedules never set it).
-pub fn recreate_body(server: &Value) -> Value {
+pub(crate) fn recreate_body(server: &Value) -> Value {
     let mut body = DesiredSchedule::from_server(server).create_body();
     body["max_scheduled_runs"] = server
         .get("max_scheduled_runs")

@@ -22,10 +22,10 @@ use serde_json::{Map, Value};
 
 use crate::prefect::python_text::value_str;
 
-pub const BLOCK_PREFIX: &str = "prefect.blocks.";
-pub const VARIABLE_PREFIX: &str = "prefect.variables.";
-pub const ENV_PREFIX: &str = "$";
-pub const CONTEXT_PREFIX: &str = "ctx.";
+pub(crate) const BLOCK_PREFIX: &str = "prefect.blocks.";
+pub(crate) const VARIABLE_PREFIX: &str = "prefect.variables.";
+pub(crate) const ENV_PREFIX: &str = "$";
+pub(crate) const CONTEXT_PREFIX: &str = "ctx.";
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum PlaceholderKind {
@@ -135,7 +135,7 @@ fn match_at(text: &str, start: usize) -> Option<(usize, &str)> {
 }
 
 /// Distinct placeholders of one string, in order of first appearance.
-pub fn find_placeholders(text: &str) -> Vec<Placeholder> {
+pub(crate) fn find_placeholders(text: &str) -> Vec<Placeholder> {
     let mut out: Vec<Placeholder> = Vec::new();
     for (start, end, name) in scan(text) {
         let full = &text[start..end];
@@ -148,7 +148,7 @@ pub fn find_placeholders(text: &str) -> Vec<Placeholder> {
 
 /// Distinct placeholders anywhere in a JSON tree (strings only, like Prefect),
 /// so the caller can fetch every block and variable it needs in one go.
-pub fn placeholders(value: &Value) -> Vec<Placeholder> {
+pub(crate) fn placeholders(value: &Value) -> Vec<Placeholder> {
     let mut out = Vec::new();
     collect(value, &mut out);
     out
@@ -186,7 +186,7 @@ pub struct TemplateValues {
 
 /// A placeholder that could not be resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TemplateError {
+pub(crate) struct TemplateError {
     /// Where in the deployment, e.g. `work_pool.job_variables.env.TOKEN` or `tags[1]`.
     pub path: String,
     /// The placeholder text, e.g. `{{ $TOKEN }}`.
@@ -195,8 +195,9 @@ pub struct TemplateError {
 }
 
 impl TemplateError {
+    #[cfg(test)]
     /// The top-level deployment key the error is under (`work_pool`, `tags`, ...).
-    pub fn field(&self) -> &str {
+    pub(crate) fn field(&self) -> &str {
         let end = self.path.find(['.', '[']).unwrap_or(self.path.len());
         &self.path[..end]
     }
@@ -215,7 +216,7 @@ const NOT_TEMPLATED: &[&str] = &["build", "push", "pull"];
 /// Resolve every placeholder of a deployment mapping (`DeploymentConfig::raw`)
 /// in Prefect's order. Trigger `parameters` keep step-output placeholders
 /// (`{{ event.* }}` is resolved by the automation at fire time); `ctx.*` is kept.
-pub fn resolve_deployment(
+pub(crate) fn resolve_deployment(
     config: &Value,
     values: &TemplateValues,
 ) -> Result<Value, Vec<TemplateError>> {
@@ -251,7 +252,7 @@ pub fn resolve_deployment(
 /// Resolve pull steps the way Prefect stores them: env and build/push step
 /// outputs substituted; blocks, variables, `ctx.*`, outputs of earlier pull
 /// steps and unset env vars left verbatim for the worker.
-pub fn resolve_pull_steps(steps: &Value, values: &TemplateValues) -> Value {
+pub(crate) fn resolve_pull_steps(steps: &Value, values: &TemplateValues) -> Value {
     pull_walk(steps, values)
 }
 
@@ -550,7 +551,7 @@ fn variable_value(p: &Placeholder, values: &TemplateValues) -> Result<Value, Str
 }
 
 /// Prefect's `get_from_dict` on a mapping: `a.b[1].c`.
-pub fn get_from_dict<'v>(map: &'v Map<String, Value>, keys: &str) -> Option<&'v Value> {
+pub(crate) fn get_from_dict<'v>(map: &'v Map<String, Value>, keys: &str) -> Option<&'v Value> {
     let mut parts = key_parts(keys).into_iter();
     let first = parts.next()?;
     let mut value = map.get(&first)?;

@@ -15,14 +15,14 @@ use yaml_rust2::parser::{Event, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 /// Most nodes an alias expansion may produce in one document (billion laughs).
-pub const MAX_EXPANDED_NODES: usize = 1_000_000;
+pub(crate) const MAX_EXPANDED_NODES: usize = 1_000_000;
 /// Deepest nesting of sequences/mappings accepted (also bounds our recursion).
-pub const MAX_DEPTH: usize = 256;
+pub(crate) const MAX_DEPTH: usize = 256;
 
 /// One YAML node with its 1-based source position (of the node's first token;
 /// for an expanded alias: of the anchored node).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Node {
+pub(crate) struct Node {
     pub value: NodeValue,
     pub line: usize,
     pub col: usize,
@@ -30,7 +30,7 @@ pub struct Node {
 
 /// A node's value after YAML 1.1 resolution, as PyYAML `safe_load` constructs it.
 #[derive(Debug, Clone, PartialEq)]
-pub enum NodeValue {
+pub(crate) enum NodeValue {
     Null,
     Bool(bool),
     Int(i64),
@@ -49,7 +49,7 @@ pub enum NodeValue {
 
 /// A parse failure, printed as `file:line:col: message`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct YamlError {
+pub(crate) struct YamlError {
     pub file: String,
     pub line: usize,
     pub col: usize,
@@ -70,7 +70,7 @@ impl std::error::Error for YamlError {}
 
 /// Something PyYAML accepts silently but that is probably a mistake.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct YamlWarning {
+pub(crate) struct YamlWarning {
     pub file: String,
     pub line: usize,
     pub col: usize,
@@ -89,14 +89,14 @@ impl fmt::Display for YamlWarning {
 
 /// A parsed file: the single document's root (Null for an empty file) and warnings.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Document {
+pub(crate) struct Document {
     pub root: Node,
     pub warnings: Vec<YamlWarning>,
 }
 
 /// Parse `bytes` (UTF-8, optional BOM, LF or CRLF) like `yaml.safe_load`.
 /// `file_label` only appears in messages.
-pub fn parse(file_label: &str, bytes: &[u8]) -> Result<Document, YamlError> {
+pub(crate) fn parse(file_label: &str, bytes: &[u8]) -> Result<Document, YamlError> {
     let err = |line: usize, col: usize, message: String| YamlError {
         file: file_label.to_string(),
         line,
@@ -662,7 +662,7 @@ fn resolve_scalar(text: &str, style: TScalarStyle, tag: Option<&Tag>) -> Result<
 }
 
 /// PyYAML's implicit resolvers (yaml/resolver.py), in its order of precedence.
-pub fn resolve_plain(text: &str) -> NodeValue {
+pub(crate) fn resolve_plain(text: &str) -> NodeValue {
     if matches!(text, "" | "~" | "null" | "Null" | "NULL") {
         return NodeValue::Null;
     }
@@ -1000,7 +1000,7 @@ impl Node {
     /// (`1` → "1", `True` → "True", `None` → "None", `1.5` → "1.5"), NaN and
     /// infinities become null (pydantic's default), timestamps their ISO text,
     /// ints beyond i64 a u64 or (lossy) float.
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         match &self.value {
             NodeValue::Null => Value::Null,
             NodeValue::Bool(b) => Value::Bool(*b),
@@ -1029,7 +1029,7 @@ impl Node {
     }
 
     /// Python's `str()` of a scalar key; collections get a placeholder text.
-    pub fn key_string(&self) -> String {
+    pub(crate) fn key_string(&self) -> String {
         match &self.value {
             NodeValue::Null => "None".to_string(),
             NodeValue::Bool(true) => "True".to_string(),
@@ -1047,12 +1047,12 @@ impl Node {
     }
 
     /// The value of string key `key` in a mapping node.
-    pub fn get(&self, key: &str) -> Option<&Node> {
+    pub(crate) fn get(&self, key: &str) -> Option<&Node> {
         self.entry(key).map(|(_, v)| v)
     }
 
     /// The key node and value node of string key `key` in a mapping node.
-    pub fn entry(&self, key: &str) -> Option<(&Node, &Node)> {
+    pub(crate) fn entry(&self, key: &str) -> Option<(&Node, &Node)> {
         match &self.value {
             NodeValue::Map(pairs) => pairs
                 .iter()
@@ -1062,9 +1062,10 @@ impl Node {
         }
     }
 
+    #[cfg(test)]
     /// Follow a path of mapping keys / sequence indices (`["deployments", "0",
     /// "schedules"]`) and return the node there, for error positions.
-    pub fn find(&self, path: &[&str]) -> Option<&Node> {
+    pub(crate) fn find(&self, path: &[&str]) -> Option<&Node> {
         let mut node = self;
         for part in path {
             node = match &node.value {
@@ -1076,9 +1077,10 @@ impl Node {
         Some(node)
     }
 
+    #[cfg(test)]
     /// Line of the key (not the value) at the end of `path`; falls back to the
     /// deepest node that exists.
-    pub fn line_of(&self, path: &[&str]) -> usize {
+    pub(crate) fn line_of(&self, path: &[&str]) -> usize {
         let mut node = self;
         let mut line = self.line;
         for part in path {
@@ -1103,7 +1105,7 @@ impl Node {
     }
 
     /// A short name of the node's kind for messages ("a string", "a list", ...).
-    pub fn kind_name(&self) -> &'static str {
+    pub(crate) fn kind_name(&self) -> &'static str {
         match &self.value {
             NodeValue::Null => "null",
             NodeValue::Bool(_) => "a boolean",
@@ -1116,14 +1118,14 @@ impl Node {
         }
     }
 
-    pub fn as_str(&self) -> Option<&str> {
+    pub(crate) fn as_str(&self) -> Option<&str> {
         match &self.value {
             NodeValue::Str(s) => Some(s),
             _ => None,
         }
     }
 
-    pub fn is_null(&self) -> bool {
+    pub(crate) fn is_null(&self) -> bool {
         matches!(self.value, NodeValue::Null)
     }
 }

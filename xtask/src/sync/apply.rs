@@ -24,7 +24,7 @@ use crate::sync::plan::{
     self, Action, DeploymentUpdate, Plan, PlanItem, ScheduleOp, ServerDeployment,
 };
 
-pub struct ApplyOptions<'a> {
+pub(crate) struct ApplyOptions<'a> {
     /// Writes in flight at most.
     pub concurrency: usize,
     /// Set by the Ctrl-C/SIGTERM handler: start no new write, then roll back.
@@ -58,7 +58,7 @@ pub struct ApplyReport {
 }
 
 impl ApplyReport {
-    pub fn succeeded(&self) -> bool {
+    pub(crate) fn succeeded(&self) -> bool {
         self.error.is_none()
     }
 
@@ -99,7 +99,7 @@ enum Undo {
 }
 
 /// Executes `plan`. Never panics on server answers; every failure ends up in the report.
-pub fn apply(client: &PrefectClient, plan: &Plan, opts: &ApplyOptions) -> ApplyReport {
+pub(crate) fn apply(client: &PrefectClient, plan: &Plan, opts: &ApplyOptions) -> ApplyReport {
     let run = Run {
         journal: Mutex::new(Vec::new()),
         stop: AtomicBool::new(false),

@@ -79,13 +79,13 @@ pub struct DesiredDeployment {
 
 impl DesiredDeployment {
     /// `flow/deployment`, the name Prefect shows and `prefect deployment run` takes.
-    pub fn full_name(&self) -> String {
+    pub(crate) fn full_name(&self) -> String {
         format!("{}/{}", self.flow_name, self.name)
     }
 
     /// The `POST /deployments/` body, with Prefect's create defaults for fields the yaml does not state
     /// (`paused: false`, `enforce_parameter_schema: true`) and the ownership labels.
-    pub fn create_body(&self, flow_id: &str, owner: &Ownership) -> Value {
+    pub(crate) fn create_body(&self, flow_id: &str, owner: &Ownership) -> Value {
         let field = |key: &str| self.fields.get(key).cloned().unwrap_or(Value::Null);
         let schedules: Vec<Value> = self
             .schedules
@@ -152,7 +152,7 @@ impl DesiredDeployment {
     /// `create_body` without the fields whose stated value is the server's own create default
     /// and whose presence makes the server work for nothing, plus those fields with the values
     /// they must end up with (for `plan::repair_patch` to check against the response).
-    pub fn lean_create_body(
+    pub(crate) fn lean_create_body(
         &self,
         flow_id: &str,
         owner: &Ownership,
@@ -176,7 +176,7 @@ impl DesiredDeployment {
     }
 
     /// `POST /automations/` bodies for this deployment once its id is known.
-    pub fn automation_bodies(&self, deployment_id: &str) -> Vec<Value> {
+    pub(crate) fn automation_bodies(&self, deployment_id: &str) -> Vec<Value> {
         self.triggers
             .iter()
             .flatten()
@@ -186,7 +186,7 @@ impl DesiredDeployment {
 }
 
 /// An automation body bound to a deployment: owned by it, its run-deployment actions pointing at it.
-pub fn automation_body(trigger: &Value, deployment_id: &str) -> Value {
+pub(crate) fn automation_body(trigger: &Value, deployment_id: &str) -> Value {
     let mut body = trigger.clone();
     if let Value::Object(map) = &mut body {
         map.insert(
@@ -223,11 +223,11 @@ pub struct Ownership {
     pub prefect_file: String,
 }
 
-pub const LABEL_PROJECT: &str = "xtask.project";
-pub const LABEL_PREFECT_FILE: &str = "xtask.prefect-file";
+pub(crate) const LABEL_PROJECT: &str = "xtask.project";
+pub(crate) const LABEL_PREFECT_FILE: &str = "xtask.prefect-file";
 
 impl Ownership {
-    pub fn labels(&self) -> Map<String, Value> {
+    pub(crate) fn labels(&self) -> Map<String, Value> {
         let mut labels = Map::new();
         labels.insert(LABEL_PROJECT.into(), json!(self.project));
         labels.insert(LABEL_PREFECT_FILE.into(), json!(self.prefect_file));
@@ -235,7 +235,7 @@ impl Ownership {
     }
 
     /// The marker a server deployment carries, if any (`labels` of a DeploymentResponse).
-    pub fn from_labels(labels: &Value) -> Option<Ownership> {
+    pub(crate) fn from_labels(labels: &Value) -> Option<Ownership> {
         let project = labels.get(LABEL_PROJECT)?.as_str()?;
         let prefect_file = labels.get(LABEL_PREFECT_FILE)?.as_str()?;
         Some(Ownership {
@@ -262,12 +262,12 @@ pub struct DesiredState {
 
 /// Problems found while building the desired state; nothing is written when there is any.
 #[derive(Debug, Default)]
-pub struct ValidationErrors {
+pub(crate) struct ValidationErrors {
     pub problems: Vec<String>,
 }
 
 impl ValidationErrors {
-    pub fn push(
+    pub(crate) fn push(
         &mut self,
         location: Option<&SourceLocation>,
         deployment: Option<&str>,
@@ -284,7 +284,7 @@ impl ValidationErrors {
         self.problems.push(text);
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.problems.is_empty()
     }
 }
@@ -307,7 +307,7 @@ impl std::fmt::Display for ValidationErrors {
 impl std::error::Error for ValidationErrors {}
 
 /// Checks that hold across deployments: `flow/name` unique.
-pub fn check_unique_names(deployments: &[DesiredDeployment], errors: &mut ValidationErrors) {
+pub(crate) fn check_unique_names(deployments: &[DesiredDeployment], errors: &mut ValidationErrors) {
     let mut seen: std::collections::HashMap<String, &SourceLocation> =
         std::collections::HashMap::new();
     for deployment in deployments {
@@ -339,7 +339,7 @@ pub(crate) fn project_name(root: &std::path::Path, file: &prefect_yaml::PrefectF
 /// commit of a CI run (GitHub, GitLab, Bitbucket, Azure DevOps variables) or of a git checkout with
 /// an `origin` remote; its sha[:8] then wins even over `@flow(version=…)`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct GitVersion {
+pub(crate) struct GitVersion {
     /// Prefect's version type: `vcs:github`, `vcs:gitlab`, `vcs:bitbucket`, `vcs:azuredevops`, `vcs:git`.
     pub kind: &'static str,
     pub commit_sha: String,
@@ -580,7 +580,7 @@ pub(crate) fn from_resolved(
 /// The name Prefect registers: `RunnerDeployment` replaces a name ending in `.py` by
 /// `Path(name).stem` (`train_models.py` → `train_models`; `.py` alone is a stem already).
 /// Trigger names keep the yaml's name, as Prefect's do.
-pub fn registered_name(name: &str) -> String {
+pub(crate) fn registered_name(name: &str) -> String {
     match name.strip_suffix(".py") {
         Some(stem) if !stem.is_empty() => stem.to_string(),
         _ => name.to_string(),
@@ -589,7 +589,7 @@ pub fn registered_name(name: &str) -> String {
 
 /// A yaml trigger spec → the automation Prefect creates for it (`BaseDeploymentTrigger` fields
 /// become the automation and its run-deployment action; the rest is the trigger).
-pub fn trigger_automation(spec: &Value) -> Value {
+pub(crate) fn trigger_automation(spec: &Value) -> Value {
     let empty = Map::new();
     let spec = spec.as_object().unwrap_or(&empty);
     let mut trigger = Map::new();
@@ -803,7 +803,7 @@ pub(crate) mod tests {
         assert_eq!(registered_name("copy.pyc"), "copy.pyc");
     }
 
-    pub fn sample(name: &str) -> DesiredDeployment {
+    pub(crate) fn sample(name: &str) -> DesiredDeployment {
         let mut fields = Map::new();
         fields.insert("version".into(), json!("1.0"));
         fields.insert("description".into(), json!("A sample."));
@@ -840,7 +840,7 @@ pub(crate) mod tests {
         }
     }
 
-    pub fn owner() -> Ownership {
+    pub(crate) fn owner() -> Ownership {
         Ownership {
             project: "proj".into(),
             prefect_file: "prefect.yaml".into(),

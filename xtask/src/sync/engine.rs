@@ -51,7 +51,7 @@ impl Default for SyncOptions {
 
 impl SyncOptions {
     /// `check`, `dry-run` or `apply`, as the output and the JSON document name it.
-    pub fn mode(&self) -> &'static str {
+    pub(crate) fn mode(&self) -> &'static str {
         if self.check {
             "check"
         } else if self.dry_run {

@@ -25,7 +25,7 @@ use crate::sys::env_vars::EnvVars;
 /// Every problem (yaml, templates, flow files, work pools, duplicate names) is collected, each
 /// with file:line and the deployment's name; if there is any, a [`ValidationErrors`] is returned
 /// and nothing may be written.
-pub fn desired_state(
+pub(crate) fn desired_state(
     project: &Project,
     client: &PrefectClient,
     env: &EnvVars,

@@ -16,7 +16,7 @@ use crate::prefect::schedule;
 use crate::sync::desired::{DesiredDeployment, DesiredSchedule, DesiredState, Ownership};
 
 /// Bumped when the JSON document (docs/register-flows-json.md) changes incompatibly.
-pub const JSON_SCHEMA_VERSION: u32 = 1;
+pub(crate) const JSON_SCHEMA_VERSION: u32 = 1;
 
 /// A deployment as the server has it.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,14 +30,14 @@ pub struct ServerDeployment {
 }
 
 impl ServerDeployment {
-    pub fn full_name(&self) -> String {
+    pub(crate) fn full_name(&self) -> String {
         format!("{}/{}", self.flow_name, self.name)
     }
 }
 
 /// What the plan needs to know about the server, read in bulk.
 #[derive(Debug, Clone, Default)]
-pub struct ServerState {
+pub(crate) struct ServerState {
     pub deployments: Vec<ServerDeployment>,
     /// Automations by owning deployment id; None when they were not read (no yaml states triggers).
     pub automations: Option<HashMap<String, Vec<Value>>>,
@@ -47,7 +47,7 @@ impl ServerState {
     /// Joins `/deployments/filter` results with `/flows/filter` results (flow_id → flow name).
     /// `automations`: `/automations/related-to/prefect.deployment.<id>` results by deployment id,
     /// read only for deployments whose yaml states `triggers`.
-    pub fn from_json(
+    pub(crate) fn from_json(
         deployments: Vec<Value>,
         flows: &[Value],
         automations: Option<HashMap<String, Vec<Value>>>,
@@ -97,7 +97,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Action::Create => "create",
             Action::Update => "update",
@@ -179,7 +179,7 @@ pub struct DeploymentUpdate {
 
 impl DeploymentUpdate {
     /// Top-level fields that change (what the result line lists).
-    pub fn changed_fields(&self) -> Vec<String> {
+    pub(crate) fn changed_fields(&self) -> Vec<String> {
         let mut fields: Vec<String> = Vec::new();
         for change in &self.changes {
             let top = change
@@ -203,7 +203,7 @@ impl DeploymentUpdate {
 }
 
 impl PlanItem {
-    pub fn action(&self) -> Action {
+    pub(crate) fn action(&self) -> Action {
         match self {
             PlanItem::Create(_) => Action::Create,
             PlanItem::Update(_) => Action::Update,
@@ -213,7 +213,7 @@ impl PlanItem {
     }
 
     /// The yaml's deployment; None for a deletion.
-    pub fn desired(&self) -> Option<&DesiredDeployment> {
+    pub(crate) fn desired(&self) -> Option<&DesiredDeployment> {
         match self {
             PlanItem::Create(desired) | PlanItem::Unchanged { desired, .. } => Some(desired),
             PlanItem::Update(update) => Some(&update.desired),
@@ -222,7 +222,7 @@ impl PlanItem {
     }
 
     /// The server's deployment; None for a creation.
-    pub fn server(&self) -> Option<&ServerDeployment> {
+    pub(crate) fn server(&self) -> Option<&ServerDeployment> {
         match self {
             PlanItem::Create(_) => None,
             PlanItem::Update(update) => Some(&update.server),
@@ -230,7 +230,7 @@ impl PlanItem {
         }
     }
 
-    pub fn flow_name(&self) -> &str {
+    pub(crate) fn flow_name(&self) -> &str {
         match self {
             PlanItem::Create(desired) | PlanItem::Unchanged { desired, .. } => &desired.flow_name,
             PlanItem::Update(update) => &update.desired.flow_name,
@@ -238,7 +238,7 @@ impl PlanItem {
         }
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         match self {
             PlanItem::Create(desired) | PlanItem::Unchanged { desired, .. } => &desired.name,
             PlanItem::Update(update) => &update.desired.name,
@@ -246,12 +246,12 @@ impl PlanItem {
         }
     }
 
-    pub fn full_name(&self) -> String {
+    pub(crate) fn full_name(&self) -> String {
         format!("{}/{}", self.flow_name(), self.name())
     }
 
     /// The update's field changes; empty for the other actions.
-    pub fn changes(&self) -> &[FieldChange] {
+    pub(crate) fn changes(&self) -> &[FieldChange] {
         match self {
             PlanItem::Update(update) => &update.changes,
             _ => &[],
@@ -259,7 +259,7 @@ impl PlanItem {
     }
 
     /// The update's schedule writes; empty for the other actions.
-    pub fn schedule_ops(&self) -> &[ScheduleOp] {
+    pub(crate) fn schedule_ops(&self) -> &[ScheduleOp] {
         match self {
             PlanItem::Update(update) => &update.schedule_ops,
             _ => &[],
@@ -267,12 +267,12 @@ impl PlanItem {
     }
 
     /// True when the update replaces the owned automations.
-    pub fn triggers_changed(&self) -> bool {
+    pub(crate) fn triggers_changed(&self) -> bool {
         matches!(self, PlanItem::Update(update) if update.replaced_automations.is_some())
     }
 
     /// Top-level fields that change (what the result line lists); empty unless an update.
-    pub fn changed_fields(&self) -> Vec<String> {
+    pub(crate) fn changed_fields(&self) -> Vec<String> {
         match self {
             PlanItem::Update(update) => update.changed_fields(),
             _ => Vec::new(),
@@ -280,7 +280,7 @@ impl PlanItem {
     }
 
     /// How many write requests executing this item takes (flows + deployments + schedules + automations).
-    pub fn write_count(&self) -> usize {
+    pub(crate) fn write_count(&self) -> usize {
         let automations = |d: &DesiredDeployment| d.triggers.as_ref().map_or(0, Vec::len);
         match self {
             // The flow is created once per distinct flow: counted by `Plan::write_count`.
@@ -312,12 +312,12 @@ impl Plan {
     }
 
     /// True when executing the plan would write anything (the `--check` drift signal).
-    pub fn has_changes(&self) -> bool {
+    pub(crate) fn has_changes(&self) -> bool {
         self.items.iter().any(|i| i.action() != Action::Unchanged)
     }
 
     /// Write requests executing the plan takes (without retries).
-    pub fn write_count(&self) -> usize {
+    pub(crate) fn write_count(&self) -> usize {
         let flows: HashSet<&str> = self
             .items
             .iter()
@@ -332,7 +332,7 @@ impl Plan {
 
 /// Computes the plan. `prune`: also plan deletion of deployments carrying `desired.owner`'s
 /// marker that the yaml no longer declares.
-pub fn plan(desired: &DesiredState, server: &ServerState, prune: bool) -> Plan {
+pub(crate) fn plan(desired: &DesiredState, server: &ServerState, prune: bool) -> Plan {
     let by_name: HashMap<(&str, &str), &ServerDeployment> = server
         .deployments
         .iter()
@@ -480,7 +480,7 @@ fn couple_fields(patch: &mut Map<String, Value>, want: &DesiredDeployment) {
 /// the server's response is not the one they must have, as a PATCH body. Empty on a server whose
 /// create defaults are Prefect 3.9.1's; not empty on one with other defaults, or when the POST
 /// upserted a deployment someone created after the plan was made.
-pub fn repair_patch(defaulted: &Map<String, Value>, created: &Value) -> Map<String, Value> {
+pub(crate) fn repair_patch(defaulted: &Map<String, Value>, created: &Value) -> Map<String, Value> {
     let mut patch = Map::new();
     for (field, want) in defaulted {
         if !python_eq(
@@ -562,7 +562,7 @@ fn restore_body(patch: &Map<String, Value>, raw: &Value) -> Map<String, Value> {
 }
 
 /// The `POST /deployments/` body that re-creates a deleted deployment from its snapshot.
-pub fn recreate_body(raw: &Value) -> Value {
+pub(crate) fn recreate_body(raw: &Value) -> Value {
     let get = |key: &str| raw.get(key).cloned().unwrap_or(Value::Null);
     let schedules: Vec<Value> = raw
         .get("schedules")
@@ -606,7 +606,10 @@ pub fn recreate_body(raw: &Value) -> Value {
 /// The writes that leave the server with exactly `desired`'s schedules, keeping every schedule
 /// that already matches (its id and its scheduled runs). Deterministic, so two concurrent runs
 /// that see the same server state pick the same schedules to keep.
-pub fn reconcile_schedules(desired: &[DesiredSchedule], server: &[Value]) -> Vec<ScheduleOp> {
+pub(crate) fn reconcile_schedules(
+    desired: &[DesiredSchedule],
+    server: &[Value],
+) -> Vec<ScheduleOp> {
     let mut server: Vec<&Value> = server.iter().collect();
     // Oldest first, id as tie-break: the survivor of a duplicate is the same for everyone.
     server.sort_by(|a, b| {
@@ -834,7 +837,7 @@ fn diff_into(path: &str, old: Option<&Value>, new: Option<&Value>, out: &mut Vec
 // ---- rendering ---------------------------------------------------------------------------------
 
 /// A value in one line, shortened to about `max` characters (a string keeps its closing quote).
-pub fn short(value: Option<&Value>, max: usize) -> String {
+pub(crate) fn short(value: Option<&Value>, max: usize) -> String {
     let cut = |text: &str, max: usize| match text.char_indices().nth(max) {
         Some((at, _)) => format!("{}…", &text[..at]),
         None => text.to_string(),
@@ -901,7 +904,7 @@ fn describe_server_schedule(s: &Value) -> String {
 }
 
 /// The readable lines of one schedule write.
-pub fn describe_schedule_op(op: &ScheduleOp) -> String {
+pub(crate) fn describe_schedule_op(op: &ScheduleOp) -> String {
     match op {
         ScheduleOp::Create { desired } => format!("+ {}", describe_desired_schedule(desired)),
         ScheduleOp::Update { old, desired, .. } => {
@@ -917,7 +920,7 @@ pub fn describe_schedule_op(op: &ScheduleOp) -> String {
 
 impl Plan {
     /// The human plan, one block per deployment, for stderr.
-    pub fn render_text(&self) -> String {
+    pub(crate) fn render_text(&self) -> String {
         let mut out = String::new();
         for item in &self.items {
             render_item(item, &mut out);
@@ -933,7 +936,7 @@ impl Plan {
     }
 
     /// The deployments part of the JSON document (docs/register-flows-json.md).
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         let items: Vec<Value> = self.items.iter().map(item_json).collect();
         json!({
             "deployments": items,

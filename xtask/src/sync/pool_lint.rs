@@ -15,7 +15,7 @@ pub struct DeploymentPool {
 
 /// The environment a name belongs to, from its `-`/`_`/`.`-separated words: `prod`/`production`
 /// or `dev`/`development`. `None` when it names neither (or both).
-pub fn env_of(name: &str) -> Option<Env> {
+pub(crate) fn env_of(name: &str) -> Option<Env> {
     let mut found = None;
     for word in name.split(['-', '_', '.']) {
         let env = match word.to_ascii_lowercase().as_str() {

@@ -141,7 +141,7 @@ fn summary_word(outcome: &SyncOutcome, mode: &str) -> &'static str {
 }
 
 /// One line per deployment (created / updated: fields / unchanged / deleted), details indented.
-pub fn render_result(outcome: &SyncOutcome) -> String {
+pub(crate) fn render_result(outcome: &SyncOutcome) -> String {
     let mut out = String::new();
     let statuses = outcome.report.as_ref().map(|r| r.status.as_slice());
     for (i, item) in outcome.plan.items.iter().enumerate() {

@@ -11,7 +11,7 @@ use crate::sync::desired::DesiredState;
 use crate::sync::plan::ServerState;
 
 /// The server state the plan needs, in a few bulk reads (never one GET per deployment).
-pub fn read_server_state(
+pub(crate) fn read_server_state(
     client: &PrefectClient,
     desired: &DesiredState,
     prune: bool,

@@ -5,7 +5,7 @@
 use base64::Engine as _;
 
 /// Environment variables whose values are secret. Names are printed, values never.
-pub const SECRET_ENV_VARS: &[&str] = &[
+pub(crate) const SECRET_ENV_VARS: &[&str] = &[
     "PREFECT_API_KEY",
     "PREFECT_API_AUTH_STRING",
     "FLY_API_TOKEN",
@@ -25,7 +25,7 @@ pub fn redact(text: &str) -> String {
 
 /// Masks each of `secrets` (and its base64 form, as sent in `Authorization: Basic`) and
 /// URL credentials (`scheme://user:password@host` → `scheme://***@host`).
-pub fn redact_with(text: &str, secrets: &[String]) -> String {
+pub(crate) fn redact_with(text: &str, secrets: &[String]) -> String {
     let mut out = mask_url_credentials(text);
     let mut needles: Vec<String> = Vec::new();
     for secret in secrets {
@@ -77,11 +77,6 @@ pub fn mask_url_credentials(text: &str) -> String {
     }
     out.push_str(rest);
     out
-}
-
-/// A URL safe to print: credentials masked. `None`-safe for display of configuration.
-pub fn display_url(url: &str) -> String {
-    mask_url_credentials(url)
 }
 
 #[cfg(test)]

@@ -9,14 +9,14 @@ use anyhow::Result;
 
 /// How a stage ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Done,
     Skipped(String),
     Failed,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StageRecord {
+pub(crate) struct StageRecord {
     pub name: String,
     pub outcome: Outcome,
     pub duration: Duration,
@@ -34,7 +34,7 @@ pub struct Pipeline {
 /// The error of a failed stage: which one, after how long, and the cause (kept as the source,
 /// so `report::exit` prints the chain).
 #[derive(Debug)]
-pub struct StageFailed {
+pub(crate) struct StageFailed {
     pub what: String,
     pub index: usize,
     pub total: usize,
@@ -108,7 +108,8 @@ impl Pipeline {
         });
     }
 
-    pub fn records(&self) -> &[StageRecord] {
+    #[cfg(test)]
+    pub(crate) fn records(&self) -> &[StageRecord] {
         &self.records
     }
 
@@ -135,7 +136,7 @@ impl Pipeline {
 }
 
 /// `0.4s`, `12.3s`, `2m05s`.
-pub fn format_duration(d: Duration) -> String {
+pub(crate) fn format_duration(d: Duration) -> String {
     let secs = d.as_secs_f64();
     if secs < 60.0 {
         format!("{secs:.1}s")

@@ -128,7 +128,7 @@ impl Entrypoint {
     }
 
     /// The function (or method) name, for messages: `func` or `Class.method`.
-    pub fn function(&self) -> &str {
+    pub(crate) fn function(&self) -> &str {
         &self.object
     }
 
