@@ -4,16 +4,18 @@
 //! Numbers, not assertions: speed is checked here, never by timed tests.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde_json::json;
+use xshell::cmd;
 
 use crate::cli::{BenchArgs, GlobalArgs};
-use xtask::local::server::{self, ServerSpec, SERVER_WORDS, STARTUP_TIMEOUT};
-use xtask::local::{process, venv, STOP_GRACE};
+use xtask::local::server::{self, ServerGuard, ServerSpec};
+use xtask::local::venv;
 use xtask::prefect::api::PrefectClient;
+use xtask::sys::process;
 
 /// The pool every generated deployment uses.
 const POOL: &str = "bench-pool";
@@ -59,16 +61,9 @@ pub fn run(_global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
         ("PREFECT_API_URL", server.api_url()),
         ("APP_DIR", project_dir.display().to_string()),
     ];
-    let prefect_cmd = || {
-        let mut cmd = Command::new(&prefect);
-        cmd.args(["--no-prompt", "deploy", "--all"]);
-        cmd
-    };
-    let xtask_cmd = || {
-        let mut cmd = Command::new(&xtask);
-        cmd.arg("register-flows");
-        cmd
-    };
+    let sh = process::shell()?;
+    let prefect_cmd = || Command::from(cmd!(sh, "{prefect} --no-prompt deploy --all"));
+    let xtask_cmd = || Command::from(cmd!(sh, "{xtask} register-flows"));
 
     let mut rows = Vec::new();
     // The Prefect CLI takes half a minute a run: once per scenario. xtask: the median of
@@ -118,20 +113,14 @@ pub fn run(_global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
 /// The server the bench measures against: its own (a fresh database every run, stopped when
 /// dropped), or one given with `--api-url` (e.g. a Postgres-backed one), left running.
 enum BenchServer {
-    Own {
-        child: std::process::Child,
-        port: u16,
-    },
+    Own(ServerGuard),
     External(String),
 }
 
 impl BenchServer {
     fn start(prefect: &Path, state: &Path) -> Result<BenchServer> {
         let home = state.join("server");
-        if home.exists() {
-            std::fs::remove_dir_all(&home)
-                .with_context(|| format!("cannot clear {}", home.display()))?;
-        }
+        server::clear_home(&home)?;
         let spec = ServerSpec {
             prefect: prefect.to_path_buf(),
             home,
@@ -140,26 +129,17 @@ impl BenchServer {
             ui: false,
             env: Vec::new(),
         };
-        let mut child = server::spawn(&spec)?;
-        server::wait_healthy(
-            spec.port,
-            child.id(),
-            Some(&mut child),
-            &spec.log,
-            STARTUP_TIMEOUT,
-        )?;
-        Ok(BenchServer::Own {
-            child,
-            port: spec.port,
-        })
+        Ok(BenchServer::Own(ServerGuard::start(
+            &spec,
+            None,
+            "bench server",
+        )?))
     }
 
     /// For the report: which server the numbers are about.
     fn describe(&self) -> String {
         match self {
-            BenchServer::Own { .. } => {
-                "a throwaway local Prefect server: SQLite, one process".into()
-            }
+            BenchServer::Own(_) => "a throwaway local Prefect server: SQLite, one process".into(),
             BenchServer::External(url) => format!(
                 "the Prefect server at {}",
                 xtask::sys::redact::mask_url_credentials(url)
@@ -169,19 +149,8 @@ impl BenchServer {
 
     fn api_url(&self) -> String {
         match self {
-            BenchServer::Own { port, .. } => server::api_url(*port),
+            BenchServer::Own(server) => server.api_url(),
             BenchServer::External(url) => url.clone(),
-        }
-    }
-}
-
-impl Drop for BenchServer {
-    fn drop(&mut self) {
-        if let BenchServer::Own { child, .. } = self {
-            if let Err(err) = process::stop(child.id(), SERVER_WORDS, STOP_GRACE) {
-                eprintln!("warning: cannot stop the bench server: {err:#}");
-            }
-            let _ = child.wait();
         }
     }
 }
@@ -200,14 +169,14 @@ impl BenchServer {
     /// to neither engine.
     fn settle(&self, min_seconds: f64) {
         std::thread::sleep(Duration::from_secs_f64(min_seconds));
-        let BenchServer::Own { child, .. } = self else {
+        let BenchServer::Own(server) = self else {
             return; // another machine's CPU cannot be watched: the minimum wait has to do
         };
         let started = Instant::now();
-        let mut last = process_cpu_seconds(child.id());
+        let mut last = process_cpu_seconds(server.pid());
         while started.elapsed() < SETTLE_LIMIT {
             std::thread::sleep(Duration::from_secs(1));
-            let now = process_cpu_seconds(child.id());
+            let now = process_cpu_seconds(server.pid());
             match (last, now) {
                 (Some(before), Some(after)) if after - before < IDLE_CPU_SHARE => return,
                 (None, _) | (_, None) => return, // no /proc: the minimum wait has to do
@@ -279,43 +248,30 @@ fn measure(mut cmd: Command, cwd: &Path, env: &[(&str, String)]) -> Result<Measu
     // Output goes to a file: a pipe read only after exit would fill up and stall the child.
     let log_path = std::env::temp_dir().join(format!("xtask-bench-{}.log", std::process::id()));
     let log = std::fs::File::create(&log_path).context("cannot create the bench log")?;
-    cmd.current_dir(cwd)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
+    cmd.current_dir(cwd);
     for (key, value) in env {
         cmd.env(key, value);
     }
-    let started = Instant::now();
-    let child = cmd.spawn().context("cannot start the command")?;
-    // wait4 gives this child's own peak RSS (getrusage of all children would mix runs).
-    let mut status = 0;
-    // SAFETY: rusage is plain old data; zero is a valid value.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: the pid is our child, not yet reaped; status and usage are valid out-pointers.
-    let waited = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
-    let wall = started.elapsed();
+    let run = process::run_measured(cmd, log)?;
     let output = std::fs::read_to_string(&log_path).unwrap_or_default();
     let _ = std::fs::remove_file(&log_path);
-    if waited < 0 || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+    if !run.success {
         let lines: Vec<&str> = output.lines().collect();
         let tail = lines[lines.len().saturating_sub(15)..].join("\n");
         bail!("the command failed:\n{tail}");
     }
     Ok(Measurement {
-        wall,
-        max_rss_kib: usage.ru_maxrss,
+        wall: run.wall,
+        max_rss_kib: run.max_rss_kib,
     })
 }
 
 fn median_startup(xtask: &Path) -> Result<Duration> {
+    let sh = process::shell()?;
     let mut times = Vec::new();
     for _ in 0..21 {
         let started = Instant::now();
-        let status = Command::new(xtask)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .status()?;
+        let status = process::status(cmd!(sh, "{xtask} --version").ignore_stdout())?;
         times.push(started.elapsed());
         if !status.success() {
             bail!("xtask --version failed");
@@ -362,19 +318,13 @@ fn print_report(n: usize, server: &str, rows: &[(&str, [Measurement; 3])], start
 
 fn build_release_xtask() -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "--package",
-            "xtask",
-            "--bin",
-            "xtask",
-        ])
-        .current_dir(xtask::project::repo_root())
-        .status()
-        .context("cannot run cargo")?;
+    let sh = process::shell()?;
+    sh.change_dir(xtask::project::repo_root());
+    let build = cmd!(
+        sh,
+        "{cargo} build --release --quiet --package xtask --bin xtask"
+    );
+    let status = process::status(build).context("cannot run cargo")?;
     if !status.success() {
         bail!("cargo build --release failed");
     }

@@ -8,28 +8,25 @@
 //!   that Basic auth string and has CSRF protection on.
 //! - XTASK_TEST_VENV: the venv with the pinned Prefect.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitCode};
+use std::path::Path;
+use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use xshell::cmd;
 
 use crate::cli::{GlobalArgs, TestArgs};
-use xtask::local::process::{self, read_pid_file, write_pid_file, PidRecord};
-use xtask::local::server::{self, api_url, ServerSpec, SERVER_WORDS, STARTUP_TIMEOUT};
-use xtask::local::{venv, STOP_GRACE};
+use xtask::local::server::{self, ServerGuard, ServerSpec};
+use xtask::local::venv;
 use xtask::project::{repo_root, state_dir, venv_dir};
+use xtask::sys::process;
 use xtask::sys::report::code;
 
 /// Set by Ctrl-C / SIGTERM.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 /// The running `cargo test`, so a SIGTERM to this process reaches it too.
 static CARGO_TEST_PID: AtomicU32 = AtomicU32::new(0);
-/// The servers, stopped by the interrupt handler at once (they run in their own process
-/// groups, so the terminal's Ctrl-C does not reach them).
-static SERVER_PIDS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
 /// How many servers the suite gets (the second is for parity tests).
 const SERVERS: usize = 2;
@@ -46,69 +43,10 @@ pub fn run(global: &GlobalArgs, args: TestArgs) -> Result<ExitCode> {
     stop_leftovers(&dir);
 
     eprintln!("==> starting {SERVERS} throwaway Prefect servers (server 2 with an auth string and CSRF protection)");
-    let mut servers = TestServers::default();
-    let ports = server::pick_free_ports(SERVERS)?;
     let auth_2 = format!("xtask-test:{}", uuid::Uuid::new_v4().simple());
-    for (i, port) in ports.iter().enumerate() {
-        let n = i + 1;
-        let home = dir.join(format!("server-{n}"));
-        // Throwaway: a fresh database every run.
-        if home.exists() {
-            std::fs::remove_dir_all(&home)
-                .with_context(|| format!("cannot clear {}", home.display()))?;
-        }
-        let spec = ServerSpec {
-            prefect: venv.prefect(),
-            home,
-            log: dir.join(format!("server-{n}.log")),
-            port: *port,
-            ui: false,
-            env: if n == 2 {
-                secured_server_env(&auth_2)
-            } else {
-                Vec::new()
-            },
-        };
-        let child = server::spawn(&spec)?;
-        if let Ok(mut pids) = SERVER_PIDS.lock() {
-            pids.push(child.id());
-        }
-        let pid_file = dir.join(format!("server-{n}.pid.json"));
-        let record = PidRecord {
-            pid: child.id(),
-            role: "server".into(),
-            port: *port,
-            pool: None,
-            log: spec.log.clone(),
-        };
-        write_pid_file(&pid_file, &record)?;
-        servers.0.push(TestServer {
-            child,
-            record,
-            pid_file,
-        });
-    }
-    for (i, server) in servers.0.iter_mut().enumerate() {
-        let waited = server::wait_healthy(
-            server.record.port,
-            server.record.pid,
-            Some(&mut server.child),
-            &server.record.log,
-            STARTUP_TIMEOUT,
-        )
-        .with_context(|| format!("test server {} did not start", i + 1));
-        if INTERRUPTED.load(Ordering::SeqCst) {
-            bail!("interrupted; the test servers are stopped");
-        }
-        eprintln!(
-            "    server {} ready at {} ({:.1}s)",
-            i + 1,
-            api_url(server.record.port),
-            waited?.as_secs_f64()
-        );
-    }
+    let servers = start_servers(&venv.prefect(), &dir, &auth_2)?;
 
-    let mut cmd = cargo_test_command(&args.cargo_args, &servers.urls(), &venv.dir);
+    let mut cmd = cargo_test_command(&args.cargo_args, &servers.urls(), &venv.dir)?;
     cmd.env("XTASK_TEST_PREFECT_AUTH_STRING_2", &auth_2);
     if global.verbose {
         cmd.arg("--verbose");
@@ -117,10 +55,7 @@ pub fn run(global: &GlobalArgs, args: TestArgs) -> Result<ExitCode> {
         "==> cargo test --workspace --no-fail-fast {}",
         args.cargo_args.join(" ")
     );
-    let mut child = cmd.spawn().context("cannot run cargo test")?;
-    CARGO_TEST_PID.store(child.id(), Ordering::SeqCst);
-    let status = child.wait().context("cannot wait for cargo test")?;
-    CARGO_TEST_PID.store(0, Ordering::SeqCst);
+    let status = process::status_with_pid(cmd, &CARGO_TEST_PID, "cargo test")?;
 
     drop(servers);
     if INTERRUPTED.load(Ordering::SeqCst) {
@@ -138,43 +73,27 @@ pub fn run(global: &GlobalArgs, args: TestArgs) -> Result<ExitCode> {
 
 /// `$CARGO test --workspace --no-fail-fast <args>` with the servers' URLs and the venv, and without the
 /// developer's PREFECT_* / FLY_* settings (no test may reach a real server or Fly).
-pub fn cargo_test_command(
-    cargo_args: &[String],
-    urls: &[String],
-    venv: &std::path::Path,
-) -> Command {
+pub fn cargo_test_command(cargo_args: &[String], urls: &[String], venv: &Path) -> Result<Command> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
+    let sh = process::shell()?;
+    sh.change_dir(repo_root());
     // --no-fail-fast: one failing test binary must not hide the results of the others.
-    cmd.args(["test", "--workspace", "--no-fail-fast"])
-        .args(cargo_args)
-        .current_dir(repo_root());
+    let mut cmd = cmd!(
+        sh,
+        "{cargo} test --workspace --no-fail-fast {cargo_args...}"
+    );
     for (key, _) in std::env::vars_os() {
         if !keep_for_cargo_test(&key.to_string_lossy()) {
-            cmd.env_remove(&key);
+            cmd = cmd.env_remove(&key);
         }
     }
     if let Some(url) = urls.first() {
-        cmd.env("XTASK_TEST_PREFECT_API_URL", url);
+        cmd = cmd.env("XTASK_TEST_PREFECT_API_URL", url);
     }
     if let Some(url) = urls.get(1) {
-        cmd.env("XTASK_TEST_PREFECT_API_URL_2", url);
+        cmd = cmd.env("XTASK_TEST_PREFECT_API_URL_2", url);
     }
-    cmd.env("XTASK_TEST_VENV", venv);
-    cmd
-}
-
-/// Server 2 is secured like a production gateway's server: Basic auth and CSRF tokens
-/// (the client tests and the parity test need both).
-fn secured_server_env(auth: &str) -> Vec<(String, String)> {
-    vec![
-        ("PREFECT_SERVER_API_AUTH_STRING".into(), auth.into()),
-        ("PREFECT_API_AUTH_STRING".into(), auth.into()),
-        (
-            "PREFECT_SERVER_CSRF_PROTECTION_ENABLED".into(),
-            "true".into(),
-        ),
-    ]
+    Ok(cmd.env("XTASK_TEST_VENV", venv).into())
 }
 
 /// Whether an inherited variable reaches `cargo test`. Dropped: the developer's Prefect and Fly
@@ -196,56 +115,74 @@ pub fn keep_for_cargo_test(name: &str) -> bool {
         || SET_BY_CARGO_RUN.contains(&name))
 }
 
-struct TestServer {
-    child: Child,
-    record: PidRecord,
-    pid_file: PathBuf,
+/// Starts the suite's servers on free ports, each with a fresh database, and waits until they
+/// answer. Server 2 is secured like a production gateway's server: Basic auth and CSRF tokens
+/// (the client tests and the parity test need both).
+fn start_servers(prefect: &Path, dir: &Path, auth_2: &str) -> Result<TestServers> {
+    let mut servers = TestServers(Vec::new());
+    let ports = server::pick_free_ports(SERVERS)?;
+    for (i, port) in ports.iter().enumerate() {
+        let n = i + 1;
+        let home = dir.join(format!("server-{n}"));
+        // Throwaway: a fresh database every run.
+        server::clear_home(&home)?;
+        let spec = ServerSpec {
+            prefect: prefect.to_path_buf(),
+            home,
+            log: dir.join(format!("server-{n}.log")),
+            port: *port,
+            ui: false,
+            env: if n == 2 {
+                server::secured_env(auth_2)
+            } else {
+                Vec::new()
+            },
+        };
+        let pid_file = dir.join(format!("server-{n}.pid.json"));
+        servers
+            .0
+            .push(ServerGuard::spawn(&spec, Some(pid_file), "test server")?);
+    }
+    for (i, server) in servers.0.iter_mut().enumerate() {
+        let waited = server
+            .wait_healthy()
+            .with_context(|| format!("test server {} did not start", i + 1));
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            bail!("interrupted; the test servers are stopped");
+        }
+        eprintln!(
+            "    server {} ready at {} ({:.1}s)",
+            i + 1,
+            server.api_url(),
+            waited?.as_secs_f64()
+        );
+    }
+    Ok(servers)
 }
 
-/// Stops the servers when dropped: on success, on error, and after an interrupt.
-#[derive(Default)]
-struct TestServers(Vec<TestServer>);
+/// The suite's servers: each guard stops its server when dropped; this says so first.
+struct TestServers(Vec<ServerGuard>);
 
 impl TestServers {
     fn urls(&self) -> Vec<String> {
-        self.0.iter().map(|s| api_url(s.record.port)).collect()
+        self.0.iter().map(ServerGuard::api_url).collect()
     }
 }
 
 impl Drop for TestServers {
     fn drop(&mut self) {
-        if self.0.is_empty() {
-            return;
-        }
-        eprintln!("==> stopping the test servers");
-        for server in &mut self.0 {
-            if let Err(err) = process::stop(server.record.pid, SERVER_WORDS, STOP_GRACE) {
-                eprintln!(
-                    "warning: cannot stop the test server pid {}: {err:#}",
-                    server.record.pid
-                );
-            }
-            let _ = server.child.wait();
-            let _ = std::fs::remove_file(&server.pid_file);
+        if !self.0.is_empty() {
+            eprintln!("==> stopping the test servers");
         }
     }
 }
 
 /// Servers of an earlier run that was killed before it could clean up.
-fn stop_leftovers(dir: &std::path::Path) {
+fn stop_leftovers(dir: &Path) {
     for n in 1..=SERVERS {
-        let pid_file = dir.join(format!("server-{n}.pid.json"));
-        if let Some(record) = read_pid_file(&pid_file) {
-            if let Ok(process::Stopped::Terminated | process::Stopped::Killed) =
-                process::stop(record.pid, SERVER_WORDS, STOP_GRACE)
-            {
-                eprintln!(
-                    "    stopped a test server left over from an earlier run (pid {})",
-                    record.pid
-                );
-            }
+        if let Some(pid) = server::stop_leftover(&dir.join(format!("server-{n}.pid.json"))) {
+            eprintln!("    stopped a test server left over from an earlier run (pid {pid})");
         }
-        let _ = std::fs::remove_file(&pid_file);
     }
 }
 
@@ -257,20 +194,16 @@ fn install_interrupt_handler() {
         INTERRUPTED.store(true, Ordering::SeqCst);
         let pid = CARGO_TEST_PID.load(Ordering::SeqCst);
         if pid != 0 {
-            let _ = Command::new("kill")
-                .args(["-s", "TERM", &pid.to_string()])
-                .status();
+            let _ = process::send_signal(&pid.to_string(), "TERM");
         }
-        let pids = SERVER_PIDS.lock().map(|p| p.clone()).unwrap_or_default();
-        for pid in pids {
-            let _ = process::stop(pid, SERVER_WORDS, STOP_GRACE);
-        }
+        server::stop_guarded_servers();
     });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use xtask::local::server::api_url;
 
     #[test]
     fn cargo_test_command_carries_the_contract() {
@@ -278,8 +211,9 @@ mod tests {
         let cmd = cargo_test_command(
             &["local_e2e".into(), "--".into(), "--nocapture".into()],
             &urls,
-            std::path::Path::new("/r/.venv"),
-        );
+            Path::new("/r/.venv"),
+        )
+        .unwrap();
         let args: Vec<_> = cmd
             .get_args()
             .map(|a| a.to_string_lossy().into_owned())

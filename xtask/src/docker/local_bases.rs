@@ -21,12 +21,12 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 use md5::{Digest, Md5};
+use xshell::{cmd, Cmd};
 
-use super::stderr_stdio;
+use crate::sys::process::{self, shell};
 
 /// Bump when the debootstrap recipe changes (the derived images hash their own recipes).
 const DEBIAN_RECIPE: &str = "r1";
@@ -248,12 +248,11 @@ fn build_if_missing(docker: &Path, tag: &str, build: impl FnOnce() -> Result<()>
 pub fn tags_for(root: &Path) -> Result<BaseTags> {
     let requirements = read(&root.join("app/requirements.txt"))?;
     let lockfile = read(&root.join("Cargo.lock"))?;
-    let rustc = output(
-        Command::new(rustc_program())
-            .arg("--version")
-            .current_dir(root),
-    )
-    .context("cannot run `rustc --version` to pick the toolchain for the builder base image")?;
+    let sh = shell()?;
+    sh.change_dir(root);
+    let rustc = rustc_program();
+    let rustc = output(cmd!(sh, "{rustc} --version"), &rustc)
+        .context("cannot run `rustc --version` to pick the toolchain for the builder base image")?;
     let version = parse_rustc_version(&rustc)
         .with_context(|| format!("unexpected `rustc --version` output {rustc:?}"))?;
     Ok(BaseTags::new(&version, &requirements, &lockfile))
@@ -263,46 +262,31 @@ fn build_debian(docker: &Path, tag: &str, work_dir: &Path) -> Result<()> {
     let debootstrap = which::which("debootstrap").context(
         "building the base images needs `debootstrap` (Debian/Ubuntu: apt-get install debootstrap)",
     )?;
-    let uid = output(Command::new("id").arg("-u")).context("cannot run `id -u`")?;
+    let sh = shell()?;
+    let uid = output(cmd!(sh, "id -u"), Path::new("id")).context("cannot run `id -u`")?;
     if uid.trim() != "0" {
         bail!("debootstrap needs root to build the {tag} base image: run as root (e.g. in CI) or build it once with sudo");
     }
     let rootfs = fresh_dir(work_dir, "rootfs")?;
     eprintln!("building base image {tag}: debootstrap {SUITE} (about half a minute)");
-    let mut debootstrap_cmd = Command::new(debootstrap);
-    debootstrap_cmd
-        .args(["--variant=minbase", SUITE])
-        .arg(&rootfs);
     // Default mirror unless overridden (air-gapped CI points this at its mirror).
-    if let Some(mirror) = std::env::var_os("XTASK_DEBIAN_MIRROR") {
-        debootstrap_cmd.arg(mirror);
-    }
-    run(debootstrap_cmd.stdout(stderr_stdio())).context("debootstrap failed")?;
+    let mirror = std::env::var_os("XTASK_DEBIAN_MIRROR");
+    let debootstrap_cmd = cmd!(
+        sh,
+        "{debootstrap} --variant=minbase {SUITE} {rootfs} {mirror...}"
+    );
+    run(debootstrap_cmd, true).context("debootstrap failed")?;
 
     // tar | docker import: the rootfs becomes an image without an intermediate archive.
-    let mut tar = Command::new("tar")
-        .arg("-C")
-        .arg(&rootfs)
-        .args(["--numeric-owner", "-c", "."])
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("cannot run tar")?;
-    let tar_out = tar.stdout.take().context("tar has no stdout")?;
-    let import = Command::new(docker)
-        .args([
-            "import",
-            "--change",
-            &format!("ENV PATH={PATH_ENV}"),
-            "--change",
-            "CMD [\"bash\"]",
-            "-",
-            tag,
-        ])
-        .stdin(tar_out)
-        .stdout(stderr_stdio())
-        .status()
-        .context("cannot run docker import")?;
-    let tar_status = tar.wait().context("tar did not finish")?;
+    let path = format!("ENV PATH={PATH_ENV}");
+    let (tar_status, import) = process::pipe(
+        cmd!(sh, "tar -C {rootfs} --numeric-owner -c ."),
+        cmd!(
+            sh,
+            "{docker} import --change {path} --change 'CMD [\"bash\"]' - {tag}"
+        ),
+        ["tar", "docker import"],
+    )?;
     remove_dir(&rootfs);
     if !tar_status.success() || !import.success() {
         bail!("importing the debootstrap rootfs as {tag} failed (tar: {tar_status}, docker import: {import})");
@@ -330,24 +314,15 @@ fn build_rust(
         "building base image {tag} with the toolchain at {}",
         sysroot.display()
     );
-    let mut tar = Command::new("tar")
-        .arg("-C")
-        .arg(sysroot)
-        .args(["-c", "bin/rustc", "bin/cargo", "lib"])
-        .arg("-C")
-        .arg(&context)
-        .arg("Dockerfile")
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("cannot run tar")?;
-    let tar_out = tar.stdout.take().context("tar has no stdout")?;
-    let build = Command::new(docker)
-        .args(["build", "--tag", tag, "-"])
-        .stdin(tar_out)
-        .stdout(stderr_stdio())
-        .status()
-        .context("cannot run docker build")?;
-    let tar_status = tar.wait().context("tar did not finish")?;
+    let sh = shell()?;
+    let (tar_status, build) = process::pipe(
+        cmd!(
+            sh,
+            "tar -C {sysroot} -c bin/rustc bin/cargo lib -C {context} Dockerfile"
+        ),
+        cmd!(sh, "{docker} build --tag {tag} -"),
+        ["tar", "docker build"],
+    )?;
     remove_dir(&context);
     if !tar_status.success() || !build.success() {
         bail!("building {tag} failed (tar: {tar_status}, docker build: {build})");
@@ -357,11 +332,9 @@ fn build_rust(
 
 fn docker_build_dir(docker: &Path, tag: &str, context: &Path) -> Result<()> {
     eprintln!("building base image {tag}");
-    run(Command::new(docker)
-        .args(["build", "--tag", tag])
-        .arg(context)
-        .stdout(stderr_stdio()))
-    .with_context(|| format!("building the base image {tag} failed"))
+    let sh = shell()?;
+    run(cmd!(sh, "{docker} build --tag {tag} {context}"), true)
+        .with_context(|| format!("building the base image {tag} failed"))
 }
 
 /// The context of the wheel image: the pin and the host's CA bundle. The wheels are downloaded
@@ -397,12 +370,13 @@ fn vendor_crates(root: &Path, dest: &Path) -> Result<()> {
     let cargo = std::env::var_os("CARGO")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("cargo"));
-    run(Command::new(cargo)
-        .args(["vendor", "--locked", "--versioned-dirs", "--quiet"])
-        .arg(dest)
-        .current_dir(root)
-        .stdout(Stdio::null()))
-    .context("`cargo vendor` failed")
+    let sh = shell()?;
+    sh.change_dir(root);
+    let vendor = cmd!(
+        sh,
+        "{cargo} vendor --locked --versioned-dirs --quiet {dest}"
+    );
+    run(vendor.ignore_stdout(), false).context("`cargo vendor` failed")
 }
 
 fn rustc_program() -> PathBuf {
@@ -412,24 +386,21 @@ fn rustc_program() -> PathBuf {
 }
 
 fn rust_sysroot(root: &Path) -> Result<PathBuf> {
-    let sysroot = output(
-        Command::new(rustc_program())
-            .args(["--print", "sysroot"])
-            .current_dir(root),
-    )
-    .context("cannot run `rustc --print sysroot`")?;
+    let sh = shell()?;
+    sh.change_dir(root);
+    let rustc = rustc_program();
+    let sysroot = output(cmd!(sh, "{rustc} --print sysroot"), &rustc)
+        .context("cannot run `rustc --print sysroot`")?;
     Ok(PathBuf::from(sysroot.trim()))
 }
 
 fn image_exists(docker: &Path, tag: &str) -> Result<bool> {
-    let status = Command::new(docker)
-        .args(["image", "inspect", "--format", "{{.Id}}", tag])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
+    let sh = shell()?;
+    let format = "{{.Id}}";
+    let inspect = cmd!(sh, "{docker} image inspect --format {format} {tag}");
+    let output = process::capture(inspect.ignore_stdout().ignore_stderr())
         .context("cannot run docker image inspect")?;
-    Ok(status.success())
+    Ok(output.status.success())
 }
 
 fn fresh_dir(work_dir: &Path, name: &str) -> Result<PathBuf> {
@@ -457,26 +428,28 @@ fn write(path: &Path, text: &str) -> Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
-fn run(cmd: &mut Command) -> Result<()> {
-    let status = cmd
-        .stdin(Stdio::null())
-        .status()
-        .with_context(|| format!("cannot run {:?}", cmd.get_program()))?;
+/// Runs a step of the chain, its stdout on our stderr (`to_stderr`) or as the command set it.
+fn run(cmd: impl Into<std::process::Command>, to_stderr: bool) -> Result<()> {
+    let cmd = cmd.into();
+    let program = cmd.get_program().to_owned();
+    let status = if to_stderr {
+        process::status_to_stderr(cmd)
+    } else {
+        process::status(cmd)
+    }
+    .with_context(|| format!("cannot run {program:?}"))?;
     if !status.success() {
-        bail!("{:?} exited with {status}", cmd.get_program());
+        bail!("{program:?} exited with {status}");
     }
     Ok(())
 }
 
-fn output(cmd: &mut Command) -> Result<String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("cannot run {:?}", cmd.get_program()))?;
+/// The stdout of a step that must succeed; `program` names it in errors.
+fn output(cmd: Cmd<'_>, program: &Path) -> Result<String> {
+    let out = process::capture(cmd).with_context(|| format!("cannot run {program:?}"))?;
     if !out.status.success() {
         bail!(
-            "{:?} exited with {}: {}",
-            cmd.get_program(),
+            "{program:?} exited with {}: {}",
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         );

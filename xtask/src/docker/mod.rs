@@ -8,11 +8,14 @@
 pub mod local_bases;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
+use xshell::cmd;
 
+use crate::project::Env;
 use crate::project::Project;
+use crate::sys::env_vars::EnvVars;
+use crate::sys::process::{self, git, shell_line};
 use crate::sys::redact::mask_url_credentials;
 
 /// Fly's registry; flyctl lets `FLY_REGISTRY_HOST` change it, and so do we.
@@ -68,7 +71,7 @@ pub fn build_image(project: &Project, opts: &BuildOptions) -> Result<String> {
     let tag = image_tag(&git);
     let app = match &opts.fly_app {
         Some(app) => app.clone(),
-        None => fly_app_name(&project.fly_toml())?,
+        None => crate::fly::target(project, Env::Prod, None)?.app,
     };
 
     if opts.via_fly {
@@ -238,27 +241,6 @@ fn validate_repository(repository: &str) -> Result<()> {
     Ok(())
 }
 
-/// A command line as a user could paste it into a POSIX shell.
-pub fn shell_line(program: &Path, argv: &[String]) -> String {
-    std::iter::once(program.display().to_string())
-        .chain(argv.iter().cloned())
-        .map(|word| shell_quote(&word))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn shell_quote(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@,+%".contains(c));
-    if plain {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
-}
-
 /// The remote as a browsable source URL for the `source` label: `git@github.com:o/r.git`,
 /// `ssh://git@github.com/o/r.git` and `https://user:token@github.com/o/r.git` all give
 /// `https://github.com/o/r` (credentials never kept). Local paths and `file://` give `None`.
@@ -295,17 +277,15 @@ pub fn find_docker() -> Result<PathBuf> {
 }
 
 fn find_fly() -> Result<PathBuf> {
-    which::which("fly")
-        .or_else(|_| which::which("flyctl"))
+    crate::fly::flyctl_on_path()
         .context("neither `fly` nor `flyctl` is on PATH: install flyctl to build with --fly")
 }
 
 /// Fails with an actionable message when the docker CLI cannot talk to an engine.
 pub fn ensure_engine(docker: &Path) -> Result<()> {
-    let output = Command::new(docker)
-        .args(["info", "--format", "{{.ServerVersion}}"])
-        .stdin(Stdio::null())
-        .output()
+    let sh = process::shell()?;
+    let format = "{{.ServerVersion}}";
+    let output = process::capture(cmd!(sh, "{docker} info --format {format}"))
         .with_context(|| format!("cannot run {}", docker.display()))?;
     if !output.status.success() {
         let detail = String::from_utf8_lossy(&output.stderr);
@@ -332,14 +312,19 @@ pub fn engine_available() -> bool {
 
 /// The commit of `root` and whether the tree is dirty.
 pub fn git_state(root: &Path) -> Result<GitState> {
-    let commit = git(root, &["rev-parse", "--verify", "HEAD"]).context(
+    let commit = git(
+        root,
+        &["rev-parse", "--verify", "HEAD"],
+        &EnvVars::capture(),
+    )
+    .context(
         "cannot determine the git commit for the image tag (is this a git checkout with a commit?)",
     )?;
     let commit = commit.trim().to_string();
     if commit.len() != 40 || !commit.chars().all(|c| c.is_ascii_hexdigit()) {
         bail!("`git rev-parse HEAD` printed {commit:?}, not a commit hash");
     }
-    let status = git(root, &["status", "--porcelain"])
+    let status = git(root, &["status", "--porcelain"], &EnvVars::capture())
         .context("cannot read the git status for the dirty marker")?;
     Ok(GitState {
         commit,
@@ -348,41 +333,9 @@ pub fn git_state(root: &Path) -> Result<GitState> {
 }
 
 fn git_source_url(root: &Path) -> Option<String> {
-    git(root, &["remote", "get-url", "origin"])
+    git(root, &["remote", "get-url", "origin"], &EnvVars::capture())
         .ok()
         .and_then(|url| normalize_source_url(&url))
-}
-
-fn git(root: &Path, args: &[&str]) -> Result<String> {
-    let git = which::which("git").context("`git` is not on PATH")?;
-    let output = Command::new(git)
-        .arg("-C")
-        .arg(root)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("cannot run git {}", args.join(" ")))?;
-    if !output.status.success() {
-        bail!(
-            "git {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-}
-
-/// `app` of fly.toml.
-pub fn fly_app_name(fly_toml: &Path) -> Result<String> {
-    let text = std::fs::read_to_string(fly_toml)
-        .with_context(|| format!("cannot read {}", fly_toml.display()))?;
-    let table: toml::Table = text
-        .parse()
-        .with_context(|| format!("{} is not valid TOML", fly_toml.display()))?;
-    match table.get("app").and_then(|app| app.as_str()) {
-        Some(app) if !app.is_empty() => Ok(app.to_string()),
-        _ => bail!("{} has no `app` name; pass --app", fly_toml.display()),
-    }
 }
 
 /// Runs `program argv` in `dir` with the output on stderr (stdout stays free for the image
@@ -394,26 +347,14 @@ fn run_or_print(program: &Path, argv: &[String], dir: &Path, dry_run: bool) -> R
         return Ok(());
     }
     eprintln!("+ {line}");
-    let status = Command::new(program)
-        .args(argv)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(stderr_stdio())
-        .status()
+    let sh = process::shell()?;
+    sh.change_dir(dir);
+    let status = process::status_to_stderr(cmd!(sh, "{program} {argv...}"))
         .with_context(|| format!("cannot run {}", program.display()))?;
     if !status.success() {
         bail!("{} exited with {status}", program.display());
     }
     Ok(())
-}
-
-/// A child's stdout redirected to our stderr.
-pub(crate) fn stderr_stdio() -> Stdio {
-    use std::os::fd::AsFd;
-    match std::io::stderr().as_fd().try_clone_to_owned() {
-        Ok(fd) => Stdio::from(fd),
-        Err(_) => Stdio::inherit(),
-    }
 }
 
 #[cfg(test)]
@@ -552,21 +493,6 @@ mod tests {
     }
 
     #[test]
-    fn shell_line_quotes_only_when_needed() {
-        let argv = vec![
-            "build".to_string(),
-            "a b".to_string(),
-            "it's".to_string(),
-            String::new(),
-            "k=v".to_string(),
-        ];
-        assert_eq!(
-            shell_line(Path::new("/usr/bin/docker"), &argv),
-            r"/usr/bin/docker build 'a b' 'it'\''s' '' k=v"
-        );
-    }
-
-    #[test]
     fn source_urls_are_normalized_without_credentials() {
         let expected = Some("https://github.com/o/r".to_string());
         for remote in [
@@ -595,21 +521,6 @@ mod tests {
         ] {
             assert_eq!(normalize_source_url(local), None, "{local}");
         }
-    }
-
-    #[test]
-    fn fly_app_name_comes_from_fly_toml() {
-        let dir = std::env::temp_dir().join(format!("xtask-docker-fly-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("fly.toml");
-        std::fs::write(&path, "app = \"captionacc-api\"\n[env]\nA = \"b\"\n").unwrap();
-        assert_eq!(fly_app_name(&path).unwrap(), "captionacc-api");
-        std::fs::write(&path, "[env]\nA = \"b\"\n").unwrap();
-        assert!(fly_app_name(&path)
-            .unwrap_err()
-            .to_string()
-            .contains("no `app` name"));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

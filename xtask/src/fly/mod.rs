@@ -13,11 +13,9 @@ pub mod secrets;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
@@ -25,7 +23,10 @@ use serde_json::Value;
 
 use crate::fly::secrets::{parse_fly_secrets, FlySecrets};
 use crate::project::{Env, Project};
+use crate::sys::process::{self, shell_quote};
 use crate::sys::redact::redact;
+
+pub use crate::sys::process::RunOutput;
 
 // ---------------------------------------------------------------------------------------------
 // fly.toml
@@ -290,6 +291,14 @@ impl FlyCommand {
             .join(" ")
     }
 
+    /// The process to run: the program, its arguments and `env` on top of ours.
+    fn command(&self) -> Result<Command> {
+        let sh = process::shell()?;
+        let (program, args) = (&self.program, &self.args);
+        let cmd = xshell::cmd!(sh, "{program} {args...}").envs(self.env.iter().cloned());
+        Ok(cmd.into())
+    }
+
     /// The argv, program first (for tests).
     pub fn argv(&self) -> Vec<String> {
         std::iter::once(self.program.display().to_string())
@@ -330,29 +339,19 @@ impl fmt::Display for FlyCommand {
     }
 }
 
-/// Quotes a word for a POSIX shell only when needed.
-pub fn shell_quote(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c));
-    if plain {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
+/// The flyctl executable on PATH: `fly`, else `flyctl`. Callers say what to do without it.
+pub fn flyctl_on_path() -> Result<PathBuf, which::Error> {
+    which::which("fly").or_else(|_| which::which("flyctl"))
 }
 
-/// The flyctl executable: `fly`, else `flyctl`, found on PATH.
+/// The flyctl executable for `check-secrets` and `deploy` (see [`flyctl_on_path`]).
 pub fn find_fly() -> Result<PathBuf> {
-    which::which("fly")
-        .or_else(|_| which::which("flyctl"))
-        .map_err(|_| {
-            anyhow::anyhow!(
-                "flyctl not found: neither `fly` nor `flyctl` is on PATH. Install it \
+    flyctl_on_path().map_err(|_| {
+        anyhow::anyhow!(
+            "flyctl not found: neither `fly` nor `flyctl` is on PATH. Install it \
              (https://fly.io/docs/flyctl/install/) or use --local-only to skip the Fly checks"
-            )
-        })
+        )
+    })
 }
 
 /// `fly secrets list --app APP --json`
@@ -401,121 +400,14 @@ pub fn deploy_cmd(fly: &Path, req: &DeployRequest) -> FlyCommand {
 // ---------------------------------------------------------------------------------------------
 // Running
 
-/// What a finished (or killed) command left behind.
-#[derive(Debug, Clone, Default)]
-pub struct RunOutput {
-    /// Exit code; `None` when killed or ended by a signal.
-    pub code: Option<i32>,
-    pub stdout: String,
-    /// The last lines of stdout and stderr interleaved, for failure classification.
-    pub tail: Vec<String>,
-    pub timed_out: bool,
-}
-
-impl RunOutput {
-    pub fn success(&self) -> bool {
-        self.code == Some(0) && !self.timed_out
-    }
-}
-
-/// Lines of combined output kept for classification and error messages.
-const TAIL_LINES: usize = 200;
-/// How long to keep reading after the process ended (grandchildren may still hold the pipes).
-const DRAIN_GRACE: Duration = Duration::from_secs(2);
-
 /// Runs `cmd` with stdin closed, killing it after `timeout`. With `echo`, every output line is
 /// printed to stderr (indented, secrets masked) as it arrives; stdout is also returned whole.
 pub fn run(cmd: &FlyCommand, timeout: Duration, echo: bool) -> Result<RunOutput> {
-    let mut command = Command::new(&cmd.program);
-    command
-        .args(&cmd.args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (name, value) in &cmd.env {
-        command.env(name, value);
-    }
-    let mut child = command
-        .spawn()
-        .with_context(|| format!("cannot start {}", cmd.program.display()))?;
-    let (tx, rx) = mpsc::channel::<(bool, String)>();
-    let _readers: Vec<_> = [
-        child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>)
-            .map(|s| (true, s)),
-        child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>)
-            .map(|s| (false, s)),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|(is_stdout, stream)| {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines() {
-                let Ok(line) = line else { break };
-                if tx.send((is_stdout, line)).is_err() {
-                    break;
-                }
-            }
-        })
-    })
-    .collect();
-    drop(tx);
-
-    let deadline = Instant::now() + timeout;
-    let mut out = RunOutput::default();
-    let keep = |out: &mut RunOutput, is_stdout: bool, line: String| {
+    process::run_with_timeout(cmd.command()?, timeout, |line| {
         if echo {
-            eprintln!("    {}", redact(&line));
+            eprintln!("    {}", redact(line));
         }
-        if is_stdout {
-            out.stdout.push_str(&line);
-            out.stdout.push('\n');
-        }
-        out.tail.push(line);
-        if out.tail.len() > TAIL_LINES {
-            out.tail.remove(0);
-        }
-    };
-    let mut exited_at: Option<Instant> = None;
-    loop {
-        match rx.recv_timeout(Duration::from_millis(50)) {
-            Ok((is_stdout, line)) => {
-                keep(&mut out, is_stdout, line);
-                continue;
-            }
-            // Both pipes closed and the process is gone: done.
-            Err(mpsc::RecvTimeoutError::Disconnected) if exited_at.is_some() => break,
-            // Pipes closed while the process runs on: wait without spinning.
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                std::thread::sleep(Duration::from_millis(50))
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-        }
-        match exited_at {
-            None => {
-                if let Some(status) = child.try_wait().context("cannot wait for flyctl")? {
-                    out.code = status.code();
-                    exited_at = Some(Instant::now());
-                } else if Instant::now() >= deadline {
-                    // flyctl is known to hang (e.g. on release_command); give up on it.
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    out.timed_out = true;
-                    exited_at = Some(Instant::now());
-                }
-            }
-            // A grandchild still holds the pipes: stop reading after a grace period.
-            Some(at) if at.elapsed() > DRAIN_GRACE => break,
-            Some(_) => {}
-        }
-    }
-    Ok(out)
+    })
 }
 
 /// Why a `fly` command failed, read from its output (flyctl exits 1 for all of these).
@@ -1003,13 +895,13 @@ mod tests {
         assert_eq!(out.code, Some(3));
         assert_eq!(out.stdout, "out\n");
         assert!(out.tail.contains(&"err".to_string()));
-        cmd.args = vec!["-c".into(), "echo started; exec sleep 30".into()];
-        let started = Instant::now();
+        cmd.args = vec!["-c".into(), "echo $NO_COLOR; exec sleep 30".into()];
+        let started = std::time::Instant::now();
         let out = run(&cmd, Duration::from_millis(300), false).unwrap();
         assert!(
             out.timed_out && started.elapsed() < Duration::from_secs(10),
             "{out:?}"
         );
-        assert_eq!(out.tail, ["started"]);
+        assert_eq!(out.tail, ["1"]);
     }
 }

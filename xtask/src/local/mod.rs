@@ -1,6 +1,7 @@
 //! The local target's machinery: the project venv, a Prefect server and process workers
-//! started on this machine and remembered by pid files under `target/xtask/local/`.
-//! Commands (`deploy --local`, `down`, `test`) compose these in the binary's `commands`.
+//! started on this machine and remembered by pid files under `target/xtask/local/`, and the
+//! throwaway servers of `test` and `bench` ([`server::ServerGuard`]).
+//! Commands (`deploy --local`, `down`, `test`, `bench`) compose these in the binary's `commands`.
 
 pub mod deploy;
 pub mod process;
@@ -14,8 +15,10 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 
 use process::{read_pid_file, running, write_pid_file, PidRecord, Stopped};
-use server::{ServerSpec, SERVER_WORDS, STARTUP_TIMEOUT};
+use server::{ServerGuard, ServerSpec, SERVER_WORDS, STARTUP_TIMEOUT};
 use worker::{WorkerSpec, WORKER_WORDS};
+
+use crate::sys::process::spawn_detached;
 
 /// How long a process gets to exit after SIGTERM before SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -126,29 +129,10 @@ pub fn ensure_server(state: &LocalState, prefect: &Path, port: Option<u16>) -> R
         ui: true,
         env: Vec::new(),
     };
-    let mut child = server::spawn(&spec)?;
-    let record = PidRecord {
-        pid: child.id(),
-        role: "server".into(),
-        port,
-        pool: None,
-        log: spec.log.clone(),
-    };
-    write_pid_file(&pid_file, &record)?;
-    if let Err(err) = server::wait_healthy(
-        port,
-        record.pid,
-        Some(&mut child),
-        &spec.log,
-        STARTUP_TIMEOUT,
-    ) {
-        let _ = process::stop(record.pid, SERVER_WORDS, STOP_GRACE);
-        let _ = child.wait();
-        let _ = std::fs::remove_file(&pid_file);
-        return Err(err);
-    }
+    // Stopped (and its pid file removed) if it does not come up; kept running once it does.
+    let server = ServerGuard::start(&spec, Some(pid_file), "local server")?;
     Ok(Running {
-        pid: record.pid,
+        pid: server.keep_running(),
         port,
         reused: false,
     })
@@ -190,7 +174,7 @@ pub fn ensure_worker(
         app_dir: app_dir.to_path_buf(),
         log: state.worker_log(pool),
     };
-    let mut child = process::spawn_detached(&mut worker::worker_command(&spec), &spec.log)?;
+    let mut child = spawn_detached(worker::worker_command(&spec)?, &spec.log)?;
     let record = PidRecord {
         pid: child.id(),
         role: "worker".into(),

@@ -2,13 +2,14 @@
 //! process group with output to a log file, remembered in a pid file, and stopped only after
 //! checking that the pid still belongs to the process we started.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
+use xshell::cmd;
+
+use crate::sys::process::{self as run, send_signal};
 
 /// What a pid file records about a process this tool started.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,12 +105,9 @@ pub fn process_info(pid: u32) -> Option<ProcInfo> {
             zombie: state == 'Z' || state == 'X',
         });
     }
-    let out = Command::new("ps")
-        .args(["-o", "stat=,pgid=,command=", "-p", &pid.to_string()])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
+    let sh = run::shell().ok()?;
+    let pid = pid.to_string();
+    let out = run::capture(cmd!(sh, "ps -o stat=,pgid=,command= -p {pid}").ignore_stderr()).ok()?;
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .find_map(parse_ps_line)
@@ -128,26 +126,6 @@ pub fn is_ours(info: &ProcInfo, expect: &[&str]) -> bool {
 /// The pid's process if it is alive and matches `expect` (see [`is_ours`]).
 pub fn running(pid: u32, expect: &[&str]) -> Option<ProcInfo> {
     process_info(pid).filter(|info| is_ours(info, expect))
-}
-
-/// Starts `cmd` in its own process group (so Ctrl-C in the terminal and the exit of this
-/// tool do not stop it) with stdin closed and stdout+stderr appended to `log`.
-pub fn spawn_detached(cmd: &mut Command, log: &Path) -> Result<Child> {
-    if let Some(dir) = log.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    let out = File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
-    let err = out
-        .try_clone()
-        .with_context(|| format!("cannot open {}", log.display()))?;
-    cmd.stdin(Stdio::null()).stdout(out).stderr(err);
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::CommandExt;
-        cmd.process_group(0);
-    }
-    cmd.spawn()
-        .with_context(|| format!("cannot start {}", cmd.get_program().to_string_lossy()))
 }
 
 /// How [`stop`] ended.
@@ -169,7 +147,7 @@ pub fn stop(pid: u32, expect: &[&str], grace: Duration) -> Result<Stopped> {
     };
     // We start every process as the leader of its own group; signal the group only then.
     let target = signal_target(pid, info.pgid);
-    signal(&target, "TERM")?;
+    send_signal(&target, "TERM")?;
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline {
         if !alive(pid) {
@@ -177,7 +155,7 @@ pub fn stop(pid: u32, expect: &[&str], grace: Duration) -> Result<Stopped> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    signal(&target, "KILL")?;
+    send_signal(&target, "KILL")?;
     let deadline = Instant::now() + Duration::from_secs(5);
     while alive(pid) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
@@ -196,19 +174,6 @@ pub fn signal_target(pid: u32, pgid: u32) -> String {
 
 fn alive(pid: u32) -> bool {
     process_info(pid).is_some_and(|info| !info.zombie)
-}
-
-/// Sends a signal with kill(1): no unsafe FFI for two signals.
-fn signal(target: &str, name: &str) -> Result<()> {
-    let status = Command::new("kill")
-        .args(["-s", name, "--", target])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .context("cannot run kill")?;
-    // Non-zero when the process exited in between: nothing left to do.
-    let _ = status;
-    Ok(())
 }
 
 /// The last `n` lines of `text`.
@@ -357,9 +322,9 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let script = dir.join("prefect");
         std::fs::write(&script, "sleep 60 &\necho $! > \"$0.child\"\nwait\n").unwrap();
-        let mut cmd = Command::new("sh");
-        cmd.arg(&script).args(["server", "start"]);
-        let mut child = spawn_detached(&mut cmd, &dir.join("p.log")).unwrap();
+        let sh = run::shell().unwrap();
+        let cmd = cmd!(sh, "sh {script} server start");
+        let mut child = run::spawn_detached(cmd, &dir.join("p.log")).unwrap();
         let pid = child.id();
         let child_file = dir.join("prefect.child");
         let deadline = Instant::now() + Duration::from_secs(5);

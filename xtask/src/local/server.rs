@@ -1,15 +1,20 @@
 //! A Prefect server on 127.0.0.1 with SQLite under its own PREFECT_HOME, started from the
-//! venv's `prefect`, and the wait for it to answer `/api/health`.
+//! venv's `prefect`, the wait for it to answer `/api/health`, and [`ServerGuard`], which stops a
+//! server this process started (`test`, `bench`, and `deploy --local` until the server is up).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use xshell::{cmd, Cmd};
 
-use super::process::{self, log_tail, spawn_detached};
+use super::process::{self, log_tail, read_pid_file, write_pid_file, PidRecord, Stopped};
+use super::STOP_GRACE;
 use crate::prefect::api::{ApiConfig, PrefectClient};
+use crate::sys::process::{shell, spawn_detached};
 
 /// Words a server's command line contains (checked before reusing or killing a pid).
 pub const SERVER_WORDS: &[&str] = &["server", "start"];
@@ -41,32 +46,41 @@ pub fn dashboard_url(port: u16) -> String {
 
 /// Removes every inherited PREFECT_* variable, so a developer's PREFECT_API_URL (production)
 /// or database URL can never leak into a local process.
-pub fn clear_prefect_env(cmd: &mut Command) {
+pub fn without_prefect_env(mut cmd: Cmd<'_>) -> Cmd<'_> {
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("PREFECT_") {
-            cmd.env_remove(key);
+            cmd = cmd.env_remove(key);
         }
     }
+    cmd
 }
 
 /// `prefect server start --host 127.0.0.1 --port P` with an isolated environment.
-pub fn server_command(spec: &ServerSpec) -> Command {
-    let mut cmd = Command::new(&spec.prefect);
-    cmd.args(["server", "start", "--host", "127.0.0.1", "--port"])
-        .arg(spec.port.to_string());
-    clear_prefect_env(&mut cmd);
-    cmd.env("PREFECT_HOME", &spec.home)
+pub fn server_command(spec: &ServerSpec) -> Result<Command> {
+    let sh = shell()?;
+    // Settings files (.env, prefect.toml) are read from the cwd: use the server's own dir.
+    sh.change_dir(&spec.home);
+    let (prefect, port) = (&spec.prefect, spec.port.to_string());
+    let cmd = cmd!(sh, "{prefect} server start --host 127.0.0.1 --port {port}");
+    let ui = if spec.ui { "true" } else { "false" };
+    let cmd = without_prefect_env(cmd)
+        .env("PREFECT_HOME", &spec.home)
         .env("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-        .env(
-            "PREFECT_SERVER_UI_ENABLED",
-            if spec.ui { "true" } else { "false" },
-        )
-        // Settings files (.env, prefect.toml) are read from the cwd: use the server's own dir.
-        .current_dir(&spec.home);
-    for (key, value) in &spec.env {
-        cmd.env(key, value);
-    }
-    cmd
+        .env("PREFECT_SERVER_UI_ENABLED", ui)
+        .envs(spec.env.iter().cloned());
+    Ok(cmd.into())
+}
+
+/// Server settings of a server secured like a production gateway's: Basic auth and CSRF tokens.
+pub fn secured_env(auth: &str) -> Vec<(String, String)> {
+    vec![
+        ("PREFECT_SERVER_API_AUTH_STRING".into(), auth.into()),
+        ("PREFECT_API_AUTH_STRING".into(), auth.into()),
+        (
+            "PREFECT_SERVER_CSRF_PROTECTION_ENABLED".into(),
+            "true".into(),
+        ),
+    ]
 }
 
 /// A port nobody listens on right now (the OS picks it).
@@ -113,7 +127,7 @@ pub fn spawn(spec: &ServerSpec) -> Result<Child> {
     ensure_port_free(spec.port)?;
     std::fs::create_dir_all(&spec.home)
         .with_context(|| format!("cannot create {}", spec.home.display()))?;
-    spawn_detached(&mut server_command(spec), &spec.log)
+    spawn_detached(server_command(spec)?, &spec.log)
 }
 
 /// Polls `/api/health` until it answers, the process exits, or `timeout` passes.
@@ -163,6 +177,159 @@ pub fn wait_healthy(
     }
 }
 
+/// Pids of the servers whose guards are alive, for an interrupt handler (they run in their own
+/// process groups, so the terminal's Ctrl-C does not reach them).
+static GUARDED: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// A Prefect server this process started, stopped (and its pid file removed) when the guard is
+/// dropped: on success, on error, and after an interrupt. [`ServerGuard::keep_running`] hands a
+/// healthy server over to later commands instead (`deploy --local`).
+#[derive(Debug)]
+pub struct ServerGuard {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    pid_file: Option<PathBuf>,
+    /// Names the server in a warning when it cannot be stopped, e.g. "test server".
+    label: &'static str,
+    /// Handed over by [`ServerGuard::keep_running`]: dropping the guard leaves it alone.
+    kept: bool,
+}
+
+impl ServerGuard {
+    /// Starts the server of `spec` (see [`spawn`]) and records it in `pid_file` when given, so
+    /// a later run can stop it if this one is killed before it cleans up. Does not wait for it.
+    pub fn spawn(
+        spec: &ServerSpec,
+        pid_file: Option<PathBuf>,
+        label: &'static str,
+    ) -> Result<ServerGuard> {
+        let child = spawn(spec)?;
+        if let Ok(mut pids) = GUARDED.lock() {
+            pids.push(child.id());
+        }
+        let guard = ServerGuard {
+            child,
+            port: spec.port,
+            log: spec.log.clone(),
+            pid_file,
+            label,
+            kept: false,
+        };
+        if let Some(pid_file) = &guard.pid_file {
+            write_pid_file(pid_file, &guard.record())?;
+        }
+        Ok(guard)
+    }
+
+    /// [`ServerGuard::spawn`], then the wait for it to answer.
+    pub fn start(
+        spec: &ServerSpec,
+        pid_file: Option<PathBuf>,
+        label: &'static str,
+    ) -> Result<ServerGuard> {
+        let mut guard = ServerGuard::spawn(spec, pid_file, label)?;
+        guard.wait_healthy()?;
+        Ok(guard)
+    }
+
+    /// Waits until the server answers (see [`wait_healthy`]); how long that took.
+    pub fn wait_healthy(&mut self) -> Result<Duration> {
+        let pid = self.pid();
+        wait_healthy(
+            self.port,
+            pid,
+            Some(&mut self.child),
+            &self.log,
+            STARTUP_TIMEOUT,
+        )
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn api_url(&self) -> String {
+        api_url(self.port)
+    }
+
+    /// What the pid file records about this server.
+    pub fn record(&self) -> PidRecord {
+        PidRecord {
+            pid: self.pid(),
+            role: "server".into(),
+            port: self.port,
+            pool: None,
+            log: self.log.clone(),
+        }
+    }
+
+    /// Leaves the server running (with its pid file) for later commands; returns its pid.
+    pub fn keep_running(mut self) -> u32 {
+        self.kept = true;
+        self.pid()
+    }
+}
+
+impl Drop for ServerGuard {
+    fn drop(&mut self) {
+        let pid = self.pid();
+        unguard(pid);
+        if self.kept {
+            return;
+        }
+        if let Err(err) = process::stop(pid, SERVER_WORDS, STOP_GRACE) {
+            eprintln!("warning: cannot stop the {} pid {pid}: {err:#}", self.label);
+        }
+        let _ = self.child.wait();
+        if let Some(pid_file) = &self.pid_file {
+            let _ = std::fs::remove_file(pid_file);
+        }
+    }
+}
+
+fn unguard(pid: u32) {
+    if let Ok(mut pids) = GUARDED.lock() {
+        pids.retain(|p| *p != pid);
+    }
+}
+
+/// Stops every server whose guard is alive, at once: for a Ctrl-C / SIGTERM handler. The guards
+/// still clean up (wait, pid file) when they are dropped.
+pub fn stop_guarded_servers() {
+    let pids = GUARDED.lock().map(|p| p.clone()).unwrap_or_default();
+    for pid in pids {
+        let _ = process::stop(pid, SERVER_WORDS, STOP_GRACE);
+    }
+}
+
+/// Stops the server recorded in `pid_file` by a run that was killed before it could clean up,
+/// and removes the file. The pid of the server it stopped, if any.
+pub fn stop_leftover(pid_file: &Path) -> Option<u32> {
+    let stopped = read_pid_file(pid_file).and_then(|record| {
+        matches!(
+            process::stop(record.pid, SERVER_WORDS, STOP_GRACE),
+            Ok(Stopped::Terminated | Stopped::Killed)
+        )
+        .then_some(record.pid)
+    });
+    let _ = std::fs::remove_file(pid_file);
+    stopped
+}
+
+/// Empties `home` so a throwaway server starts with a fresh database.
+pub fn clear_home(home: &Path) -> Result<()> {
+    if home.exists() {
+        std::fs::remove_dir_all(home)
+            .with_context(|| format!("cannot clear {}", home.display()))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,7 +353,7 @@ mod tests {
                 "true".into(),
             )],
         };
-        let cmd = server_command(&spec);
+        let cmd = server_command(&spec).unwrap();
         assert_eq!(cmd.get_program(), "/r/.venv/bin/prefect");
         assert_eq!(
             args(&cmd),
@@ -254,9 +421,9 @@ mod tests {
     fn reports_a_server_that_exits_early_with_its_log() {
         let dir = std::env::temp_dir().join(format!("xtask-early-exit-{}", std::process::id()));
         let log = dir.join("server.log");
-        let mut cmd = Command::new("sh");
-        cmd.args(["-c", "echo 'boom: database locked'; exit 3"]);
-        let mut child = spawn_detached(&mut cmd, &log).unwrap();
+        let sh = shell().unwrap();
+        let cmd = cmd!(sh, "sh -c \"echo 'boom: database locked'; exit 3\"");
+        let mut child = spawn_detached(cmd, &log).unwrap();
         let pid = child.id();
         let port = pick_free_port().unwrap();
         let err = wait_healthy(port, pid, Some(&mut child), &log, Duration::from_secs(20))

@@ -5,10 +5,13 @@
 //! from the `prefect-<version>.dist-info` directory name.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use md5::{Digest, Md5};
+use xshell::cmd;
+
+use crate::sys::process::{self, shell};
 
 /// Prefect 3.9 requires Python >= 3.11 (its `Requires-Python`).
 pub const MIN_PYTHON: (u32, u32) = (3, 11);
@@ -214,10 +217,8 @@ fn host_python() -> Result<PathBuf> {
 /// (Debian's python3 without python3-venv lacks ensurepip; the host's pip installs into it).
 fn create(dir: &Path) -> Result<Option<PathBuf>> {
     let python = host_python()?;
-    let version = Command::new(&python)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .output()
+    let sh = shell()?;
+    let version = process::capture(cmd!(sh, "{python} --version"))
         .with_context(|| format!("cannot run {}", python.display()))?;
     let text = format!(
         "{}{}",
@@ -235,8 +236,7 @@ fn create(dir: &Path) -> Result<Option<PathBuf>> {
         None => bail!("{} --version printed {:?}; is it a Python interpreter?", python.display(), text.trim()),
     }
 
-    let out = venv_command(&python, dir, true)
-        .output()
+    let out = process::capture(venv_command(&sh, &python, dir, true))
         .with_context(|| format!("cannot run {} -m venv", python.display()))?;
     if out.status.success() {
         return Ok(None);
@@ -251,15 +251,9 @@ fn create(dir: &Path) -> Result<Option<PathBuf>> {
         );
     }
     // No ensurepip: a venv without pip, filled by the host's pip if it has one.
-    let host_has_pip = Command::new(&python)
-        .args(["-m", "pip", "--version"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    let bare = venv_command(&python, dir, false).output();
+    let host_has_pip = process::capture(cmd!(sh, "{python} -m pip --version"))
+        .is_ok_and(|out| out.status.success());
+    let bare = process::capture(venv_command(&sh, &python, dir, false));
     match bare {
         Ok(out) if out.status.success() && host_has_pip => Ok(Some(python)),
         _ => bail!(
@@ -271,38 +265,38 @@ fn create(dir: &Path) -> Result<Option<PathBuf>> {
 }
 
 /// `python -m venv --clear [--without-pip] DIR` (`--clear` repairs a half-created venv).
-pub fn venv_command(python: &Path, dir: &Path, with_pip: bool) -> Command {
-    let mut cmd = Command::new(python);
-    cmd.args(["-m", "venv", "--clear"]);
-    if !with_pip {
-        cmd.arg("--without-pip");
-    }
-    cmd.arg(dir).stdin(Stdio::null());
-    cmd
+fn venv_command<'a>(
+    sh: &'a xshell::Shell,
+    python: &Path,
+    dir: &Path,
+    with_pip: bool,
+) -> xshell::Cmd<'a> {
+    let without_pip = (!with_pip).then_some("--without-pip");
+    cmd!(sh, "{python} -m venv --clear {without_pip...} {dir}")
 }
 
 /// `pip install -r requirements` into the venv, output on the terminal (progress).
-pub fn pip_install_command(
+fn pip_install_command(
+    sh: &xshell::Shell,
     venv: &Venv,
     requirements: &Path,
     host_python: Option<&Path>,
 ) -> Command {
-    let mut cmd = match host_python {
+    let install = ["install", "--disable-pip-version-check", "-r"];
+    let cmd = match host_python {
         Some(host) => {
-            let mut cmd = Command::new(host);
-            cmd.args(["-m", "pip", "--python"]).arg(venv.python());
-            cmd
+            let target = venv.python();
+            cmd!(
+                sh,
+                "{host} -m pip --python {target} {install...} {requirements}"
+            )
         }
         None => {
-            let mut cmd = Command::new(venv.python());
-            cmd.args(["-m", "pip"]);
-            cmd
+            let python = venv.python();
+            cmd!(sh, "{python} -m pip {install...} {requirements}")
         }
     };
-    cmd.args(["install", "--disable-pip-version-check", "-r"])
-        .arg(requirements)
-        .stdin(Stdio::null());
-    cmd
+    cmd.into()
 }
 
 fn install(venv: &Venv, requirements: &Path, host: Option<&Path>) -> Result<()> {
@@ -317,9 +311,8 @@ fn install(venv: &Venv, requirements: &Path, host: Option<&Path>) -> Result<()> 
         None => None,
     };
     // pip's progress goes to stderr with ours; stdout stays for the command's result.
-    let status = pip_install_command(venv, requirements, host)
-        .stdout(std::io::stderr())
-        .status()
+    let sh = shell()?;
+    let status = process::status_to_stderr(pip_install_command(&sh, venv, requirements, host))
         .context("cannot run pip")?;
     if !status.success() {
         bail!(
@@ -449,7 +442,8 @@ mod tests {
         let venv = Venv {
             dir: PathBuf::from("/r/.venv"),
         };
-        let cmd = pip_install_command(&venv, Path::new("/r/app/requirements.txt"), None);
+        let sh = shell().unwrap();
+        let cmd = pip_install_command(&sh, &venv, Path::new("/r/app/requirements.txt"), None);
         assert_eq!(cmd.get_program(), "/r/.venv/bin/python");
         let args: Vec<_> = cmd
             .get_args()
@@ -467,6 +461,7 @@ mod tests {
             ]
         );
         let cmd = pip_install_command(
+            &sh,
             &venv,
             Path::new("req.txt"),
             Some(Path::new("/usr/bin/python3")),
@@ -477,11 +472,12 @@ mod tests {
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
         assert_eq!(&args[..4], ["-m", "pip", "--python", "/r/.venv/bin/python"]);
-        let cmd = venv_command(Path::new("python3"), Path::new("/r/.venv"), false);
-        let args: Vec<_> = cmd
-            .get_args()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(args, ["-m", "venv", "--clear", "--without-pip", "/r/.venv"]);
+        let cmd = venv_command(&sh, Path::new("python3"), Path::new("/r/.venv"), false);
+        assert_eq!(
+            cmd.to_string(),
+            "python3 -m venv --clear --without-pip /r/.venv"
+        );
+        let cmd = venv_command(&sh, Path::new("python3"), Path::new("/r/.venv"), true);
+        assert_eq!(cmd.to_string(), "python3 -m venv --clear /r/.venv");
     }
 }

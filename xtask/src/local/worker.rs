@@ -3,7 +3,11 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use super::server::{api_url, clear_prefect_env};
+use anyhow::Result;
+use xshell::cmd;
+
+use super::server::{api_url, without_prefect_env};
+use crate::sys::process::shell;
 
 /// Words a worker's command line contains (checked before reusing or killing a pid).
 pub const WORKER_WORDS: &[&str] = &["worker", "start"];
@@ -20,17 +24,18 @@ pub struct WorkerSpec {
 }
 
 /// `prefect worker start --pool P --type process` talking to the local server only.
-pub fn worker_command(spec: &WorkerSpec) -> Command {
-    let mut cmd = Command::new(&spec.prefect);
-    cmd.args(["worker", "start", "--pool", &spec.pool, "--type", "process"]);
-    clear_prefect_env(&mut cmd);
-    cmd.env("PREFECT_API_URL", api_url(spec.port))
+pub fn worker_command(spec: &WorkerSpec) -> Result<Command> {
+    let sh = shell()?;
+    sh.change_dir(&spec.app_dir);
+    let (prefect, pool) = (&spec.prefect, &spec.pool);
+    let cmd = cmd!(sh, "{prefect} worker start --pool {pool} --type process");
+    let cmd = without_prefect_env(cmd)
+        .env("PREFECT_API_URL", api_url(spec.port))
         .env("PREFECT_HOME", &spec.home)
         .env("APP_DIR", &spec.app_dir)
         // Pick up the smoke run within ~2 s instead of the default 10 s.
-        .env("PREFECT_WORKER_QUERY_SECONDS", "2")
-        .current_dir(&spec.app_dir);
-    cmd
+        .env("PREFECT_WORKER_QUERY_SECONDS", "2");
+    Ok(cmd.into())
 }
 
 /// True when a worker started for `pool` (checked on its command line) may be reused.
@@ -53,7 +58,7 @@ mod tests {
             app_dir: PathBuf::from("/r"),
             log: PathBuf::from("/r/target/xtask/local/worker.log"),
         };
-        let cmd = worker_command(&spec);
+        let cmd = worker_command(&spec).unwrap();
         let args: Vec<_> = cmd
             .get_args()
             .map(|a| a.to_string_lossy().into_owned())

@@ -2,11 +2,13 @@
 //! `prefect --no-prompt deploy --all`, exactly as the old bash setup did.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+use xshell::cmd;
 
 use crate::project::{venv_dir, Project, PREFECT_VERSION};
+use crate::sys::process;
 
 /// The `prefect` executable: the project venv's, else the one on PATH.
 pub fn find_prefect() -> Result<PathBuf> {
@@ -25,29 +27,27 @@ pub fn find_prefect() -> Result<PathBuf> {
 
 /// `prefect --no-prompt deploy --all --prefect-file <file>`, run from the project root
 /// (entrypoints resolve against the working directory) with stdin closed.
-pub fn deploy_all_command(
+fn deploy_all_command(
     project: &Project,
     prefect_bin: &Path,
     extra_env: &[(&str, &str)],
-) -> Command {
-    let mut cmd = Command::new(prefect_bin);
-    cmd.args(["--no-prompt", "deploy", "--all", "--prefect-file"])
-        .arg(&project.prefect_file)
-        .current_dir(&project.root)
-        .stdin(Stdio::null());
-    for (key, value) in extra_env {
-        cmd.env(key, value);
-    }
-    cmd
+) -> Result<Command> {
+    let sh = process::shell()?;
+    sh.change_dir(&project.root);
+    let prefect_file = &project.prefect_file;
+    let cmd = cmd!(
+        sh,
+        "{prefect_bin} --no-prompt deploy --all --prefect-file {prefect_file}"
+    )
+    .envs(extra_env.iter().copied());
+    Ok(cmd.into())
 }
 
 /// Registers every deployment of the project's prefect file with Prefect's CLI. Its output
 /// streams to stderr (progress, like ours); the server comes from PREFECT_API_URL
 /// (environment or `extra_env`).
 pub fn deploy_all(project: &Project, prefect_bin: &Path, extra_env: &[(&str, &str)]) -> Result<()> {
-    let status = deploy_all_command(project, prefect_bin, extra_env)
-        .stdout(std::io::stderr())
-        .status()
+    let status = process::status_to_stderr(deploy_all_command(project, prefect_bin, extra_env)?)
         .with_context(|| format!("cannot run {}", prefect_bin.display()))?;
     if !status.success() {
         bail!(
@@ -72,7 +72,8 @@ mod tests {
             &project,
             Path::new("/r/.venv/bin/prefect"),
             &[("APP_DIR", "/r")],
-        );
+        )
+        .unwrap();
         assert_eq!(cmd.get_program(), "/r/.venv/bin/prefect");
         let args: Vec<_> = cmd
             .get_args()

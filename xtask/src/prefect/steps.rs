@@ -266,14 +266,8 @@ impl ShellScript {
             let Some((program, args)) = words.split_first() else {
                 continue;
             };
-            let output = sh
-                .cmd(program)
-                .args(args)
-                .env_clear()
-                .envs(&environment)
-                .quiet()
-                .ignore_status()
-                .output()
+            let step = sh.cmd(program).args(args).env_clear().envs(&environment);
+            let output = crate::sys::process::capture(step)
                 .map_err(|e| format!("cannot run `{program}`: {}", redact(&e.to_string())))?;
             let out = String::from_utf8_lossy(&output.stdout);
             let err = String::from_utf8_lossy(&output.stderr);

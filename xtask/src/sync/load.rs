@@ -214,18 +214,9 @@ fn template_values(
 /// the CI variables of `env`, then the checkout's `origin` commit.
 fn detect_git_versions(root: &Path, env: &EnvVars) -> Vec<GitVersion> {
     let git = |args: &[&str]| -> Option<String> {
-        let sh = xshell::Shell::new().ok()?;
-        sh.change_dir(root);
-        let output = xshell::cmd!(sh, "git {args...}")
-            .env_clear()
-            .envs(env.iter())
-            .quiet()
-            .ignore_stderr()
-            .ignore_status()
-            .output()
-            .ok()?;
-        let text = String::from_utf8(output.stdout).ok()?.trim().to_string();
-        (output.status.success() && !text.is_empty()).then_some(text)
+        let text = crate::sys::process::git(root, args, env).ok()?;
+        let text = text.trim();
+        (!text.is_empty()).then(|| text.to_string())
     };
     // Prefect's CI getters also read the commit message with git: no checkout, no CI version.
     let in_checkout = git(&["log", "-1", "--pretty=%B"]).is_some();
