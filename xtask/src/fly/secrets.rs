@@ -21,12 +21,11 @@ use std::fmt;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::prefect::api::{is_cloud_workspace_path, is_prefect_cloud};
+
 pub const PREFECT_API_URL: &str = "PREFECT_API_URL";
 pub const PREFECT_API_KEY: &str = "PREFECT_API_KEY";
 pub const PREFECT_API_AUTH_STRING: &str = "PREFECT_API_AUTH_STRING";
-
-/// Prefect Cloud's API host.
-const CLOUD_HOST: &str = "api.prefect.cloud";
 
 /// The kind of Prefect server a URL points at; it decides which credential is required.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -110,10 +109,11 @@ pub fn validate_api_url(url: &str) -> Result<ApiUrl, String> {
         ));
     }
     let segments: Vec<&str> = parsed.path().split('/').filter(|s| !s.is_empty()).collect();
-    let kind = if is_cloud_workspace_path(&segments) {
+    let kind = if is_cloud_workspace_path(&parsed) {
         ServerKind::Cloud
     } else if segments.last() == Some(&"api") {
-        if host.eq_ignore_ascii_case(CLOUD_HOST) {
+        // Not a workspace path: Cloud only by its host, and then the workspace is missing.
+        if is_prefect_cloud(&parsed) {
             return Err(format!(
                 "{display}: a Prefect Cloud URL must name the workspace: \
                  https://api.prefect.cloud/api/accounts/<account-id>/workspaces/<workspace-id>"
@@ -127,20 +127,6 @@ pub fn validate_api_url(url: &str) -> Result<ApiUrl, String> {
         ));
     };
     Ok(ApiUrl { display, kind })
-}
-
-/// `…/api/accounts/<uuid>/workspaces/<uuid>` at the end of the path.
-fn is_cloud_workspace_path(segments: &[&str]) -> bool {
-    match segments {
-        [.., api, accounts, account, workspaces, workspace] => {
-            *api == "api"
-                && *accounts == "accounts"
-                && *workspaces == "workspaces"
-                && uuid::Uuid::parse_str(account).is_ok()
-                && uuid::Uuid::parse_str(workspace).is_ok()
-        }
-        _ => false,
-    }
 }
 
 /// scheme://[***@]host[:port]/path — never the user, password, query or fragment.

@@ -103,7 +103,33 @@ impl ApiConfig {
     }
 
     fn is_prefect_cloud(&self) -> bool {
-        self.url.contains("api.prefect.cloud")
+        reqwest::Url::parse(&self.url).is_ok_and(|url| is_prefect_cloud(&url))
+    }
+}
+
+/// Prefect Cloud's API host.
+pub const CLOUD_API_HOST: &str = "api.prefect.cloud";
+
+/// Whether `url` is Prefect Cloud's API: Cloud's host, or a Cloud workspace path (see
+/// [`is_cloud_workspace_path`], e.g. behind a proxy). Cloud takes an API key and has no CSRF tokens.
+pub fn is_prefect_cloud(url: &reqwest::Url) -> bool {
+    url.host_str()
+        .is_some_and(|host| host.eq_ignore_ascii_case(CLOUD_API_HOST))
+        || is_cloud_workspace_path(url)
+}
+
+/// The path ends in `…/api/accounts/<uuid>/workspaces/<uuid>`.
+pub fn is_cloud_workspace_path(url: &reqwest::Url) -> bool {
+    let segments: Vec<&str> = url.path().split('/').filter(|s| !s.is_empty()).collect();
+    match segments.as_slice() {
+        [.., api, accounts, account, workspaces, workspace] => {
+            *api == "api"
+                && *accounts == "accounts"
+                && *workspaces == "workspaces"
+                && uuid::Uuid::parse_str(account).is_ok()
+                && uuid::Uuid::parse_str(workspace).is_ok()
+        }
+        _ => false,
     }
 }
 
@@ -998,6 +1024,22 @@ mod tests {
         assert_eq!(detail_from_body("plain text"), "plain text");
         let long = "é".repeat(2000);
         assert!(detail_from_body(&long).chars().count() <= 501);
+    }
+
+    #[test]
+    fn prefect_cloud_is_its_host_or_a_workspace_path() {
+        let ws = "api/accounts/0f0e0d0c-0b0a-4908-8706-050403020100/workspaces/5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d";
+        let cloud = |url: &str| {
+            ApiConfig::for_url(url).is_prefect_cloud()
+                && is_prefect_cloud(&reqwest::Url::parse(url).unwrap())
+        };
+        assert!(cloud(&format!("https://api.prefect.cloud/{ws}")));
+        assert!(cloud("https://api.prefect.cloud/api"));
+        assert!(cloud(&format!("https://proxy.example/x/{ws}/")));
+        assert!(!ApiConfig::for_url("http://127.0.0.1:4200/api").is_prefect_cloud());
+        // Only the host counts, not the text elsewhere in the URL.
+        assert!(!ApiConfig::for_url("https://gw.example/api.prefect.cloud/api").is_prefect_cloud());
+        assert!(!ApiConfig::for_url("not a url").is_prefect_cloud());
     }
 
     #[test]
