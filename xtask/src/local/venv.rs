@@ -180,7 +180,7 @@ pub fn ensure(dir: &Path, requirements: &Path) -> Result<Venv> {
         install(&venv, requirements, host_pip.as_deref())?;
     }
     let after = observe(dir);
-    if !after.has_prefect || !after.installed_prefect.iter().any(|v| *v == pinned) {
+    if !after.has_prefect || !after.installed_prefect.contains(&pinned) {
         bail!(
             "pip finished but {} does not have prefect {pinned}; remove {} and run again",
             dir.display(),
