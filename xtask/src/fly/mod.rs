@@ -340,7 +340,7 @@ impl fmt::Display for FlyCommand {
 }
 
 /// The flyctl executable on PATH: `fly`, else `flyctl`. Callers say what to do without it.
-pub fn flyctl_on_path() -> Result<PathBuf, which::Error> {
+pub(crate) fn flyctl_on_path() -> Result<PathBuf, which::Error> {
     which::which("fly").or_else(|_| which::which("flyctl"))
 }
 

@@ -46,7 +46,7 @@ pub fn dashboard_url(port: u16) -> String {
 
 /// Removes every inherited PREFECT_* variable, so a developer's PREFECT_API_URL (production)
 /// or database URL can never leak into a local process.
-pub fn without_prefect_env(mut cmd: Cmd<'_>) -> Cmd<'_> {
+pub(crate) fn without_prefect_env(mut cmd: Cmd<'_>) -> Cmd<'_> {
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("PREFECT_") {
             cmd = cmd.env_remove(key);
@@ -249,16 +249,12 @@ impl ServerGuard {
         self.child.id()
     }
 
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     pub fn api_url(&self) -> String {
         api_url(self.port)
     }
 
     /// What the pid file records about this server.
-    pub fn record(&self) -> PidRecord {
+    fn record(&self) -> PidRecord {
         PidRecord {
             pid: self.pid(),
             role: "server".into(),

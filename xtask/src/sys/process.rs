@@ -37,7 +37,7 @@ pub fn status(cmd: impl Into<Command>) -> std::io::Result<ExitStatus> {
 /// Like [`status`], with the child's stdout sent to our stderr: our stdout stays for results
 /// (an image reference, JSON), the child's progress still shows.
 // std::process: xshell cannot redirect a child's stdout to our stderr.
-pub fn status_to_stderr(cmd: impl Into<Command>) -> std::io::Result<ExitStatus> {
+pub(crate) fn status_to_stderr(cmd: impl Into<Command>) -> std::io::Result<ExitStatus> {
     cmd.into()
         .stdin(Stdio::null())
         .stdout(stderr_stdio())
@@ -56,7 +56,7 @@ fn stderr_stdio() -> Stdio {
 /// `producer | consumer` (the consumer's stdout on our stderr): both statuses, or the error of
 /// the step that could not start (`what` names the programs in it).
 // std::process: xshell has no pipes between processes.
-pub fn pipe(
+pub(crate) fn pipe(
     producer: impl Into<Command>,
     consumer: impl Into<Command>,
     what: [&str; 2],
@@ -101,7 +101,7 @@ pub fn status_with_pid(cmd: impl Into<Command>, pid: &AtomicU32, what: &str) -> 
 /// Starts `cmd` in its own process group (so Ctrl-C in the terminal and the exit of this
 /// tool do not stop it) with stdin closed and stdout+stderr appended to `log`.
 // std::process: xshell waits for its children; this one outlives the call, in its own group.
-pub fn spawn_detached(cmd: impl Into<Command>, log: &Path) -> Result<Child> {
+pub(crate) fn spawn_detached(cmd: impl Into<Command>, log: &Path) -> Result<Child> {
     let mut cmd = cmd.into();
     if let Some(dir) = log.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -172,7 +172,7 @@ const DRAIN_GRACE: Duration = Duration::from_secs(2);
 /// Runs `cmd` with stdin closed, killing it after `timeout`. Every output line (stdout and
 /// stderr) goes to `on_line` as it arrives; stdout is also returned whole.
 // std::process: xshell has no time limit and no line-by-line reading.
-pub fn run_with_timeout(
+pub(crate) fn run_with_timeout(
     cmd: impl Into<Command>,
     timeout: Duration,
     mut on_line: impl FnMut(&str),
@@ -298,7 +298,7 @@ pub fn run_measured(cmd: impl Into<Command>, log: File) -> Result<Measured> {
 
 /// `git -C root ARGS…` with exactly the environment `env`: its stdout when it succeeds, else an
 /// error carrying git's stderr.
-pub fn git(root: &Path, args: &[&str], env: &EnvVars) -> Result<String> {
+pub(crate) fn git(root: &Path, args: &[&str], env: &EnvVars) -> Result<String> {
     let git = which::which("git").context("`git` is not on PATH")?;
     let sh = shell()?;
     let cmd = cmd!(sh, "{git} -C {root} {args...}")
@@ -319,7 +319,7 @@ pub fn git(root: &Path, args: &[&str], env: &EnvVars) -> Result<String> {
 // Printing command lines
 
 /// A command line as a user could paste it into a POSIX shell.
-pub fn shell_line(program: &Path, argv: &[String]) -> String {
+pub(crate) fn shell_line(program: &Path, argv: &[String]) -> String {
     std::iter::once(program.display().to_string())
         .chain(argv.iter().cloned())
         .map(|word| shell_quote(&word))
@@ -328,7 +328,7 @@ pub fn shell_line(program: &Path, argv: &[String]) -> String {
 }
 
 /// Quotes a word for a POSIX shell only when needed.
-pub fn shell_quote(word: &str) -> String {
+pub(crate) fn shell_quote(word: &str) -> String {
     let plain = !word.is_empty()
         && word
             .chars()
