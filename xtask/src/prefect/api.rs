@@ -108,18 +108,18 @@ impl ApiConfig {
 }
 
 /// Prefect Cloud's API host.
-pub const CLOUD_API_HOST: &str = "api.prefect.cloud";
+pub(crate) const CLOUD_API_HOST: &str = "api.prefect.cloud";
 
 /// Whether `url` is Prefect Cloud's API: Cloud's host, or a Cloud workspace path (see
 /// [`is_cloud_workspace_path`], e.g. behind a proxy). Cloud takes an API key and has no CSRF tokens.
-pub fn is_prefect_cloud(url: &reqwest::Url) -> bool {
+pub(crate) fn is_prefect_cloud(url: &reqwest::Url) -> bool {
     url.host_str()
         .is_some_and(|host| host.eq_ignore_ascii_case(CLOUD_API_HOST))
         || is_cloud_workspace_path(url)
 }
 
 /// The path ends in `…/api/accounts/<uuid>/workspaces/<uuid>`.
-pub fn is_cloud_workspace_path(url: &reqwest::Url) -> bool {
+pub(crate) fn is_cloud_workspace_path(url: &reqwest::Url) -> bool {
     let segments: Vec<&str> = url.path().split('/').filter(|s| !s.is_empty()).collect();
     match segments.as_slice() {
         [.., api, accounts, account, workspaces, workspace] => {
