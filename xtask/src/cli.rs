@@ -197,6 +197,10 @@ pub struct DownArgs {}
 
 #[derive(Debug, Args)]
 pub struct TestArgs {
+    /// Skip the tidy gate (`cargo fmt --check`, `cargo clippy -D warnings`) while iterating on a
+    /// test; CI always runs it.
+    #[arg(long)]
+    pub no_tidy: bool,
     /// Arguments passed through to `cargo test` (e.g. a test name filter).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub cargo_args: Vec<String>,
@@ -251,6 +255,7 @@ mod tests {
             ],
             &["xtask", "down"],
             &["xtask", "test", "--", "--nocapture"],
+            &["xtask", "test", "--no-tidy", "--", "parity::"],
             &["xtask", "bench"],
             &[
                 "xtask",

@@ -1,6 +1,6 @@
-//! `cargo xtask test`: the test command CI runs. Bootstraps the venv, starts two throwaway
-//! Prefect servers, runs `cargo test --workspace` against them, and stops the servers at the
-//! end — also when the tests fail or the run is interrupted.
+//! `cargo xtask test`: the test command CI runs. Runs the tidy gate (rustfmt, clippy), bootstraps
+//! the venv, starts two throwaway Prefect servers, runs `cargo test --workspace` against them, and
+//! stops the servers at the end — also when the tests fail or the run is interrupted.
 //!
 //! Contract with the tests (environment of `cargo test`):
 //! - XTASK_TEST_PREFECT_API_URL: server 1, no auth.
@@ -34,6 +34,10 @@ const SERVERS: usize = 2;
 pub fn run(global: &GlobalArgs, args: TestArgs) -> Result<ExitCode> {
     install_interrupt_handler();
     let started = Instant::now();
+
+    if !args.no_tidy {
+        tidy()?;
+    }
 
     eprintln!("==> Python venv with the pinned Prefect");
     let venv = venv::ensure(&venv_dir(), &repo_root().join("app/requirements.txt"))?;
@@ -71,6 +75,27 @@ pub fn run(global: &GlobalArgs, args: TestArgs) -> Result<ExitCode> {
     Ok(ExitCode::from(code::OK))
 }
 
+/// The tidy gate: the tree is rustfmt-clean and clippy finds nothing, warnings included.
+fn tidy() -> Result<()> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let sh = process::shell()?;
+    sh.change_dir(repo_root());
+    eprintln!("==> tidy: cargo fmt --all --check");
+    without_host_settings(cmd!(sh, "{cargo} fmt --all --check"))
+        .quiet()
+        .run()
+        .context("the tree is not rustfmt-clean: run `cargo fmt --all`")?;
+    eprintln!("==> tidy: cargo clippy --workspace --all-targets -- -D warnings");
+    without_host_settings(cmd!(
+        sh,
+        "{cargo} clippy --workspace --all-targets --quiet -- -D warnings"
+    ))
+    .quiet()
+    .run()
+    .context("clippy found problems (see above)")?;
+    Ok(())
+}
+
 /// `$CARGO test --workspace --no-fail-fast <args>` with the servers' URLs and the venv, and without the
 /// developer's PREFECT_* / FLY_* settings (no test may reach a real server or Fly).
 pub fn cargo_test_command(cargo_args: &[String], urls: &[String], venv: &Path) -> Result<Command> {
@@ -78,15 +103,10 @@ pub fn cargo_test_command(cargo_args: &[String], urls: &[String], venv: &Path) -
     let sh = process::shell()?;
     sh.change_dir(repo_root());
     // --no-fail-fast: one failing test binary must not hide the results of the others.
-    let mut cmd = cmd!(
+    let mut cmd = without_host_settings(cmd!(
         sh,
         "{cargo} test --workspace --no-fail-fast {cargo_args...}"
-    );
-    for (key, _) in std::env::vars_os() {
-        if !keep_for_cargo_test(&key.to_string_lossy()) {
-            cmd = cmd.env_remove(&key);
-        }
-    }
+    ));
     if let Some(url) = urls.first() {
         cmd = cmd.env("XTASK_TEST_PREFECT_API_URL", url);
     }
@@ -94,6 +114,16 @@ pub fn cargo_test_command(cargo_args: &[String], urls: &[String], venv: &Path) -
         cmd = cmd.env("XTASK_TEST_PREFECT_API_URL_2", url);
     }
     Ok(cmd.env("XTASK_TEST_VENV", venv).into())
+}
+
+/// `cmd` without the inherited variables [`keep_for_cargo_test`] drops.
+fn without_host_settings(mut cmd: xshell::Cmd<'_>) -> xshell::Cmd<'_> {
+    for (key, _) in std::env::vars_os() {
+        if !keep_for_cargo_test(&key.to_string_lossy()) {
+            cmd = cmd.env_remove(&key);
+        }
+    }
+    cmd
 }
 
 /// Whether an inherited variable reaches `cargo test`. Dropped: the developer's Prefect and Fly
