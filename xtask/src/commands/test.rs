@@ -244,10 +244,7 @@ mod tests {
             Path::new("/r/.venv"),
         )
         .unwrap();
-        let args: Vec<_> = cmd
-            .get_args()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
+        let args = xtask::sys::process::args_of(&cmd);
         assert_eq!(
             args,
             [
@@ -259,12 +256,7 @@ mod tests {
                 "--nocapture"
             ]
         );
-        let env = |name: &str| {
-            cmd.get_envs()
-                .find(|(k, _)| *k == name)
-                .and_then(|(_, v)| v)
-                .map(|v| v.to_string_lossy().into_owned())
-        };
+        let env = |name: &str| xtask::sys::process::env_set_by(&cmd, name);
         assert_eq!(
             env("XTASK_TEST_PREFECT_API_URL").as_deref(),
             Some("http://127.0.0.1:4431/api")

@@ -330,11 +330,7 @@ pub fn clear_home(home: &Path) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn args(cmd: &Command) -> Vec<String> {
-        cmd.get_args()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect()
-    }
+    use crate::sys::process::args_of as args;
 
     #[test]
     fn server_command_is_isolated() {

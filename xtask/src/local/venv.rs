@@ -445,10 +445,7 @@ mod tests {
         let sh = shell().unwrap();
         let cmd = pip_install_command(&sh, &venv, Path::new("/r/app/requirements.txt"), None);
         assert_eq!(cmd.get_program(), "/r/.venv/bin/python");
-        let args: Vec<_> = cmd
-            .get_args()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
+        let args = crate::sys::process::args_of(&cmd);
         assert_eq!(
             args,
             [
@@ -467,10 +464,7 @@ mod tests {
             Some(Path::new("/usr/bin/python3")),
         );
         assert_eq!(cmd.get_program(), "/usr/bin/python3");
-        let args: Vec<_> = cmd
-            .get_args()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
+        let args = crate::sys::process::args_of(&cmd);
         assert_eq!(&args[..4], ["-m", "pip", "--python", "/r/.venv/bin/python"]);
         let cmd = venv_command(&sh, Path::new("python3"), Path::new("/r/.venv"), false);
         assert_eq!(

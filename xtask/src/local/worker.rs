@@ -59,10 +59,7 @@ mod tests {
             log: PathBuf::from("/r/target/xtask/local/worker.log"),
         };
         let cmd = worker_command(&spec).unwrap();
-        let args: Vec<_> = cmd
-            .get_args()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
+        let args = crate::sys::process::args_of(&cmd);
         assert_eq!(
             args,
             [
@@ -74,12 +71,7 @@ mod tests {
                 "process"
             ]
         );
-        let env = |name: &str| {
-            cmd.get_envs()
-                .find(|(k, _)| *k == name)
-                .and_then(|(_, v)| v)
-                .map(|v| v.to_string_lossy().into_owned())
-        };
+        let env = |name: &str| crate::sys::process::env_set_by(&cmd, name);
         assert_eq!(
             env("PREFECT_API_URL").as_deref(),
             Some("http://127.0.0.1:4435/api")

@@ -75,10 +75,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(cmd.get_program(), "/r/.venv/bin/prefect");
-        let args: Vec<_> = cmd
-            .get_args()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
+        let args = crate::sys::process::args_of(&cmd);
         assert_eq!(
             args,
             [

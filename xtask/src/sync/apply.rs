@@ -12,7 +12,7 @@
 //! the server delete the deployment's future auto-scheduled runs, as any deployment PATCH does
 //! (the server's scheduler re-creates them within seconds).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -225,14 +225,7 @@ fn create_flows(
     plan: &Plan,
     opts: &ApplyOptions,
 ) -> Result<HashMap<String, String>, String> {
-    let names: BTreeSet<&str> = plan
-        .items
-        .iter()
-        .filter_map(|i| match i {
-            PlanItem::Create(desired) => Some(desired.flow_name.as_str()),
-            _ => None,
-        })
-        .collect();
+    let names = plan.flows_of_creates();
     let mut ids = HashMap::new();
     for name in names {
         if opts.cancel.load(Ordering::SeqCst) {

@@ -6,7 +6,7 @@
 //! an unchanged re-run plans zero writes. The same plan is printed by `--dry-run`/`--check` and
 //! executed by [`crate::sync::apply`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use anyhow::{bail, Result};
 use serde_json::{json, Map, Value};
@@ -318,15 +318,18 @@ impl Plan {
 
     /// Write requests executing the plan takes (without retries).
     pub(crate) fn write_count(&self) -> usize {
-        let flows: HashSet<&str> = self
-            .items
+        self.flows_of_creates().len() + self.items.iter().map(PlanItem::write_count).sum::<usize>()
+    }
+
+    /// The flows of the deployments to create, each once: apply ensures each exists first.
+    pub(crate) fn flows_of_creates(&self) -> BTreeSet<&str> {
+        self.items
             .iter()
             .filter_map(|i| match i {
                 PlanItem::Create(desired) => Some(desired.flow_name.as_str()),
                 _ => None,
             })
-            .collect();
-        flows.len() + self.items.iter().map(PlanItem::write_count).sum::<usize>()
+            .collect()
     }
 }
 
@@ -1075,6 +1078,14 @@ mod tests {
         }
     }
 
+    /// The server holding exactly `deployments` (no automations read).
+    fn server(deployments: Vec<ServerDeployment>) -> ServerState {
+        ServerState {
+            deployments,
+            automations: None,
+        }
+    }
+
     fn state(deployments: Vec<DesiredDeployment>) -> DesiredState {
         DesiredState {
             owner: owner(),
@@ -1086,10 +1097,7 @@ mod tests {
     #[test]
     fn new_deployment_is_created_and_existing_one_unchanged() {
         let a = sample("a");
-        let server = ServerState {
-            deployments: vec![server_copy(&a, "id-a")],
-            automations: None,
-        };
+        let server = server(vec![server_copy(&a, "id-a")]);
         let plan = plan(&state(vec![a, sample("b")]), &server, false);
         assert_eq!(
             plan.items[0].action(),
@@ -1138,14 +1146,7 @@ mod tests {
             json!({"interval": 600, "anchor_date": "2020-01-01T00:00:00Z", "timezone": "UTC"});
         have.raw["schedules"][1]["schedule"] =
             json!({"rrule": "DTSTART:20200101T000000\nFREQ=DAILY;COUNT=3", "timezone": "UTC"});
-        let plan = plan(
-            &state(vec![a]),
-            &ServerState {
-                deployments: vec![have],
-                automations: None,
-            },
-            false,
-        );
+        let plan = plan(&state(vec![a]), &server(vec![have]), false);
         let item = &plan.items[0];
         assert_eq!(
             item.action(),
@@ -1163,14 +1164,7 @@ mod tests {
         let have = server_copy(&a, "id-a");
         let mut changed = a.clone();
         changed.fields.insert("parameters".into(), json!({"n": 2}));
-        let plan = plan(
-            &state(vec![changed]),
-            &ServerState {
-                deployments: vec![have],
-                automations: None,
-            },
-            false,
-        );
+        let plan = plan(&state(vec![changed]), &server(vec![have]), false);
         let item = &plan.items[0];
         assert_eq!(item.action(), Action::Update);
         assert_eq!(
@@ -1208,14 +1202,7 @@ mod tests {
             .insert("work_queue_name".into(), json!("fast"));
         changed.fields.insert("concurrency_limit".into(), json!(2));
         changed.fields.insert("version".into(), json!("2.0"));
-        let plan = plan(
-            &state(vec![changed]),
-            &ServerState {
-                deployments: vec![have],
-                automations: None,
-            },
-            false,
-        );
+        let plan = plan(&state(vec![changed]), &server(vec![have]), false);
         let patch = &update(&plan.items[0]).patch;
         for key in [
             "work_queue_name",
@@ -1246,25 +1233,11 @@ mod tests {
         let mut have = server_copy(&a, "id-a");
         have.raw["paused"] = json!(true);
         have.raw["enforce_parameter_schema"] = json!(false);
-        let p = plan(
-            &state(vec![a.clone()]),
-            &ServerState {
-                deployments: vec![have.clone()],
-                automations: None,
-            },
-            false,
-        );
+        let p = plan(&state(vec![a.clone()]), &server(vec![have.clone()]), false);
         assert_eq!(p.items[0].action(), Action::Unchanged);
         let mut stated = a;
         stated.fields.insert("paused".into(), json!(false));
-        let p = plan(
-            &state(vec![stated]),
-            &ServerState {
-                deployments: vec![have],
-                automations: None,
-            },
-            false,
-        );
+        let p = plan(&state(vec![stated]), &server(vec![have]), false);
         assert_eq!(
             Value::Object(update(&p.items[0]).patch.clone()),
             json!({"paused": false})
@@ -1415,10 +1388,13 @@ mod tests {
         });
         let mut by_hand = server_copy(&sample("by-hand"), "id-h");
         by_hand.owner = None;
-        let server = ServerState {
-            deployments: vec![server_copy(&a, "id-a"), gone, foreign, other_file, by_hand],
-            automations: None,
-        };
+        let server = server(vec![
+            server_copy(&a, "id-a"),
+            gone,
+            foreign,
+            other_file,
+            by_hand,
+        ]);
         let p = plan(&state(vec![a.clone()]), &server, true);
         let deletes: Vec<&str> = p
             .items
@@ -1443,14 +1419,7 @@ mod tests {
         let a = sample("a");
         let mut have = server_copy(&a, "id-a");
         have.owner = None;
-        let p = plan(
-            &state(vec![a]),
-            &ServerState {
-                deployments: vec![have],
-                automations: None,
-            },
-            false,
-        );
+        let p = plan(&state(vec![a]), &server(vec![have]), false);
         assert_eq!(p.warnings.len(), 1);
         assert!(
             p.warnings[0].contains("will never delete it"),
@@ -1549,10 +1518,7 @@ mod tests {
         changed.fields.insert("tags".into(), json!(["t", "u"]));
         let p = plan(
             &state(vec![changed, sample("b")]),
-            &ServerState {
-                deployments: vec![server_copy(&a, "id-a")],
-                automations: None,
-            },
+            &server(vec![server_copy(&a, "id-a")]),
             false,
         );
         let doc = p.to_json();

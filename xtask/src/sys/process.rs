@@ -22,6 +22,21 @@ pub fn shell() -> Result<Shell> {
     Shell::new().context("cannot read the current directory")
 }
 
+/// A command's arguments as text (what a test or a dry run compares).
+pub fn args_of(cmd: &Command) -> Vec<String> {
+    cmd.get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect()
+}
+
+/// The value `cmd` sets for the variable `name`; `None` when it leaves it alone or removes it.
+pub fn env_set_by(cmd: &Command, name: &str) -> Option<String> {
+    cmd.get_envs()
+        .find(|(key, _)| *key == name)
+        .and_then(|(_, value)| value)
+        .map(|value| value.to_string_lossy().into_owned())
+}
+
 /// Runs `cmd` quietly with stdin closed and returns its stdout and stderr, whatever its exit
 /// status: the caller words the failure.
 pub fn capture(cmd: Cmd<'_>) -> xshell::Result<Output> {

@@ -42,17 +42,8 @@ fn all_three_secrets_list_formats_pass() {
             "{format}: format not reported:\n{}",
             run.all()
         );
-        assert!(
-            run.stdout
-                .contains("[ok]   PREFECT_API_AUTH_STRING or PREFECT_API_KEY"),
-            "{}",
-            run.all()
-        );
-        assert!(
-            run.stdout.contains("[ok]   authenticated read"),
-            "{}",
-            run.all()
-        );
+        run.assert_stdout_has("[ok]   PREFECT_API_AUTH_STRING or PREFECT_API_KEY");
+        run.assert_stdout_has("[ok]   authenticated read");
         run.assert_no_secrets(SENTINELS);
         let calls = sandbox.calls();
         assert_eq!(calls.len(), 1, "{calls:?}");
@@ -99,11 +90,7 @@ fn missing_secrets_are_all_reported_and_fail() {
         run.all()
     );
     // PREFECT_API_URL comes from fly.toml [env], so it is not missing in the app.
-    assert!(
-        run.stderr.contains("PREFECT_API_URL from fly.toml [env]"),
-        "{}",
-        run.all()
-    );
+    run.assert_stderr_has("PREFECT_API_URL from fly.toml [env]");
 }
 
 #[test]
@@ -117,7 +104,9 @@ fn staged_secret_is_reported() {
         "a staged secret is a warning, not a failure:\n{}",
         run.all()
     );
-    assert!(run.stdout.contains("[warn] PREFECT_API_AUTH_STRING or PREFECT_API_KEY: PREFECT_API_AUTH_STRING is only Staged"), "{}", run.all());
+    run.assert_stdout_has(
+        "[warn] PREFECT_API_AUTH_STRING or PREFECT_API_KEY: PREFECT_API_AUTH_STRING is only Staged",
+    );
     run.assert_no_secrets(SENTINELS);
 }
 
@@ -126,10 +115,10 @@ fn local_only_never_calls_fly() {
     let sandbox = complete("local-only");
     let run = sandbox.run(&["check-secrets", "--local-only"]);
     assert_eq!(run.code, Some(0), "{}", run.all());
-    assert!(run.stdout.contains("[skip] Fly app"), "{}", run.all());
+    run.assert_stdout_has("[skip] Fly app");
     assert!(sandbox.calls().is_empty());
     // The URL is shown with its credentials masked.
-    assert!(run.stdout.contains("http://***@127.0.0.1"), "{}", run.all());
+    run.assert_stdout_has("http://***@127.0.0.1");
     run.assert_no_secrets(SENTINELS);
 }
 
@@ -155,11 +144,7 @@ fn missing_fly_is_explained() {
     sandbox.env("PATH", &sandbox.bin.display().to_string());
     let run = sandbox.run(&["check-secrets"]);
     assert_eq!(run.code, Some(1), "{}", run.all());
-    assert!(
-        run.stdout.contains("neither `fly` nor `flyctl` is on PATH"),
-        "{}",
-        run.all()
-    );
+    run.assert_stdout_has("neither `fly` nor `flyctl` is on PATH");
 }
 
 #[test]
@@ -194,12 +179,7 @@ fn invalid_url_is_rejected_without_showing_credentials() {
     );
     let run = sandbox.run(&["check-secrets", "--local-only"]);
     assert_eq!(run.code, Some(1), "{}", run.all());
-    assert!(
-        run.stdout
-            .contains("https://***@gw.example/prefect: the path must end in /api"),
-        "{}",
-        run.all()
-    );
+    run.assert_stdout_has("https://***@gw.example/prefect: the path must end in /api");
     run.assert_no_secrets(SENTINELS);
 }
 
@@ -244,13 +224,8 @@ fn rejected_credentials_are_an_auth_problem() {
     sandbox.env("PREFECT_API_URL", &fault_server(Some(401)));
     let run = sandbox.run(&["check-secrets", "--local-only"]);
     assert_eq!(run.code, Some(1), "{}", run.all());
-    assert!(run.stdout.contains("[ok]   server health"), "{}", run.all());
-    assert!(
-        run.stdout
-            .contains("[FAIL] authenticated read: auth problem"),
-        "{}",
-        run.all()
-    );
+    run.assert_stdout_has("[ok]   server health");
+    run.assert_stdout_has("[FAIL] authenticated read: auth problem");
     run.assert_no_secrets(SENTINELS);
 }
 
@@ -264,17 +239,8 @@ fn silent_server_is_unreachable() {
     let started = std::time::Instant::now();
     let run = sandbox.run(&["check-secrets", "--local-only"]);
     assert_eq!(run.code, Some(1), "{}", run.all());
-    assert!(
-        run.stdout
-            .contains("[FAIL] server health (/health): unreachable"),
-        "{}",
-        run.all()
-    );
-    assert!(
-        run.stdout.contains("[skip] authenticated read"),
-        "{}",
-        run.all()
-    );
+    run.assert_stdout_has("[FAIL] server health (/health): unreachable");
+    run.assert_stdout_has("[skip] authenticated read");
     assert!(
         started.elapsed() < Duration::from_secs(30),
         "took {:?}",
@@ -293,12 +259,8 @@ fn credentials_in_fly_toml_env_are_flagged_not_shown() {
     );
     std::fs::write(&path, leaky).unwrap();
     let run = sandbox.run(&["check-secrets"]);
-    assert!(
-        run.stdout.contains(
-            "[warn] PREFECT_API_URL in fly.toml [env]: carries credentials in plain text"
-        ),
-        "{}",
-        run.all()
+    run.assert_stdout_has(
+        "[warn] PREFECT_API_URL in fly.toml [env]: carries credentials in plain text",
     );
     run.assert_no_secrets(SENTINELS);
 }

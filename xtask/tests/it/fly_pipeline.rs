@@ -90,7 +90,7 @@ fn deploy_runs_the_stages_in_order() {
         assert!(at >= last, "`{stage}` out of order:\n{}", run.all());
         last = at;
     }
-    assert!(run.stderr.contains("Summary of deploy"), "{}", run.all());
+    run.assert_stderr_has("Summary of deploy");
 
     // The release command registered the deployments with the release Machine's environment.
     let deployments = deployments_on_server(&sandbox.tag);
@@ -111,18 +111,8 @@ fn missing_secret_stops_before_fly_deploy() {
     sandbox.write_secrets(&[("PREFECT_API_URL", &server_url())]);
     let run = sandbox.run(&["deploy", "--image", IMAGE]);
     assert_eq!(run.code, Some(1), "{}", run.all());
-    assert!(
-        run.stderr
-            .contains("error: deploy stopped at stage 1/5 (check secrets)"),
-        "{}",
-        run.all()
-    );
-    assert!(
-        run.stderr
-            .contains("PREFECT_API_AUTH_STRING or PREFECT_API_KEY"),
-        "{}",
-        run.all()
-    );
+    run.assert_stderr_has("error: deploy stopped at stage 1/5 (check secrets)");
+    run.assert_stderr_has("PREFECT_API_AUTH_STRING or PREFECT_API_KEY");
     assert_eq!(sandbox.call_names(), ["secrets list"]);
     run.assert_no_secrets(SENTINELS);
 }
@@ -133,18 +123,8 @@ fn crossed_pool_stops_before_fly_deploy() {
     sandbox.write_prefect_yaml("prod", "captionacc-workers-dev");
     let run = sandbox.run(&["deploy", "--image", IMAGE]);
     assert_eq!(run.code, Some(1), "{}", run.all());
-    assert!(
-        run.stderr
-            .contains("deploy stopped at stage 2/5 (validate and plan)"),
-        "{}",
-        run.all()
-    );
-    assert!(
-        run.stderr
-            .contains("is a prod deployment but uses the dev pool `captionacc-workers-dev`"),
-        "{}",
-        run.all()
-    );
+    run.assert_stderr_has("deploy stopped at stage 2/5 (validate and plan)");
+    run.assert_stderr_has("is a prod deployment but uses the dev pool `captionacc-workers-dev`");
     assert!(
         !sandbox.call_names().contains(&"deploy".to_string()),
         "{:?}",
@@ -167,12 +147,7 @@ fn invalid_yaml_stops_before_fly_deploy() {
     std::fs::write(sandbox.project.join("prefect.yaml"), broken).unwrap();
     let run = sandbox.run(&["deploy", "--image", IMAGE]);
     assert_eq!(run.code, Some(1), "{}", run.all());
-    assert!(
-        run.stderr
-            .contains("deploy stopped at stage 2/5 (validate and plan)"),
-        "{}",
-        run.all()
-    );
+    run.assert_stderr_has("deploy stopped at stage 2/5 (validate and plan)");
     assert!(
         run.stderr.contains("no_such_flow_file.py"),
         "the error must name the missing file:\n{}",
@@ -196,16 +171,9 @@ fn failing_release_command_fails_the_deploy() {
     ]);
     let run = sandbox.run(&["deploy", "--image", IMAGE]);
     assert_eq!(run.code, Some(1), "{}", run.all());
-    assert!(
-        run.stderr
-            .contains("deploy stopped at stage 4/5 (fly deploy)"),
-        "{}",
-        run.all()
-    );
-    assert!(
-        run.stderr.contains("the release command (register-flows) failed with exit code 1 on machine 148e1234a5d6e8"),
-        "{}",
-        run.all()
+    run.assert_stderr_has("deploy stopped at stage 4/5 (fly deploy)");
+    run.assert_stderr_has(
+        "the release command (register-flows) failed with exit code 1 on machine 148e1234a5d6e8",
     );
     assert_eq!(
         sandbox.call_names(),
@@ -223,18 +191,8 @@ fn hanging_fly_deploy_is_stopped() {
     let started = Instant::now();
     let run = sandbox.run(&["deploy", "--image", IMAGE, "--timeout", "3"]);
     assert_eq!(run.code, Some(1), "{}", run.all());
-    assert!(
-        run.stderr
-            .contains("deploy stopped at stage 4/5 (fly deploy)"),
-        "{}",
-        run.all()
-    );
-    assert!(
-        run.stderr
-            .contains("did not finish within 3s and was stopped"),
-        "{}",
-        run.all()
-    );
+    run.assert_stderr_has("deploy stopped at stage 4/5 (fly deploy)");
+    run.assert_stderr_has("did not finish within 3s and was stopped");
     assert!(
         started.elapsed() < Duration::from_secs(120),
         "took {:?}",
@@ -249,12 +207,8 @@ fn release_output_is_masked() {
     sandbox.write_fly_toml(r#"sh -c 'echo "auth is $PREFECT_API_AUTH_STRING"; exit 4'"#);
     let run = sandbox.run(&["deploy", "--image", IMAGE]);
     assert_eq!(run.code, Some(1), "{}", run.all());
-    assert!(run.stderr.contains("auth is ***"), "{}", run.all());
-    assert!(
-        run.stderr.contains("failed with exit code 4"),
-        "{}",
-        run.all()
-    );
+    run.assert_stderr_has("auth is ***");
+    run.assert_stderr_has("failed with exit code 4");
     run.assert_no_secrets(SENTINELS);
 }
 
@@ -264,16 +218,8 @@ fn release_that_registers_nothing_fails_verification() {
     sandbox.write_fly_toml("true");
     let run = sandbox.run(&["deploy", "--image", IMAGE]);
     assert_eq!(run.code, Some(1), "{}", run.all());
-    assert!(
-        run.stderr.contains("deploy stopped at stage 5/5 (verify)"),
-        "{}",
-        run.all()
-    );
-    assert!(
-        run.stderr.contains("does not match prefect.yaml"),
-        "{}",
-        run.all()
-    );
+    run.assert_stderr_has("deploy stopped at stage 5/5 (verify)");
+    run.assert_stderr_has("does not match prefect.yaml");
 }
 
 #[test]
@@ -284,11 +230,7 @@ fn verify_requires_a_running_machine() {
     sandbox.env("FAKE_FLY_STATUS_JSON", &status.display().to_string());
     let run = sandbox.run(&["deploy", "--image", IMAGE]);
     assert_eq!(run.code, Some(1), "{}", run.all());
-    assert!(
-        run.stderr.contains("deploy stopped at stage 5/5 (verify)"),
-        "{}",
-        run.all()
-    );
+    run.assert_stderr_has("deploy stopped at stage 5/5 (verify)");
     assert!(
         run.stderr
             .contains("has no running machine (0 of 1 machine(s) started"),
@@ -317,18 +259,8 @@ fn dry_run_runs_no_fly_command() {
         "missing `{expected}`:\n{}",
         run.all()
     );
-    assert!(
-        run.stderr
-            .contains(&format!("fly secrets list --app {} --json", sandbox.app)),
-        "{}",
-        run.all()
-    );
-    assert!(
-        run.stderr
-            .contains(&format!("fly status --app {} --json", sandbox.app)),
-        "{}",
-        run.all()
-    );
+    run.assert_stderr_has(&format!("fly secrets list --app {} --json", sandbox.app));
+    run.assert_stderr_has(&format!("fly status --app {} --json", sandbox.app));
     assert!(
         deployments_on_server(&sandbox.tag).is_empty(),
         "a dry run writes nothing"
@@ -354,36 +286,18 @@ fn dev_deploy_uses_the_dev_app_and_yaml() {
         "9m",
     ]);
     assert_eq!(run.code, Some(0), "{}", run.all());
-    assert!(
-        run.stderr.contains(&format!(
-            "Deploying prefect-dev.yaml to Fly app {}-dev",
-            sandbox.app
-        )),
-        "{}",
-        run.all()
-    );
-    assert!(
-        run.stderr
-            .contains(&format!("--app {}-dev --image", sandbox.app)),
-        "{}",
-        run.all()
-    );
+    run.assert_stderr_has(&format!(
+        "Deploying prefect-dev.yaml to Fly app {}-dev",
+        sandbox.app
+    ));
+    run.assert_stderr_has(&format!("--app {}-dev --image", sandbox.app));
     // The flag overrides fly.toml's release_command_timeout (7m).
-    assert!(
-        run.stderr.contains("--release-command-timeout 9m"),
-        "{}",
-        run.all()
-    );
+    run.assert_stderr_has("--release-command-timeout 9m");
     // The lint checks the dev yaml against the dev environment: a prod yaml would be refused.
     std::fs::rename(&prod_yaml, sandbox.project.join("prefect-dev.yaml")).unwrap();
     let run = sandbox.run(&["deploy", "--env", "dev", "--dry-run", "--image", IMAGE]);
     assert_eq!(run.code, Some(1), "{}", run.all());
-    assert!(
-        run.stderr
-            .contains("belongs to prod but this is a dev deploy"),
-        "{}",
-        run.all()
-    );
+    run.assert_stderr_has("belongs to prod but this is a dev deploy");
 }
 
 // ---- The stand-in fly itself, driven through the library (no register-flows needed) ---------

@@ -183,6 +183,26 @@ impl Outcome {
         format!("--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr)
     }
 
+    /// stderr says `needle`; on failure the message shows everything the run printed.
+    #[track_caller]
+    pub fn assert_stderr_has(&self, needle: &str) {
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks `{needle}`:\n{}",
+            self.all()
+        );
+    }
+
+    /// stdout says `needle`.
+    #[track_caller]
+    pub fn assert_stdout_has(&self, needle: &str) {
+        assert!(
+            self.stdout.contains(needle),
+            "stdout lacks `{needle}`:\n{}",
+            self.all()
+        );
+    }
+
     /// No secret value (sentinels) in stdout or stderr.
     pub fn assert_no_secrets(&self, sentinels: &[&str]) {
         for sentinel in sentinels {
