@@ -391,7 +391,7 @@ fn write_project(dir: &Path, n: usize) -> Result<()> {
 }
 
 /// The bench project as (relative path, contents): pure, so it is unit-tested.
-pub fn generate_project(n: usize) -> Vec<(String, String)> {
+pub(crate) fn generate_project(n: usize) -> Vec<(String, String)> {
     let mut files = Vec::new();
     for f in 0..FLOWS {
         files.push((

@@ -67,7 +67,7 @@ impl BaseTags {
     /// Each tag ends in a hash of the recipe that builds it (its generated Dockerfile, which
     /// names the parent tag) and of its input file, so a change anywhere up the chain, in the
     /// pin or in the lockfile gives new images while unchanged ones are reused.
-    pub fn new(rust_version: &str, requirements: &[u8], lockfile: &[u8]) -> BaseTags {
+    pub(crate) fn new(rust_version: &str, requirements: &[u8], lockfile: &[u8]) -> BaseTags {
         let debian = format!("{REPO_PREFIX}/debian:{SUITE}-{DEBIAN_RECIPE}");
         let python = format!(
             "{REPO_PREFIX}/python:{PYTHON_SERIES}-{SUITE}-{}",
@@ -111,7 +111,7 @@ fn short_hash(parts: &[&[u8]]) -> String {
 }
 
 /// `rustc 1.95.0 (59807616e 2026-04-14)` → `1.95.0`.
-pub fn parse_rustc_version(output: &str) -> Option<String> {
+pub(crate) fn parse_rustc_version(output: &str) -> Option<String> {
     let version = output.split_whitespace().nth(1)?;
     let valid = !version.is_empty()
         && version

@@ -53,7 +53,7 @@ impl Default for BuildOptions {
 
 /// The commit the image is built from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GitState {
+pub(crate) struct GitState {
     /// Full commit hash (40 hex digits).
     pub commit: String,
     /// The working tree differs from the commit (tracked changes or untracked files).
@@ -127,7 +127,7 @@ pub fn build_image(project: &Project, opts: &BuildOptions) -> Result<String> {
 
 /// `<short sha>` or `<short sha>-dirty`: the same commit always gives the same tag, and an
 /// image built from uncommitted changes can never be mistaken for the commit's image.
-pub fn image_tag(git: &GitState) -> String {
+pub(crate) fn image_tag(git: &GitState) -> String {
     let short = git.commit.get(..12).unwrap_or(&git.commit);
     if git.dirty {
         format!("{short}-dirty")
@@ -137,7 +137,11 @@ pub fn image_tag(git: &GitState) -> String {
 }
 
 /// OCI annotation labels (`org.opencontainers.image.*`). `source` is omitted when unknown.
-pub fn oci_labels(git: &GitState, source: Option<&str>, created: &str) -> Vec<(String, String)> {
+pub(crate) fn oci_labels(
+    git: &GitState,
+    source: Option<&str>,
+    created: &str,
+) -> Vec<(String, String)> {
     let mut labels = vec![
         (
             "org.opencontainers.image.revision".to_string(),
@@ -159,7 +163,7 @@ pub fn oci_labels(git: &GitState, source: Option<&str>, created: &str) -> Vec<(S
 
 /// The inputs of a local `docker build`.
 #[derive(Debug, Clone)]
-pub struct BuildCommand<'a> {
+pub(crate) struct BuildCommand<'a> {
     pub dockerfile: &'a Path,
     pub context: &'a Path,
     pub image_ref: &'a str,
@@ -169,7 +173,7 @@ pub struct BuildCommand<'a> {
 }
 
 /// The argv (without the program) of `docker build`.
-pub fn docker_build_argv(cmd: &BuildCommand) -> Vec<String> {
+pub(crate) fn docker_build_argv(cmd: &BuildCommand) -> Vec<String> {
     let mut argv = vec![
         "build".to_string(),
         "--platform".to_string(),
@@ -193,7 +197,7 @@ pub fn docker_build_argv(cmd: &BuildCommand) -> Vec<String> {
 
 /// The argv (without the program) of the build through Fly: the image lands in Fly's registry
 /// as `<app>:<label>`, ready for `fly deploy --image`.
-pub fn fly_build_argv(
+pub(crate) fn fly_build_argv(
     app: &str,
     fly_toml: &Path,
     label: &str,
@@ -218,7 +222,7 @@ pub fn fly_build_argv(
 }
 
 /// A build arg is `KEY=VALUE` or `KEY` (docker then reads it from the environment).
-pub fn validate_build_arg(arg: &str) -> Result<()> {
+pub(crate) fn validate_build_arg(arg: &str) -> Result<()> {
     let key = arg.split_once('=').map_or(arg, |(key, _)| key);
     let valid = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !valid {
@@ -244,7 +248,7 @@ fn validate_repository(repository: &str) -> Result<()> {
 /// The remote as a browsable source URL for the `source` label: `git@github.com:o/r.git`,
 /// `ssh://git@github.com/o/r.git` and `https://user:token@github.com/o/r.git` all give
 /// `https://github.com/o/r` (credentials never kept). Local paths and `file://` give `None`.
-pub fn normalize_source_url(remote: &str) -> Option<String> {
+pub(crate) fn normalize_source_url(remote: &str) -> Option<String> {
     let remote = remote.trim();
     let (scheme, host, path) = if let Some(rest) = remote.strip_prefix("git@") {
         let (host, path) = rest.split_once(':')?;
@@ -311,7 +315,7 @@ pub fn engine_available() -> bool {
 }
 
 /// The commit of `root` and whether the tree is dirty.
-pub fn git_state(root: &Path) -> Result<GitState> {
+pub(crate) fn git_state(root: &Path) -> Result<GitState> {
     let commit = git(
         root,
         &["rev-parse", "--verify", "HEAD"],

@@ -4,8 +4,7 @@
 //! its text.
 //!
 //! Tokens never go on the command line: flyctl reads FLY_API_TOKEN / FLY_ACCESS_TOKEN from the
-//! environment it inherits, so no argv built here carries a secret. [`FlyCommand::secret`] still
-//! exists so a command that ever does (`-t/--access-token`) prints masked.
+//! environment it inherits, so no argv built here carries a secret and a printed command is safe.
 
 pub mod checklist;
 pub mod release_env;
@@ -65,7 +64,7 @@ struct RawDeploy {
 }
 
 /// Parses fly.toml text; `label` names the file in errors.
-pub fn parse_fly_toml(text: &str, label: &str) -> Result<FlyToml> {
+pub(crate) fn parse_fly_toml(text: &str, label: &str) -> Result<FlyToml> {
     let raw: RawFlyToml =
         toml::from_str(text).with_context(|| format!("{label} is not valid fly.toml"))?;
     let mut env = BTreeMap::new();
@@ -90,7 +89,7 @@ pub fn parse_fly_toml(text: &str, label: &str) -> Result<FlyToml> {
     })
 }
 
-pub fn read_fly_toml(path: &Path) -> Result<FlyToml> {
+pub(crate) fn read_fly_toml(path: &Path) -> Result<FlyToml> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     parse_fly_toml(&text, &path.display().to_string())
@@ -106,9 +105,9 @@ pub struct FlyTarget {
 }
 
 /// Dev config file: when present, `--env dev` uses it (and its `app`) instead of fly.toml.
-pub const DEV_FLY_TOML: &str = "fly-dev.toml";
+pub(crate) const DEV_FLY_TOML: &str = "fly-dev.toml";
 /// Without fly-dev.toml, the dev app is fly.toml's app with this suffix.
-pub const DEV_APP_SUFFIX: &str = "-dev";
+pub(crate) const DEV_APP_SUFFIX: &str = "-dev";
 
 /// Resolves the app for `env`: `--app` wins; prod uses fly.toml's `app`; dev uses fly-dev.toml
 /// when it exists, else fly.toml with the app `<app>-dev` (same image, env and release command).
@@ -135,7 +134,7 @@ pub fn target(project: &Project, env: Env, app_override: Option<&str>) -> Result
 /// Splits a command line the way flyctl splits `release_command` (github.com/google/shlex):
 /// whitespace separates words, single quotes are literal, double quotes and backslashes escape,
 /// `#` at the start of a word starts a comment. No variables, globs or operators: there is no shell.
-pub fn split_command(line: &str) -> Result<Vec<String>, String> {
+pub(crate) fn split_command(line: &str) -> Result<Vec<String>, String> {
     let mut words = Vec::new();
     let mut word = String::new();
     let mut in_word = false;
@@ -252,8 +251,6 @@ pub struct FlyCommand {
     pub args: Vec<String>,
     /// Extra variables set for this command (never secrets).
     pub env: Vec<(String, String)>,
-    /// The command carries a token in its arguments: printed masked.
-    pub secret: bool,
 }
 
 impl FlyCommand {
@@ -263,18 +260,12 @@ impl FlyCommand {
             args: args.iter().map(|a| a.to_string()).collect(),
             // Plain output: no colour codes in the text the failure classification reads.
             env: vec![("NO_COLOR".into(), "1".into())],
-            secret: false,
         }
-    }
-
-    pub fn secret(mut self) -> FlyCommand {
-        self.secret = true;
-        self
     }
 
     /// `fly deploy`, `fly secrets list`: the program and its subcommand words, for messages
     /// (the full line was printed before it ran).
-    pub fn short_name(&self) -> String {
+    pub(crate) fn short_name(&self) -> String {
         let program = self
             .program
             .file_name()
@@ -300,7 +291,8 @@ impl FlyCommand {
     }
 
     /// The argv, program first (for tests).
-    pub fn argv(&self) -> Vec<String> {
+    #[cfg(test)]
+    pub(crate) fn argv(&self) -> Vec<String> {
         std::iter::once(self.program.display().to_string())
             .chain(self.args.iter().cloned())
             .collect()
@@ -322,18 +314,8 @@ impl fmt::Display for FlyCommand {
             "{}",
             program.unwrap_or_else(|| self.program.display().to_string())
         )?;
-        let mut mask_next = false;
         for arg in &self.args {
-            let shown = if self.secret && mask_next {
-                "***".to_string()
-            } else if self.secret && (arg.starts_with("--access-token=") || arg.starts_with("-t="))
-            {
-                format!("{}=***", arg.split('=').next().unwrap_or_default())
-            } else {
-                shell_quote(arg)
-            };
-            mask_next = self.secret && (arg == "-t" || arg == "--access-token");
-            write!(f, " {shown}")?;
+            write!(f, " {}", shell_quote(arg))?;
         }
         Ok(())
     }
@@ -355,7 +337,7 @@ pub fn find_fly() -> Result<PathBuf> {
 }
 
 /// `fly secrets list --app APP --json`
-pub fn secrets_list_cmd(fly: &Path, app: &str) -> FlyCommand {
+pub(crate) fn secrets_list_cmd(fly: &Path, app: &str) -> FlyCommand {
     FlyCommand::new(fly, &["secrets", "list", "--app", app, "--json"])
 }
 
@@ -402,7 +384,7 @@ pub fn deploy_cmd(fly: &Path, req: &DeployRequest) -> FlyCommand {
 
 /// Runs `cmd` with stdin closed, killing it after `timeout`. With `echo`, every output line is
 /// printed to stderr (indented, secrets masked) as it arrives; stdout is also returned whole.
-pub fn run(cmd: &FlyCommand, timeout: Duration, echo: bool) -> Result<RunOutput> {
+pub(crate) fn run(cmd: &FlyCommand, timeout: Duration, echo: bool) -> Result<RunOutput> {
     process::run_with_timeout(cmd.command()?, timeout, |line| {
         if echo {
             eprintln!("    {}", redact(line));
@@ -474,7 +456,7 @@ impl fmt::Display for FlyFailure {
 }
 
 /// Classifies a failed flyctl run from its exit code and output (pure).
-pub fn classify_failure(output: &RunOutput, timeout: Duration) -> FlyFailure {
+pub(crate) fn classify_failure(output: &RunOutput, timeout: Duration) -> FlyFailure {
     if output.timed_out {
         return FlyFailure::Timeout(timeout);
     }
@@ -575,10 +557,10 @@ pub fn run_checked(cmd: &FlyCommand, timeout: Duration, echo: bool) -> Result<Ru
 }
 
 /// Time allowed for the quick read-only commands (secrets list, status).
-pub const QUICK_TIMEOUT: Duration = Duration::from_secs(120);
+pub(crate) const QUICK_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// `fly secrets list --json`, parsed.
-pub fn secrets_list(fly: &Path, app: &str) -> Result<FlySecrets> {
+pub(crate) fn secrets_list(fly: &Path, app: &str) -> Result<FlySecrets> {
     let output = run_checked(&secrets_list_cmd(fly, app), QUICK_TIMEOUT, false)?;
     parse_fly_secrets(&output.stdout).map_err(anyhow::Error::msg)
 }
@@ -608,7 +590,7 @@ impl fmt::Display for MachineSummary {
 }
 
 /// Parses `fly status --json` (`{"Machines": [{"state", "config": {"metadata": {"fly_process_group"}}}]}`).
-pub fn parse_status(json: &str) -> Result<MachineSummary, String> {
+pub(crate) fn parse_status(json: &str) -> Result<MachineSummary, String> {
     let value: Value = serde_json::from_str(json.trim())
         .map_err(|e| format!("`fly status --json` printed something that is not JSON ({e})"))?;
     let machines = match value.get("Machines").or_else(|| value.get("machines")) {
@@ -791,23 +773,6 @@ mod tests {
         let err = target(&project, Env::Prod, None).unwrap_err().to_string();
         assert!(err.contains("has no `app`; pass --app"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn secret_commands_print_masked() {
-        let mut cmd = status_cmd(Path::new("fly"), "x");
-        cmd.args.extend([
-            "-t".to_string(),
-            "FlyV1 tok".to_string(),
-            "--access-token=tok2".to_string(),
-        ]);
-        let shown = cmd.clone().secret().to_string();
-        assert!(
-            !shown.contains("FlyV1") && !shown.contains("tok2"),
-            "{shown}"
-        );
-        assert!(shown.ends_with("-t *** --access-token=***"), "{shown}");
-        assert!(cmd.to_string().contains("'FlyV1 tok'"));
     }
 
     fn output(lines: &[&str]) -> RunOutput {

@@ -23,21 +23,21 @@ use serde_json::Value;
 
 use crate::prefect::api::{is_cloud_workspace_path, is_prefect_cloud};
 
-pub const PREFECT_API_URL: &str = "PREFECT_API_URL";
-pub const PREFECT_API_KEY: &str = "PREFECT_API_KEY";
-pub const PREFECT_API_AUTH_STRING: &str = "PREFECT_API_AUTH_STRING";
+pub(crate) const PREFECT_API_URL: &str = "PREFECT_API_URL";
+pub(crate) const PREFECT_API_KEY: &str = "PREFECT_API_KEY";
+pub(crate) const PREFECT_API_AUTH_STRING: &str = "PREFECT_API_AUTH_STRING";
 
 /// The kind of Prefect server a URL points at; it decides which credential is required.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum ServerKind {
+pub(crate) enum ServerKind {
     Cloud,
     SelfHosted,
 }
 
 /// One thing the release needs: any one of `any_of` must be present.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Requirement {
+pub(crate) struct Requirement {
     pub any_of: &'static [&'static str],
     /// Whether a plain value in fly.toml `[env]` satisfies it (only for non-secret values).
     pub fly_env_ok: bool,
@@ -47,13 +47,13 @@ pub struct Requirement {
 
 impl Requirement {
     /// `A` or `A or B`, as shown in the checklist.
-    pub fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         self.any_of.join(" or ")
     }
 }
 
 /// The single list of what the release command reads, for a server of `kind`.
-pub fn required(kind: ServerKind) -> Vec<Requirement> {
+pub(crate) fn required(kind: ServerKind) -> Vec<Requirement> {
     let url = Requirement {
         any_of: &[PREFECT_API_URL],
         fly_env_ok: true,
@@ -80,7 +80,7 @@ pub fn required(kind: ServerKind) -> Vec<Requirement> {
 
 /// A PREFECT_API_URL that passed validation.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiUrl {
+pub(crate) struct ApiUrl {
     /// Safe to print: scheme, `***@` if it carried credentials, host, port, path.
     pub display: String,
     pub kind: ServerKind,
@@ -89,7 +89,7 @@ pub struct ApiUrl {
 /// Checks that `url` is an http(s) URL of a Prefect API: the path ends in `/api` (behind any
 /// prefix, e.g. a gateway's `/prefect-internal/prefect/api`) or is Prefect Cloud's
 /// `/api/accounts/<uuid>/workspaces/<uuid>`. The error text never contains the URL's credentials.
-pub fn validate_api_url(url: &str) -> Result<ApiUrl, String> {
+pub(crate) fn validate_api_url(url: &str) -> Result<ApiUrl, String> {
     let parsed = reqwest::Url::parse(url.trim())
         .map_err(|e| format!("is not a valid URL ({e}); expected e.g. https://host/api"))?;
     let display = display_url(&parsed);
@@ -146,17 +146,9 @@ fn display_url(url: &reqwest::Url) -> String {
 }
 
 /// Whether `url` carries `user[:password]@` (a secret that must not live in fly.toml).
-pub fn url_has_credentials(url: &str) -> bool {
+pub(crate) fn url_has_credentials(url: &str) -> bool {
     reqwest::Url::parse(url.trim())
         .is_ok_and(|u| !u.username().is_empty() || u.password().is_some())
-}
-
-/// The URL as safe to print, whether or not it is valid.
-pub fn display_api_url(url: &str) -> String {
-    match reqwest::Url::parse(url.trim()) {
-        Ok(parsed) => display_url(&parsed),
-        Err(_) => "(not a valid URL)".to_string(),
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -164,7 +156,7 @@ pub fn display_api_url(url: &str) -> String {
 
 /// Deployment state of a Fly secret (flyctl ≥ v0.4.6 reports it; older versions do not).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretStatus {
+pub(crate) enum SecretStatus {
     Deployed,
     /// Set with `--stage`: only Machines started or updated afterwards have it.
     Staged,
@@ -192,7 +184,7 @@ impl fmt::Display for SecretStatus {
 
 /// A secret as listed by flyctl: its name and status. The digest and any value are dropped.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FlySecret {
+pub(crate) struct FlySecret {
     pub name: String,
     pub status: SecretStatus,
 }
@@ -200,7 +192,7 @@ pub struct FlySecret {
 /// The JSON shapes flyctl has printed for `fly secrets list --json`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum FlySecretsFormat {
+pub(crate) enum FlySecretsFormat {
     /// flyctl < v0.3.178 (GraphQL): `{"Name","Digest","CreatedAt"}`.
     GraphQl,
     /// flyctl v0.3.178 – v0.4.5 (Machines API): `{"name","digest","created_at","updated_at"}`.
@@ -221,14 +213,14 @@ impl fmt::Display for FlySecretsFormat {
 
 /// The parsed list; `format` is `None` for an empty list.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FlySecrets {
+pub(crate) struct FlySecrets {
     pub format: Option<FlySecretsFormat>,
     pub secrets: Vec<FlySecret>,
 }
 
 /// Parses any of the three formats (also the Machines API's `{"secrets": [...]}` wrapper and
 /// Go's `null` for an empty list). The error names the offending entry by index, never a value.
-pub fn parse_fly_secrets(json: &str) -> Result<FlySecrets, String> {
+pub(crate) fn parse_fly_secrets(json: &str) -> Result<FlySecrets, String> {
     let value: Value = serde_json::from_str(json.trim()).map_err(|e| {
         format!("`fly secrets list --json` printed something that is not JSON ({e})")
     })?;
@@ -339,7 +331,7 @@ pub struct CheckItem {
 }
 
 impl CheckItem {
-    pub fn new(
+    pub(crate) fn new(
         scope: Scope,
         check: impl Into<String>,
         status: CheckStatus,
@@ -361,11 +353,11 @@ pub struct Checklist {
 }
 
 impl Checklist {
-    pub fn push(&mut self, item: CheckItem) {
+    pub(crate) fn push(&mut self, item: CheckItem) {
         self.items.push(item);
     }
 
-    pub fn extend(&mut self, items: impl IntoIterator<Item = CheckItem>) {
+    pub(crate) fn extend(&mut self, items: impl IntoIterator<Item = CheckItem>) {
         self.items.extend(items);
     }
 
@@ -425,7 +417,7 @@ impl Checklist {
 
 /// Which PREFECT_* variables this machine has set (names only).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LocalEnv {
+pub(crate) struct LocalEnv {
     pub api_url: Option<String>,
     pub has_api_key: bool,
     pub has_auth_string: bool,
@@ -433,7 +425,7 @@ pub struct LocalEnv {
 
 impl LocalEnv {
     /// Reads the variables through `get` (the process environment in production).
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> LocalEnv {
+    pub(crate) fn from_lookup(get: impl Fn(&str) -> Option<String>) -> LocalEnv {
         let set = |name: &str| get(name).is_some_and(|v| !v.is_empty());
         LocalEnv {
             api_url: get(PREFECT_API_URL).filter(|v| !v.is_empty()),
@@ -445,7 +437,7 @@ impl LocalEnv {
 
 /// The local half of the checklist that needs no network: the URL and which credentials are set.
 /// Returns the validated URL when the server can be probed.
-pub fn check_local_env(env: &LocalEnv) -> (Vec<CheckItem>, Option<ApiUrl>) {
+pub(crate) fn check_local_env(env: &LocalEnv) -> (Vec<CheckItem>, Option<ApiUrl>) {
     let mut items = Vec::new();
     let url = match &env.api_url {
         None => {
@@ -519,7 +511,7 @@ pub fn check_local_env(env: &LocalEnv) -> (Vec<CheckItem>, Option<ApiUrl>) {
 
 /// How a request to the server ended, reduced to what the checklist reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ProbeOutcome {
+pub(crate) enum ProbeOutcome {
     Ok,
     /// 401 or 403.
     Auth(u16),
@@ -530,7 +522,7 @@ pub enum ProbeOutcome {
 }
 
 /// A checklist item for one server probe (`what` is e.g. "server health").
-pub fn probe_item(what: &str, url_display: &str, outcome: &ProbeOutcome) -> CheckItem {
+pub(crate) fn probe_item(what: &str, url_display: &str, outcome: &ProbeOutcome) -> CheckItem {
     let (status, detail) = match outcome {
         ProbeOutcome::Ok => (CheckStatus::Ok, format!("{url_display} answered")),
         ProbeOutcome::Auth(code) => (
@@ -548,7 +540,7 @@ pub fn probe_item(what: &str, url_display: &str, outcome: &ProbeOutcome) -> Chec
 
 /// The Fly half: each requirement against the app's secrets and fly.toml `[env]` (names only).
 /// `app` is used in the fix-it hints.
-pub fn check_fly_secrets(
+pub(crate) fn check_fly_secrets(
     required: &[Requirement],
     listed: &[FlySecret],
     fly_env: &BTreeMap<String, String>,
@@ -698,11 +690,6 @@ mod tests {
         let err = validate_api_url("https://admin:hunter2-sentinel@gw.example/nope").unwrap_err();
         assert!(!err.contains("hunter2") && !err.contains("admin"), "{err}");
         assert!(err.contains("***@gw.example"), "{err}");
-        assert_eq!(
-            display_api_url("https://tok@h/api?key=hunter2"),
-            "https://***@h/api"
-        );
-        assert_eq!(display_api_url("::garbage hunter2"), "(not a valid URL)");
     }
 
     #[test]

@@ -21,7 +21,7 @@ use worker::{WorkerSpec, WORKER_WORDS};
 use crate::sys::process::spawn_detached;
 
 /// How long a process gets to exit after SIGTERM before SIGKILL.
-pub const STOP_GRACE: Duration = Duration::from_secs(10);
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Where `deploy --local` keeps its server's database, logs and pid files.
 #[derive(Debug, Clone)]
@@ -37,13 +37,13 @@ impl LocalState {
         }
     }
     /// PREFECT_HOME of the local server, worker and CLI: the SQLite database lives here.
-    pub fn home(&self) -> PathBuf {
+    pub(crate) fn home(&self) -> PathBuf {
         self.dir.join("prefect-home")
     }
     pub fn server_pid(&self) -> PathBuf {
         self.dir.join("server.pid.json")
     }
-    pub fn server_log(&self) -> PathBuf {
+    pub(crate) fn server_log(&self) -> PathBuf {
         self.dir.join("server.log")
     }
     pub fn worker_pid(&self, pool: &str) -> PathBuf {
@@ -72,7 +72,7 @@ impl LocalState {
 }
 
 /// A pool name as a file-name part: anything but `[A-Za-z0-9._-]` becomes `_`.
-pub fn file_safe(name: &str) -> String {
+pub(crate) fn file_safe(name: &str) -> String {
     name.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {

@@ -25,7 +25,7 @@ pub struct PidRecord {
     pub log: PathBuf,
 }
 
-pub fn parse_pid_record(text: &str) -> Result<PidRecord> {
+pub(crate) fn parse_pid_record(text: &str) -> Result<PidRecord> {
     let record: PidRecord = serde_json::from_str(text).context("not a pid record")?;
     anyhow::ensure!(
         record.pid > 1,
@@ -47,7 +47,7 @@ pub fn read_pid_file(path: &Path) -> Option<PidRecord> {
     }
 }
 
-pub fn write_pid_file(path: &Path, record: &PidRecord) -> Result<()> {
+pub(crate) fn write_pid_file(path: &Path, record: &PidRecord) -> Result<()> {
     let text = serde_json::to_string_pretty(record).context("cannot encode the pid record")?;
     std::fs::write(path, text + "\n").with_context(|| format!("cannot write {}", path.display()))
 }
@@ -62,7 +62,7 @@ pub struct ProcInfo {
 
 /// `/proc/<pid>/stat` → (state, process group). The command name may contain spaces and
 /// parentheses, so fields are counted after the last ')'.
-pub fn parse_proc_stat(stat: &str) -> Option<(char, u32)> {
+pub(crate) fn parse_proc_stat(stat: &str) -> Option<(char, u32)> {
     let rest = &stat[stat.rfind(')')? + 1..];
     let mut fields = rest.split_whitespace();
     let state = fields.next()?.chars().next()?;
@@ -72,7 +72,7 @@ pub fn parse_proc_stat(stat: &str) -> Option<(char, u32)> {
 }
 
 /// `/proc/<pid>/cmdline`: NUL-separated arguments.
-pub fn parse_cmdline(raw: &[u8]) -> Vec<String> {
+pub(crate) fn parse_cmdline(raw: &[u8]) -> Vec<String> {
     raw.split(|b| *b == 0)
         .filter(|a| !a.is_empty())
         .map(|a| String::from_utf8_lossy(a).into_owned())
@@ -80,7 +80,7 @@ pub fn parse_cmdline(raw: &[u8]) -> Vec<String> {
 }
 
 /// `ps -o stat=,pgid=,command= -p PID` output (systems without /proc).
-pub fn parse_ps_line(line: &str) -> Option<ProcInfo> {
+pub(crate) fn parse_ps_line(line: &str) -> Option<ProcInfo> {
     let mut fields = line.split_whitespace();
     let stat = fields.next()?;
     let pgid = fields.next()?.parse().ok()?;
@@ -115,7 +115,7 @@ pub fn process_info(pid: u32) -> Option<ProcInfo> {
 
 /// True when `info` is a Prefect process whose arguments contain every word in `expect`
 /// (e.g. `["server", "start"]`): a recycled pid belongs to something else and must not be killed.
-pub fn is_ours(info: &ProcInfo, expect: &[&str]) -> bool {
+pub(crate) fn is_ours(info: &ProcInfo, expect: &[&str]) -> bool {
     !info.zombie
         && info.cmdline.iter().any(|a| a.contains("prefect"))
         && expect
@@ -124,7 +124,7 @@ pub fn is_ours(info: &ProcInfo, expect: &[&str]) -> bool {
 }
 
 /// The pid's process if it is alive and matches `expect` (see [`is_ours`]).
-pub fn running(pid: u32, expect: &[&str]) -> Option<ProcInfo> {
+pub(crate) fn running(pid: u32, expect: &[&str]) -> Option<ProcInfo> {
     process_info(pid).filter(|info| is_ours(info, expect))
 }
 
@@ -141,7 +141,7 @@ pub enum Stopped {
 
 /// Stops a process we started (checked against `expect`): SIGTERM to its process group,
 /// SIGKILL after `grace`. The group takes the children (e.g. a flow run's subprocess) along.
-pub fn stop(pid: u32, expect: &[&str], grace: Duration) -> Result<Stopped> {
+pub(crate) fn stop(pid: u32, expect: &[&str], grace: Duration) -> Result<Stopped> {
     let Some(info) = running(pid, expect) else {
         return Ok(Stopped::NotRunning);
     };
@@ -164,7 +164,7 @@ pub fn stop(pid: u32, expect: &[&str], grace: Duration) -> Result<Stopped> {
 }
 
 /// `-PGID` (the whole group) when the pid leads its group, else the pid alone.
-pub fn signal_target(pid: u32, pgid: u32) -> String {
+pub(crate) fn signal_target(pid: u32, pgid: u32) -> String {
     if pgid == pid {
         format!("-{pid}")
     } else {
@@ -177,13 +177,13 @@ fn alive(pid: u32) -> bool {
 }
 
 /// The last `n` lines of `text`.
-pub fn tail_lines(text: &str, n: usize) -> String {
+pub(crate) fn tail_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// The last `n` lines of a log file, indented, for error messages.
-pub fn log_tail(path: &Path, n: usize) -> String {
+pub(crate) fn log_tail(path: &Path, n: usize) -> String {
     match std::fs::read(path) {
         Ok(bytes) => {
             let text = String::from_utf8_lossy(&bytes);

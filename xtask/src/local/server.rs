@@ -17,10 +17,10 @@ use crate::prefect::api::{ApiConfig, PrefectClient};
 use crate::sys::process::{shell, spawn_detached};
 
 /// Words a server's command line contains (checked before reusing or killing a pid).
-pub const SERVER_WORDS: &[&str] = &["server", "start"];
+pub(crate) const SERVER_WORDS: &[&str] = &["server", "start"];
 
 /// How long a fresh server may take to answer (database migrations on a slow machine).
-pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
+pub(crate) const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How to start one server.
 #[derive(Debug, Clone)]
@@ -56,7 +56,7 @@ pub(crate) fn without_prefect_env(mut cmd: Cmd<'_>) -> Cmd<'_> {
 }
 
 /// `prefect server start --host 127.0.0.1 --port P` with an isolated environment.
-pub fn server_command(spec: &ServerSpec) -> Result<Command> {
+pub(crate) fn server_command(spec: &ServerSpec) -> Result<Command> {
     let sh = shell()?;
     // Settings files (.env, prefect.toml) are read from the cwd: use the server's own dir.
     sh.change_dir(&spec.home);
@@ -84,7 +84,7 @@ pub fn secured_env(auth: &str) -> Vec<(String, String)> {
 }
 
 /// A port nobody listens on right now (the OS picks it).
-pub fn pick_free_port() -> Result<u16> {
+pub(crate) fn pick_free_port() -> Result<u16> {
     let listener =
         TcpListener::bind(("127.0.0.1", 0)).context("cannot find a free TCP port on 127.0.0.1")?;
     Ok(listener
@@ -112,7 +112,7 @@ pub fn pick_free_ports(n: usize) -> Result<Vec<u16>> {
 }
 
 /// Fails with an actionable message when something already listens on `port`.
-pub fn ensure_port_free(port: u16) -> Result<()> {
+pub(crate) fn ensure_port_free(port: u16) -> Result<()> {
     match TcpListener::bind(("127.0.0.1", port)) {
         Ok(_) => Ok(()),
         Err(err) => bail!(
@@ -123,7 +123,7 @@ pub fn ensure_port_free(port: u16) -> Result<()> {
 }
 
 /// Starts the server in its own process group. Does not wait for it.
-pub fn spawn(spec: &ServerSpec) -> Result<Child> {
+pub(crate) fn spawn(spec: &ServerSpec) -> Result<Child> {
     ensure_port_free(spec.port)?;
     std::fs::create_dir_all(&spec.home)
         .with_context(|| format!("cannot create {}", spec.home.display()))?;
@@ -132,7 +132,7 @@ pub fn spawn(spec: &ServerSpec) -> Result<Child> {
 
 /// Polls `/api/health` until it answers, the process exits, or `timeout` passes.
 /// `child` is given when this process started the server (to notice its exit at once).
-pub fn wait_healthy(
+pub(crate) fn wait_healthy(
     port: u16,
     pid: u32,
     mut child: Option<&mut Child>,
@@ -223,7 +223,7 @@ impl ServerGuard {
     }
 
     /// [`ServerGuard::spawn`], then the wait for it to answer.
-    pub fn start(
+    pub(crate) fn start(
         spec: &ServerSpec,
         pid_file: Option<PathBuf>,
         label: &'static str,
@@ -245,7 +245,7 @@ impl ServerGuard {
         )
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
@@ -265,7 +265,7 @@ impl ServerGuard {
     }
 
     /// Leaves the server running (with its pid file) for later commands; returns its pid.
-    pub fn keep_running(mut self) -> u32 {
+    pub(crate) fn keep_running(mut self) -> u32 {
         self.kept = true;
         self.pid()
     }

@@ -14,7 +14,7 @@ use xshell::cmd;
 use crate::sys::process::{self, shell};
 
 /// Prefect 3.9 requires Python >= 3.11 (its `Requires-Python`).
-pub const MIN_PYTHON: (u32, u32) = (3, 11);
+pub(crate) const MIN_PYTHON: (u32, u32) = (3, 11);
 
 /// Written into the venv after a successful install.
 const STAMP_FILE: &str = ".xtask-stamp";
@@ -26,20 +26,20 @@ pub struct Venv {
 }
 
 impl Venv {
-    pub fn bin(&self, name: &str) -> PathBuf {
+    pub(crate) fn bin(&self, name: &str) -> PathBuf {
         self.dir.join("bin").join(name)
     }
     pub fn prefect(&self) -> PathBuf {
         self.bin("prefect")
     }
-    pub fn python(&self) -> PathBuf {
+    pub(crate) fn python(&self) -> PathBuf {
         self.bin("python")
     }
 }
 
 /// What [`ensure`] has to do to a venv.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     /// Ready: stamp and installed Prefect match the requirements.
     Reuse,
     /// The interpreter is there but the packages are missing or out of date: `pip install -r`.
@@ -50,7 +50,7 @@ pub enum Action {
 
 /// What is on disk, gathered without spawning anything.
 #[derive(Debug, Default)]
-pub struct Observed {
+pub(crate) struct Observed {
     pub has_python: bool,
     pub has_prefect: bool,
     pub stamp: Option<String>,
@@ -58,7 +58,7 @@ pub struct Observed {
 }
 
 /// The pinned version in a requirements file: the `prefect==X` line (comments and extras ignored).
-pub fn pinned_prefect_version(requirements: &str) -> Option<String> {
+pub(crate) fn pinned_prefect_version(requirements: &str) -> Option<String> {
     requirements.lines().find_map(|line| {
         let line = line.split('#').next().unwrap_or("").trim();
         let (name, version) = line.split_once("==")?;
@@ -69,14 +69,14 @@ pub fn pinned_prefect_version(requirements: &str) -> Option<String> {
 }
 
 /// The stamp content for a requirements file: changes whenever the file does.
-pub fn stamp_text(requirements: &str) -> String {
+pub(crate) fn stamp_text(requirements: &str) -> String {
     let digest = Md5::digest(requirements.as_bytes());
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     format!("requirements-md5 {hex}\n")
 }
 
 /// Decides what to do from what is on disk. Pure.
-pub fn decide(observed: &Observed, expected_stamp: &str, pinned: &str) -> Action {
+pub(crate) fn decide(observed: &Observed, expected_stamp: &str, pinned: &str) -> Action {
     if !observed.has_python {
         return Action::Create;
     }
@@ -98,7 +98,7 @@ pub fn decide(observed: &Observed, expected_stamp: &str, pinned: &str) -> Action
 }
 
 /// Versions from `prefect-<version>.dist-info` directory names.
-pub fn dist_info_versions<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+pub(crate) fn dist_info_versions<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
     names
         .into_iter()
         .filter_map(|name| name.strip_prefix("prefect-")?.strip_suffix(".dist-info"))
@@ -108,7 +108,7 @@ pub fn dist_info_versions<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<S
 }
 
 /// `Python 3.11.7` → (3, 11).
-pub fn parse_python_version(output: &str) -> Option<(u32, u32)> {
+pub(crate) fn parse_python_version(output: &str) -> Option<(u32, u32)> {
     let version = output.trim().strip_prefix("Python ")?;
     let mut parts = version.split('.');
     let major = parts.next()?.trim().parse().ok()?;

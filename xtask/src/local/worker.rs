@@ -10,10 +10,10 @@ use super::server::{api_url, without_prefect_env};
 use crate::sys::process::shell;
 
 /// Words a worker's command line contains (checked before reusing or killing a pid).
-pub const WORKER_WORDS: &[&str] = &["worker", "start"];
+pub(crate) const WORKER_WORDS: &[&str] = &["worker", "start"];
 
 #[derive(Debug, Clone)]
-pub struct WorkerSpec {
+pub(crate) struct WorkerSpec {
     pub prefect: PathBuf,
     pub pool: String,
     pub port: u16,
@@ -24,7 +24,7 @@ pub struct WorkerSpec {
 }
 
 /// `prefect worker start --pool P --type process` talking to the local server only.
-pub fn worker_command(spec: &WorkerSpec) -> Result<Command> {
+pub(crate) fn worker_command(spec: &WorkerSpec) -> Result<Command> {
     let sh = shell()?;
     sh.change_dir(&spec.app_dir);
     let (prefect, pool) = (&spec.prefect, &spec.pool);
@@ -39,7 +39,7 @@ pub fn worker_command(spec: &WorkerSpec) -> Result<Command> {
 }
 
 /// True when a worker started for `pool` (checked on its command line) may be reused.
-pub fn cmdline_serves_pool(cmdline: &[String], pool: &str) -> bool {
+pub(crate) fn cmdline_serves_pool(cmdline: &[String], pool: &str) -> bool {
     cmdline.windows(2).any(|w| w[0] == "--pool" && w[1] == pool)
 }
 

@@ -20,7 +20,7 @@ use crate::prefect::template::{self, Placeholder, TemplateValues};
 use crate::sys::redact::redact;
 
 /// The spellings of `run_shell_script` (Prefect imports either).
-pub const RUN_SHELL_SCRIPT: &[&str] = &[
+pub(crate) const RUN_SHELL_SCRIPT: &[&str] = &[
     "prefect.deployments.steps.run_shell_script",
     "prefect.deployments.steps.utility.run_shell_script",
 ];
@@ -39,18 +39,18 @@ const PREFECT_CLI_HINT: &str = "use `--engine prefect-cli` to run it with `prefe
 
 /// A deployment's build and push steps as written (see `prefect_yaml::build_and_push_steps`).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Steps {
+pub(crate) struct Steps {
     pub build: Vec<Value>,
     pub push: Vec<Value>,
 }
 
 impl Steps {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.build.is_empty() && self.push.is_empty()
     }
 
     /// Placeholders in the steps' inputs, so blocks and variables can be fetched beforehand.
-    pub fn placeholders(&self) -> Vec<Placeholder> {
+    pub(crate) fn placeholders(&self) -> Vec<Placeholder> {
         let all: Vec<Value> = self.build.iter().chain(&self.push).cloned().collect();
         template::placeholders(&Value::Array(all))
     }
@@ -73,7 +73,7 @@ impl Steps {
 
 /// Problems that keep the steps from running natively (Python steps, `shell: true`, unknown
 /// inputs), found without running anything, one message per step.
-pub fn check(steps: &Steps) -> Vec<String> {
+pub(crate) fn check(steps: &Steps) -> Vec<String> {
     steps
         .each()
         .into_iter()
@@ -84,7 +84,7 @@ pub fn check(steps: &Steps) -> Vec<String> {
 /// Runs the build steps, then the push steps, in order, in `root` (the project root, Prefect's
 /// working directory). Returns the step outputs to template the deployment with. `values`
 /// supplies blocks, variables and the environment; its `step_outputs` are ignored.
-pub fn run(
+pub(crate) fn run(
     steps: &Steps,
     root: &Path,
     values: &TemplateValues,
@@ -333,7 +333,7 @@ fn python_splitlines(text: &str) -> Vec<&str> {
 /// Python's `shlex.split(line)` (POSIX mode, no comments): words separated by space, tab, CR
 /// or LF; single quotes literal; in double quotes a backslash escapes only `"` and `\`; outside
 /// quotes it escapes any character. `''` is an empty word. Errors as Python words them.
-pub fn shlex_split(line: &str) -> Result<Vec<String>, String> {
+pub(crate) fn shlex_split(line: &str) -> Result<Vec<String>, String> {
     let mut words = Vec::new();
     let mut word = String::new();
     // A word has started (it may still be empty: `''`).
@@ -397,7 +397,7 @@ pub fn shlex_split(line: &str) -> Result<Vec<String>, String> {
 /// Python's `string.Template(text).safe_substitute(env)`: `$$` → `$`, `$NAME` and `${NAME}`
 /// (NAME = ASCII letter or `_`, then letters, digits, `_`) → the value; unknown names and any
 /// other `$` are kept as written.
-pub fn safe_substitute(text: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
+pub(crate) fn safe_substitute(text: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(pos) = rest.find('$') {

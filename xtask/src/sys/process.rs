@@ -39,13 +39,13 @@ pub fn env_set_by(cmd: &Command, name: &str) -> Option<String> {
 
 /// Runs `cmd` quietly with stdin closed and returns its stdout and stderr, whatever its exit
 /// status: the caller words the failure.
-pub fn capture(cmd: Cmd<'_>) -> xshell::Result<Output> {
+pub(crate) fn capture(cmd: Cmd<'_>) -> xshell::Result<Output> {
     cmd.quiet().ignore_status().output()
 }
 
 /// Runs `cmd` with stdin closed and the terminal's stdout and stderr, and returns its status.
 // std::process: xshell's `run` folds the exit status into its own error; callers word theirs.
-pub fn status(cmd: impl Into<Command>) -> std::io::Result<ExitStatus> {
+pub(crate) fn status(cmd: impl Into<Command>) -> std::io::Result<ExitStatus> {
     cmd.into().stdin(Stdio::null()).status()
 }
 
@@ -163,7 +163,7 @@ pub struct RunOutput {
 }
 
 impl RunOutput {
-    pub fn success(&self) -> bool {
+    pub(crate) fn success(&self) -> bool {
         self.code == Some(0) && !self.timed_out
     }
 
@@ -277,7 +277,7 @@ fn read_lines(child: &mut Child) -> mpsc::Receiver<(bool, String)> {
 
 /// How a measured run ended.
 #[derive(Debug, Clone, Copy)]
-pub struct Measured {
+pub(crate) struct Measured {
     /// Exited normally with code 0.
     pub success: bool,
     pub wall: Duration,
@@ -288,7 +288,7 @@ pub struct Measured {
 /// Runs `cmd` to completion with stdin closed and stdout+stderr written to `log`, and measures
 /// its wall time and its own peak memory.
 // std::process: wait4 reads this child's own peak memory, which xshell does not expose.
-pub fn run_measured(cmd: impl Into<Command>, log: File) -> Result<Measured> {
+pub(crate) fn run_measured(cmd: impl Into<Command>, log: File) -> Result<Measured> {
     let mut cmd = cmd.into();
     cmd.stdin(Stdio::null())
         .stdout(log.try_clone()?)
