@@ -18,6 +18,7 @@ pub fn run(global: &GlobalArgs, args: BuildImageArgs) -> Result<ExitCode> {
         build_args: args.build_args,
         repository: args.repository,
         fly_app: args.app,
+        fly_config: None,
         via_fly: args.fly,
     };
     if args.local_bases {

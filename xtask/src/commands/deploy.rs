@@ -168,6 +168,7 @@ fn run_stages(
                 build_args: Vec::new(),
                 repository: None,
                 fly_app: Some(target.app.clone()),
+                fly_config: Some(target.config.clone()),
                 // Fly's builder pushes to registry.fly.io/<app>, which `fly deploy --image` can pull.
                 via_fly: true,
             };

@@ -34,6 +34,8 @@ pub struct BuildOptions {
     pub repository: Option<String>,
     /// Fly app (default: `app` in fly.toml).
     pub fly_app: Option<String>,
+    /// The Fly config Fly's builder reads (default: fly.toml; a dev deploy passes fly-dev.toml).
+    pub fly_config: Option<PathBuf>,
     /// Build with Fly's builder and push to Fly's registry instead of building locally.
     pub via_fly: bool,
 }
@@ -46,6 +48,7 @@ impl Default for BuildOptions {
             build_args: Vec::new(),
             repository: None,
             fly_app: None,
+            fly_config: None,
             via_fly: false,
         }
     }
@@ -85,7 +88,11 @@ pub fn build_image(project: &Project, opts: &BuildOptions) -> Result<String> {
         } else {
             find_fly()?
         };
-        let argv = fly_build_argv(&app, &project.fly_toml(), &tag, &opts.build_args);
+        let config = opts
+            .fly_config
+            .clone()
+            .unwrap_or_else(|| project.fly_toml());
+        let argv = fly_build_argv(&app, &config, &tag, &opts.build_args);
         run_or_print(&fly, &argv, &project.root, opts.dry_run)
             .context("`fly deploy --build-only` failed; see its output above")?;
         return Ok(image_ref);

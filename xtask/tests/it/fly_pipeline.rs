@@ -300,6 +300,31 @@ fn dev_deploy_uses_the_dev_app_and_yaml() {
     run.assert_stderr_has("belongs to prod but this is a dev deploy");
 }
 
+#[test]
+fn dev_deploy_builds_with_the_dev_fly_toml() {
+    let sandbox = ready("dev-fly-toml");
+    let prod_yaml = sandbox.project.join("prefect.yaml");
+    sandbox.write_prefect_yaml("dev", "captionacc-workers-dev");
+    std::fs::rename(&prod_yaml, sandbox.project.join("prefect-dev.yaml")).unwrap();
+    let fly_toml = std::fs::read_to_string(sandbox.project.join("fly.toml")).unwrap();
+    let dev_app = format!("{}-staging", sandbox.app);
+    let dev_toml = fly_toml.replace(
+        &format!("app = \"{}\"", sandbox.app),
+        &format!("app = \"{dev_app}\""),
+    );
+    assert_ne!(dev_toml, fly_toml, "the sandbox's fly.toml names its app");
+    std::fs::write(sandbox.project.join("fly-dev.toml"), dev_toml).unwrap();
+    let run = sandbox.run(&["deploy", "--env", "dev", "--dry-run"]);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    let dev_config = sandbox.project.join("fly-dev.toml").display().to_string();
+    // Both the build (Fly's builder; a dry run prints it on stdout) and the deploy read the dev
+    // app's own config.
+    run.assert_stdout_has(&format!("--app {dev_app} --config {dev_config}"));
+    run.assert_stderr_has(&format!(
+        "fly deploy --config {dev_config} --app {dev_app} --image"
+    ));
+}
+
 // ---- The stand-in fly itself, driven through the library (no register-flows needed) ---------
 
 fn deploy_with_fake(
