@@ -2,6 +2,7 @@
 //! library never sees. docs/architecture.md says how the parts fit.
 
 pub mod bench; // cargo xtask bench: both engines side by side on one server, ratios
+pub mod deploy; // cargo xtask deploy: secrets → validate and plan → build → fly deploy → verify
 pub mod docker; // image builds: docker or Fly's builder, locally built base images
 pub mod fly; // flyctl and fly.toml, the release Machine's environment, check-secrets' checklist
 pub mod local; // deploy --local: venv, throwaway Prefect server, process workers, smoke run

@@ -2,14 +2,14 @@
 //!
 //! Table of contents — the grammar is `cli`, each command a thin module in `commands/`
 //! (arguments → library → report → exit code); the logic lives in the library (`xtask::…`):
-//! - `deploy`          → commands::deploy          (the Fly pipeline) → xtask::fly, docker, sync
+//! - `deploy`          → commands::deploy          → xtask::deploy (the Fly pipeline: fly, docker, sync)
 //! - `deploy --local`  → commands::local           → xtask::local, sync
 //! - `register-flows`  → commands::register_flows  (also Fly's release_command) → xtask::sync
 //! - `check-secrets`   → commands::check_secrets   → xtask::fly::checklist
 //! - `build-image`     → commands::build_image     → xtask::docker
 //! - `down`            → commands::local           → xtask::local
-//! - `test`            → commands::test
-//! - `bench`           → commands::bench
+//! - `test`            → commands::test            (tidy gate, throwaway servers, cargo test)
+//! - `bench`           → commands::bench           → xtask::bench
 
 mod cli;
 mod commands;

@@ -7,7 +7,6 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 
 use crate::cli::{DeployArgs, DownArgs, GlobalArgs};
-use crate::commands::register_reported;
 use xtask::local::deploy::{
     find_deployment, isolated_environment, registered_deployments, smoke_run,
 };
@@ -17,7 +16,7 @@ use xtask::local::{self, venv, LocalState};
 use xtask::prefect::api::{ApiConfig, PrefectClient};
 use xtask::prefect::prefect_yaml::{self, DeploymentConfig};
 use xtask::project::{repo_root, venv_dir, Env, Project};
-use xtask::sync::SyncOptions;
+use xtask::sync::{register_reported, SyncOptions};
 use xtask::sys::env_vars::EnvVars;
 use xtask::sys::report::code;
 

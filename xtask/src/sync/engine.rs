@@ -7,12 +7,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::prefect::api::PrefectClient;
+use crate::prefect::api::{ApiConfig, PrefectClient};
 use crate::project::Project;
 use crate::sync::apply::{self, ApplyOptions, ApplyReport};
 use crate::sync::desired::DesiredState;
 use crate::sync::load;
 use crate::sync::plan::{self, Plan};
+use crate::sync::render;
 use crate::sync::server_state::read_server_state;
 use crate::sys::env_vars::EnvVars;
 use crate::sys::report::code;
@@ -214,6 +215,27 @@ pub fn register(
         outcome,
         timings,
     })
+}
+
+/// A register-flows run inside another command (deploy's plan and check, `deploy --local`),
+/// against the server `env` names and with `env` as the environment, reported on stderr as
+/// register-flows reports it. Returns register-flows' exit code.
+pub fn register_reported(
+    project: &Project,
+    env: &EnvVars,
+    verbose: bool,
+    options: &SyncOptions,
+) -> Result<u8> {
+    let started = Instant::now();
+    let client = PrefectClient::new(ApiConfig::from_vars(env)?)?;
+    client.set_verbose(verbose);
+    let cancel = interrupt_flag();
+    let registration = register(project, &client, env, options, &cancel, started)?;
+    eprint!(
+        "{}",
+        render::report_text(&client, project, options, &registration)
+    );
+    Ok(registration.outcome.exit_code(options))
 }
 
 /// The flag Ctrl-C / SIGTERM sets, for [`sync`]'s `cancel`. Installed once per process.

@@ -10,4 +10,4 @@ pub mod pool_lint;
 pub mod render;
 pub mod server_state;
 
-pub use engine::{register, sync, SyncOptions, SyncOutcome};
+pub use engine::{register, register_reported, sync, SyncOptions, SyncOutcome};

@@ -1,0 +1,262 @@
+//! The release pipeline behind `cargo xtask deploy`, in order:
+//!
+//! 1. check secrets: check-secrets' checklist (local env, server, the Fly app's secrets).
+//! 2. validate and plan: the pool naming lint, then `register-flows --dry-run` (offline
+//!    validation, then the plan against the server; writes nothing).
+//! 3. build image: `docker::build_image` (skipped with `--image REF`).
+//! 4. fly deploy: `fly deploy --image REF …`; Fly runs the release command
+//!    (`xtask register-flows`) in a temporary Machine before rolling out.
+//! 5. verify: `register-flows --check` from this host (drift fails) and `fly status --json`
+//!    shows running Machines.
+//!
+//! Stages 2 and 5 compute the yaml's desired state with the release Machine's plain environment
+//! (fly.toml `[env]`, e.g. `APP_DIR=/app` used by the pull step), so the plan and the drift check
+//! describe what the release command registers, not what this checkout would.
+//!
+//! `--env dev` uses prefect-dev.yaml and the dev app: fly-dev.toml when it exists, else fly.toml
+//! with the app `<app>-dev` (see [`fly::target`]). `--dry-run` runs no external command: it shows
+//! the checks it can make without one, the plan, and the exact commands of the other stages.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::docker::{self, BuildOptions};
+use crate::fly::checklist::{checklist, FlyCheck};
+use crate::fly::release_env::release_env;
+use crate::fly::{self, DeployRequest, FlyTarget};
+use crate::prefect::prefect_yaml;
+use crate::project::{Env, Project};
+use crate::sync::pool_lint::{deployment_pools, lint_pool_names};
+use crate::sync::{register_reported, SyncOptions};
+use crate::sys::env_vars::EnvVars;
+use crate::sys::redact::redact;
+use crate::sys::report::code;
+use crate::sys::stages::Pipeline;
+
+/// flyctl's own default for `--release-command-timeout`.
+const DEFAULT_RELEASE_COMMAND_TIMEOUT: &str = "5m";
+
+/// The platform of Fly Machines.
+const FLY_PLATFORM: &str = "linux/amd64";
+
+/// What to deploy and how (the `deploy` command's arguments).
+pub struct DeployOptions {
+    pub env: Env,
+    /// Print the commands and the plan; run no external command.
+    pub dry_run: bool,
+    /// Deploy this already-built image instead of building one.
+    pub image: Option<String>,
+    /// `--release-command-timeout` for flyctl (default: fly.toml's, else flyctl's 5m).
+    pub release_command_timeout: Option<String>,
+    /// Seconds after which `fly deploy` is given up on.
+    pub timeout: u64,
+    /// Log every request and command.
+    pub verbose: bool,
+}
+
+/// Deploys `project` to the Fly app `target`, stage by stage, printing progress and a summary on
+/// stderr; the error names the stage that failed.
+pub fn deploy(project: &Project, target: &FlyTarget, args: &DeployOptions) -> Result<()> {
+    let env = args.env;
+    // flyctl's flag overrides fly.toml, so pass fly.toml's value unless told otherwise.
+    let release_timeout = args
+        .release_command_timeout
+        .clone()
+        .or_else(|| target.toml.release_command_timeout.clone())
+        .unwrap_or_else(|| DEFAULT_RELEASE_COMMAND_TIMEOUT.to_string());
+    let release_limit = fly::parse_go_duration(&release_timeout)
+        .map_err(|e| anyhow::anyhow!("release command timeout: {e}"))?;
+    let outer_timeout = Duration::from_secs(args.timeout);
+    if release_limit.map_or(true, |limit| limit >= outer_timeout) {
+        eprintln!(
+            "warning: --timeout {}s does not leave room for the release command timeout ({release_timeout}); \
+             flyctl may be stopped while the release command still runs",
+            args.timeout
+        );
+    }
+    // A missing flyctl is reported by stage 1 (check secrets), so the error names the stage.
+    let fly_program = fly::find_fly().unwrap_or_else(|_| "fly".into());
+
+    eprintln!(
+        "Deploying {} to Fly app {} ({} environment, config {}){}",
+        project.prefect_file_label(),
+        target.app,
+        env.name(),
+        crate::project::display_relative(&target.config, &project.root),
+        if args.dry_run {
+            " -- dry run: no command is run"
+        } else {
+            ""
+        },
+    );
+    let mut pipeline = Pipeline::new("deploy", 5);
+    let result = run_stages(
+        &mut pipeline,
+        args,
+        project,
+        target,
+        &fly_program,
+        &Limits {
+            release_timeout,
+            outer_timeout,
+        },
+    );
+    eprint!("{}", pipeline.summary());
+    result
+}
+
+/// Time limits of `fly deploy`.
+struct Limits {
+    /// Go duration passed as `--release-command-timeout`.
+    release_timeout: String,
+    /// When flyctl is killed.
+    outer_timeout: Duration,
+}
+
+fn run_stages(
+    pipeline: &mut Pipeline,
+    args: &DeployOptions,
+    project: &Project,
+    target: &FlyTarget,
+    fly_program: &Path,
+    limits: &Limits,
+) -> Result<()> {
+    let dry_run = args.dry_run;
+
+    pipeline.run("check secrets", || {
+        let mode = if dry_run {
+            FlyCheck::DryRun
+        } else {
+            FlyCheck::Run
+        };
+        let list = checklist(&EnvVars::capture(), mode, || Ok(target.clone()))?;
+        eprint!("{}", indent(&redact(&list.render_text())));
+        let failed: Vec<String> = list.failures().map(|i| i.check.clone()).collect();
+        if !failed.is_empty() {
+            bail!(
+                "{} problem(s): {}; see the checklist above (`cargo xtask check-secrets --app {}`)",
+                failed.len(),
+                failed.join(", "),
+                target.app
+            );
+        }
+        Ok(())
+    })?;
+
+    pipeline.run("validate and plan", || {
+        let bytes = std::fs::read(&project.prefect_file)
+            .with_context(|| format!("cannot read {}", project.prefect_file.display()))?;
+        // Offline validation first (all problems at once); register-flows repeats it, cheaply.
+        let file = prefect_yaml::parse(&project.prefect_file_label(), &bytes)?;
+        let deployments = deployment_pools(&file);
+        let problems = lint_pool_names(&deployments, args.env);
+        if !problems.is_empty() {
+            bail!("{}: {}", project.prefect_file_label(), problems.join("; "));
+        }
+        let plan = SyncOptions {
+            dry_run: true,
+            ..SyncOptions::default()
+        };
+        if register_as_release(args.verbose, project, target, &plan)? != code::OK {
+            bail!("register-flows --dry-run did not succeed");
+        }
+        Ok(())
+    })?;
+
+    let image = match &args.image {
+        Some(image) => {
+            pipeline.skip("build image", &format!("--image {image}"));
+            image.clone()
+        }
+        None => pipeline.run("build image", || {
+            let options = BuildOptions {
+                dry_run,
+                platform: FLY_PLATFORM.to_string(),
+                build_args: Vec::new(),
+                repository: None,
+                fly_app: Some(target.app.clone()),
+                fly_config: Some(target.config.clone()),
+                // Fly's builder pushes to registry.fly.io/<app>, which `fly deploy --image` can pull.
+                via_fly: true,
+            };
+            let image = docker::build_image(project, &options)?;
+            eprintln!("    image: {image}");
+            Ok(image)
+        })?,
+    };
+
+    pipeline.run("fly deploy", || {
+        let cmd = fly::deploy_cmd(
+            fly_program,
+            &DeployRequest {
+                config: target.config.clone(),
+                app: target.app.clone(),
+                image: image.clone(),
+                release_command_timeout: limits.release_timeout.clone(),
+            },
+        );
+        eprintln!("    $ {}", redact(&cmd.to_string()));
+        if dry_run {
+            return Ok(());
+        }
+        eprintln!(
+            "    (gives up after {}s; the release command runs register-flows first)",
+            limits.outer_timeout.as_secs()
+        );
+        fly::run_checked(&cmd, limits.outer_timeout, true)?;
+        Ok(())
+    })?;
+
+    pipeline.run("verify", || {
+        let status_cmd = fly::status_cmd(fly_program, &target.app);
+        if dry_run {
+            eprintln!("    $ cargo xtask register-flows --check");
+            eprintln!("    $ {status_cmd}");
+            return Ok(());
+        }
+        let check = SyncOptions {
+            check: true,
+            ..SyncOptions::default()
+        };
+        let code = register_as_release(args.verbose, project, target, &check)?;
+        if code == code::DRIFT {
+            bail!(
+                "the Prefect server does not match {} after the release; \
+                 `cargo xtask register-flows --dry-run` shows the difference",
+                project.prefect_file_label()
+            );
+        }
+        if code != code::OK {
+            bail!("register-flows --check did not succeed");
+        }
+        let machines = fly::status(fly_program, &target.app)?;
+        eprintln!("    {}: {machines}", target.app);
+        if machines.started == 0 {
+            bail!(
+                "app {} has no running machine ({machines}); see `fly status --app {}`",
+                target.app,
+                target.app
+            );
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("    {l}\n")).collect()
+}
+
+/// register-flows as the release command runs it: with the release Machine's plain environment
+/// (this host's, overlaid with fly.toml `[env]` except connection settings).
+fn register_as_release(
+    verbose: bool,
+    project: &Project,
+    target: &FlyTarget,
+    options: &SyncOptions,
+) -> Result<u8> {
+    let env = release_env(&EnvVars::capture(), &target.toml.env);
+    register_reported(project, &env, verbose, options)
+}
