@@ -123,6 +123,10 @@ fn run_stages(
     fly_program: &Path,
     limits: &Limits,
 ) -> Result<()> {
+    let host_env = EnvVars::capture();
+    // Stages 2 and 5 run register-flows as the release command does: with the release Machine's
+    // plain environment (this host's, overlaid with fly.toml `[env]` except connection settings).
+    let release = release_env(&host_env, &target.toml.env);
     let dry_run = args.dry_run;
 
     pipeline.run("check secrets", || {
@@ -131,7 +135,7 @@ fn run_stages(
         } else {
             FlyCheck::Run
         };
-        let list = checklist(&EnvVars::capture(), mode, || Ok(target.clone()))?;
+        let list = checklist(&host_env, mode, || Ok(target.clone()))?;
         eprint!("{}", indent(&redact(&list.render_text())));
         let failed: Vec<String> = list.failures().map(|i| i.check.clone()).collect();
         if !failed.is_empty() {
@@ -159,7 +163,7 @@ fn run_stages(
             dry_run: true,
             ..SyncOptions::default()
         };
-        if register_as_release(args.verbose, project, target, &plan)? != code::OK {
+        if register_reported(project, &release, args.verbose, &plan)? != code::OK {
             bail!("register-flows --dry-run did not succeed");
         }
         Ok(())
@@ -220,7 +224,7 @@ fn run_stages(
             check: true,
             ..SyncOptions::default()
         };
-        let code = register_as_release(args.verbose, project, target, &check)?;
+        let code = register_reported(project, &release, args.verbose, &check)?;
         if code == code::DRIFT {
             bail!(
                 "the Prefect server does not match {} after the release; \
@@ -247,16 +251,4 @@ fn run_stages(
 
 fn indent(text: &str) -> String {
     text.lines().map(|l| format!("    {l}\n")).collect()
-}
-
-/// register-flows as the release command runs it: with the release Machine's plain environment
-/// (this host's, overlaid with fly.toml `[env]` except connection settings).
-fn register_as_release(
-    verbose: bool,
-    project: &Project,
-    target: &FlyTarget,
-    options: &SyncOptions,
-) -> Result<u8> {
-    let env = release_env(&EnvVars::capture(), &target.toml.env);
-    register_reported(project, &env, verbose, options)
 }

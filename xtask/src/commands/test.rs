@@ -117,13 +117,8 @@ pub fn cargo_test_command(cargo_args: &[String], urls: &[String], venv: &Path) -
 }
 
 /// `cmd` without the inherited variables [`keep_for_cargo_test`] drops.
-fn without_host_settings(mut cmd: xshell::Cmd<'_>) -> xshell::Cmd<'_> {
-    for (key, _) in std::env::vars_os() {
-        if !keep_for_cargo_test(&key.to_string_lossy()) {
-            cmd = cmd.env_remove(&key);
-        }
-    }
-    cmd
+fn without_host_settings(cmd: xshell::Cmd<'_>) -> xshell::Cmd<'_> {
+    process::without_inherited(cmd, |name| !keep_for_cargo_test(name))
 }
 
 /// Whether an inherited variable reaches `cargo test`. Dropped: the developer's Prefect and Fly

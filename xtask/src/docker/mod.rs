@@ -70,7 +70,9 @@ pub fn build_image(project: &Project, opts: &BuildOptions) -> Result<String> {
     for arg in &opts.build_args {
         validate_build_arg(arg)?;
     }
-    let git = git_state(&project.root)?;
+    // Git runs with this snapshot of our environment (one per build).
+    let env = EnvVars::capture();
+    let git = git_state(&project.root, &env)?;
     let tag = image_tag(&git);
     let app = match &opts.fly_app {
         Some(app) => app.clone(),
@@ -104,7 +106,7 @@ pub fn build_image(project: &Project, opts: &BuildOptions) -> Result<String> {
     let created = jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%SZ")
         .to_string();
-    let source = git_source_url(&project.root);
+    let source = git_source_url(&project.root, &env);
     let labels = oci_labels(&git, source.as_deref(), &created);
     let argv = docker_build_argv(&BuildCommand {
         dockerfile: &project.dockerfile(),
@@ -322,20 +324,15 @@ pub fn engine_available() -> bool {
 }
 
 /// The commit of `root` and whether the tree is dirty.
-pub(crate) fn git_state(root: &Path) -> Result<GitState> {
-    let commit = git(
-        root,
-        &["rev-parse", "--verify", "HEAD"],
-        &EnvVars::capture(),
-    )
-    .context(
+pub(crate) fn git_state(root: &Path, env: &EnvVars) -> Result<GitState> {
+    let commit = git(root, &["rev-parse", "--verify", "HEAD"], env).context(
         "cannot determine the git commit for the image tag (is this a git checkout with a commit?)",
     )?;
     let commit = commit.trim().to_string();
     if commit.len() != 40 || !commit.chars().all(|c| c.is_ascii_hexdigit()) {
         bail!("`git rev-parse HEAD` printed {commit:?}, not a commit hash");
     }
-    let status = git(root, &["status", "--porcelain"], &EnvVars::capture())
+    let status = git(root, &["status", "--porcelain"], env)
         .context("cannot read the git status for the dirty marker")?;
     Ok(GitState {
         commit,
@@ -343,8 +340,8 @@ pub(crate) fn git_state(root: &Path) -> Result<GitState> {
     })
 }
 
-fn git_source_url(root: &Path) -> Option<String> {
-    git(root, &["remote", "get-url", "origin"], &EnvVars::capture())
+fn git_source_url(root: &Path, env: &EnvVars) -> Option<String> {
+    git(root, &["remote", "get-url", "origin"], env)
         .ok()
         .and_then(|url| normalize_source_url(&url))
 }

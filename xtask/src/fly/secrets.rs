@@ -2,7 +2,7 @@
 //! callers ([`crate::fly::checklist`]) read the environment, run `fly` and probe the server.
 //!
 //! The release command (`xtask register-flows`, fly.toml `[deploy] release_command`) builds its
-//! Prefect client with `ApiConfig::from_env`, which reads exactly the variables named here:
+//! Prefect client with `ApiConfig::from_vars`, which reads exactly the variables named here:
 //! - `PREFECT_API_URL`: required. A secret, or a plain value in fly.toml `[env]` (it is not
 //!   secret; Fly lets a secret of the same name override it).
 //! - credentials, depending on the server the URL points at:

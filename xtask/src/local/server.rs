@@ -46,13 +46,8 @@ pub fn dashboard_url(port: u16) -> String {
 
 /// Removes every inherited PREFECT_* variable, so a developer's PREFECT_API_URL (production)
 /// or database URL can never leak into a local process.
-pub(crate) fn without_prefect_env(mut cmd: Cmd<'_>) -> Cmd<'_> {
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("PREFECT_") {
-            cmd = cmd.env_remove(key);
-        }
-    }
-    cmd
+pub(crate) fn without_prefect_env(cmd: Cmd<'_>) -> Cmd<'_> {
+    crate::sys::process::without_inherited(cmd, |name| name.starts_with("PREFECT_"))
 }
 
 /// `prefect server start --host 127.0.0.1 --port P` with an isolated environment.

@@ -22,6 +22,16 @@ pub fn shell() -> Result<Shell> {
     Shell::new().context("cannot read the current directory")
 }
 
+/// `cmd` without the inherited variables `drop` names (the child still inherits the rest).
+pub fn without_inherited<'a>(mut cmd: Cmd<'a>, drop: impl Fn(&str) -> bool) -> Cmd<'a> {
+    for (name, _) in std::env::vars_os() {
+        if drop(&name.to_string_lossy()) {
+            cmd = cmd.env_remove(&name);
+        }
+    }
+    cmd
+}
+
 /// A command's arguments as text (what a test or a dry run compares).
 pub fn args_of(cmd: &Command) -> Vec<String> {
     cmd.get_args()
