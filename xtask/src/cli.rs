@@ -118,6 +118,18 @@ pub enum Engine {
     PrefectCli,
 }
 
+/// What register-flows prints on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum OutputFormat {
+    /// Nothing: the human text on stderr is the whole report.
+    #[default]
+    Text,
+    /// The JSON document.
+    Json,
+    /// The Markdown report.
+    Markdown,
+}
+
 #[derive(Debug, Args, Clone)]
 pub struct RegisterFlowsArgs {
     /// Compute the plan against the live server and print it; write nothing.
@@ -129,9 +141,14 @@ pub struct RegisterFlowsArgs {
     /// Delete deployments this project created earlier that are no longer in the yaml.
     #[arg(long)]
     pub prune: bool,
-    /// Print the plan/result as JSON on stdout (human text goes to stderr).
-    #[arg(long)]
+    /// Print the plan/result as JSON on stdout (human text goes to stderr); `--format json`.
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
+    /// What stdout gets besides the human text on stderr: nothing (`text`), the JSON document
+    /// (docs/register-flows-json.md) or a Markdown report for a pull-request comment or a CI
+    /// job summary (docs/register-flows-markdown.md).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
     /// Registration engine.
     #[arg(long, value_enum, default_value_t = Engine::Native)]
     pub engine: Engine,
@@ -141,6 +158,15 @@ pub struct RegisterFlowsArgs {
 }
 
 impl RegisterFlowsArgs {
+    /// `--json` is `--format json`.
+    pub fn output(&self) -> OutputFormat {
+        if self.json {
+            OutputFormat::Json
+        } else {
+            self.format
+        }
+    }
+
     /// What the sync may do (the flags that are not about output or engine).
     pub fn sync_options(&self) -> SyncOptions {
         SyncOptions {
@@ -242,6 +268,13 @@ mod tests {
             &["xtask", "deploy", "--env", "dev", "--dry-run"],
             &["xtask", "register-flows", "--dry-run", "--json"],
             &["xtask", "register-flows", "--check", "--prune"],
+            &[
+                "xtask",
+                "register-flows",
+                "--dry-run",
+                "--format",
+                "markdown",
+            ],
             &["xtask", "--prefect-file", "x.yaml", "register-flows"],
             &["xtask", "register-flows", "--prefect-file", "x.yaml"],
             &["xtask", "check-secrets", "--local-only"],
@@ -279,7 +312,10 @@ mod tests {
             panic!("register-flows parses as RegisterFlows");
         };
         assert_eq!(parsed.sync_options(), SyncOptions::default());
-        assert_eq!((parsed.json, parsed.engine), (false, Engine::Native));
+        assert_eq!(
+            (parsed.output(), parsed.engine),
+            (OutputFormat::Text, Engine::Native)
+        );
     }
 
     #[test]
@@ -289,6 +325,8 @@ mod tests {
             &["xtask", "register-flows", "--no-such-flag"],
             &["xtask", "register-flows", "--dry-run", "--check"],
             &["xtask", "register-flows", "--engine", "bogus"],
+            &["xtask", "register-flows", "--json", "--format", "markdown"],
+            &["xtask", "register-flows", "--format", "html"],
             &["xtask", "deploy", "--env", "staging"],
             &["xtask", "register-flows", "--prefect-file"],
             &["xtask", "register-flows", "--concurrency", "0"],

@@ -9,12 +9,13 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 
-use crate::cli::{Engine, GlobalArgs, RegisterFlowsArgs};
+use crate::cli::{Engine, GlobalArgs, OutputFormat, RegisterFlowsArgs};
 use xtask::prefect::api::{ApiConfig, PrefectClient};
 use xtask::project::{Env, Project};
 use xtask::sync::engine::{interrupt_flag, RegisterError};
 use xtask::sync::{self, render};
 use xtask::sys::env_vars::EnvVars;
+use xtask::sys::redact::redact;
 use xtask::sys::report::code;
 
 pub fn run(global: &GlobalArgs, args: RegisterFlowsArgs) -> Result<ExitCode> {
@@ -28,14 +29,22 @@ pub fn run(global: &GlobalArgs, args: RegisterFlowsArgs) -> Result<ExitCode> {
     client.set_verbose(global.verbose);
     let cancel = interrupt_flag();
     let options = args.sync_options();
+    // Every report goes through the same redaction, so each format masks exactly what the text does.
     let registration = match sync::register(&project, &client, &env, &options, &cancel, started) {
         Ok(registration) => registration,
         Err(RegisterError::Invalid(err)) => {
-            if args.json {
-                println!(
+            match args.output() {
+                OutputFormat::Text => {}
+                OutputFormat::Json => println!(
                     "{}",
-                    render::invalid_document(&client, &project, &options, &err)
-                );
+                    redact(
+                        &render::invalid_document(&client, &project, &options, &err).to_string()
+                    )
+                ),
+                OutputFormat::Markdown => print!(
+                    "{}",
+                    redact(&render::invalid_markdown(&project, &options, &err))
+                ),
             }
             return Err(err);
         }
@@ -43,13 +52,28 @@ pub fn run(global: &GlobalArgs, args: RegisterFlowsArgs) -> Result<ExitCode> {
     };
     eprint!(
         "{}",
-        render::report_text(&client, &project, &options, &registration)
+        redact(&render::report_text(
+            &client,
+            &project,
+            &options,
+            &registration
+        ))
     );
-    if args.json {
-        println!(
+    match args.output() {
+        OutputFormat::Text => {}
+        OutputFormat::Json => println!(
             "{}",
-            render::json_document(&client, &project, &options, &registration)
-        );
+            redact(&render::json_document(&client, &project, &options, &registration).to_string())
+        ),
+        OutputFormat::Markdown => print!(
+            "{}",
+            redact(&render::report_markdown(
+                &client,
+                &project,
+                &options,
+                &registration
+            ))
+        ),
     }
     Ok(ExitCode::from(registration.outcome.exit_code(&options)))
 }
@@ -57,8 +81,8 @@ pub fn run(global: &GlobalArgs, args: RegisterFlowsArgs) -> Result<ExitCode> {
 /// `--engine prefect-cli`: the old bash setup's behaviour, `prefect --no-prompt deploy --all`
 /// (no plan, no prune, no rollback: Prefect's CLI has none of them).
 fn run_prefect_cli(global: &GlobalArgs, args: &RegisterFlowsArgs) -> Result<ExitCode> {
-    if args.dry_run || args.check || args.prune || args.json {
-        bail!("--dry-run, --check, --prune and --json need the native engine; `prefect deploy` has no such modes");
+    if args.dry_run || args.check || args.prune || args.output() != OutputFormat::Text {
+        bail!("--dry-run, --check, --prune, --json and --format need the native engine; `prefect deploy` has no such modes");
     }
     let project = Project::discover(global.prefect_file.as_deref(), Env::Prod)?;
     let prefect = xtask::prefect::deploy_cli::find_prefect()?;

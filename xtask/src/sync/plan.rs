@@ -106,7 +106,7 @@ impl Action {
         }
     }
 
-    fn sigil(self) -> char {
+    pub(crate) fn sigil(self) -> char {
         match self {
             Action::Create => '+',
             Action::Update => '~',
@@ -967,25 +967,21 @@ fn render_item(item: &PlanItem, out: &mut String) {
         action.as_str(),
         item.full_name()
     ));
+    for line in detail_lines(item) {
+        out.push_str(&format!("    {line}\n"));
+    }
+}
+
+/// What a plan item changes, one line each (field diffs, schedule writes, triggers, what a
+/// delete loses): the text plan indents them, the Markdown report puts them in a code block.
+pub(crate) fn detail_lines(item: &PlanItem) -> Vec<String> {
+    let mut lines = change_lines(item);
     match item {
-        PlanItem::Update(update) => {
-            for change in &update.changes {
-                out.push_str(&format!(
-                    "    {}: {} → {}\n",
-                    change.path,
-                    short(change.old.as_ref(), 60),
-                    short(change.new.as_ref(), 60)
-                ));
-            }
-            for op in &update.schedule_ops {
-                out.push_str(&format!("    schedules: {}\n", describe_schedule_op(op)));
-            }
-            if update.replaced_automations.is_some() {
-                let n = update.desired.triggers.as_ref().map_or(0, Vec::len);
-                out.push_str(&format!(
-                    "    triggers: owned automations replaced by the yaml's {n}\n"
-                ));
-            }
+        PlanItem::Update(update) if update.replaced_automations.is_some() => {
+            let n = update.desired.triggers.as_ref().map_or(0, Vec::len);
+            lines.push(format!(
+                "triggers: owned automations replaced by the yaml's {n}"
+            ));
         }
         PlanItem::Delete(server) => {
             let schedules = server
@@ -993,13 +989,54 @@ fn render_item(item: &PlanItem, out: &mut String) {
                 .get("schedules")
                 .and_then(Value::as_array)
                 .map_or(0, Vec::len);
-            out.push_str(&format!(
-                "    no longer in the yaml; deleting it also deletes its scheduled runs ({schedules} schedule{})\n",
+            lines.push(format!(
+                "no longer in the yaml; deleting it also deletes its scheduled runs ({schedules} schedule{})",
                 if schedules == 1 { "" } else { "s" }
             ));
         }
-        PlanItem::Create(_) | PlanItem::Unchanged { .. } => {}
+        _ => {}
     }
+    lines
+}
+
+/// The field diffs and schedule writes of an item (`path: old → new`, `schedules: + cron …`).
+pub(crate) fn change_lines(item: &PlanItem) -> Vec<String> {
+    let mut lines: Vec<String> = item
+        .changes()
+        .iter()
+        .map(|change| {
+            format!(
+                "{}: {} → {}",
+                change.path,
+                short(change.old.as_ref(), 60),
+                short(change.new.as_ref(), 60)
+            )
+        })
+        .collect();
+    for op in item.schedule_ops() {
+        lines.push(format!("schedules: {}", describe_schedule_op(op)));
+    }
+    lines
+}
+
+/// What a created deployment will be: entrypoint, work pool and schedules, one line each.
+pub(crate) fn create_lines(desired: &DesiredDeployment) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (label, key) in [
+        ("entrypoint", "entrypoint"),
+        ("work pool", "work_pool_name"),
+    ] {
+        if let Some(value) = desired.fields.get(key).filter(|v| !v.is_null()) {
+            lines.push(format!("{label}: {}", short(Some(value), 60)));
+        }
+    }
+    for schedule in desired.schedules.iter().flatten() {
+        lines.push(format!(
+            "schedules: + {}",
+            describe_desired_schedule(schedule)
+        ));
+    }
+    lines
 }
 
 /// One deployment in the JSON document.

@@ -143,42 +143,44 @@ fn summary_word(outcome: &SyncOutcome, mode: &str) -> &'static str {
 /// One line per deployment (created / updated: fields / unchanged / deleted), details indented.
 pub(crate) fn render_result(outcome: &SyncOutcome) -> String {
     let mut out = String::new();
-    let statuses = outcome.report.as_ref().map(|r| r.status.as_slice());
     for (i, item) in outcome.plan.items.iter().enumerate() {
-        let status = statuses
-            .and_then(|s| s.get(i))
-            .cloned()
-            .unwrap_or(ItemStatus::Done);
-        let failed = outcome.report.as_ref().is_some_and(|r| !r.succeeded());
-        let verb = match (item.action(), &status) {
-            (Action::Unchanged, _) => "unchanged".to_string(),
-            (_, ItemStatus::NotStarted) => format!("not {}", past(item.action())),
-            (_, ItemStatus::Failed(why)) => format!("FAILED to {} ({why})", item.action().as_str()),
-            (_, ItemStatus::Done) if failed => format!("{} (rolled back)", past(item.action())),
-            (_, ItemStatus::Done) => past(item.action()).to_string(),
-        };
         let fields = if item.action() == Action::Update {
             format!(": {}", item.changed_fields().join(", "))
         } else {
             String::new()
         };
-        out.push_str(&format!("{verb} {}{fields}\n", item.full_name()));
-        for change in item.changes() {
-            out.push_str(&format!(
-                "    {}: {} → {}\n",
-                change.path,
-                plan::short(change.old.as_ref(), 60),
-                plan::short(change.new.as_ref(), 60)
-            ));
-        }
-        for op in item.schedule_ops() {
-            out.push_str(&format!(
-                "    schedules: {}\n",
-                plan::describe_schedule_op(op)
-            ));
+        out.push_str(&format!(
+            "{} {}{fields}\n",
+            result_verb(outcome, i),
+            item.full_name()
+        ));
+        for line in plan::change_lines(item) {
+            out.push_str(&format!("    {line}\n"));
         }
     }
     out
+}
+
+/// What happened to plan item `i` in an apply: `created`, `not updated`, `FAILED to delete (…)`,
+/// `created (rolled back)`, `unchanged`.
+fn result_verb(outcome: &SyncOutcome, i: usize) -> String {
+    let Some(item) = outcome.plan.items.get(i) else {
+        return String::new();
+    };
+    let status = outcome
+        .report
+        .as_ref()
+        .and_then(|r| r.status.get(i))
+        .cloned()
+        .unwrap_or(ItemStatus::Done);
+    let failed = outcome.report.as_ref().is_some_and(|r| !r.succeeded());
+    match (item.action(), &status) {
+        (Action::Unchanged, _) => "unchanged".to_string(),
+        (_, ItemStatus::NotStarted) => format!("not {}", past(item.action())),
+        (_, ItemStatus::Failed(why)) => format!("FAILED to {} ({why})", item.action().as_str()),
+        (_, ItemStatus::Done) if failed => format!("{} (rolled back)", past(item.action())),
+        (_, ItemStatus::Done) => past(item.action()).to_string(),
+    }
 }
 
 fn past(action: Action) -> &'static str {
@@ -188,6 +190,170 @@ fn past(action: Action) -> &'static str {
         Action::Unchanged => "unchanged",
         Action::Delete => "deleted",
     }
+}
+
+/// The Markdown report (`--format markdown`) for a pull-request comment or a CI job summary;
+/// the format is documented in docs/register-flows-markdown.md. Counts first, then one
+/// collapsed block per deployment that changes (its lines are the text plan's), the unchanged
+/// ones in one block, then the rollback, error or drift lines. No timings: the same plan renders
+/// the same text, so an updated comment only changes when the plan does.
+pub fn report_markdown(
+    client: &PrefectClient,
+    project: &Project,
+    options: &SyncOptions,
+    registration: &Registration,
+) -> String {
+    let Registration {
+        desired, outcome, ..
+    } = registration;
+    let mode = options.mode();
+    let plan = &outcome.plan;
+    let applied = mode == "apply";
+    // Past tense only for what was done and kept: a failed apply rolled back.
+    let done = applied && !outcome.failed();
+    let counts = [
+        Action::Create,
+        Action::Update,
+        Action::Unchanged,
+        Action::Delete,
+    ]
+    .map(|action| {
+        let word = match action {
+            Action::Unchanged => "unchanged".to_string(),
+            _ if done => past(action).to_string(),
+            _ => format!("to {}", action.as_str()),
+        };
+        format!("{} {word}", plan.count(action))
+    })
+    .join(", ");
+    let mut out = String::new();
+    let _ = writeln!(out, "### {}: {counts}\n", summary_word(outcome, mode));
+    let _ = writeln!(
+        out,
+        "`register-flows{}` · {} → {} · project {}\n",
+        match mode {
+            "apply" => "",
+            "check" => " --check",
+            _ => " --dry-run",
+        },
+        code_span(&project.prefect_file_label()),
+        code_span(&client.display_url()),
+        code_span(&desired.owner.project)
+    );
+    for warning in desired.warnings.iter().chain(&plan.warnings) {
+        let _ = writeln!(out, "- **warning:** {}", markdown_escape(warning));
+    }
+    if !desired.warnings.is_empty() || !plan.warnings.is_empty() {
+        out.push('\n');
+    }
+    let mut unchanged = Vec::new();
+    for (i, item) in plan.items.iter().enumerate() {
+        let action = item.action();
+        if action == Action::Unchanged {
+            unchanged.push(item.full_name());
+            continue;
+        }
+        let what = if applied {
+            result_verb(outcome, i)
+        } else {
+            format!("{} {}", action.sigil(), action.as_str())
+        };
+        let fields = if action == Action::Update {
+            format!(": {}", item.changed_fields().join(", "))
+        } else {
+            String::new()
+        };
+        let location = item
+            .desired()
+            .map(|d| format!(" ({})", d.source))
+            .unwrap_or_default();
+        let mut lines = plan::detail_lines(item);
+        if let Some(created) = item.desired().filter(|_| action == Action::Create) {
+            lines.extend(plan::create_lines(created));
+        }
+        let _ = writeln!(
+            out,
+            "<details><summary><code>{}</code> <b>{}</b>{}</summary>\n",
+            html_escape(&what),
+            html_escape(&item.full_name()),
+            html_escape(&format!("{fields}{location}"))
+        );
+        if !lines.is_empty() {
+            out.push_str(&code_block(&lines.join("\n")));
+        }
+        out.push_str("\n</details>\n\n");
+    }
+    if !unchanged.is_empty() {
+        let _ = writeln!(
+            out,
+            "<details><summary>{} unchanged</summary>\n",
+            unchanged.len()
+        );
+        for name in &unchanged {
+            let _ = writeln!(out, "- <code>{}</code>", html_escape(name));
+        }
+        out.push_str("\n</details>\n\n");
+    }
+    let closing = closing_lines(project, options, outcome);
+    if !closing.is_empty() {
+        out.push_str(&code_block(closing.trim_end()));
+    }
+    out
+}
+
+/// The Markdown report when the project did not validate: every problem, nothing read or written.
+pub fn invalid_markdown(project: &Project, options: &SyncOptions, err: &anyhow::Error) -> String {
+    let problems: Vec<String> = match err.downcast_ref::<desired::ValidationErrors>() {
+        Some(validation) => validation.problems.clone(),
+        None => vec![format!("{err:#}")],
+    };
+    format!(
+        "### Invalid: {} did not validate\n\n`register-flows{}` read and wrote nothing on the server.\n\n{}",
+        code_span(&project.prefect_file_label()),
+        match options.mode() {
+            "apply" => "",
+            "check" => " --check",
+            _ => " --dry-run",
+        },
+        code_block(&problems.join("\n"))
+    )
+}
+
+/// `text` in a fenced code block whose fence is longer than any backtick run inside it, so no
+/// value can end the block early.
+fn code_block(text: &str) -> String {
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest.max(2) + 1);
+    format!("{fence}text\n{text}\n{fence}\n")
+}
+
+/// `text` as an inline code span (HTML-safe, no backtick can close it early).
+fn code_span(text: &str) -> String {
+    format!("<code>{}</code>", html_escape(text))
+}
+
+/// `&`, `<`, `>` and `"` as entities: text inside HTML (`<summary>`, `<code>`).
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Free text in Markdown: HTML escaped and Markdown's punctuation backslashed, so a warning
+/// cannot turn into a link, a heading or a table.
+fn markdown_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in html_escape(text).chars() {
+        if matches!(
+            c,
+            '\\' | '`' | '*' | '_' | '[' | ']' | '#' | '|' | '~' | '!'
+        ) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// The `--json` document when the project did not validate (nothing was read or written).
@@ -409,5 +575,197 @@ mod tests {
         assert_eq!(planned.exit_code(&args(true)), code::OK);
         planned.unconverged = Some(Plan::default());
         assert_eq!(planned.exit_code(&args(true)), code::ERROR);
+    }
+    // ---- Markdown: golden files in xtask/tests/fixtures/markdown/ --------------------------
+    // `XTASK_BLESS=1 cargo test -p xtask --lib render::` rewrites them; review the diff.
+
+    /// Compares `rendered`, masked as the command masks it (URL credentials; no secret variables
+    /// here), with the golden file `name`.
+    fn golden(name: &str, rendered: &str) {
+        let actual = crate::sys::redact::redact_with(rendered, &[]);
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/markdown")
+            .join(name);
+        if std::env::var_os("XTASK_BLESS").is_some() {
+            std::fs::write(&path, &actual).unwrap();
+        }
+        let expected = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (XTASK_BLESS=1 writes it)", path.display()));
+        assert!(
+            expected == actual,
+            "{} differs from the rendering (XTASK_BLESS=1 rewrites it):\n{actual}",
+            path.display()
+        );
+    }
+
+    fn fixture_client() -> PrefectClient {
+        PrefectClient::new(crate::prefect::api::ApiConfig::for_url(
+            "https://deployer:SENTINELurlpw@gateway.example/prefect/api",
+        ))
+        .unwrap()
+    }
+
+    fn fixture_project() -> Project {
+        Project {
+            root: "/repo".into(),
+            prefect_file: "/repo/prefect.yaml".into(),
+        }
+    }
+
+    fn registration(outcome: SyncOutcome, warnings: Vec<String>) -> Registration {
+        Registration {
+            desired: DesiredState {
+                owner: crate::sync::desired::Ownership {
+                    project: "captionacc".into(),
+                    prefect_file: "prefect.yaml".into(),
+                },
+                deployments: Vec::new(),
+                warnings,
+            },
+            outcome,
+            timings: Timings {
+                validate: Duration::from_millis(40),
+                read: Duration::from_millis(12),
+                write: Duration::ZERO,
+                total: Duration::from_millis(52),
+            },
+        }
+    }
+
+    /// Every action, a value with credentials and one with backticks and HTML, and a prune.
+    fn rich_outcome() -> SyncOutcome {
+        let mut out = outcome(None);
+        let url = FieldChange {
+            path: "job_variables.env.DB_URL".into(),
+            old: Some(json!("postgres://app:SENTINELdbpw@db.internal/app")),
+            new: Some(json!("postgres://app:SENTINELdbpw@db2.internal/app")),
+        };
+        let odd = FieldChange {
+            path: "description".into(),
+            old: Some(json!("plain")),
+            new: Some(json!("```</details><b>bold</b>")),
+        };
+        out.plan
+            .items
+            .push(item(Action::Update, "odd <name>", vec![url, odd]));
+        let mut gone = item(Action::Delete, "old", vec![]);
+        if let PlanItem::Delete(server) = &mut gone {
+            server.raw = json!({"schedules": [{"id": "s1"}]});
+        }
+        out.plan.items.push(gone);
+        out
+    }
+
+    fn options(dry_run: bool, check: bool) -> SyncOptions {
+        SyncOptions {
+            dry_run,
+            check,
+            prune: true,
+            ..SyncOptions::default()
+        }
+    }
+
+    #[test]
+    fn markdown_plan_matches_its_golden_file() {
+        let reg = registration(
+            rich_outcome(),
+            vec!["prefect.yaml:9: unknown key `foo` [x](y)".into()],
+        );
+        let md = report_markdown(
+            &fixture_client(),
+            &fixture_project(),
+            &options(true, false),
+            &reg,
+        );
+        golden("plan.md", &md);
+    }
+
+    #[test]
+    fn markdown_drift_and_in_sync_match_their_golden_files() {
+        let opts = options(false, true);
+        let drift = registration(rich_outcome(), vec![]);
+        golden(
+            "drift.md",
+            &report_markdown(&fixture_client(), &fixture_project(), &opts, &drift),
+        );
+        let mut same = outcome(None);
+        same.plan.items.retain(|i| i.action() == Action::Unchanged);
+        let in_sync = registration(same, vec![]);
+        golden(
+            "in-sync.md",
+            &report_markdown(&fixture_client(), &fixture_project(), &opts, &in_sync),
+        );
+    }
+
+    #[test]
+    fn markdown_failed_apply_matches_its_golden_file() {
+        let failed = ApplyReport {
+            status: vec![
+                ItemStatus::Done,
+                ItemStatus::Failed("HTTP 422".into()),
+                ItemStatus::Done,
+            ],
+            error: Some("f/upd: HTTP 422".into()),
+            interrupted: false,
+            rollback: vec![RollbackStep {
+                ok: true,
+                text: "deleted f/new".into(),
+            }],
+        };
+        let reg = registration(outcome(Some(failed)), vec![]);
+        let md = report_markdown(
+            &fixture_client(),
+            &fixture_project(),
+            &options(false, false),
+            &reg,
+        );
+        golden("apply-failed.md", &md);
+    }
+
+    #[test]
+    fn markdown_invalid_matches_its_golden_file() {
+        let err = anyhow::Error::new(desired::ValidationErrors {
+            problems: vec![
+                "prefect.yaml:4: deployment `a`: work pool `nope` does not exist".into(),
+                "prefect.yaml:9: deployment `b`: entrypoint `x.py:f`: no such file".into(),
+            ],
+        });
+        golden(
+            "invalid.md",
+            &invalid_markdown(&fixture_project(), &options(true, false), &err),
+        );
+    }
+
+    /// The Markdown masks exactly what the text masks: both go through `sys::redact` at the edge,
+    /// and the masked value line is the same in both.
+    #[test]
+    fn markdown_and_text_mask_the_same_secrets() {
+        let secrets = vec!["SENTINELdbpw".to_string()];
+        let reg = registration(rich_outcome(), vec![]);
+        let (client, project, opts) = (fixture_client(), fixture_project(), options(true, false));
+        let text =
+            crate::sys::redact::redact_with(&report_text(&client, &project, &opts, &reg), &secrets);
+        let md = crate::sys::redact::redact_with(
+            &report_markdown(&client, &project, &opts, &reg),
+            &secrets,
+        );
+        for out in [&text, &md] {
+            assert!(!out.contains("SENTINEL"), "{out}");
+        }
+        let masked = "job_variables.env.DB_URL: \"postgres://***@db.internal/app\" → \"postgres://***@db2.internal/app\"";
+        assert!(text.contains(masked), "{text}");
+        assert!(md.contains(masked), "{md}");
+        // The server URL is masked even before redaction (display_url).
+        assert!(
+            md.contains("https://***@gateway.example/prefect/api"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn code_blocks_cannot_be_closed_by_their_content() {
+        assert_eq!(code_block("a"), "```text\na\n```\n");
+        assert_eq!(code_block("x ```` y"), "`````text\nx ```` y\n`````\n");
+        assert_eq!(markdown_escape("[a](b) <i>"), "\\[a\\](b) &lt;i&gt;");
     }
 }

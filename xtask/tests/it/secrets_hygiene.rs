@@ -31,6 +31,8 @@ const COMMANDS: &[&[&str]] = &[
     &["register-flows", "--dry-run", "--json"],
     &["register-flows", "--check"],
     &["register-flows", "--check", "--json"],
+    &["register-flows", "--dry-run", "--format", "markdown"],
+    &["register-flows", "--check", "--format", "markdown"],
     &["--verbose", "register-flows"],
     &["--verbose", "register-flows", "--dry-run"],
     &["check-secrets", "--local-only"],
