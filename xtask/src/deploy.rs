@@ -33,7 +33,7 @@ use crate::sync::{register_reported, SyncOptions};
 use crate::sys::env_vars::EnvVars;
 use crate::sys::redact::redact;
 use crate::sys::report::code;
-use crate::sys::stages::Pipeline;
+use crate::sys::stages::{CiOutput, Pipeline};
 
 /// flyctl's own default for `--release-command-timeout`.
 const DEFAULT_RELEASE_COMMAND_TIMEOUT: &str = "5m";
@@ -91,9 +91,11 @@ pub fn deploy(project: &Project, target: &FlyTarget, args: &DeployOptions) -> Re
             ""
         },
     );
-    let mut pipeline = Pipeline::new("deploy", 5);
+    let host_env = EnvVars::capture();
+    let mut pipeline = Pipeline::new("deploy", 5).with_ci(CiOutput::detect(&host_env));
     let result = run_stages(
         &mut pipeline,
+        &host_env,
         args,
         project,
         target,
@@ -104,6 +106,12 @@ pub fn deploy(project: &Project, target: &FlyTarget, args: &DeployOptions) -> Re
         },
     );
     eprint!("{}", pipeline.summary());
+    pipeline.write_step_summary(&format!(
+        "Deploy of {} to Fly app {} ({})",
+        project.prefect_file_label(),
+        target.app,
+        env.name()
+    ));
     result
 }
 
@@ -117,16 +125,16 @@ struct Limits {
 
 fn run_stages(
     pipeline: &mut Pipeline,
+    host_env: &EnvVars,
     args: &DeployOptions,
     project: &Project,
     target: &FlyTarget,
     fly_program: &Path,
     limits: &Limits,
 ) -> Result<()> {
-    let host_env = EnvVars::capture();
     // Stages 2 and 5 run register-flows as the release command does: with the release Machine's
     // plain environment (this host's, overlaid with fly.toml `[env]` except connection settings).
-    let release = release_env(&host_env, &target.toml.env);
+    let release = release_env(host_env, &target.toml.env);
     let dry_run = args.dry_run;
 
     pipeline.run("check secrets", || {
@@ -135,7 +143,7 @@ fn run_stages(
         } else {
             FlyCheck::Run
         };
-        let list = checklist(&host_env, mode, || Ok(target.clone()))?;
+        let list = checklist(host_env, mode, || Ok(target.clone()))?;
         eprint!("{}", indent(&redact(&list.render_text())));
         let failed: Vec<String> = list.failures().map(|i| i.check.clone()).collect();
         if !failed.is_empty() {
@@ -149,7 +157,7 @@ fn run_stages(
         Ok(())
     })?;
 
-    pipeline.run("validate and plan", || {
+    let plan_report = pipeline.run("validate and plan", || {
         let bytes = std::fs::read(&project.prefect_file)
             .with_context(|| format!("cannot read {}", project.prefect_file.display()))?;
         // Offline validation first (all problems at once); register-flows repeats it, cheaply.
@@ -163,11 +171,13 @@ fn run_stages(
             dry_run: true,
             ..SyncOptions::default()
         };
-        if register_reported(project, &release, args.verbose, &plan)? != code::OK {
+        let reported = register_reported(project, &release, args.verbose, &plan)?;
+        if reported.code != code::OK {
             bail!("register-flows --dry-run did not succeed");
         }
-        Ok(())
+        Ok(reported.markdown)
     })?;
+    pipeline.attach(plan_report);
 
     let image = match &args.image {
         Some(image) => {
@@ -224,7 +234,7 @@ fn run_stages(
             check: true,
             ..SyncOptions::default()
         };
-        let code = register_reported(project, &release, args.verbose, &check)?;
+        let code = register_reported(project, &release, args.verbose, &check)?.code;
         if code == code::DRIFT {
             bail!(
                 "the Prefect server does not match {} after the release; \

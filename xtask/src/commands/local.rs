@@ -76,7 +76,7 @@ pub fn deploy_local(global: &GlobalArgs, args: &DeployArgs) -> Result<ExitCode> 
         project.prefect_file_label()
     ));
     // The same code path as Fly's release command.
-    let exit = register_reported(&project, &env, global.verbose, &SyncOptions::default())?;
+    let exit = register_reported(&project, &env, global.verbose, &SyncOptions::default())?.code;
     if exit != code::OK {
         bail!(
             "register-flows did not succeed ({:?})",

@@ -16,6 +16,7 @@ use crate::sync::plan::{self, Plan};
 use crate::sync::render;
 use crate::sync::server_state::read_server_state;
 use crate::sys::env_vars::EnvVars;
+use crate::sys::redact::redact;
 use crate::sys::report::code;
 
 /// Rounds of "apply, read back, re-plan" before giving up on a server that keeps changing under us
@@ -219,13 +220,13 @@ pub fn register(
 
 /// A register-flows run inside another command (deploy's plan and check, `deploy --local`),
 /// against the server `env` names and with `env` as the environment, reported on stderr as
-/// register-flows reports it. Returns register-flows' exit code.
+/// register-flows reports it (redacted).
 pub fn register_reported(
     project: &Project,
     env: &EnvVars,
     verbose: bool,
     options: &SyncOptions,
-) -> Result<u8> {
+) -> Result<Reported> {
     let started = Instant::now();
     let client = PrefectClient::new(ApiConfig::from_vars(env)?)?;
     client.set_verbose(verbose);
@@ -233,9 +234,30 @@ pub fn register_reported(
     let registration = register(project, &client, env, options, &cancel, started)?;
     eprint!(
         "{}",
-        render::report_text(&client, project, options, &registration)
+        redact(&render::report_text(
+            &client,
+            project,
+            options,
+            &registration
+        ))
     );
-    Ok(registration.outcome.exit_code(options))
+    Ok(Reported {
+        code: registration.outcome.exit_code(options),
+        markdown: redact(&render::report_markdown(
+            &client,
+            project,
+            options,
+            &registration,
+        )),
+    })
+}
+
+/// What [`register_reported`] tells its caller.
+pub struct Reported {
+    /// register-flows' exit code.
+    pub code: u8,
+    /// The run's Markdown report (redacted), for a job summary.
+    pub markdown: String,
 }
 
 /// The flag Ctrl-C / SIGTERM sets, for [`sync`]'s `cancel`. Installed once per process.

@@ -1,11 +1,43 @@
 //! A tiny runner for composite commands: named stages in order, a header and a duration for each,
 //! stop at the first failure with the stage named in the error, and a summary at the end.
-//! Output goes to stderr (stdout stays free for machine-readable output).
+//! Output goes to stderr (stdout stays free for machine-readable output). On GitHub Actions
+//! ([`CiOutput`]) each stage is a collapsible group, a failure is an error annotation, and the
+//! summary (with what the stages attached, e.g. the plan) is appended to the job summary.
 
 use std::fmt;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+
+use crate::sys::env_vars::EnvVars;
+
+/// How the pipeline reports under CI. The output never has colour or prompts anywhere (CI or
+/// not), so plain CI (`CI=true`) needs nothing more; GitHub Actions reads workflow commands.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CiOutput {
+    /// `GITHUB_ACTIONS=true`: `::group::` … `::endgroup::` around each stage's output and an
+    /// `::error::` annotation naming the stage that failed.
+    pub groups: bool,
+    /// `$GITHUB_STEP_SUMMARY`: the Markdown summary is appended to this file.
+    pub step_summary: Option<PathBuf>,
+}
+
+impl CiOutput {
+    /// What the environment says about the CI this runs in.
+    pub fn detect(env: &EnvVars) -> CiOutput {
+        let github = env.get("GITHUB_ACTIONS") == Some("true");
+        CiOutput {
+            groups: github,
+            step_summary: env
+                .get("GITHUB_STEP_SUMMARY")
+                .filter(|path| github && !path.trim().is_empty())
+                .map(PathBuf::from),
+        }
+    }
+}
 
 /// How a stage ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +61,9 @@ pub struct Pipeline {
     total: usize,
     records: Vec<StageRecord>,
     started: Instant,
+    ci: CiOutput,
+    /// Markdown the stages attached for the job summary (the plan), in order.
+    attachments: Vec<String>,
 }
 
 /// The error of a failed stage: which one, after how long, and the cause (kept as the source,
@@ -60,7 +95,20 @@ impl Pipeline {
             total,
             records: Vec::new(),
             started: Instant::now(),
+            ci: CiOutput::default(),
+            attachments: Vec::new(),
         }
+    }
+
+    /// Reports for `ci` (see [`CiOutput`]).
+    pub fn with_ci(mut self, ci: CiOutput) -> Pipeline {
+        self.ci = ci;
+        self
+    }
+
+    /// Adds Markdown (already redacted) to the job summary, after the stage table.
+    pub fn attach(&mut self, markdown: String) {
+        self.attachments.push(markdown);
     }
 
     fn header(&self, name: &str) -> String {
@@ -69,7 +117,8 @@ impl Pipeline {
 
     /// Runs one stage. On failure the error is wrapped in [`StageFailed`] naming the stage.
     pub fn run<T>(&mut self, name: &str, stage: impl FnOnce() -> Result<T>) -> Result<T> {
-        eprintln!("{}", self.header(name));
+        let group = if self.ci.groups { "::group::" } else { "" };
+        eprintln!("{group}{}", self.header(name));
         let started = Instant::now();
         let result = stage();
         let duration = started.elapsed();
@@ -79,9 +128,19 @@ impl Pipeline {
         } else {
             Outcome::Failed
         };
+        if self.ci.groups {
+            // The result line stays outside the group: visible with the group collapsed.
+            eprintln!("::endgroup::");
+        }
         match &outcome {
             Outcome::Done => eprintln!("    done in {}", format_duration(duration)),
             _ => eprintln!("    FAILED after {}", format_duration(duration)),
+        }
+        if self.ci.groups && outcome == Outcome::Failed {
+            eprintln!(
+                "::error title={} failed::stopped at stage {index}/{} ({name}); the cause is in the stage's group",
+                self.what, self.total
+            );
         }
         self.records.push(StageRecord {
             name: name.to_string(),
@@ -133,6 +192,74 @@ impl Pipeline {
         ));
         out
     }
+}
+
+impl Pipeline {
+    /// The summary as Markdown: `heading`, a table of the stages (result and time) and the
+    /// attachments.
+    pub fn summary_markdown(&self, heading: &str) -> String {
+        let failed = self.records.iter().any(|r| r.outcome == Outcome::Failed);
+        let mut out = format!(
+            "## {heading}: {}\n\n| # | stage | result | time |\n|---|---|---|---|\n",
+            if failed { "failed" } else { "done" }
+        );
+        for (i, record) in self.records.iter().enumerate() {
+            let (result, time) = match &record.outcome {
+                Outcome::Done => ("ok".to_string(), format_duration(record.duration)),
+                Outcome::Skipped(reason) => (format!("skipped ({reason})"), String::new()),
+                Outcome::Failed => ("**FAILED**".to_string(), format_duration(record.duration)),
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {time} |",
+                i + 1,
+                table_cell(&record.name),
+                table_cell(&result)
+            );
+        }
+        for i in self.records.len()..self.total {
+            let _ = writeln!(out, "| {} | (not run) | | |", i + 1);
+        }
+        let _ = writeln!(
+            out,
+            "\nTotal {}.\n",
+            format_duration(self.started.elapsed())
+        );
+        for attachment in &self.attachments {
+            out.push_str(attachment);
+            if !attachment.ends_with('\n') {
+                out.push('\n');
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Appends [`Pipeline::summary_markdown`] to the job summary file, when there is one. A file
+    /// that cannot be written is a warning: the deploy's own result stands.
+    pub fn write_step_summary(&self, heading: &str) {
+        let Some(path) = &self.ci.step_summary else {
+            return;
+        };
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut file| file.write_all(self.summary_markdown(heading).as_bytes()));
+        if let Err(err) = written {
+            eprintln!(
+                "warning: cannot write the job summary {}: {err}",
+                path.display()
+            );
+        }
+    }
+}
+
+/// Text for a Markdown table cell: no `|` ends the cell, no `<` starts markup.
+fn table_cell(text: &str) -> String {
+    text.replace('|', "\\|")
+        .replace('<', "&lt;")
+        .replace('\n', " ")
 }
 
 /// `0.4s`, `12.3s`, `2m05s`.
@@ -193,6 +320,66 @@ mod tests {
             "{}",
             p.summary()
         );
+    }
+
+    #[test]
+    fn detects_github_actions_only() {
+        let env = |vars: &[(&str, &str)]| CiOutput::detect(&vars.iter().copied().collect());
+        assert_eq!(env(&[]), CiOutput::default());
+        // Plain CI: no workflow commands (another CI would print them verbatim).
+        assert_eq!(env(&[("CI", "true")]), CiOutput::default());
+        assert_eq!(
+            env(&[("GITHUB_ACTIONS", "true"), ("GITHUB_STEP_SUMMARY", "/s.md")]),
+            CiOutput {
+                groups: true,
+                step_summary: Some("/s.md".into())
+            }
+        );
+        assert_eq!(
+            env(&[("GITHUB_STEP_SUMMARY", "/s.md")]).step_summary,
+            None,
+            "a summary path outside GitHub Actions is ignored"
+        );
+    }
+
+    #[test]
+    fn markdown_summary_lists_every_stage_and_the_attachments() {
+        let mut p = Pipeline::new("deploy", 4);
+        p.run("check secrets", || Ok(())).unwrap();
+        p.skip("build image", "--image a|b");
+        p.attach("### Planned: 1 to create".into());
+        let _ = p.run("fly deploy", || -> Result<()> { anyhow::bail!("x") });
+        let md = p.summary_markdown("Deploy to app (prod)");
+        let lines: Vec<&str> = md.lines().collect();
+        assert_eq!(lines[0], "## Deploy to app (prod): failed");
+        assert!(lines[4].starts_with("| 1 | check secrets | ok | "), "{md}");
+        assert_eq!(lines[5], "| 2 | build image | skipped (--image a\\|b) |  |");
+        assert!(
+            lines[6].starts_with("| 3 | fly deploy | **FAILED** | "),
+            "{md}"
+        );
+        assert_eq!(lines[7], "| 4 | (not run) | | |");
+        assert!(md.ends_with("### Planned: 1 to create\n\n"), "{md}");
+    }
+
+    #[test]
+    fn writes_the_step_summary_by_appending() {
+        let dir = std::env::temp_dir().join(format!("xtask-stages-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("summary.md");
+        std::fs::write(&path, "earlier step\n").unwrap();
+        let mut p = Pipeline::new("deploy", 1).with_ci(CiOutput {
+            groups: true,
+            step_summary: Some(path.clone()),
+        });
+        p.run("verify", || Ok(())).unwrap();
+        p.write_step_summary("Deploy");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.starts_with("earlier step\n## Deploy: done\n"),
+            "{text}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -105,6 +105,69 @@ fn deploy_runs_the_stages_in_order() {
     run.assert_no_secrets(SENTINELS);
 }
 
+/// On GitHub Actions a deploy groups each stage's output, annotates the failing stage and writes
+/// its summary (stage table and the plan) to the job summary, with no secret in any of it.
+#[test]
+fn deploy_on_github_actions_groups_stages_and_writes_the_job_summary() {
+    let mut sandbox = ready("github-actions");
+    let summary = sandbox.root.join("step-summary.md");
+    std::fs::write(&summary, "earlier step\n").unwrap();
+    let summary_path = summary.display().to_string();
+    sandbox
+        .env("CI", "true")
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &summary_path);
+    let run = sandbox.run(&["deploy", "--image", IMAGE]);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    assert_eq!(run.stderr.matches("::group::").count(), 4, "{}", run.all());
+    assert_eq!(
+        run.stderr.matches("::endgroup::").count(),
+        4,
+        "{}",
+        run.all()
+    );
+    run.assert_stderr_has("::group::==> [1/5] check secrets");
+    let text = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        text.starts_with("earlier step\n## Deploy of prefect.yaml to Fly app"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "| 3 | build image | skipped (--image registry.fly.io/captionacc-api:deadbeef) |"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("| 5 | verify | ok |"), "{text}");
+    assert!(
+        text.contains("### Planned: 2 to create, 0 to update"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("captionacc-prod-{}-video", sandbox.tag)),
+        "{text}"
+    );
+    for sentinel in SENTINELS {
+        assert!(
+            !text.contains(sentinel),
+            "the job summary leaks {sentinel}:\n{text}"
+        );
+    }
+    run.assert_no_secrets(SENTINELS);
+
+    // A failing stage: an error annotation names it, and the summary says so.
+    sandbox.write_prefect_yaml("prod", "captionacc-workers-dev");
+    let run = sandbox.run(&["deploy", "--image", IMAGE]);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    run.assert_stderr_has("::error title=deploy failed::stopped at stage 2/5 (validate and plan)");
+    let text = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        text.contains("| 2 | validate and plan | **FAILED** |"),
+        "{text}"
+    );
+    assert!(text.contains("| 5 | (not run) | | |"), "{text}");
+}
+
 #[test]
 fn missing_secret_stops_before_fly_deploy() {
     let sandbox = ready("no-secret");
