@@ -57,6 +57,53 @@ pub enum Command {
     Test(TestArgs),
     /// Benchmark register-flows against `prefect deploy --all` on one local server; prints ratios.
     Bench(BenchArgs),
+    /// What the GitHub workflows run after a plan or a drift check (through `gh`, which needs
+    /// GH_TOKEN): post the plan as one pull-request comment, keep the drift issue in step.
+    #[command(subcommand)]
+    Github(GithubCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GithubCommand {
+    /// Post a Markdown report as the pull request's one comment for `--key`: created the first
+    /// time, edited in place after (found by a hidden marker, not by its author or position).
+    PlanComment(PlanCommentArgs),
+    /// After `register-flows --check`: exit 2 (drift) opens or updates the environment's drift
+    /// issue with the report, exit 0 (in sync) closes it; any other exit code changes nothing
+    /// and fails.
+    DriftIssue(DriftIssueArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PlanCommentArgs {
+    /// The pull request's number.
+    #[arg(long)]
+    pub pr: u64,
+    /// Which comment: one per key (e.g. `plan-prod`).
+    #[arg(long, default_value = "plan")]
+    pub key: String,
+    /// The Markdown to post (e.g. `register-flows --dry-run --format markdown` output).
+    #[arg(long, value_name = "PATH")]
+    pub body_file: PathBuf,
+    /// `owner/name` of the repository.
+    #[arg(long, env = "GITHUB_REPOSITORY")]
+    pub repo: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DriftIssueArgs {
+    /// The environment that was checked (one issue each).
+    #[arg(long, value_enum)]
+    pub env: EnvArg,
+    /// `register-flows --check`'s exit code.
+    #[arg(long, value_name = "CODE")]
+    pub check_exit: u8,
+    /// The check's Markdown report (`register-flows --check --format markdown` output).
+    #[arg(long, value_name = "PATH")]
+    pub body_file: PathBuf,
+    /// `owner/name` of the repository.
+    #[arg(long, env = "GITHUB_REPOSITORY")]
+    pub repo: String,
 }
 
 /// Which environment's files and app to use ([`Env`] as a flag value).
@@ -287,6 +334,30 @@ mod tests {
                 "A=b",
             ],
             &["xtask", "down"],
+            &[
+                "xtask",
+                "github",
+                "plan-comment",
+                "--pr",
+                "7",
+                "--body-file",
+                "p.md",
+                "--repo",
+                "o/r",
+            ],
+            &[
+                "xtask",
+                "github",
+                "drift-issue",
+                "--env",
+                "dev",
+                "--check-exit",
+                "2",
+                "--body-file",
+                "d.md",
+                "--repo",
+                "o/r",
+            ],
             &["xtask", "test", "--", "--nocapture"],
             &["xtask", "test", "--no-tidy", "--", "parity::"],
             &["xtask", "bench"],

@@ -5,6 +5,7 @@ pub mod bench; // cargo xtask bench: both engines side by side on one server, ra
 pub mod deploy; // cargo xtask deploy: secrets → validate and plan → build → fly deploy → verify
 pub mod docker; // image builds: docker or Fly's builder, locally built base images
 pub mod fly; // flyctl and fly.toml, the release Machine's environment, check-secrets' checklist
+pub mod github; // CI on GitHub through `gh`: the plan comment on a pull request, the drift issue
 pub mod local; // deploy --local: venv, throwaway Prefect server, process workers, smoke run
 pub mod prefect; // Prefect's model (pure: yaml, templates, schedules, flows → schemas) + steps, API client
 pub mod project; // where things are: project root, prefect file, prod/dev, state and venv dirs

@@ -10,6 +10,7 @@
 //! - `down`            → commands::local           → xtask::local
 //! - `test`            → commands::test            (tidy gate, throwaway servers, cargo test)
 //! - `bench`           → commands::bench           → xtask::bench
+//! - `github …`        → commands::github          → xtask::github (the workflows' comment and issue)
 
 mod cli;
 mod commands;
@@ -30,6 +31,7 @@ fn main() -> ExitCode {
         Command::Down(args) => commands::local::down(&cli.global, args),
         Command::Test(args) => commands::test::run(&cli.global, args),
         Command::Bench(args) => commands::bench::run(&cli.global, args),
+        Command::Github(command) => commands::github::run(command),
     };
     xtask::sys::report::exit(result)
 }

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod build_image;
 pub mod check_secrets;
 pub mod deploy;
+pub mod github;
 pub mod local;
 pub mod register_flows;
 pub mod test;

@@ -11,6 +11,7 @@ mod check_secrets;
 mod flow_golden;
 mod fly_pipeline;
 mod fuzz_regressions;
+mod github_ci;
 mod image_e2e;
 mod local_e2e;
 mod parity;

@@ -10,36 +10,11 @@ use std::time::Instant;
 use super::bin::{run, xtask, Outcome, XTASK};
 use super::{copy_tree, repo_root};
 
-/// Compiles `fake_fly.rs` (next to this file) once (std only, plain rustc) and returns the binary.
+/// Compiles `fake_fly.rs` (next to this file) once and returns the binary.
 pub fn fake_fly() -> PathBuf {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY
-        .get_or_init(|| {
-            let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/support/fake_fly.rs");
-            let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fake-fly");
-            std::fs::create_dir_all(&dir).unwrap();
-            let binary = dir.join("fly");
-            let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-            if modified(&binary).is_some() && modified(&binary) >= modified(&source) {
-                return binary;
-            }
-            // An earlier run may still use the binary: build aside, then rename (atomic).
-            let staging = dir.join(format!("fly-{}", std::process::id()));
-            let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-            let out = Command::new(rustc)
-                .args(["--edition", "2021", "--crate-name", "fake_fly", "-o"])
-                .arg(&staging)
-                .arg(&source)
-                .output()
-                .expect("run rustc to build the fake fly");
-            assert!(
-                out.status.success(),
-                "compiling fake_fly.rs failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            std::fs::rename(&staging, &binary).unwrap();
-            binary
-        })
+        .get_or_init(|| super::compile_stand_in("fake_fly.rs", "fly"))
         .clone()
 }
 

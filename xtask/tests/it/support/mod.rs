@@ -8,15 +8,18 @@
 //! XTASK_TEST_VENV. A test that needs them panics with a pointer to that command instead of
 //! passing silently. The servers are shared by all tests: name everything with [`unique`].
 //!
-//! `fake_fly.rs` is no module of this crate: [`fly::fake_fly`] compiles it as a program of its own.
+//! `fake_fly.rs` and `fake_gh.rs` are no modules of this crate: [`fly::fake_fly`] and
+//! [`gh::fake_gh`] compile them as programs of their own ([`compile_stand_in`]).
 
 pub mod bin;
 pub mod fault_proxy;
 pub mod fly;
+pub mod gh;
 pub mod parity;
 pub mod sync;
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -129,4 +132,39 @@ pub fn wait_for(secs: u64, mut check: impl FnMut() -> bool) -> bool {
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
     check()
+}
+
+/// Compiles the stand-in program `support/<source>` (std only, plain rustc) into
+/// `<target tmp>/stand-ins/<program>` unless it is up to date, and returns the binary.
+pub fn compile_stand_in(source: &str, program: &str) -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/it/support")
+        .join(source);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("stand-ins")
+        .join(program);
+    std::fs::create_dir_all(&dir).unwrap();
+    let binary = dir.join(program);
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if modified(&binary).is_some() && modified(&binary) >= modified(&source) {
+        return binary;
+    }
+    // An earlier run may still use the binary: build aside, then rename (atomic).
+    let staging = dir.join(format!("{program}-{}", std::process::id()));
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let crate_name = format!("stand_in_{}", program.replace('-', "_"));
+    let out = Command::new(rustc)
+        .args(["--edition", "2021", "--crate-name", &crate_name, "-o"])
+        .arg(&staging)
+        .arg(&source)
+        .output()
+        .unwrap_or_else(|e| panic!("run rustc to build {}: {e}", source.display()));
+    assert!(
+        out.status.success(),
+        "compiling {} failed:\n{}",
+        source.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::rename(&staging, &binary).unwrap();
+    binary
 }
