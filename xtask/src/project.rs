@@ -125,6 +125,15 @@ pub fn venv_dir() -> PathBuf {
         .unwrap_or_else(|| repo_root().join(".venv"))
 }
 
+/// The venv of the workflow linters `cargo xtask test` runs (xtask/workflow-linters.txt):
+/// `.venv-tools/` beside `.venv/`, or XTASK_TOOLS_VENV.
+pub fn tools_venv_dir() -> PathBuf {
+    std::env::var_os("XTASK_TOOLS_VENV")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".venv-tools"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

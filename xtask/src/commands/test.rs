@@ -7,6 +7,8 @@
 //! - XTASK_TEST_PREFECT_API_URL_2 + XTASK_TEST_PREFECT_AUTH_STRING_2: server 2, which requires
 //!   that Basic auth string and has CSRF protection on.
 //! - XTASK_TEST_VENV: the venv with the pinned Prefect.
+//! - XTASK_TEST_TOOLS_VENV: the venv with the workflow linters (xtask/workflow-linters.txt:
+//!   actionlint and zizmor, pinned by hash).
 
 use std::path::Path;
 use std::process::{Command, ExitCode};
@@ -19,7 +21,7 @@ use xshell::cmd;
 use crate::cli::{GlobalArgs, TestArgs};
 use xtask::local::server::{self, ServerGuard, ServerSpec};
 use xtask::local::venv;
-use xtask::project::{repo_root, state_dir, venv_dir};
+use xtask::project::{repo_root, state_dir, tools_venv_dir, venv_dir};
 use xtask::sys::process;
 use xtask::sys::report::code;
 
@@ -41,6 +43,12 @@ pub fn run(global: &GlobalArgs, args: TestArgs) -> Result<ExitCode> {
 
     eprintln!("==> Python venv with the pinned Prefect");
     let venv = venv::ensure(&venv_dir(), &repo_root().join("app/requirements.txt"))?;
+    eprintln!("==> workflow linters (actionlint, zizmor)");
+    let tools = venv::ensure_tools(
+        &tools_venv_dir(),
+        &repo_root().join("xtask/workflow-linters.txt"),
+        &["actionlint", "zizmor"],
+    )?;
 
     let dir = state_dir().join("test");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -50,7 +58,7 @@ pub fn run(global: &GlobalArgs, args: TestArgs) -> Result<ExitCode> {
     let auth_2 = format!("xtask-test:{}", uuid::Uuid::new_v4().simple());
     let servers = start_servers(&venv.prefect(), &dir, &auth_2)?;
 
-    let mut cmd = cargo_test_command(&args.cargo_args, &servers.urls(), &venv.dir)?;
+    let mut cmd = cargo_test_command(&args.cargo_args, &servers.urls(), &venv.dir, &tools.dir)?;
     cmd.env("XTASK_TEST_PREFECT_AUTH_STRING_2", &auth_2);
     if global.verbose {
         cmd.arg("--verbose");
@@ -98,7 +106,12 @@ fn tidy() -> Result<()> {
 
 /// `$CARGO test --workspace --no-fail-fast <args>` with the servers' URLs and the venv, and without the
 /// developer's PREFECT_* / FLY_* settings (no test may reach a real server or Fly).
-pub fn cargo_test_command(cargo_args: &[String], urls: &[String], venv: &Path) -> Result<Command> {
+pub fn cargo_test_command(
+    cargo_args: &[String],
+    urls: &[String],
+    venv: &Path,
+    tools: &Path,
+) -> Result<Command> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let sh = process::shell()?;
     sh.change_dir(repo_root());
@@ -113,7 +126,10 @@ pub fn cargo_test_command(cargo_args: &[String], urls: &[String], venv: &Path) -
     if let Some(url) = urls.get(1) {
         cmd = cmd.env("XTASK_TEST_PREFECT_API_URL_2", url);
     }
-    Ok(cmd.env("XTASK_TEST_VENV", venv).into())
+    Ok(cmd
+        .env("XTASK_TEST_VENV", venv)
+        .env("XTASK_TEST_TOOLS_VENV", tools)
+        .into())
 }
 
 /// `cmd` without the inherited variables [`keep_for_cargo_test`] drops.
@@ -237,6 +253,7 @@ mod tests {
             &["local_e2e".into(), "--".into(), "--nocapture".into()],
             &urls,
             Path::new("/r/.venv"),
+            Path::new("/r/.venv-tools"),
         )
         .unwrap();
         let args = xtask::sys::process::args_of(&cmd);
@@ -261,6 +278,10 @@ mod tests {
             Some("http://127.0.0.1:4432/api")
         );
         assert_eq!(env("XTASK_TEST_VENV").as_deref(), Some("/r/.venv"));
+        assert_eq!(
+            env("XTASK_TEST_TOOLS_VENV").as_deref(),
+            Some("/r/.venv-tools")
+        );
     }
 
     #[test]

@@ -177,12 +177,54 @@ pub fn ensure(dir: &Path, requirements: &Path) -> Result<Venv> {
             requirements.display(),
             dir.display()
         );
-        install(&venv, requirements, host_pip.as_deref())?;
+        install(&venv, requirements, &[], host_pip.as_deref())?;
     }
     let after = observe(dir);
     if !after.has_prefect || !after.installed_prefect.contains(&pinned) {
         bail!(
             "pip finished but {} does not have prefect {pinned}; remove {} and run again",
+            dir.display(),
+            dir.display()
+        );
+    }
+    std::fs::write(dir.join(STAMP_FILE), &expected_stamp)
+        .with_context(|| format!("cannot write {}", dir.join(STAMP_FILE).display()))?;
+    Ok(venv)
+}
+
+/// pip's options for a tools venv: every wheel pinned by hash, no source builds, nothing
+/// pulled in that the file does not pin.
+const HASHED_BINARIES: &[&str] = &["--require-hashes", "--only-binary=:all:", "--no-deps"];
+
+/// Makes `dir` a venv with the tools of `requirements` (every line pinned by version and hash)
+/// and checks that each of `programs` is in its `bin/`. Reinstalls when the file changed (the
+/// same stamp as the app venv's); fast when nothing did.
+pub fn ensure_tools(dir: &Path, requirements: &Path, programs: &[&str]) -> Result<Venv> {
+    let text = std::fs::read_to_string(requirements)
+        .with_context(|| format!("cannot read {}", requirements.display()))?;
+    let expected_stamp = stamp_text(&text);
+    let venv = Venv {
+        dir: dir.to_path_buf(),
+    };
+    let ready = |venv: &Venv| programs.iter().all(|p| venv.bin(p).is_file());
+    let stamp = std::fs::read_to_string(dir.join(STAMP_FILE)).ok();
+    if stamp.as_deref() == Some(expected_stamp.as_str()) && ready(&venv) {
+        return Ok(venv);
+    }
+    let mut host_pip = None;
+    if !venv.python().exists() {
+        eprintln!("==> creating the tools venv {}", dir.display());
+        host_pip = create(dir)?;
+    }
+    eprintln!(
+        "==> installing {} into {} (pinned by hash)",
+        requirements.display(),
+        dir.display()
+    );
+    install(&venv, requirements, HASHED_BINARIES, host_pip.as_deref())?;
+    if let Some(missing) = programs.iter().find(|p| !venv.bin(p).is_file()) {
+        bail!(
+            "pip finished but {} has no bin/{missing}; remove {} and run again",
             dir.display(),
             dir.display()
         );
@@ -275,14 +317,17 @@ fn venv_command<'a>(
     cmd!(sh, "{python} -m venv --clear {without_pip...} {dir}")
 }
 
-/// `pip install -r requirements` into the venv, output on the terminal (progress).
+/// `pip install [options] -r requirements` into the venv, output on the terminal (progress).
 fn pip_install_command(
     sh: &xshell::Shell,
     venv: &Venv,
     requirements: &Path,
+    options: &[&str],
     host_python: Option<&Path>,
 ) -> Command {
-    let install = ["install", "--disable-pip-version-check", "-r"];
+    let mut install = vec!["install", "--disable-pip-version-check"];
+    install.extend_from_slice(options);
+    install.push("-r");
     let cmd = match host_python {
         Some(host) => {
             let target = venv.python();
@@ -299,7 +344,7 @@ fn pip_install_command(
     cmd.into()
 }
 
-fn install(venv: &Venv, requirements: &Path, host: Option<&Path>) -> Result<()> {
+fn install(venv: &Venv, requirements: &Path, options: &[&str], host: Option<&Path>) -> Result<()> {
     // A venv made without pip earlier (see `create`) still needs the host's pip.
     let fallback;
     let host = match host {
@@ -312,8 +357,9 @@ fn install(venv: &Venv, requirements: &Path, host: Option<&Path>) -> Result<()> 
     };
     // pip's progress goes to stderr with ours; stdout stays for the command's result.
     let sh = shell()?;
-    let status = process::status_to_stderr(pip_install_command(&sh, venv, requirements, host))
-        .context("cannot run pip")?;
+    let status =
+        process::status_to_stderr(pip_install_command(&sh, venv, requirements, options, host))
+            .context("cannot run pip")?;
     if !status.success() {
         bail!(
             "`pip install -r {}` failed ({status}); see pip's output above. Check the network access to the \
@@ -443,7 +489,7 @@ mod tests {
             dir: PathBuf::from("/r/.venv"),
         };
         let sh = shell().unwrap();
-        let cmd = pip_install_command(&sh, &venv, Path::new("/r/app/requirements.txt"), None);
+        let cmd = pip_install_command(&sh, &venv, Path::new("/r/app/requirements.txt"), &[], None);
         assert_eq!(cmd.get_program(), "/r/.venv/bin/python");
         let args = crate::sys::process::args_of(&cmd);
         assert_eq!(
@@ -461,11 +507,24 @@ mod tests {
             &sh,
             &venv,
             Path::new("req.txt"),
+            HASHED_BINARIES,
             Some(Path::new("/usr/bin/python3")),
         );
         assert_eq!(cmd.get_program(), "/usr/bin/python3");
         let args = crate::sys::process::args_of(&cmd);
         assert_eq!(&args[..4], ["-m", "pip", "--python", "/r/.venv/bin/python"]);
+        assert_eq!(
+            &args[4..],
+            [
+                "install",
+                "--disable-pip-version-check",
+                "--require-hashes",
+                "--only-binary=:all:",
+                "--no-deps",
+                "-r",
+                "req.txt"
+            ]
+        );
         let cmd = venv_command(&sh, Path::new("python3"), Path::new("/r/.venv"), false);
         assert_eq!(
             cmd.to_string(),

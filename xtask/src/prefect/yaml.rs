@@ -94,6 +94,15 @@ pub(crate) struct Document {
     pub warnings: Vec<YamlWarning>,
 }
 
+/// A whole YAML file as JSON, read as PyYAML reads it: for YAML other than prefect.yaml (the
+/// tests read the CI workflows with it). YAML 1.1 makes an unquoted `on:` key `true`, so it is
+/// the key `"True"` here. The error is `file:line:col: message`.
+pub fn to_json(file_label: &str, bytes: &[u8]) -> Result<Value, String> {
+    parse(file_label, bytes)
+        .map(|document| document.root.to_json())
+        .map_err(|err| err.to_string())
+}
+
 /// Parse `bytes` (UTF-8, optional BOM, LF or CRLF) like `yaml.safe_load`.
 /// `file_label` only appears in messages.
 pub(crate) fn parse(file_label: &str, bytes: &[u8]) -> Result<Document, YamlError> {

@@ -21,3 +21,4 @@ mod release_hygiene;
 mod secrets_hygiene;
 mod sync_faults;
 mod tidy;
+mod workflows;
