@@ -479,3 +479,60 @@ fn prefect_cli_engine_refuses_native_only_modes() {
         text(&out)
     );
 }
+
+/// `--format markdown` against a real server: the plan, the drift check (exit 2, then 0 once
+/// applied) and an invalid project, each as a Markdown report on stdout; nothing written by the
+/// plan or the check.
+#[test]
+fn markdown_reports_plan_drift_and_invalid() {
+    let p = Project::new("markdown");
+    let proxy = FaultProxy::start(&server_url(), Rules::default());
+    p.write_yaml(&(p.entry("a", 1, "0 1 * * *") + &p.entry("b", 2, "0 2 * * *")));
+    let out = p.run(&proxy.api_url, &["--dry-run", "--format", "markdown"]);
+    assert_eq!(exit_code(&out), 0, "{}", text(&out));
+    let md = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        md.starts_with("### Planned: 2 to create, 0 to update, 0 unchanged, 0 to delete\n"),
+        "{md}"
+    );
+    assert_eq!(
+        md.matches("<details><summary><code>+ create</code>")
+            .count(),
+        2,
+        "{md}"
+    );
+    assert!(
+        md.contains(&format!("<b>{}/a</b> (prefect.yaml:", p.flow)),
+        "{md}"
+    );
+    assert_eq!(proxy.writes(), 0, "{:#?}", proxy.write_lines());
+
+    let out = p.run(&proxy.api_url, &["--check", "--format", "markdown"]);
+    assert_eq!(exit_code(&out), 2, "{}", text(&out));
+    let md = String::from_utf8_lossy(&out.stdout);
+    assert!(md.starts_with("### Drift found: 2 to create"), "{md}");
+    assert!(
+        md.contains("drift: the server differs from prefect.yaml"),
+        "{md}"
+    );
+    assert_eq!(proxy.writes(), 0);
+
+    assert_eq!(exit_code(&p.run(&proxy.api_url, &[])), 0);
+    let out = p.run(&proxy.api_url, &["--check", "--format", "markdown"]);
+    assert_eq!(exit_code(&out), 0, "{}", text(&out));
+    let md = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        md.starts_with("### In sync: 0 to create, 0 to update, 2 unchanged, 0 to delete\n"),
+        "{md}"
+    );
+
+    p.write_yaml("  - name: broken\n    entrypoint: flows/sample.py:nope\n");
+    let out = p.run(&proxy.api_url, &["--dry-run", "--format", "markdown"]);
+    assert_eq!(exit_code(&out), 1, "{}", text(&out));
+    let md = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        md.starts_with("### Invalid: <code>prefect.yaml</code> did not validate"),
+        "{md}"
+    );
+    assert!(md.contains("nope"), "{md}");
+}
