@@ -192,9 +192,7 @@ impl Pipeline {
         ));
         out
     }
-}
 
-impl Pipeline {
     /// The summary as Markdown: `heading`, a table of the stages (result and time) and the
     /// attachments.
     pub fn summary_markdown(&self, heading: &str) -> String {

@@ -15,7 +15,8 @@ pub const XTASK: &str = env!("CARGO_BIN_EXE_xtask");
 /// Generous bound that only catches hangs; no command here should take more than a few seconds.
 pub const HANG_BOUND: Duration = Duration::from_secs(20);
 
-/// The xtask binary without the developer's PREFECT_*, FLY_* or XTASK_* settings, stdin closed,
+/// The xtask binary without the developer's PREFECT_*, FLY_* or XTASK_* settings nor the CI's
+/// GITHUB_* ones (a test's deploy must not write to the real job summary), stdin closed,
 /// state (pid files, logs) under the test temp dir instead of `target/xtask/`, the test venv as
 /// its venv, run from the repository root. Add what the test needs.
 pub fn xtask() -> Command {
@@ -25,6 +26,7 @@ pub fn xtask() -> Command {
         if k.starts_with("PREFECT_")
             || k.starts_with("FLY_")
             || k.starts_with("XTASK_")
+            || k.starts_with("GITHUB_")
             || k == "CARGO_MANIFEST_DIR"
         {
             cmd.env_remove(&key);
