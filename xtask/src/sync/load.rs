@@ -153,7 +153,10 @@ fn read_flow_file(root: &Path, entrypoint: &str) -> Result<FlowFile, FieldError>
     let bytes = std::fs::read(&path)
         .map_err(|e| at_entrypoint(format!("cannot read {}: {e}", path.display())))?;
     let text = String::from_utf8_lossy(&bytes);
-    let flow = flow::read_flow(&text, &entrypoint.file_label(), entrypoint.function())
+    let relative = path.strip_prefix(root).unwrap_or(&path);
+    // The project modules the flow imports (its decorator, aliases, models) are read too.
+    let read_project_file = |file: &Path| std::fs::read_to_string(root.join(file)).ok();
+    let flow = flow::read_project_flow(&entrypoint, relative, &text, &read_project_file)
         .map_err(|e| at_entrypoint(e.to_string()))?;
     Ok(FlowFile {
         flow,

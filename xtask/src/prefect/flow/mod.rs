@@ -3,23 +3,27 @@
 //! `prefect deploy` imports the flow file and asks the resulting `Flow` object for its name,
 //! description, version and parameter schema. This module reproduces those answers from the
 //! AST (rustpython-parser): it resolves the entrypoint to a file, finds the function, checks
-//! it carries Prefect's `@flow` decorator (following imports and aliases), reads the decorator
+//! it carries Prefect's `@flow` decorator (following imports and aliases, through the
+//! project's own modules), reads the decorator
 //! keywords and the docstring exactly as `inspect.getdoc` and griffe see them, and hands the
 //! signature to `schema`, which builds the parameter schema.
 //!
-//! Inside: `entrypoint` (where the flow lives), `module_index` (what the file's names are bound
-//! to), `docstring`, `signature` (the parameters), `schema` (signature → JSON schema) and
+//! Inside: `entrypoint` (where the flow lives), `module_index` (what a file's names are bound
+//! to), `project` (the project modules the flow imports, names followed across them),
+//! `docstring`, `signature` (the parameters), `schema` (signature → JSON schema) and
 //! `unparse` (expressions back to text, for messages). Arrows point one way: `schema` reads
-//! names through `module_index` and `docstring`, never back into this module.
+//! names through `project`, `module_index` and `docstring`, never back into this module.
 
 mod docstring;
 mod entrypoint;
 mod module_index;
+mod project;
 mod schema;
 mod signature;
 mod unparse;
 
 use std::fmt;
+use std::path::Path;
 
 use md5::{Digest, Md5};
 use rustpython_parser::ast::{self, Expr};
@@ -31,6 +35,8 @@ use crate::prefect::python_text::str_repr;
 use docstring::{cleandoc, docstring_of, parameter_docstrings};
 pub use entrypoint::{locate_entrypoint_file, parse_entrypoint, Entrypoint, EntrypointTarget};
 use module_index::{Found, FunctionDef, ModuleIndex, Resolved};
+pub use project::ReadProjectFile;
+use project::{load_project, FlowLocation, LoadedModule, Project};
 use unparse::unparse;
 
 /// What `prefect deploy` learns from the loaded flow object.
@@ -109,34 +115,81 @@ const VALIDATION_RESERVED: [&str; 10] = [
 /// file is read on the calling thread).
 const READ_STACK_BYTES: usize = 256 << 20;
 
-/// Read the flow `function` (`func` or `Class.method`) from `source`.
-/// `file_label` names the file in messages (e.g. the entrypoint's path).
+/// Read the flow `function` (`func` or `Class.method`) from `source` alone (imports of other
+/// project modules are not followed). `file_label` names the file in messages.
 pub fn read_flow(source: &str, file_label: &str, function: &str) -> Result<FlowInfo, FlowError> {
+    read_flow_on_big_stack(source, file_label, function, None)
+}
+
+/// Read the flow `entrypoint` names from `source`, the text of the project file `path`
+/// (project-relative) it was found in. Imports of the project's own modules are followed
+/// (bounded), each file asked of `read_file` by its project-relative path.
+pub fn read_project_flow(
+    entrypoint: &Entrypoint,
+    path: &Path,
+    source: &str,
+    read_file: &ReadProjectFile<'_>,
+) -> Result<FlowInfo, FlowError> {
+    let location = FlowLocation {
+        path: path.to_path_buf(),
+        is_script: matches!(entrypoint.target, EntrypointTarget::Script(_)),
+    };
+    read_flow_on_big_stack(
+        source,
+        &entrypoint.file_label(),
+        entrypoint.function(),
+        Some((location, read_file)),
+    )
+}
+
+/// The project around the flow's file: where it is, and how to read its other files.
+type ProjectAccess<'r, 'f> = Option<(FlowLocation, &'r ReadProjectFile<'f>)>;
+
+fn read_flow_on_big_stack(
+    source: &str,
+    file_label: &str,
+    function: &str,
+    project: ProjectAccess<'_, '_>,
+) -> Result<FlowInfo, FlowError> {
+    let project = &project;
     std::thread::scope(|scope| {
         std::thread::Builder::new()
             .name("read_flow".into())
             .stack_size(READ_STACK_BYTES)
-            .spawn_scoped(scope, || read_flow_here(source, file_label, function))
+            .spawn_scoped(scope, || {
+                read_flow_here(source, file_label, function, project)
+            })
             .ok()
             .and_then(|reader| reader.join().ok())
     })
     // No thread (or it panicked, which a test would show): read on this one.
-    .unwrap_or_else(|| read_flow_here(source, file_label, function))
+    .unwrap_or_else(|| read_flow_here(source, file_label, function, project))
 }
 
-fn read_flow_here(source: &str, file_label: &str, function: &str) -> Result<FlowInfo, FlowError> {
+fn read_flow_here(
+    source: &str,
+    file_label: &str,
+    function: &str,
+    project: &ProjectAccess<'_, '_>,
+) -> Result<FlowInfo, FlowError> {
     let file = SourceFile {
         text: source,
         label: file_label,
     };
     let suite = file.parse()?;
-    let module = ModuleIndex::new(&suite);
-    let def = find_flow_def(&module, &file, function)?;
+    let flow_module = LoadedModule::new(file_label.into(), source.to_string(), suite);
+    let loaded = match project {
+        Some((location, read_file)) => load_project(flow_module, location, *read_file),
+        None => vec![flow_module],
+    };
+    let project = Project::new(&loaded);
+    let module = project.module(0);
+    let def = find_flow_def(module, &file, function)?;
     let def_offset = usize::from(def.range.start());
     let at_def = |kind: FlowErrorKind, message: String| file.error(kind, message, Some(def_offset));
 
     let mut warnings = Vec::new();
-    let decorator = flow_decorator(&module, def.decorators, &mut warnings).ok_or_else(|| {
+    let decorator = flow_decorator(&project, def.decorators, &mut warnings).ok_or_else(|| {
         at_def(
             FlowErrorKind::NotAFlow,
             format!(
@@ -146,7 +199,7 @@ fn read_flow_here(source: &str, file_label: &str, function: &str) -> Result<Flow
         )
     })?;
     let keywords = FlowKeywords {
-        module: &module,
+        project: &project,
         call: decorator,
     };
     let short_name = function.rsplit('.').next().unwrap_or(function);
@@ -161,7 +214,27 @@ fn read_flow_here(source: &str, file_label: &str, function: &str) -> Result<Flow
         return Err(at_def(FlowErrorKind::InvalidParameter, message));
     }
     let docstrings = parameter_docstrings(getdoc.as_deref());
-    let schema = schema::parameter_schema(&module, &params, &docstrings, &mut warnings);
+    let schema = schema::parameter_schema(&project, &params, &docstrings, &mut warnings).map_err(
+        |refusal| {
+            let loaded = project.file(refusal.module);
+            let label = if refusal.module == 0 {
+                file_label.to_string()
+            } else {
+                loaded.path.display().to_string()
+            };
+            FlowError {
+                kind: FlowErrorKind::Unsupported,
+                message: format!(
+                    "{}; Prefect imports the module and describes it in full, which xtask \
+                     cannot match without running Python (register this project with \
+                     `--engine prefect-cli`)",
+                    refusal.message
+                ),
+                file: label,
+                line: Some(line_of(&loaded.text, refusal.offset)),
+            }
+        },
+    )?;
 
     Ok(FlowInfo {
         flow_name,
@@ -236,10 +309,16 @@ fn find_flow_def<'a>(
     }
 }
 
+/// Prefect's decorator, under the names it is exported as.
+fn is_prefect_flow(path: &str) -> bool {
+    matches!(path, "prefect.flow" | "prefect.flows.flow")
+}
+
 /// The `@flow` / `@flow(...)` decorator among `decorators`, if any: `Some(None)` for the
-/// bare form, `Some(Some(call))` for the call form.
+/// bare form, `Some(Some(call))` for the call form. The name may be re-exported by project
+/// modules; bound by an `if` whose branches differ, it counts if one branch imports Prefect's.
 fn flow_decorator<'a>(
-    module: &ModuleIndex<'a>,
+    project: &Project<'a>,
     decorators: &'a [Expr],
     warnings: &mut Vec<String>,
 ) -> Option<Option<&'a ast::ExprCall>> {
@@ -248,14 +327,19 @@ fn flow_decorator<'a>(
             Expr::Call(call) => (call.func.as_ref(), Some(call)),
             other => (other, None),
         };
-        let Resolved::Qualified(path) = module.resolve(target) else {
-            continue;
-        };
-        if !matches!(path.as_str(), "prefect.flow" | "prefect.flows.flow") {
-            continue;
+        match project.resolve(0, target) {
+            Resolved::Qualified(path) if is_prefect_flow(&path) => {}
+            Resolved::OneOf(paths) if paths.iter().any(|p| is_prefect_flow(p)) => {
+                warnings.push(format!(
+                    "decorator `{}` is bound by an `if` whose branches differ; assuming the \
+                     branch that imports Prefect's `flow` runs",
+                    unparse(target)
+                ));
+            }
+            _ => continue,
         }
         for outer in &decorators[..i] {
-            let outer_path = match module.resolve(outer) {
+            let outer_path = match project.resolve(0, outer) {
                 Resolved::Qualified(p) => p,
                 _ => unparse(outer),
             };
@@ -276,7 +360,7 @@ fn flow_decorator<'a>(
 
 /// The keywords of the `@flow(...)` call, read as string constants.
 struct FlowKeywords<'m, 'a> {
-    module: &'m ModuleIndex<'a>,
+    project: &'m Project<'a>,
     /// None for the bare `@flow`.
     call: Option<&'a ast::ExprCall>,
 }
@@ -291,7 +375,7 @@ impl FlowKeywords<'_, '_> {
         }) else {
             return Ok(None);
         };
-        schema::eval_string(self.module, &keyword.value)
+        schema::eval_string(self.project, &keyword.value)
             .map_err(|why| format!("@flow({name}=...) `{}` {why}", unparse(&keyword.value)))
     }
 }

@@ -1,6 +1,7 @@
 //! The module-level names of a flow's file and what they are bound to (imports, classes,
 //! constants), so an expression like `pf.flow` or `typing.List` resolves to a qualified name
-//! the way Python would see it after running the module.
+//! the way Python would see it after running the module. Imports of the project's own modules
+//! are followed by `project`, which owns one index per module.
 
 use std::collections::HashMap;
 
@@ -13,29 +14,52 @@ enum Binding<'a> {
     Module(&'a str),
     /// `from m import n [as x]` → "m.n".
     Imported(&'a str, &'a str),
+    /// `from .m import n [as x]` (level, module, name) → ".m.n"; only the project resolves it.
+    Relative(u32, &'a str, &'a str),
     Class(&'a ast::StmtClassDef),
     Function,
     /// `NAME = expr` (single simple target).
     Value(&'a Expr),
+    /// `type NAME = expr` (PEP 695).
+    TypeAlias(&'a ast::StmtTypeAlias),
+    /// Bound differently by the branches of an `if`: see `ModuleIndex::branches`.
+    Conditional,
     /// Bound in a way the reader does not follow (loops, unpacking, relative imports, ...).
     Opaque,
 }
 
+/// Which module of the project a name was found in (0 is the flow's file).
+pub(super) type ModuleId = usize;
+
 /// What an expression names.
 pub(super) enum Resolved<'a> {
     /// A dotted path rooted in an imported module or a builtin (`typing.List`,
-    /// `builtins.int`, `prefect.flow`).
+    /// `builtins.int`, `prefect.flow`). A leading `.` marks a relative import the project
+    /// has not resolved yet.
     Qualified(String),
-    Class(&'a ast::StmtClassDef),
-    Value(&'a Expr),
+    /// A class, and the module whose names its body uses.
+    Class(ModuleId, &'a ast::StmtClassDef),
+    /// A module-level value (`NAME = expr`), and the module it is evaluated in.
+    Value(ModuleId, &'a Expr),
+    /// A PEP 695 `type NAME = expr`, and its module.
+    TypeAlias(ModuleId, &'a ast::StmtTypeAlias),
+    /// A module of the project itself (`from . import helpers`).
+    ProjectModule(ModuleId),
+    /// A name the branches of an `if` bind to different things: the dotted paths some branches
+    /// import (the others bind something the reader does not follow).
+    OneOf(Vec<String>),
     Undefined,
     Unknown,
 }
 
-/// The module-level names of the flow's file.
+/// The module-level names of one file of the project.
 pub(super) struct ModuleIndex<'a> {
+    pub(super) id: ModuleId,
     suite: &'a [Stmt],
     bindings: HashMap<&'a str, Binding<'a>>,
+    /// For `Binding::Conditional` names: the dotted path each branch imports them from
+    /// (None for a branch that binds them some other way).
+    branches: HashMap<&'a str, Vec<Option<String>>>,
     /// `from __future__ import annotations`: every annotation is a string.
     pub(super) future_annotations: bool,
 }
@@ -72,10 +96,12 @@ const BUILTIN_NAMES: [&str; 14] = [
 ];
 
 impl<'a> ModuleIndex<'a> {
-    pub(super) fn new(suite: &'a [Stmt]) -> Self {
+    pub(super) fn new(id: ModuleId, suite: &'a [Stmt]) -> Self {
         let mut index = Self {
+            id,
             suite,
             bindings: HashMap::new(),
+            branches: HashMap::new(),
             future_annotations: false,
         };
         index.bind_block(suite);
@@ -117,6 +143,13 @@ impl<'a> ModuleIndex<'a> {
                             .insert(name.id.as_str(), Binding::Value(value));
                     }
                 }
+                Stmt::TypeAlias(alias) => match alias.name.as_ref() {
+                    Expr::Name(name) => {
+                        self.bindings
+                            .insert(name.id.as_str(), Binding::TypeAlias(alias));
+                    }
+                    other => self.bind_opaque(other),
+                },
                 Stmt::Try(t) => {
                     self.bind_block(&t.body);
                     for handler in &t.handlers {
@@ -155,9 +188,10 @@ impl<'a> ModuleIndex<'a> {
         }
     }
 
-    /// `from m import n [as x]`; relative imports are not followed, `__future__` only sets a flag.
+    /// `from m import n [as x]` (relative too: the project follows those); `__future__` only
+    /// sets a flag.
     fn bind_import_from(&mut self, import: &'a ast::StmtImportFrom) {
-        let relative = import.level.is_some_and(|l| l.to_u32() > 0);
+        let level = import.level.map_or(0, |l| l.to_u32());
         let module = import.module.as_ref().map_or("", |m| m.as_str());
         if module == "__future__" {
             if import
@@ -171,7 +205,9 @@ impl<'a> ModuleIndex<'a> {
         }
         for alias in &import.names {
             let local = alias.asname.as_ref().unwrap_or(&alias.name).as_str();
-            let binding = if relative || module.is_empty() {
+            let binding = if level > 0 {
+                Binding::Relative(level, module, alias.name.as_str())
+            } else if module.is_empty() || alias.name.as_str() == "*" {
                 Binding::Opaque
             } else {
                 Binding::Imported(module, alias.name.as_str())
@@ -180,24 +216,54 @@ impl<'a> ModuleIndex<'a> {
         }
     }
 
-    /// `if TYPE_CHECKING:` binds nothing at run time; other branches bind opaquely.
+    /// `if TYPE_CHECKING:` binds nothing at run time. Other branches bind conditionally: which
+    /// one runs is not known, but what each imports is kept (a decorator imported from
+    /// `prefect` in one branch is still recognised).
     fn bind_if(&mut self, i: &'a ast::StmtIf) {
         let type_checking = matches!(i.test.as_ref(), Expr::Name(n) if n.id.as_str() == "TYPE_CHECKING")
             || matches!(i.test.as_ref(), Expr::Attribute(a) if a.attr.as_str() == "TYPE_CHECKING");
-        if !type_checking {
-            self.bind_opaque_block(&i.body);
-            self.bind_opaque_block(&i.orelse);
+        if type_checking {
+            return;
         }
+        for block in [&i.body, &i.orelse] {
+            let inner = self.inner_bindings(block);
+            for name in inner.bindings.keys().copied() {
+                let path = match inner.resolve_name(name) {
+                    Resolved::Qualified(path) => Some(path),
+                    _ => None,
+                };
+                // An earlier unconditional binding is one of the possibilities too.
+                let earlier = match self.bindings.get(name) {
+                    Some(Binding::Conditional) | None => None,
+                    Some(_) => Some(match self.resolve_name(name) {
+                        Resolved::Qualified(p) => Some(p),
+                        _ => None,
+                    }),
+                };
+                let branches = self.branches.entry(name).or_default();
+                branches.extend(earlier);
+                branches.push(path);
+                self.bindings.insert(name, Binding::Conditional);
+            }
+        }
+    }
+
+    /// The names a nested block binds, on their own.
+    fn inner_bindings(&self, block: &'a [Stmt]) -> ModuleIndex<'a> {
+        let mut inner = ModuleIndex {
+            id: self.id,
+            suite: self.suite,
+            bindings: HashMap::new(),
+            branches: HashMap::new(),
+            future_annotations: false,
+        };
+        inner.bind_block(block);
+        inner
     }
 
     /// Names bound conditionally: defined, but with a value we do not trust.
     fn bind_opaque_block(&mut self, block: &'a [Stmt]) {
-        let mut inner = ModuleIndex {
-            suite: self.suite,
-            bindings: HashMap::new(),
-            future_annotations: false,
-        };
-        inner.bind_block(block);
+        let inner = self.inner_bindings(block);
         for name in inner.bindings.keys() {
             self.bindings.entry(name).or_insert(Binding::Opaque);
         }
@@ -214,22 +280,42 @@ impl<'a> ModuleIndex<'a> {
         }
     }
 
-    /// Resolve a `Name` or dotted `Attribute` chain.
+    /// What a module-level name is bound to in this file alone.
+    pub(super) fn resolve_name(&self, name: &str) -> Resolved<'a> {
+        match self.bindings.get(name) {
+            Some(Binding::Module(path)) => Resolved::Qualified((*path).to_string()),
+            Some(Binding::Imported(module, name)) => {
+                Resolved::Qualified(format!("{module}.{name}"))
+            }
+            Some(Binding::Relative(level, module, name)) => {
+                let dots = ".".repeat(*level as usize);
+                if module.is_empty() {
+                    Resolved::Qualified(format!("{dots}{name}"))
+                } else {
+                    Resolved::Qualified(format!("{dots}{module}.{name}"))
+                }
+            }
+            Some(Binding::Class(class)) => Resolved::Class(self.id, class),
+            Some(Binding::Value(value)) => Resolved::Value(self.id, value),
+            Some(Binding::TypeAlias(alias)) => Resolved::TypeAlias(self.id, alias),
+            Some(Binding::Conditional) => Resolved::OneOf(
+                self.branches
+                    .get(name)
+                    .map(|paths| paths.iter().flatten().cloned().collect())
+                    .unwrap_or_default(),
+            ),
+            Some(Binding::Function) | Some(Binding::Opaque) => Resolved::Unknown,
+            None if BUILTIN_NAMES.contains(&name) => {
+                Resolved::Qualified(format!("builtins.{name}"))
+            }
+            None => Resolved::Undefined,
+        }
+    }
+
+    /// Resolve a `Name` or dotted `Attribute` chain within this file.
     pub(super) fn resolve(&self, expr: &Expr) -> Resolved<'a> {
         match expr {
-            Expr::Name(name) => match self.bindings.get(name.id.as_str()) {
-                Some(Binding::Module(path)) => Resolved::Qualified((*path).to_string()),
-                Some(Binding::Imported(module, name)) => {
-                    Resolved::Qualified(format!("{module}.{name}"))
-                }
-                Some(Binding::Class(class)) => Resolved::Class(class),
-                Some(Binding::Value(value)) => Resolved::Value(value),
-                Some(Binding::Function) | Some(Binding::Opaque) => Resolved::Unknown,
-                None if BUILTIN_NAMES.contains(&name.id.as_str()) => {
-                    Resolved::Qualified(format!("builtins.{}", name.id))
-                }
-                None => Resolved::Undefined,
-            },
+            Expr::Name(name) => self.resolve_name(name.id.as_str()),
             Expr::Attribute(attr) => match self.resolve(&attr.value) {
                 Resolved::Qualified(path) => Resolved::Qualified(format!("{path}.{}", attr.attr)),
                 Resolved::Undefined => Resolved::Undefined,

@@ -1,5 +1,7 @@
 //! Annotation → [`Ty`]: string and `__future__` annotations, `X | Y`, `typing` generics,
-//! `Literal`, `Annotated`, builtins and the standard types pydantic knows, and local classes.
+//! `Literal`, `Annotated`, builtins and the standard types pydantic knows, the project's own
+//! classes, and type aliases (`X = ...`, `X: TypeAlias = ...`, `type X = ...`,
+//! `TypeAliasType("X", ...)`), wherever in the project they are defined.
 
 use rustpython_parser::ast::{self, Constant, Expr};
 use serde_json::Value;
@@ -8,7 +10,7 @@ use super::classes::LocalClass;
 use super::python_value::{encode, same_python_value};
 use super::type_model::Ty;
 use super::{SchemaContext, MAX_EVAL_DEPTH};
-use crate::prefect::flow::module_index::Resolved;
+use crate::prefect::flow::module_index::{ModuleId, Resolved};
 use crate::prefect::flow::unparse::unparse;
 
 impl<'a> SchemaContext<'_, 'a> {
@@ -21,7 +23,7 @@ impl<'a> SchemaContext<'_, 'a> {
             };
         }
         match expr {
-            Expr::Name(name) => match self.module.resolve(expr) {
+            Expr::Name(name) => match self.resolve(expr) {
                 Resolved::Undefined => Some(name.id.to_string()),
                 _ => None,
             },
@@ -30,7 +32,7 @@ impl<'a> SchemaContext<'_, 'a> {
                 if let Some(name) = self.find_undefined_name(&sub.value) {
                     return Some(name);
                 }
-                let origin = match self.module.resolve(&sub.value) {
+                let origin = match self.resolve(&sub.value) {
                     Resolved::Qualified(path) => path,
                     _ => String::new(),
                 };
@@ -93,16 +95,56 @@ impl<'a> SchemaContext<'_, 'a> {
                 };
                 self.resolve_generic(&origin, &args, builtins_only, notes, depth)
             }
-            Expr::Name(_) | Expr::Attribute(_) => {
-                let name = self.type_name(expr, builtins_only)?;
-                self.resolve_bare(&name, notes)
-            }
+            Expr::Name(_) | Expr::Attribute(_) => match self.type_name(expr, builtins_only)? {
+                TypeName::Alias(module, value) => self.within_mut(module, |this| {
+                    this.resolve_type(value, false, notes, depth + 1)
+                }),
+                TypeName::NamedAlias(module, name, value) => {
+                    self.define_alias(module, name, value, notes, depth)
+                }
+                name => self.resolve_bare(&name, notes),
+            },
             _ => Err("is not a type expression this reader understands".into()),
         }
     }
 
+    /// `$defs[name]` for a `TypeAliasType` (pydantic references it instead of inlining it).
+    fn define_alias(
+        &mut self,
+        module: ModuleId,
+        name: &'a str,
+        value: &'a Expr,
+        notes: &mut Vec<String>,
+        depth: usize,
+    ) -> Result<Ty, String> {
+        self.claim_def_name(name, value as *const Expr as usize)?;
+        if !self.defs.contains_key(name) && !self.in_progress.iter().any(|n| n == name) {
+            self.in_progress.push(name.to_string());
+            let ty = self.within_mut(module, |this| {
+                this.resolve_type(value, false, notes, depth + 1)
+            });
+            self.in_progress.retain(|n| n != name);
+            let schema = super::json_schema::schema_of(&ty?);
+            self.defs
+                .insert(name.to_string(), serde_json::Value::Object(schema));
+        }
+        Ok(Ty::Alias(name.to_string()))
+    }
+
     /// The qualified name a type expression refers to (`typing.List`, `local:Color`, ...).
     fn type_name(&self, expr: &Expr, builtins_only: bool) -> Result<TypeName<'a>, String> {
+        self.type_name_at(expr, builtins_only, 0)
+    }
+
+    fn type_name_at(
+        &self,
+        expr: &Expr,
+        builtins_only: bool,
+        depth: usize,
+    ) -> Result<TypeName<'a>, String> {
+        if depth > MAX_EVAL_DEPTH {
+            return Err("is an alias chain too long to follow".into());
+        }
         if builtins_only {
             // Prefect's fallback resolves string annotations in a namespace holding builtins
             // and the `typing` module only.
@@ -116,30 +158,87 @@ impl<'a> SchemaContext<'_, 'a> {
                 _ => Err("cannot be resolved without the module's namespace".into()),
             };
         }
-        match self.module.resolve(expr) {
+        match self.resolve(expr) {
             Resolved::Qualified(path) => Ok(TypeName::Qualified(path)),
-            Resolved::Class(class) => Ok(TypeName::Local(class)),
+            Resolved::Class(module, class) => Ok(TypeName::Local(module, class)),
+            Resolved::Value(module, value) => self.within(module, || {
+                if let Some((name, aliased)) = self.type_alias_type(value) {
+                    return Ok(TypeName::NamedAlias(module, name, aliased));
+                }
+                match value {
+                    // `Alias = typing.List`: the alias is that name.
+                    Expr::Name(_) | Expr::Attribute(_) => {
+                        match self.type_name_at(value, false, depth + 1)? {
+                            TypeName::Alias(..) => Ok(TypeName::Alias(module, value)),
+                            name => Ok(name),
+                        }
+                    }
+                    _ => Ok(TypeName::Alias(module, value)),
+                }
+            }),
+            Resolved::TypeAlias(module, alias) => {
+                if !alias.type_params.is_empty() {
+                    return Err(
+                        "is a generic `type` alias, which this reader does not support".into(),
+                    );
+                }
+                match alias.name.as_ref() {
+                    Expr::Name(name) => {
+                        Ok(TypeName::NamedAlias(module, name.id.as_str(), &alias.value))
+                    }
+                    _ => Err("is a `type` alias this reader does not understand".into()),
+                }
+            }
             Resolved::Undefined => Err("names something that is not defined".into()),
-            Resolved::Value(_) => Err("refers to a module-level value, not a type".into()),
-            Resolved::Unknown => Err("cannot be resolved statically".into()),
+            Resolved::ProjectModule(_) => Err("names a module, not a type".into()),
+            Resolved::OneOf(_) | Resolved::Unknown => Err("cannot be resolved statically".into()),
+        }
+    }
+
+    /// `TypeAliasType("Name", value)` (typing or typing_extensions): the name and the value.
+    fn type_alias_type(&self, value: &'a Expr) -> Option<(&'a str, &'a Expr)> {
+        let Expr::Call(call) = value else { return None };
+        let Resolved::Qualified(path) = self.resolve(&call.func) else {
+            return None;
+        };
+        if path != "typing.TypeAliasType" && path != "typing_extensions.TypeAliasType" {
+            return None;
+        }
+        let keyword = |name: &str| {
+            call.keywords
+                .iter()
+                .find(|k| k.arg.as_ref().is_some_and(|a| a.as_str() == name))
+                .map(|k| &k.value)
+        };
+        let name = call.args.first().or_else(|| keyword("name"))?;
+        let aliased = call.args.get(1).or_else(|| keyword("value"))?;
+        match name {
+            Expr::Constant(c) => match &c.value {
+                Constant::Str(text) => Some((text.as_str(), aliased)),
+                _ => None,
+            },
+            _ => None,
         }
     }
 
     fn resolve_bare(&mut self, name: &TypeName<'a>, notes: &mut Vec<String>) -> Result<Ty, String> {
         let path = match name {
-            TypeName::Local(class) => {
-                return match self.classify(class) {
+            TypeName::Local(module, class) => {
+                return self.within_mut(*module, |this| match this.classify(class) {
                     LocalClass::Enum(def) => {
-                        self.define_enum(def)?;
+                        this.define_enum(def)?;
                         Ok(Ty::Enum(def.name.to_string()))
                     }
                     LocalClass::Model(def) => {
-                        self.define_model(def)?;
+                        this.define_model(def)?;
                         Ok(Ty::Model(def.name.to_string()))
                     }
                     LocalClass::Plain => Ok(Ty::Any),
                     LocalClass::Unsupported(why) => Err(format!("is {why}, not supported")),
-                }
+                })
+            }
+            TypeName::Alias(..) | TypeName::NamedAlias(..) => {
+                return Err("is a type alias used where a class is expected".into())
             }
             TypeName::Qualified(path) => path.as_str(),
         };
@@ -197,7 +296,10 @@ impl<'a> SchemaContext<'_, 'a> {
     ) -> Result<Ty, String> {
         let path = match origin {
             TypeName::Qualified(path) => path.as_str(),
-            TypeName::Local(_) => return Err("subscripts a local class".into()),
+            TypeName::Local(..) => return Err("subscripts a local class".into()),
+            TypeName::Alias(..) | TypeName::NamedAlias(..) => {
+                return Err("subscripts a type alias, which this reader does not support".into())
+            }
         };
         let path = path
             .strip_prefix("typing_extensions.")
@@ -315,10 +417,14 @@ impl<'a> SchemaContext<'_, 'a> {
     }
 }
 
-/// What a type expression names: a qualified path or a class of this file.
+/// What a type expression names: a qualified path, a class of the project, or an alias.
 enum TypeName<'a> {
     Qualified(String),
-    Local(&'a ast::StmtClassDef),
+    Local(ModuleId, &'a ast::StmtClassDef),
+    /// `Alias = <type expression>` (or `Alias: TypeAlias = ...`), read in its module.
+    Alias(ModuleId, &'a Expr),
+    /// `type Name = ...` or `Name = TypeAliasType("Name", ...)`: a `$defs` entry of its own.
+    NamedAlias(ModuleId, &'a str, &'a Expr),
 }
 
 /// The containers `builtins`, `typing` and `collections.abc` spell several ways.

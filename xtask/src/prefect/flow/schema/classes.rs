@@ -1,5 +1,6 @@
-//! Classes defined in the flow's own file: is each an Enum, a pydantic model, a plain class
-//! (schema `{}`), or something the reader does not support (dataclass, TypedDict, ...)?
+//! Classes defined in the project: is each an Enum, a pydantic model, a plain class (schema
+//! `{}`), or something the reader does not support (dataclass, TypedDict, ...)? A class is
+//! classified in its own module (the caller enters it).
 
 use rustpython_parser::ast::{self, Expr};
 
@@ -30,12 +31,12 @@ impl<'a> SchemaContext<'_, 'a> {
                 Expr::Call(c) => c.func.as_ref(),
                 other => other,
             };
-            matches!(self.module.resolve(target), Resolved::Qualified(p) if p == "dataclasses.dataclass" || p == "pydantic.dataclasses.dataclass")
+            matches!(self.resolve(target), Resolved::Qualified(p) if p == "dataclasses.dataclass" || p == "pydantic.dataclasses.dataclass")
         }) {
             return LocalClass::Unsupported("a dataclass");
         }
         for base in &class.bases {
-            match self.module.resolve(base) {
+            match self.resolve(base) {
                 Resolved::Qualified(path) => match path.as_str() {
                     "enum.Enum" | "enum.IntEnum" | "enum.StrEnum" => {
                         return LocalClass::Enum(class)
@@ -50,12 +51,14 @@ impl<'a> SchemaContext<'_, 'a> {
                     "builtins.str" | "builtins.int" | "builtins.float" | "builtins.object" => {}
                     _ => return LocalClass::Unsupported("derived from a class defined elsewhere"),
                 },
-                Resolved::Class(parent) => match self.classify_at(parent, depth + 1) {
-                    LocalClass::Model(_) => return LocalClass::Model(class),
-                    LocalClass::Enum(_) => return LocalClass::Unsupported("an Enum subclass"),
-                    LocalClass::Plain => {}
-                    unsupported => return unsupported,
-                },
+                Resolved::Class(module, parent) => {
+                    match self.within(module, || self.classify_at(parent, depth + 1)) {
+                        LocalClass::Model(_) => return LocalClass::Model(class),
+                        LocalClass::Enum(_) => return LocalClass::Unsupported("an Enum subclass"),
+                        LocalClass::Plain => {}
+                        unsupported => return unsupported,
+                    }
+                }
                 _ => return LocalClass::Unsupported("derived from an unresolvable base"),
             }
         }

@@ -40,7 +40,7 @@ impl SchemaContext<'_, '_> {
     /// A parameter's default expression, with `pydantic.Field(...)` and `...` recognised.
     pub(super) fn eval_default(&self, expr: &Expr) -> Result<DefaultExpr, String> {
         if let Expr::Call(call) = expr {
-            if matches!(self.module.resolve(&call.func), Resolved::Qualified(p) if p == "pydantic.Field" || p == "pydantic.fields.Field")
+            if matches!(self.resolve(&call.func), Resolved::Qualified(p) if p == "pydantic.Field" || p == "pydantic.fields.Field")
             {
                 return self
                     .eval_field(call)
@@ -80,7 +80,7 @@ impl SchemaContext<'_, '_> {
             match arg {
                 "default" => spec.default = set_default(self.eval(&keyword.value, 0)?)?,
                 "default_factory" => {
-                    let factory = match self.module.resolve(&keyword.value) {
+                    let factory = match self.resolve(&keyword.value) {
                         Resolved::Qualified(p) => p,
                         _ => return Err("has a default_factory this reader cannot evaluate".into()),
                     };

@@ -44,7 +44,7 @@ impl<'a> SchemaContext<'_, 'a> {
     /// values) are not members.
     fn enum_members(&self, class: &'a ast::StmtClassDef) -> Result<Vec<(String, Value)>, String> {
         let is_str_enum = class.bases.iter().any(|b| {
-            matches!(self.module.resolve(b), Resolved::Qualified(p) if p == "enum.StrEnum" || p == "builtins.str")
+            matches!(self.resolve(b), Resolved::Qualified(p) if p == "enum.StrEnum" || p == "builtins.str")
         });
         let mut members: Vec<(String, Value)> = Vec::new();
         let mut last_auto: i64 = 0;
@@ -58,7 +58,7 @@ impl<'a> SchemaContext<'_, 'a> {
                 continue;
             }
             let is_auto = matches!(assign.value.as_ref(), Expr::Call(call)
-                if call.args.is_empty() && matches!(self.module.resolve(&call.func), Resolved::Qualified(p) if p == "enum.auto"));
+                if call.args.is_empty() && matches!(self.resolve(&call.func), Resolved::Qualified(p) if p == "enum.auto"));
             let value = if is_auto {
                 if is_str_enum {
                     Value::String(member.to_lowercase())

@@ -65,40 +65,57 @@ impl SchemaContext<'_, '_> {
     fn eval_reference(&self, expr: &Expr, depth: usize) -> Result<Py, String> {
         if let Expr::Attribute(attr) = expr {
             // Color.RED / Color.RED.value
-            if let Resolved::Class(class) = self.module.resolve(&attr.value) {
-                if let LocalClass::Enum(def) = self.classify(class) {
-                    return self.enum_member(def, attr.attr.as_str());
+            if let Resolved::Class(module, class) = self.resolve(&attr.value) {
+                if let Some(member) = self.within(module, || self.enum_member_of(class, &attr.attr))
+                {
+                    return member;
                 }
             }
             if attr.attr.as_str() == "value" {
                 if let Expr::Attribute(member) = attr.value.as_ref() {
-                    if let Resolved::Class(class) = self.module.resolve(&member.value) {
-                        if let LocalClass::Enum(def) = self.classify(class) {
-                            return self.enum_member(def, member.attr.as_str());
+                    if let Resolved::Class(module, class) = self.resolve(&member.value) {
+                        if let Some(member) =
+                            self.within(module, || self.enum_member_of(class, &member.attr))
+                        {
+                            return member;
                         }
                     }
                 }
             }
         }
-        match self.module.resolve(expr) {
-            Resolved::Value(value) => self.eval(value, depth),
+        match self.resolve(expr) {
+            Resolved::Value(module, value) => self.within(module, || self.eval(value, depth)),
             Resolved::Qualified(path) if path == "datetime.timezone.utc" => {
                 Ok(Py::TimeZone("Z".into()))
             }
             Resolved::Qualified(path) => Err(format!("refers to `{path}`, whose value is unknown")),
-            Resolved::Class(_) => Err("is a class, not a value".into()),
+            Resolved::Class(..) => Err("is a class, not a value".into()),
+            Resolved::TypeAlias(..) => Err("is a type alias, not a value".into()),
+            Resolved::ProjectModule(_) => Err("is a module, not a value".into()),
             Resolved::Undefined => Err("names something that is not defined".into()),
-            Resolved::Unknown => Err("cannot be evaluated statically".into()),
+            Resolved::OneOf(_) | Resolved::Unknown => Err("cannot be evaluated statically".into()),
+        }
+    }
+
+    /// `Class.member` when the class is an Enum (read in the class's module).
+    fn enum_member_of(
+        &self,
+        class: &ast::StmtClassDef,
+        member: &str,
+    ) -> Option<Result<Py, String>> {
+        match self.classify(class) {
+            LocalClass::Enum(def) => Some(self.enum_member(def, member)),
+            _ => None,
         }
     }
 
     /// A call: a local model's constructor, or a standard constructor ([`call_builtin`]).
     fn eval_call(&self, call: &ast::ExprCall, depth: usize) -> Result<Py, String> {
-        let func = match self.module.resolve(&call.func) {
+        let func = match self.resolve(&call.func) {
             Resolved::Qualified(path) => path,
-            Resolved::Class(class) => {
-                return match self.classify(class) {
-                    LocalClass::Model(def) => self.eval_model_instance(def, call, depth),
+            Resolved::Class(module, class) => {
+                return match self.within(module, || self.classify(class)) {
+                    LocalClass::Model(def) => self.eval_model_instance(module, def, call, depth),
                     _ => Err(format!(
                         "constructs {}, which this reader cannot evaluate",
                         class.name

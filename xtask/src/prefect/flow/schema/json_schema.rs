@@ -73,7 +73,7 @@ pub(super) fn schema_of(ty: &Ty) -> Map<String, Value> {
                 m.insert("type".into(), s(kind));
             }
         }
-        Ty::Enum(name) | Ty::Model(name) => {
+        Ty::Enum(name) | Ty::Model(name) | Ty::Alias(name) => {
             m.insert(
                 "$ref".into(),
                 Value::String(format!("#/definitions/{name}")),

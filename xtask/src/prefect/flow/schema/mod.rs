@@ -9,8 +9,14 @@
 //! [`python_value`], [`stdlib_calls`], [`temporal`]) and encoded the way pydantic encodes them
 //! (by the default's own type, not the annotation).
 //!
-//! Every step is a method of [`SchemaContext`], which holds the module's names and the `$defs`
-//! built so far; each submodule adds the methods of one step.
+//! Every step is a method of [`SchemaContext`], which holds the project's names, the module
+//! whose names are being read, and the `$defs` built so far; each submodule adds the methods of
+//! one step. A class, alias or constant found in another project module is read in that
+//! module ([`SchemaContext::within`]).
+//!
+//! What cannot be matched without running Python is either described the way Prefect's own
+//! fallbacks describe it (with a warning) or, inside a pydantic model Prefect would describe
+//! in full, refused ([`Refusal`]): a model is never silently dropped.
 
 mod annotation;
 mod classes;
@@ -25,12 +31,14 @@ mod stdlib_calls;
 mod temporal;
 mod type_model;
 
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
-use rustpython_parser::ast::Expr;
+use rustpython_parser::ast::{Expr, Ranged};
 use serde_json::{Map, Value};
 
-use super::module_index::ModuleIndex;
+use super::module_index::{ModuleId, Resolved};
+use super::project::Project;
 use super::signature::{Param, ParamKind};
 use super::unparse::unparse;
 use annotation::is_string_constant;
@@ -48,12 +56,12 @@ const MAX_EVAL_DEPTH: usize = 16;
 /// Where the result may differ from Prefect's, a warning says so (the parameter is then
 /// described as Prefect's fallbacks would describe it).
 pub(super) fn parameter_schema<'a>(
-    module: &ModuleIndex<'a>,
+    project: &Project<'a>,
     params: &[Param<'a>],
     docstrings: &BTreeMap<String, String>,
     warnings: &mut Vec<String>,
-) -> Value {
-    let mut ctx = SchemaContext::new(module);
+) -> Result<Value, Refusal> {
+    let mut ctx = SchemaContext::new(project);
     let degraded = ctx.annotations_degraded(params);
     if degraded {
         warnings.push(
@@ -77,6 +85,9 @@ pub(super) fn parameter_schema<'a>(
         }
         properties.insert(param.name.to_string(), Value::Object(property));
     }
+    if let Some(refusal) = ctx.refusal.take() {
+        return Err(refusal);
+    }
 
     // The document pydantic produces, then sorted the way pydantic sorts it.
     let mut doc = Map::new();
@@ -90,26 +101,42 @@ pub(super) fn parameter_schema<'a>(
     }
     doc.insert("title".into(), Value::String("Parameters".into()));
     doc.insert("type".into(), Value::String("object".into()));
-    key_order::parameter_schema_order(doc)
+    Ok(key_order::parameter_schema_order(doc))
+}
+
+/// Something Prefect describes that this reader cannot: where (module, byte offset) and what.
+#[derive(Debug)]
+pub(super) struct Refusal {
+    pub(super) module: ModuleId,
+    pub(super) offset: usize,
+    pub(super) message: String,
 }
 
 /// Evaluate a decorator keyword (`name=`, `description=`, `version=`): a string literal,
 /// an implicit or `+` concatenation, a module-level string constant, or None.
-pub(super) fn eval_string(module: &ModuleIndex<'_>, expr: &Expr) -> Result<Option<String>, String> {
-    match SchemaContext::new(module).eval(expr, 0)? {
+pub(super) fn eval_string(project: &Project<'_>, expr: &Expr) -> Result<Option<String>, String> {
+    match SchemaContext::new(project).eval(expr, 0)? {
         Py::Str(text) => Ok(Some(text)),
         Py::None => Ok(None),
         _ => Err("is not a string".into()),
     }
 }
 
-/// The state of one schema build: the module's names, and the `$defs` generated so far.
+/// The state of one schema build: the project's names, the module being read, and the
+/// `$defs` generated so far.
 struct SchemaContext<'m, 'a> {
-    module: &'m ModuleIndex<'a>,
-    /// `$defs`, by class name.
+    project: &'m Project<'a>,
+    /// The module whose names the expression at hand uses.
+    current: Cell<ModuleId>,
+    /// `$defs`, by name.
     defs: BTreeMap<String, Value>,
+    /// Which definition (class or alias, by address) owns each `$defs` name: pydantic would
+    /// qualify a second one with its module, which this reader does not reproduce.
+    def_owners: BTreeMap<String, usize>,
     /// Classes whose definition is being generated (recursive models).
     in_progress: Vec<String>,
+    /// The first thing found that must be refused.
+    refusal: RefCell<Option<Refusal>>,
 }
 
 /// What a parameter's default contributes: the default itself and, from `Field(...)`, a
@@ -121,12 +148,65 @@ struct ParameterDefault {
 }
 
 impl<'m, 'a> SchemaContext<'m, 'a> {
-    fn new(module: &'m ModuleIndex<'a>) -> Self {
+    fn new(project: &'m Project<'a>) -> Self {
         Self {
-            module,
+            project,
+            current: Cell::new(0),
             defs: BTreeMap::new(),
+            def_owners: BTreeMap::new(),
             in_progress: Vec::new(),
+            refusal: RefCell::new(None),
         }
+    }
+
+    /// What `expr` names in the module being read (project imports followed).
+    fn resolve(&self, expr: &Expr) -> Resolved<'a> {
+        self.project.resolve(self.current.get(), expr)
+    }
+
+    /// Run `f` with the names of `module` (a class or value found there is read there).
+    fn within<T>(&self, module: ModuleId, f: impl FnOnce() -> T) -> T {
+        let saved = self.current.replace(module);
+        let result = f();
+        self.current.set(saved);
+        result
+    }
+
+    /// [`Self::within`] for steps that add `$defs`.
+    fn within_mut<T>(&mut self, module: ModuleId, f: impl FnOnce(&mut Self) -> T) -> T {
+        let saved = self.current.replace(module);
+        let result = f(self);
+        self.current.set(saved);
+        result
+    }
+
+    /// Claim `$defs[name]` for the definition at `owner`; a second, different definition
+    /// with the same name is an error (pydantic would rename both).
+    fn claim_def_name(&mut self, name: &str, owner: usize) -> Result<(), String> {
+        match self.def_owners.get(name) {
+            Some(existing) if *existing != owner => Err(format!(
+                "two different types are named {name}; pydantic would qualify their \
+                 definitions with their modules, which this reader does not reproduce"
+            )),
+            _ => {
+                self.def_owners.insert(name.to_string(), owner);
+                Ok(())
+            }
+        }
+    }
+
+    /// Record a refusal at `node` in the module being read (the first one wins) and return
+    /// its message as the error that stops the current step.
+    fn refuse(&self, node: &impl Ranged, message: String) -> String {
+        let mut refusal = self.refusal.borrow_mut();
+        if refusal.is_none() {
+            *refusal = Some(Refusal {
+                module: self.current.get(),
+                offset: usize::from(node.start()),
+                message: message.clone(),
+            });
+        }
+        message
     }
 
     /// Is the annotation a string to `inspect.signature` (quoted, or under
@@ -134,7 +214,7 @@ impl<'m, 'a> SchemaContext<'m, 'a> {
     fn is_stringified(&self, param: &Param<'_>) -> bool {
         param
             .annotation
-            .is_some_and(|a| self.module.future_annotations || is_string_constant(a))
+            .is_some_and(|a| self.project.module(0).future_annotations || is_string_constant(a))
     }
 
     /// `inspect.signature(fn, eval_str=True)` raises NameError when any stringified annotation

@@ -1,5 +1,8 @@
-//! pydantic models defined in the flow's file: their `$defs` entry (fields parents first,
-//! `Field(...)` titles, aliases and constraints) and an instance used as a default.
+//! pydantic models defined in the project: their `$defs` entry (fields parents first,
+//! `Field(...)` titles, aliases, constraints and `json_schema_extra`) and an instance used as a
+//! default. Prefect describes a model in full when it can import it, so a field this reader
+//! cannot describe refuses the flow (naming the field's file and line) rather than dropping the
+//! model.
 
 use rustpython_parser::ast::{self, Expr, Stmt};
 use serde_json::{Map, Value};
@@ -10,20 +13,24 @@ use super::python_value::{encode, Py};
 use super::type_model::{flatten_union, Ty};
 use super::{SchemaContext, MAX_EVAL_DEPTH};
 use crate::prefect::flow::docstring::{cleandoc, docstring_of};
-use crate::prefect::flow::module_index::Resolved;
+use crate::prefect::flow::module_index::{ModuleId, Resolved};
 use crate::prefect::flow::unparse::unparse;
 
 impl<'a> SchemaContext<'_, 'a> {
     /// Add a model's `$defs` entry (once; a recursive reference to it is left as a `$ref`).
+    /// Runs in the class's module.
     pub(super) fn define_model(&mut self, class: &'a ast::StmtClassDef) -> Result<(), String> {
         let name = class.name.to_string();
+        self.claim_def_name(&name, class as *const ast::StmtClassDef as usize)
+            .map_err(|e| self.refuse(class, format!("model {name}: {e}")))?;
         if self.defs.contains_key(&name) || self.in_progress.contains(&name) {
             return Ok(());
         }
         self.in_progress.push(name.clone());
         let result = self.model_schema(class);
         self.in_progress.retain(|n| n != &name);
-        let def = result?;
+        // A field's own refusal (recorded first) names the precise line; this one the class.
+        let def = result.map_err(|e| self.refuse(class, e))?;
         self.defs.insert(name, Value::Object(def));
         Ok(())
     }
@@ -56,9 +63,27 @@ impl<'a> SchemaContext<'_, 'a> {
         Ok(def)
     }
 
-    /// One model field as pydantic describes it: (key, schema, required). Unlike flow
-    /// parameters, anything approximate is an error here.
+    /// One model field as pydantic describes it: (key, schema, required), read in the module
+    /// that declares the field. Unlike flow parameters, anything approximate is refused here.
     fn model_property(
+        &mut self,
+        class: &'a ast::StmtClassDef,
+        field: &ModelField<'a>,
+    ) -> Result<(String, Map<String, Value>, bool), String> {
+        self.within_mut(field.module, |this| {
+            this.model_property_here(class, field).map_err(|e| {
+                let node: &Expr = field.default.unwrap_or(field.annotation);
+                let at = if e.contains("default") {
+                    node
+                } else {
+                    field.annotation
+                };
+                this.refuse(at, e)
+            })
+        })
+    }
+
+    fn model_property_here(
         &mut self,
         class: &'a ast::StmtClassDef,
         field: &ModelField<'a>,
@@ -83,6 +108,7 @@ impl<'a> SchemaContext<'_, 'a> {
         let mut description = None;
         let mut has_default = None;
         let mut constraints = Vec::new();
+        let mut extra = Map::new();
         let mut key = field.name.to_string();
         match spec {
             None | Some(DefaultExpr::Ellipsis) => {}
@@ -99,6 +125,7 @@ impl<'a> SchemaContext<'_, 'a> {
                 title = f.title;
                 description = f.description;
                 constraints = f.constraints;
+                extra = f.json_schema_extra;
                 if let Some(alias) = f.alias {
                     key = alias;
                 }
@@ -124,6 +151,8 @@ impl<'a> SchemaContext<'_, 'a> {
                 .ok_or_else(|| at(format!("Field({name}=...) is not supported")))?;
             schema.insert(keyword.into(), value);
         }
+        // pydantic updates the field's schema with the dict last.
+        schema.extend(extra);
         Ok((key, schema, required))
     }
 
@@ -145,10 +174,11 @@ impl<'a> SchemaContext<'_, 'a> {
         }
         let mut fields: Vec<ModelField<'a>> = Vec::new();
         for base in &class.bases {
-            if let Resolved::Class(parent) = self.module.resolve(base) {
-                fields.extend(self.model_fields_at(parent, depth + 1)?);
+            if let Resolved::Class(module, parent) = self.resolve(base) {
+                fields.extend(self.within(module, || self.model_fields_at(parent, depth + 1))?);
             }
         }
+        let module = self.current.get();
         for stmt in &class.body {
             match stmt {
                 Stmt::AnnAssign(assign) => {
@@ -160,6 +190,7 @@ impl<'a> SchemaContext<'_, 'a> {
                         continue;
                     }
                     let field = ModelField {
+                        module,
                         name,
                         annotation: &assign.annotation,
                         default: assign.value.as_deref(),
@@ -190,14 +221,16 @@ impl<'a> SchemaContext<'_, 'a> {
             Expr::Subscript(s) => s.value.as_ref(),
             other => other,
         };
-        matches!(self.module.resolve(target), Resolved::Qualified(p) if p == "typing.ClassVar")
+        matches!(self.resolve(target), Resolved::Qualified(p) if p == "typing.ClassVar")
     }
 
     // -- schema generation -------------------------------------------------------------------
 
     /// `Model(field=...)` as a default: pydantic's `model_dump`, fields in definition order.
+    /// `module` is the class's; the call's arguments belong to the module being read.
     pub(super) fn eval_model_instance(
         &self,
+        module: ModuleId,
         class: &'a ast::StmtClassDef,
         call: &ast::ExprCall,
         depth: usize,
@@ -216,13 +249,13 @@ impl<'a> SchemaContext<'_, 'a> {
             given.push((arg.to_string(), encode(&self.eval(&keyword.value, depth)?)?));
         }
         let mut dump = Map::new();
-        for field in self.model_fields(class)? {
+        for field in self.within(module, || self.model_fields(class))? {
             if let Some((_, value)) = given.iter().find(|(n, _)| n == field.name) {
                 dump.insert(field.name.to_string(), value.clone());
                 continue;
             }
             let default = match field.default {
-                Some(expr) => self.eval_default(expr)?,
+                Some(expr) => self.within(field.module, || self.eval_default(expr))?,
                 None => {
                     return Err(format!(
                         "omits required field {}.{}",
@@ -261,6 +294,8 @@ impl<'a> SchemaContext<'_, 'a> {
 
 /// An annotated class-level field of a model.
 struct ModelField<'a> {
+    /// The module whose names the annotation and default use (a parent may live elsewhere).
+    module: ModuleId,
     name: &'a str,
     annotation: &'a Expr,
     default: Option<&'a Expr>,
@@ -270,7 +305,7 @@ struct ModelField<'a> {
 /// Optional, get no field-level title.
 fn title_should_be_set(ty: &Ty) -> bool {
     match ty {
-        Ty::Enum(_) | Ty::Model(_) => false,
+        Ty::Enum(_) | Ty::Model(_) | Ty::Alias(_) => false,
         Ty::Union(members) => {
             let mut flat = Vec::new();
             flatten_union(members, &mut flat);

@@ -24,6 +24,8 @@ pub(super) enum Ty {
     Literal(Vec<Value>),
     Enum(String),
     Model(String),
+    /// A `TypeAliasType` (`type X = ...`): a `$ref` to its own `$defs` entry.
+    Alias(String),
     DateTime,
     Date,
     Time,
