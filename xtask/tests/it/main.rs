@@ -9,6 +9,7 @@ mod bad_inputs;
 mod build_steps;
 mod check_secrets;
 mod flow_golden;
+mod flow_project_golden;
 mod fly_pipeline;
 mod fuzz_regressions;
 mod github_ci;

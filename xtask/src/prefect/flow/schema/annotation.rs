@@ -7,8 +7,10 @@ use rustpython_parser::ast::{self, Constant, Expr};
 use serde_json::Value;
 
 use super::classes::LocalClass;
+use super::defaults::FieldDefault;
+use super::json_schema::constraint_keyword;
 use super::python_value::{encode, same_python_value};
-use super::type_model::Ty;
+use super::type_model::{AnnotatedTy, Ty};
 use super::{SchemaContext, MAX_EVAL_DEPTH};
 use crate::prefect::flow::module_index::{ModuleId, Resolved};
 use crate::prefect::flow::unparse::unparse;
@@ -229,8 +231,8 @@ impl<'a> SchemaContext<'_, 'a> {
                         this.define_enum(def)?;
                         Ok(Ty::Enum(def.name.to_string()))
                     }
-                    LocalClass::Model(def) => {
-                        this.define_model(def)?;
+                    LocalClass::Model(def, shape) => {
+                        this.define_model(def, shape)?;
                         Ok(Ty::Model(def.name.to_string()))
                     }
                     LocalClass::Plain => Ok(Ty::Any),
@@ -356,16 +358,8 @@ impl<'a> SchemaContext<'_, 'a> {
                 let Some((_, metadata)) = args.split_first() else {
                     return Err("is `Annotated` without a type".into());
                 };
-                if metadata
-                    .iter()
-                    .any(|meta| !matches!(meta, Expr::Constant(_)))
-                {
-                    notes.push(
-                        "Annotated metadata is ignored; pydantic may add constraints from it"
-                            .into(),
-                    );
-                }
-                arg(0, self, notes)?
+                let inner = arg(0, self, notes)?;
+                self.annotated(inner, metadata, notes)?
             }
             other if is_schemaless(other) => Ty::Any,
             other if is_stdlib_path(other) => {
@@ -382,6 +376,71 @@ impl<'a> SchemaContext<'_, 'a> {
             }
         };
         Ok(ty)
+    }
+
+    /// `Annotated[inner, *metadata]`: `Field(...)` metadata adds constraints, a title and a
+    /// description; plain values are ignored, as pydantic ignores them; anything else is noted.
+    fn annotated(
+        &self,
+        inner: Ty,
+        metadata: &[&Expr],
+        notes: &mut Vec<String>,
+    ) -> Result<Ty, String> {
+        let mut annotated = AnnotatedTy {
+            inner,
+            constraints: Vec::new(),
+            title: None,
+            description: None,
+        };
+        for meta in metadata {
+            match meta {
+                Expr::Constant(_) => {}
+                Expr::Call(call) if self.is_pydantic_field(call) => {
+                    let field = self.eval_field(call)?;
+                    if let Some(note) = field.notes.first() {
+                        notes.push(format!("Annotated {note}"));
+                    }
+                    if !matches!(field.default, FieldDefault::Required)
+                        || field.default_factory.is_some()
+                        || field.alias.is_some()
+                        || !field.json_schema_extra.is_empty()
+                    {
+                        return Err(format!(
+                            "puts a default, alias or json_schema_extra in `{}`, which this \
+                             reader does not support",
+                            unparse(meta)
+                        ));
+                    }
+                    for (name, _) in &field.constraints {
+                        let scalar = !matches!(
+                            annotated.inner,
+                            Ty::Union(_) | Ty::Model(_) | Ty::Enum(_) | Ty::Alias(_) | Ty::Any
+                        );
+                        if !scalar || constraint_keyword(name, &annotated.inner).is_none() {
+                            return Err(format!(
+                                "constrains a type with `{name}` in `{}`, which this reader \
+                                 does not support",
+                                unparse(meta)
+                            ));
+                        }
+                    }
+                    annotated.constraints.extend(field.constraints);
+                    annotated.title = field.title.or(annotated.title);
+                    annotated.description = field.description.or(annotated.description);
+                }
+                other => notes.push(format!(
+                    "Annotated metadata `{}` is ignored; pydantic may add constraints from it",
+                    unparse(other)
+                )),
+            }
+        }
+        if annotated.constraints.is_empty()
+            && annotated.title.is_none()
+            && annotated.description.is_none()
+        {
+            return Ok(annotated.inner);
+        }
+        Ok(Ty::Annotated(Box::new(annotated)))
     }
 
     /// Values of one `Literal[...]` argument (nested Literals are flattened, like typing does).

@@ -1,5 +1,6 @@
-//! Default values: a literal, `...` (required), or a `pydantic.Field(...)` call with its
-//! description, title, alias, constraints and extra schema keys.
+//! Default values: a literal, `...` (required), a `pydantic.Field(...)` call with its
+//! description, title, alias, constraints and extra schema keys, or a dataclass
+//! `dataclasses.field(...)`.
 
 use rustpython_parser::ast::{self, Expr};
 use serde_json::{Map, Value};
@@ -7,6 +8,7 @@ use serde_json::{Map, Value};
 use super::python_value::{encode, Py};
 use super::SchemaContext;
 use crate::prefect::flow::module_index::Resolved;
+use crate::prefect::flow::unparse::unparse;
 
 /// A field's default: none (required) or a JSON value.
 pub(super) enum FieldDefault {
@@ -31,19 +33,47 @@ pub(super) struct FieldSpec {
     /// Constraints, for model fields (Prefect drops them for flow parameters).
     pub(super) constraints: Vec<(String, Value)>,
     pub(super) alias: Option<String>,
-    /// `default_factory=<builtin>`: pydantic emits no default for the field.
-    pub(super) default_factory: Option<String>,
+    /// `default_factory=...`: pydantic emits no default for the field.
+    pub(super) default_factory: Option<Factory>,
     pub(super) notes: Vec<String>,
+}
+
+/// A `default_factory`: what it returns, when the reader can tell.
+pub(super) enum Factory {
+    /// `list`, `dict`, `lambda: [0]`, ...
+    Value(Value),
+    /// Something else (named, for messages).
+    Unknown(String),
+}
+
+impl FieldSpec {
+    fn new() -> Self {
+        Self {
+            default: FieldDefault::Required,
+            description: None,
+            title: None,
+            json_schema_extra: Map::new(),
+            constraints: Vec::new(),
+            alias: None,
+            default_factory: None,
+            notes: Vec::new(),
+        }
+    }
 }
 
 impl SchemaContext<'_, '_> {
     /// A parameter's default expression, with `pydantic.Field(...)` and `...` recognised.
     pub(super) fn eval_default(&self, expr: &Expr) -> Result<DefaultExpr, String> {
         if let Expr::Call(call) = expr {
-            if matches!(self.resolve(&call.func), Resolved::Qualified(p) if p == "pydantic.Field" || p == "pydantic.fields.Field")
-            {
+            if self.is_pydantic_field(call) {
                 return self
                     .eval_field(call)
+                    .map(|field| DefaultExpr::Field(Box::new(field)));
+            }
+            if matches!(self.resolve(&call.func), Resolved::Qualified(p) if p == "dataclasses.field")
+            {
+                return self
+                    .eval_dataclass_field(call)
                     .map(|field| DefaultExpr::Field(Box::new(field)));
             }
         }
@@ -53,17 +83,63 @@ impl SchemaContext<'_, '_> {
         }
     }
 
-    fn eval_field(&self, call: &ast::ExprCall) -> Result<FieldSpec, String> {
-        let mut spec = FieldSpec {
-            default: FieldDefault::Required,
-            description: None,
-            title: None,
-            json_schema_extra: Map::new(),
-            constraints: Vec::new(),
-            alias: None,
-            default_factory: None,
-            notes: Vec::new(),
-        };
+    /// Is this call `pydantic.Field(...)`?
+    pub(super) fn is_pydantic_field(&self, call: &ast::ExprCall) -> bool {
+        matches!(self.resolve(&call.func), Resolved::Qualified(p) if p == "pydantic.Field" || p == "pydantic.fields.Field")
+    }
+
+    /// `dataclasses.field(default=..., default_factory=...)`; keywords that do not change the
+    /// schema are accepted, `init=False` is not.
+    fn eval_dataclass_field(&self, call: &ast::ExprCall) -> Result<FieldSpec, String> {
+        let mut spec = FieldSpec::new();
+        if !call.args.is_empty() {
+            return Err("passes positional arguments to field(...)".into());
+        }
+        for keyword in &call.keywords {
+            match keyword.arg.as_ref().map(|a| a.as_str()) {
+                Some("default") => {
+                    spec.default = FieldDefault::Value(encode(&self.eval(&keyword.value, 0)?)?)
+                }
+                Some("default_factory") => {
+                    spec.default_factory = Some(self.factory(&keyword.value));
+                }
+                Some("repr" | "hash" | "compare" | "metadata" | "kw_only") => {}
+                Some(other) => return Err(format!("uses field({other}=...)")),
+                None => return Err("uses **kwargs in field(...)".into()),
+            }
+        }
+        Ok(spec)
+    }
+
+    /// What a `default_factory` returns: builtin containers, or a lambda returning a literal.
+    fn factory(&self, expr: &Expr) -> Factory {
+        if let Expr::Lambda(lambda) = expr {
+            let no_args = lambda.args.args.is_empty()
+                && lambda.args.posonlyargs.is_empty()
+                && lambda.args.kwonlyargs.is_empty()
+                && lambda.args.vararg.is_none()
+                && lambda.args.kwarg.is_none();
+            if no_args {
+                if let Ok(value) = self.eval(&lambda.body, 0).and_then(|py| encode(&py)) {
+                    return Factory::Value(value);
+                }
+            }
+            return Factory::Unknown(unparse(expr));
+        }
+        match self.resolve(expr) {
+            Resolved::Qualified(p) => match p.as_str() {
+                "builtins.list" | "builtins.set" | "builtins.tuple" => {
+                    Factory::Value(Value::Array(Vec::new()))
+                }
+                "builtins.dict" => Factory::Value(Value::Object(Map::new())),
+                _ => Factory::Unknown(p),
+            },
+            _ => Factory::Unknown(unparse(expr)),
+        }
+    }
+
+    pub(super) fn eval_field(&self, call: &ast::ExprCall) -> Result<FieldSpec, String> {
+        let mut spec = FieldSpec::new();
         let set_default = |py: Py| -> Result<FieldDefault, String> {
             Ok(match py {
                 Py::Ellipsis => FieldDefault::Required,
@@ -80,11 +156,7 @@ impl SchemaContext<'_, '_> {
             match arg {
                 "default" => spec.default = set_default(self.eval(&keyword.value, 0)?)?,
                 "default_factory" => {
-                    let factory = match self.resolve(&keyword.value) {
-                        Resolved::Qualified(p) => p,
-                        _ => return Err("has a default_factory this reader cannot evaluate".into()),
-                    };
-                    spec.default_factory = Some(factory);
+                    spec.default_factory = Some(self.factory(&keyword.value));
                     spec.default = FieldDefault::Required;
                 }
                 "description" | "title" | "alias" => {
@@ -110,12 +182,6 @@ impl SchemaContext<'_, '_> {
                 }
                 other => spec.notes.push(format!("Field({other}=...) is ignored")),
             }
-        }
-        if spec.default_factory.is_some() {
-            // Prefect reads `FieldInfo.default`, which is undefined here: the parameter
-            // becomes required.
-            spec.notes
-                .push("Field(default_factory=...) makes the parameter required".into());
         }
         Ok(spec)
     }

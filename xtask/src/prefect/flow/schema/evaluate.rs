@@ -115,7 +115,9 @@ impl SchemaContext<'_, '_> {
             Resolved::Qualified(path) => path,
             Resolved::Class(module, class) => {
                 return match self.within(module, || self.classify(class)) {
-                    LocalClass::Model(def) => self.eval_model_instance(module, def, call, depth),
+                    LocalClass::Model(def, shape) => {
+                        self.eval_model_instance(module, def, shape, call, depth)
+                    }
                     _ => Err(format!(
                         "constructs {}, which this reader cannot evaluate",
                         class.name

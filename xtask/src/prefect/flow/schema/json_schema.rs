@@ -1,6 +1,6 @@
 //! [`Ty`] → JSON schema, in pydantic's construction order (sorting comes later, in
 //! `key_order`): scalars and formats, containers, unions flattened into `anyOf`, literals,
-//! and `$ref`s to local Enums and models.
+//! `$ref`s to local Enums and models, and `Annotated[..., Field(...)]` constraints.
 
 use serde_json::{Map, Value};
 
@@ -71,6 +71,20 @@ pub(super) fn schema_of(ty: &Ty) -> Map<String, Value> {
             }
             if let Some(kind) = value_kinds(values) {
                 m.insert("type".into(), s(kind));
+            }
+        }
+        Ty::Annotated(annotated) => {
+            m = schema_of(&annotated.inner);
+            for (name, value) in &annotated.constraints {
+                if let Some(keyword) = constraint_keyword(name, &annotated.inner) {
+                    m.insert(keyword.into(), value.clone());
+                }
+            }
+            if let Some(title) = &annotated.title {
+                m.insert("title".into(), Value::String(title.clone()));
+            }
+            if let Some(description) = &annotated.description {
+                m.insert("description".into(), Value::String(description.clone()));
             }
         }
         Ty::Enum(name) | Ty::Model(name) | Ty::Alias(name) => {
@@ -166,4 +180,22 @@ pub(super) fn value_kinds(values: &[Value]) -> Option<&'static str> {
     };
     let first = kind(values.first()?);
     (first != "object" && values.iter().all(|v| kind(v) == first)).then_some(first)
+}
+
+/// The JSON-schema keyword of a `Field(...)` constraint (lengths depend on the type).
+pub(super) fn constraint_keyword(name: &str, ty: &Ty) -> Option<&'static str> {
+    Some(match (name, ty) {
+        ("min_length", Ty::Str) => "minLength",
+        ("max_length", Ty::Str) => "maxLength",
+        ("min_length", _) => "minItems",
+        ("max_length", _) => "maxItems",
+        ("ge", _) => "minimum",
+        ("gt", _) => "exclusiveMinimum",
+        ("le", _) => "maximum",
+        ("lt", _) => "exclusiveMaximum",
+        ("multiple_of", _) => "multipleOf",
+        ("pattern", _) => "pattern",
+        ("examples", _) => "examples",
+        _ => return None,
+    })
 }

@@ -260,6 +260,10 @@ impl<'m, 'a> SchemaContext<'m, 'a> {
         }
 
         let mut field = schema_of(&ty);
+        if matches!(ty, Ty::Annotated(_)) {
+            // Prefect's own Field for the parameter replaces the Annotated one's description.
+            field.remove("description");
+        }
         let required = match default {
             FieldDefault::Value(value) => {
                 field.insert("default".into(), value);
@@ -323,6 +327,14 @@ impl<'m, 'a> SchemaContext<'m, 'a> {
             Ok(DefaultExpr::Value(value)) => out.default = FieldDefault::Value(value),
             Ok(DefaultExpr::Ellipsis) => {}
             Ok(DefaultExpr::Field(field)) => {
+                if field.default_factory.is_some() {
+                    // Prefect reads `FieldInfo.default`, which is undefined here: the parameter
+                    // becomes required.
+                    warnings.push(format!(
+                        "parameter '{}': Field(default_factory=...) makes the parameter required",
+                        param.name
+                    ));
+                }
                 out.default = field.default;
                 out.description = field.description.filter(|d| !d.is_empty());
                 out.extra = field.json_schema_extra;

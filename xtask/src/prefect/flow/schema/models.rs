@@ -1,14 +1,15 @@
-//! pydantic models defined in the project: their `$defs` entry (fields parents first,
-//! `Field(...)` titles, aliases, constraints and `json_schema_extra`) and an instance used as a
-//! default. Prefect describes a model in full when it can import it, so a field this reader
+//! pydantic models, dataclasses and TypedDicts defined in the project: their `$defs` entry
+//! (fields parents first, `Field(...)` titles, aliases, constraints and `json_schema_extra`,
+//! `Annotated[..., Field(...)]`) and an instance used as a default. Prefect describes a model in full when it can import it, so a field this reader
 //! cannot describe refuses the flow (naming the field's file and line) rather than dropping the
 //! model.
 
 use rustpython_parser::ast::{self, Expr, Stmt};
 use serde_json::{Map, Value};
 
-use super::defaults::{DefaultExpr, FieldDefault};
-use super::json_schema::schema_of;
+use super::classes::Shape;
+use super::defaults::{DefaultExpr, Factory, FieldDefault};
+use super::json_schema::{constraint_keyword, schema_of};
 use super::python_value::{encode, Py};
 use super::type_model::{flatten_union, Ty};
 use super::{SchemaContext, MAX_EVAL_DEPTH};
@@ -19,7 +20,11 @@ use crate::prefect::flow::unparse::unparse;
 impl<'a> SchemaContext<'_, 'a> {
     /// Add a model's `$defs` entry (once; a recursive reference to it is left as a `$ref`).
     /// Runs in the class's module.
-    pub(super) fn define_model(&mut self, class: &'a ast::StmtClassDef) -> Result<(), String> {
+    pub(super) fn define_model(
+        &mut self,
+        class: &'a ast::StmtClassDef,
+        shape: Shape,
+    ) -> Result<(), String> {
         let name = class.name.to_string();
         self.claim_def_name(&name, class as *const ast::StmtClassDef as usize)
             .map_err(|e| self.refuse(class, format!("model {name}: {e}")))?;
@@ -27,7 +32,7 @@ impl<'a> SchemaContext<'_, 'a> {
             return Ok(());
         }
         self.in_progress.push(name.clone());
-        let result = self.model_schema(class);
+        let result = self.model_schema(class, shape);
         self.in_progress.retain(|n| n != &name);
         // A field's own refusal (recorded first) names the precise line; this one the class.
         let def = result.map_err(|e| self.refuse(class, e))?;
@@ -37,11 +42,15 @@ impl<'a> SchemaContext<'_, 'a> {
 
     /// A model's `$defs` entry: its fields as properties (keyed by alias), then `required`,
     /// `title`, `type` and the docstring.
-    fn model_schema(&mut self, class: &'a ast::StmtClassDef) -> Result<Map<String, Value>, String> {
+    fn model_schema(
+        &mut self,
+        class: &'a ast::StmtClassDef,
+        shape: Shape,
+    ) -> Result<Map<String, Value>, String> {
         let mut properties = Map::new();
         let mut required = Vec::new();
         for field in self.model_fields(class)? {
-            let (key, schema, is_required) = self.model_property(class, &field)?;
+            let (key, schema, is_required) = self.model_property(class, shape, &field)?;
             if is_required {
                 required.push(Value::String(key.clone()));
             }
@@ -68,10 +77,11 @@ impl<'a> SchemaContext<'_, 'a> {
     fn model_property(
         &mut self,
         class: &'a ast::StmtClassDef,
+        shape: Shape,
         field: &ModelField<'a>,
     ) -> Result<(String, Map<String, Value>, bool), String> {
         self.within_mut(field.module, |this| {
-            this.model_property_here(class, field).map_err(|e| {
+            this.model_property_here(class, shape, field).map_err(|e| {
                 let node: &Expr = field.default.unwrap_or(field.annotation);
                 let at = if e.contains("default") {
                     node
@@ -86,12 +96,21 @@ impl<'a> SchemaContext<'_, 'a> {
     fn model_property_here(
         &mut self,
         class: &'a ast::StmtClassDef,
+        shape: Shape,
         field: &ModelField<'a>,
     ) -> Result<(String, Map<String, Value>, bool), String> {
         let at = |what: String| format!("model {}.{}: {what}", class.name, field.name);
+        // A TypedDict key is required per `total`, unless marked `Required`/`NotRequired`.
+        let (annotation, typed_dict_required) = match shape {
+            Shape::TypedDict { total } => match self.requiredness_wrapper(field.annotation) {
+                Some((inner, required)) => (inner, Some(required)),
+                None => (field.annotation, Some(total)),
+            },
+            _ => (field.annotation, None),
+        };
         let mut notes = Vec::new();
         let ty = self
-            .resolve_type(field.annotation, false, &mut notes, 0)
+            .resolve_type(annotation, false, &mut notes, 0)
             .map_err(|e| at(format!("annotation {e}")))?;
         if let Some(note) = notes.first() {
             return Err(at(note.clone()));
@@ -99,13 +118,25 @@ impl<'a> SchemaContext<'_, 'a> {
         let mut schema = schema_of(&ty);
         let spec = match field.default {
             None => None,
+            Some(_) if typed_dict_required.is_some() => {
+                return Err(at("a TypedDict key cannot have a default".into()))
+            }
+            Some(expr) if shape == Shape::Dataclass && self.is_field_call(expr) => {
+                return Err(at(format!(
+                    "`{}` is pydantic's Field in a dataclass, which this reader does not support",
+                    unparse(expr)
+                )))
+            }
             Some(expr) => Some(
                 self.eval_default(expr)
                     .map_err(|e| at(format!("default `{}` {e}", unparse(expr))))?,
             ),
         };
-        let mut title = None;
-        let mut description = None;
+        // `Annotated[T, Field(...)]` contributes its title and description first.
+        let (mut title, mut description) = match &ty {
+            Ty::Annotated(annotated) => (annotated.title.clone(), annotated.description.clone()),
+            _ => (None, None),
+        };
         let mut has_default = None;
         let mut constraints = Vec::new();
         let mut extra = Map::new();
@@ -122,8 +153,8 @@ impl<'a> SchemaContext<'_, 'a> {
                     (FieldDefault::Value(v), None) => has_default = Some(Some(v)),
                     (FieldDefault::Required, None) => {}
                 }
-                title = f.title;
-                description = f.description;
+                title = f.title.or(title);
+                description = f.description.or(description);
                 constraints = f.constraints;
                 extra = f.json_schema_extra;
                 if let Some(alias) = f.alias {
@@ -137,7 +168,7 @@ impl<'a> SchemaContext<'_, 'a> {
                 false
             }
             Some(None) => false, // default_factory: pydantic emits no default
-            None => true,
+            None => typed_dict_required.unwrap_or(true),
         };
         let title = title.or_else(|| title_should_be_set(&ty).then(|| title_from_name(&key)));
         if let Some(title) = title {
@@ -154,6 +185,29 @@ impl<'a> SchemaContext<'_, 'a> {
         // pydantic updates the field's schema with the dict last.
         schema.extend(extra);
         Ok((key, schema, required))
+    }
+
+    /// `Required[T]` / `NotRequired[T]` (typing or typing_extensions): T and whether it is
+    /// required.
+    fn requiredness_wrapper<'e>(&self, annotation: &'e Expr) -> Option<(&'e Expr, bool)> {
+        let Expr::Subscript(sub) = annotation else {
+            return None;
+        };
+        let Resolved::Qualified(path) = self.resolve(&sub.value) else {
+            return None;
+        };
+        let name = path
+            .strip_prefix("typing.")
+            .or_else(|| path.strip_prefix("typing_extensions."))?;
+        match name {
+            "Required" => Some((&sub.slice, true)),
+            "NotRequired" => Some((&sub.slice, false)),
+            _ => None,
+        }
+    }
+
+    fn is_field_call(&self, expr: &Expr) -> bool {
+        matches!(expr, Expr::Call(call) if self.is_pydantic_field(call))
     }
 
     /// Annotated class-level fields of a model, parents first (pydantic's order).
@@ -226,22 +280,34 @@ impl<'a> SchemaContext<'_, 'a> {
 
     // -- schema generation -------------------------------------------------------------------
 
-    /// `Model(field=...)` as a default: pydantic's `model_dump`, fields in definition order.
-    /// `module` is the class's; the call's arguments belong to the module being read.
+    /// `Model(field=...)` (or `Dataclass(value, field=...)`) as a default: pydantic's dump,
+    /// fields in definition order. `module` is the class's; the call's arguments belong to the
+    /// module being read.
     pub(super) fn eval_model_instance(
         &self,
         module: ModuleId,
         class: &'a ast::StmtClassDef,
+        shape: Shape,
         call: &ast::ExprCall,
         depth: usize,
     ) -> Result<Py, String> {
-        if !call.args.is_empty() {
+        if matches!(shape, Shape::TypedDict { .. }) {
+            return Err(format!("constructs the TypedDict {}", class.name));
+        }
+        if !call.args.is_empty() && shape != Shape::Dataclass {
             return Err(format!(
                 "passes positional arguments to model {}",
                 class.name
             ));
         }
+        let fields = self.within(module, || self.model_fields(class))?;
+        if call.args.len() > fields.len() {
+            return Err(format!("passes too many arguments to {}", class.name));
+        }
         let mut given: Vec<(String, Value)> = Vec::new();
+        for (arg, field) in call.args.iter().zip(&fields) {
+            given.push((field.name.to_string(), encode(&self.eval(arg, depth)?)?));
+        }
         for keyword in &call.keywords {
             let Some(arg) = &keyword.arg else {
                 return Err("uses ** unpacking".into());
@@ -249,7 +315,7 @@ impl<'a> SchemaContext<'_, 'a> {
             given.push((arg.to_string(), encode(&self.eval(&keyword.value, depth)?)?));
         }
         let mut dump = Map::new();
-        for field in self.within(module, || self.model_fields(class))? {
+        for field in fields {
             if let Some((_, value)) = given.iter().find(|(n, _)| n == field.name) {
                 dump.insert(field.name.to_string(), value.clone());
                 continue;
@@ -266,11 +332,10 @@ impl<'a> SchemaContext<'_, 'a> {
             let value = match default {
                 DefaultExpr::Value(v) => v,
                 DefaultExpr::Field(f) => match (f.default, f.default_factory) {
-                    (_, Some(factory)) => match factory.as_str() {
-                        "builtins.list" | "builtins.set" | "builtins.tuple" => Value::Array(vec![]),
-                        "builtins.dict" => Value::Object(Map::new()),
-                        other => return Err(format!("uses default_factory={other}")),
-                    },
+                    (_, Some(Factory::Value(value))) => value,
+                    (_, Some(Factory::Unknown(factory))) => {
+                        return Err(format!("uses default_factory={factory}"))
+                    }
                     (FieldDefault::Value(v), _) => v,
                     (FieldDefault::Required, _) => {
                         return Err(format!(
@@ -306,6 +371,7 @@ struct ModelField<'a> {
 fn title_should_be_set(ty: &Ty) -> bool {
     match ty {
         Ty::Enum(_) | Ty::Model(_) | Ty::Alias(_) => false,
+        Ty::Annotated(annotated) => title_should_be_set(&annotated.inner),
         Ty::Union(members) => {
             let mut flat = Vec::new();
             flatten_union(members, &mut flat);
@@ -334,24 +400,6 @@ fn title_from_name(name: &str) -> String {
         previous_cased = cased;
     }
     out.replace('_', " ").trim().to_string()
-}
-
-/// The JSON-schema keyword of a `Field(...)` constraint (lengths depend on the type).
-fn constraint_keyword(name: &str, ty: &Ty) -> Option<&'static str> {
-    Some(match (name, ty) {
-        ("min_length", Ty::Str) => "minLength",
-        ("max_length", Ty::Str) => "maxLength",
-        ("min_length", _) => "minItems",
-        ("max_length", _) => "maxItems",
-        ("ge", _) => "minimum",
-        ("gt", _) => "exclusiveMinimum",
-        ("le", _) => "maximum",
-        ("lt", _) => "exclusiveMaximum",
-        ("multiple_of", _) => "multipleOf",
-        ("pattern", _) => "pattern",
-        ("examples", _) => "examples",
-        _ => return None,
-    })
 }
 
 #[cfg(test)]

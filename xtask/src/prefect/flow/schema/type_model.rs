@@ -26,6 +26,8 @@ pub(super) enum Ty {
     Model(String),
     /// A `TypeAliasType` (`type X = ...`): a `$ref` to its own `$defs` entry.
     Alias(String),
+    /// `Annotated[T, Field(...)]`.
+    Annotated(Box<AnnotatedTy>),
     DateTime,
     Date,
     Time,
@@ -33,6 +35,16 @@ pub(super) enum Ty {
     Uuid,
     Path,
     Decimal,
+}
+
+/// `Annotated[T, Field(...)]`: T with the constraints, title and description of the Field.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct AnnotatedTy {
+    pub(super) inner: Ty,
+    /// `(keyword argument, value)`, e.g. `("ge", 1)`.
+    pub(super) constraints: Vec<(String, Value)>,
+    pub(super) title: Option<String>,
+    pub(super) description: Option<String>,
 }
 
 /// The members of a (nested) union, flattened and de-duplicated as `typing.Union` does.
