@@ -589,6 +589,157 @@ mod tests {
         );
     }
 
+    /// Read `function` from `flow_path` in a project made of `files` (path, text).
+    fn read_in_project(
+        files: &[(&str, &str)],
+        flow_path: &str,
+        function: &str,
+    ) -> Result<FlowInfo, FlowError> {
+        let files: std::collections::HashMap<std::path::PathBuf, String> = files
+            .iter()
+            .map(|(p, t)| (std::path::PathBuf::from(p), t.to_string()))
+            .collect();
+        let read = |path: &Path| files.get(path).cloned();
+        let entrypoint = parse_entrypoint(&format!("{flow_path}:{function}")).unwrap();
+        let source = read(Path::new(flow_path)).unwrap();
+        read_project_flow(&entrypoint, Path::new(flow_path), &source, &read)
+    }
+
+    #[test]
+    fn decorator_re_exported_by_project_modules_is_prefects() {
+        let lib_try = "try:\n    from prefect import flow\nexcept ImportError:\n    def flow(f):\n        return f\n";
+        let lib_if = "import os\nif os.environ.get('X'):\n    def flow(f):\n        return f\nelse:\n    from prefect import flow\n";
+        let lib_other = "from mylib import flow\n";
+        for (import, lib, warns) in [
+            ("from .lib.imports import flow", lib_try, false),
+            ("from lib.imports import flow", lib_try, false),
+            (
+                "from .lib import imports\nflow = imports.flow",
+                lib_try,
+                false,
+            ),
+            ("from .lib.imports import flow", lib_if, true),
+        ] {
+            let main = format!("{import}\n@flow\ndef f(x: int = 1):\n    pass\n");
+            let info = read_in_project(
+                &[("flows/main.py", &main), ("flows/lib/imports.py", lib)],
+                "flows/main.py",
+                "f",
+            )
+            .unwrap_or_else(|e| panic!("{import}: {e}"));
+            assert_eq!(info.flow_name, "f");
+            assert_eq!(
+                !info.warnings.is_empty(),
+                warns,
+                "{import}: {:?}",
+                info.warnings
+            );
+        }
+        // A re-exported decorator that is not Prefect's, and a missing module, are not flows.
+        for lib in [lib_other, ""] {
+            let files = [
+                (
+                    "main.py",
+                    "from lib import flow\n@flow\ndef f():\n    pass\n",
+                ),
+                ("lib.py", lib),
+            ];
+            let err = read_in_project(&files, "main.py", "f").unwrap_err();
+            assert_eq!(err.kind, FlowErrorKind::NotAFlow, "{lib:?}");
+        }
+        // Without project access (read_flow) the re-export cannot be followed.
+        let err = read_flow(
+            "from lib import flow\n@flow\ndef f():\n    pass\n",
+            "main.py",
+            "f",
+        )
+        .unwrap_err();
+        assert_eq!(err.kind, FlowErrorKind::NotAFlow);
+    }
+
+    #[test]
+    fn type_aliases_resolve_in_models_and_signatures() {
+        let types = "from typing import Literal\nfrom typing_extensions import TypeAlias\nAction = Literal['create', 'delete']\nMode: TypeAlias = Literal['a', 'b']\n";
+        let main = "from prefect import flow\nfrom pydantic import BaseModel\nfrom types_mod import Action, Mode\nclass M(BaseModel):\n    action: Action\n    mode: Mode = 'a'\n@flow\ndef f(m: M, a: Action = 'create'):\n    pass\n";
+        let info = read_in_project(
+            &[("main.py", main), ("types_mod.py", types)],
+            "main.py",
+            "f",
+        )
+        .unwrap();
+        assert!(info.warnings.is_empty(), "{:?}", info.warnings);
+        let schema = &info.parameter_openapi_schema;
+        assert_eq!(schema["properties"]["m"]["$ref"], "#/definitions/M");
+        assert_eq!(
+            schema["definitions"]["M"]["properties"]["action"],
+            serde_json::json!({"enum": ["create", "delete"], "title": "Action", "type": "string"})
+        );
+        assert_eq!(
+            schema["definitions"]["M"]["required"],
+            serde_json::json!(["action"])
+        );
+        assert_eq!(
+            schema["properties"]["a"]["enum"],
+            serde_json::json!(["create", "delete"])
+        );
+
+        // PEP 695 `type X = ...` is a TypeAliasType: the same `$ref` and `$defs` entry as the
+        // `TypeAliasType("X", ...)` spelling, which the reexport golden checks against Prefect.
+        let pep695 = "from typing import Literal\nfrom prefect import flow\ntype Stage = Literal['dev', 'prod']\n@flow\ndef f(stage: Stage = 'dev'):\n    pass\n";
+        let spelled = "from typing import Literal\nfrom typing_extensions import TypeAliasType\nfrom prefect import flow\nStage = TypeAliasType('Stage', Literal['dev', 'prod'])\n@flow\ndef f(stage: Stage = 'dev'):\n    pass\n";
+        let a = read_flow(pep695, "a.py", "f").unwrap();
+        let b = read_flow(spelled, "b.py", "f").unwrap();
+        assert_eq!(a.parameter_openapi_schema, b.parameter_openapi_schema);
+        assert_eq!(
+            a.parameter_openapi_schema["definitions"]["Stage"],
+            serde_json::json!({"enum": ["dev", "prod"], "type": "string"})
+        );
+        // A generic `type` alias is not understood: untyped parameter, with a warning.
+        let generic = "from prefect import flow\ntype Pair[T] = tuple[T, T]\n@flow\ndef f(p: Pair = None):\n    pass\n";
+        let info = read_flow(generic, "g.py", "f").unwrap();
+        assert!(
+            info.warnings[0].contains("generic `type` alias"),
+            "{:?}",
+            info.warnings
+        );
+    }
+
+    #[test]
+    fn model_fields_keep_json_schema_extra() {
+        let src = "from prefect import flow\nfrom pydantic import BaseModel, Field\nclass C(BaseModel):\n    days: int = Field(30, ge=1, json_schema_extra={'position': 0, 'ui': {'b': 1, 'a': 2}})\n@flow\ndef f(c: C = C()):\n    pass\n";
+        let info = read_flow(src, "f.py", "f").unwrap();
+        assert_eq!(
+            info.parameter_openapi_schema["definitions"]["C"]["properties"]["days"],
+            serde_json::json!({"default": 30, "minimum": 1, "position": 0, "title": "Days",
+                "type": "integer", "ui": {"a": 2, "b": 1}})
+        );
+    }
+
+    #[test]
+    fn a_model_that_cannot_be_described_is_refused_at_its_line() {
+        let models = "from pydantic import BaseModel, Json\n\nclass Cfg(BaseModel):\n    host: str\n    raw: Json = '{}'\n";
+        let main = "from prefect import flow\nfrom .models import Cfg\n@flow\ndef f(cfg: Cfg):\n    pass\n";
+        let err = read_in_project(
+            &[("flows/main.py", main), ("flows/models.py", models)],
+            "flows/main.py",
+            "f",
+        )
+        .unwrap_err();
+        assert_eq!(err.kind, FlowErrorKind::Unsupported);
+        assert_eq!(err.file, "flows/models.py");
+        assert_eq!(err.line, Some(5));
+        assert!(
+            err.message
+                .starts_with("model Cfg.raw: annotation uses `pydantic.Json`"),
+            "{}",
+            err.message
+        );
+        // The same model in the flow's own file: the flow's file and line.
+        let inline = "from prefect import flow\nfrom pydantic import BaseModel, Json\nclass Cfg(BaseModel):\n    raw: Json = '{}'\n@flow\ndef f(cfg: Cfg):\n    pass\n";
+        let err = read_flow(inline, "flow.py", "f").unwrap_err();
+        assert_eq!((err.file.as_str(), err.line), ("flow.py", Some(4)));
+    }
+
     #[test]
     fn non_literal_description_and_version_warn() {
         let src = "from prefect import flow\nimport os\n@flow(description=os.environ['D'], version=os.environ['V'])\ndef f():\n    '''Doc.'''\n";

@@ -296,6 +296,10 @@ impl<'a> Project<'a> {
                     })
                     .collect(),
             ),
+            // `alias = some.name`: what that name is (a decorator, a type, a constant).
+            Resolved::Value(module, value @ (ast::Expr::Name(_) | ast::Expr::Attribute(_))) => {
+                self.follow(module, self.modules[module].resolve(value), depth + 1)
+            }
             other => other,
         }
     }
