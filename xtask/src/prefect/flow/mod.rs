@@ -537,13 +537,17 @@ mod tests {
 
     #[test]
     fn cyclic_classes_and_constants_do_not_hang() {
-        let src = "from prefect import flow\nfrom pydantic import BaseModel\nclass A(B):\n    x: int\nclass B(A):\n    y: int\nX = Y\nY = X\n@flow\ndef f(a: A = None, b: int = X):\n    pass\n";
+        // A class cycle cannot be described: refused at the class, not looped on.
+        let src = "from prefect import flow\nfrom pydantic import BaseModel\nclass A(B):\n    x: int\nclass B(A):\n    y: int\n@flow\ndef f(a: A = None):\n    pass\n";
+        let err = read_flow(src, "f.py", "f").unwrap_err();
+        assert_eq!((err.kind, err.line), (FlowErrorKind::Unsupported, Some(3)));
+        assert!(err
+            .message
+            .starts_with("class A is part of a class hierarchy too deep"));
+        // A constant cycle: the default is sent as null, with a warning.
+        let src = "from prefect import flow\nX = Y\nY = X\n@flow\ndef f(b: int = X):\n    pass\n";
         let info = read_flow(src, "f.py", "f").unwrap();
-        assert_eq!(info.warnings.len(), 2, "{:?}", info.warnings);
-        assert_eq!(
-            info.parameter_openapi_schema["properties"]["a"],
-            serde_json::json!({"default": null, "position": 0, "title": "a"})
-        );
+        assert_eq!(info.warnings.len(), 1, "{:?}", info.warnings);
         assert_eq!(
             info.parameter_openapi_schema["properties"]["b"]["default"],
             serde_json::Value::Null
@@ -738,6 +742,28 @@ mod tests {
         let inline = "from prefect import flow\nfrom pydantic import BaseModel, Json\nclass Cfg(BaseModel):\n    raw: Json = '{}'\n@flow\ndef f(cfg: Cfg):\n    pass\n";
         let err = read_flow(inline, "flow.py", "f").unwrap_err();
         assert_eq!((err.file.as_str(), err.line), ("flow.py", Some(4)));
+    }
+
+    #[test]
+    fn classes_and_metadata_prefect_would_describe_are_refused() {
+        let check = |src: &str| read_flow(src, "f.py", "f").unwrap_err();
+        let err = check("from typing import NamedTuple\nfrom prefect import flow\n\nclass P(NamedTuple):\n    x: int\n@flow\ndef f(p: P):\n    pass\n");
+        assert_eq!(err.line, Some(4));
+        assert!(
+            err.message.starts_with("class P is a NamedTuple"),
+            "{}",
+            err.message
+        );
+        let err = check("from typing import Annotated\nfrom annotated_types import Gt\nfrom prefect import flow\n@flow\ndef f(\n    x: Annotated[int, Gt(1)] = 2,\n):\n    pass\n");
+        assert_eq!(err.line, Some(6));
+        assert!(
+            err.message.starts_with("Annotated metadata `Gt("),
+            "{}",
+            err.message
+        );
+        // In a string annotation the string's own line is named.
+        let err = check("from typing import Annotated\nfrom annotated_types import Gt\nfrom prefect import flow\n@flow\ndef f(\n    y: int = 1,\n    x: 'Annotated[int, Gt(1)]' = 2,\n):\n    pass\n");
+        assert_eq!(err.line, Some(7));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! classes, and type aliases (`X = ...`, `X: TypeAlias = ...`, `type X = ...`,
 //! `TypeAliasType("X", ...)`), wherever in the project they are defined.
 
-use rustpython_parser::ast::{self, Constant, Expr};
+use rustpython_parser::ast::{self, Constant, Expr, Ranged};
 use serde_json::Value;
 
 use super::classes::LocalClass;
@@ -80,7 +80,14 @@ impl<'a> SchemaContext<'_, 'a> {
         }
         if let Some(inner) = string_annotation(expr) {
             let parsed = inner.map_err(|e| format!("is not a valid expression ({e})"))?;
-            return self.resolve_type(&parsed, builtins_only, notes, depth + 1);
+            let outer = self.string_anchor.get();
+            if outer.is_none() {
+                let here = (self.current.get(), usize::from(expr.start()));
+                self.string_anchor.set(Some(here));
+            }
+            let ty = self.resolve_type(&parsed, builtins_only, notes, depth + 1);
+            self.string_anchor.set(outer);
+            return ty;
         }
         match expr {
             Expr::Constant(c) if matches!(c.value, Constant::None) => Ok(Ty::Null),
@@ -236,8 +243,15 @@ impl<'a> SchemaContext<'_, 'a> {
                         Ok(Ty::Model(def.name.to_string()))
                     }
                     LocalClass::Plain => Ok(Ty::Any),
-                    LocalClass::Unsupported(why) => Err(format!("is {why}, not supported")),
-                })
+                    // Prefect describes it (it is not a plain class): refuse rather than guess.
+                    LocalClass::Unsupported(why) => Err(this.refuse(
+                        *class,
+                        format!(
+                            "class {} is {why}, whose schema this reader does not reproduce",
+                            class.name
+                        ),
+                    )),
+                });
             }
             TypeName::Alias(..) | TypeName::NamedAlias(..) => {
                 return Err("is a type alias used where a class is expected".into())
@@ -359,7 +373,7 @@ impl<'a> SchemaContext<'_, 'a> {
                     return Err("is `Annotated` without a type".into());
                 };
                 let inner = arg(0, self, notes)?;
-                self.annotated(inner, metadata, notes)?
+                self.annotated(inner, metadata)?
             }
             other if is_schemaless(other) => Ty::Any,
             other if is_stdlib_path(other) => {
@@ -379,13 +393,9 @@ impl<'a> SchemaContext<'_, 'a> {
     }
 
     /// `Annotated[inner, *metadata]`: `Field(...)` metadata adds constraints, a title and a
-    /// description; plain values are ignored, as pydantic ignores them; anything else is noted.
-    fn annotated(
-        &self,
-        inner: Ty,
-        metadata: &[&Expr],
-        notes: &mut Vec<String>,
-    ) -> Result<Ty, String> {
+    /// description; plain values are ignored, as pydantic ignores them; anything else is
+    /// refused.
+    fn annotated(&self, inner: Ty, metadata: &[&Expr]) -> Result<Ty, String> {
         let mut annotated = AnnotatedTy {
             inner,
             constraints: Vec::new(),
@@ -398,7 +408,7 @@ impl<'a> SchemaContext<'_, 'a> {
                 Expr::Call(call) if self.is_pydantic_field(call) => {
                     let field = self.eval_field(call)?;
                     if let Some(note) = field.notes.first() {
-                        notes.push(format!("Annotated {note}"));
+                        return Err(self.refuse(*meta, format!("Annotated {note}")));
                     }
                     if !matches!(field.default, FieldDefault::Required)
                         || field.default_factory.is_some()
@@ -428,10 +438,17 @@ impl<'a> SchemaContext<'_, 'a> {
                     annotated.title = field.title.or(annotated.title);
                     annotated.description = field.description.or(annotated.description);
                 }
-                other => notes.push(format!(
-                    "Annotated metadata `{}` is ignored; pydantic may add constraints from it",
-                    unparse(other)
-                )),
+                // pydantic may turn it into constraints: refuse rather than drop them.
+                other => {
+                    return Err(self.refuse(
+                        *other,
+                        format!(
+                            "Annotated metadata `{}` may add constraints this reader does not \
+                             reproduce",
+                            unparse(other)
+                        ),
+                    ))
+                }
             }
         }
         if annotated.constraints.is_empty()

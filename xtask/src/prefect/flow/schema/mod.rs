@@ -137,6 +137,9 @@ struct SchemaContext<'m, 'a> {
     in_progress: Vec<String>,
     /// The first thing found that must be refused.
     refusal: RefCell<Option<Refusal>>,
+    /// Inside a string annotation, whose parsed nodes have no file offsets: where the string
+    /// is (module, offset), for refusals.
+    string_anchor: Cell<Option<(ModuleId, usize)>>,
 }
 
 /// What a parameter's default contributes: the default itself and, from `Field(...)`, a
@@ -156,6 +159,7 @@ impl<'m, 'a> SchemaContext<'m, 'a> {
             def_owners: BTreeMap::new(),
             in_progress: Vec::new(),
             refusal: RefCell::new(None),
+            string_anchor: Cell::new(None),
         }
     }
 
@@ -198,11 +202,16 @@ impl<'m, 'a> SchemaContext<'m, 'a> {
     /// Record a refusal at `node` in the module being read (the first one wins) and return
     /// its message as the error that stops the current step.
     fn refuse(&self, node: &impl Ranged, message: String) -> String {
+        let module = self.current.get();
+        let offset = match self.string_anchor.get() {
+            Some((anchor_module, offset)) if anchor_module == module => offset,
+            _ => usize::from(node.start()),
+        };
         let mut refusal = self.refusal.borrow_mut();
         if refusal.is_none() {
             *refusal = Some(Refusal {
-                module: self.current.get(),
-                offset: usize::from(node.start()),
+                module,
+                offset,
                 message: message.clone(),
             });
         }
