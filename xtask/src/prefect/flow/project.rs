@@ -21,6 +21,39 @@ const MAX_IMPORT_DEPTH: usize = 8;
 /// Longest chain of re-exports followed when resolving one name.
 const MAX_REEXPORT_DEPTH: usize = 16;
 
+/// Top-level modules already imported when Prefect loads a flow (Prefect itself, pydantic, the
+/// standard modules they use): `sys.modules` answers for them, so a project file of the same
+/// name (`flows/prefect.py`, `types.py`) is never what they import.
+const PRELOADED: [&str; 27] = [
+    "prefect",
+    "pydantic",
+    "pydantic_core",
+    "typing",
+    "typing_extensions",
+    "annotated_types",
+    "abc",
+    "asyncio",
+    "collections",
+    "dataclasses",
+    "datetime",
+    "decimal",
+    "enum",
+    "functools",
+    "importlib",
+    "inspect",
+    "ipaddress",
+    "json",
+    "logging",
+    "os",
+    "pathlib",
+    "re",
+    "sys",
+    "types",
+    "uuid",
+    "warnings",
+    "zoneinfo",
+];
+
 /// Where the flow's file sits and how Python imports it.
 pub(super) struct FlowLocation {
     /// Project-relative path of the flow's file.
@@ -86,7 +119,8 @@ pub(super) fn load_project(
         let mut wanted = Vec::new();
         collect_imports(&modules[id].suite, &mut wanted);
         for spec in wanted {
-            if modules[id].links.contains_key(&spec) {
+            let top = spec.split('.').next().unwrap_or("");
+            if modules[id].links.contains_key(&spec) || PRELOADED.contains(&top) {
                 continue;
             }
             let candidates = module_files(&spec, &absolute_roots, &relative_roots);
@@ -462,6 +496,25 @@ mod tests {
                 path.display()
             );
         }
+    }
+
+    #[test]
+    fn preloaded_modules_are_never_project_files() {
+        let loaded = load(
+            "flows/prefect.py",
+            true,
+            &[
+                (
+                    "flows/prefect.py",
+                    "from prefect import flow\nimport types\n",
+                ),
+                ("types.py", "x = 1\n"),
+            ],
+        );
+        assert_eq!(loaded.len(), 1);
+        let project = Project::new(&loaded);
+        assert_eq!(resolve_name(&project, "flow"), "prefect.flow");
+        assert_eq!(resolve_name(&project, "types.x"), "types.x");
     }
 
     #[test]
