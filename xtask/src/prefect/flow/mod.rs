@@ -585,7 +585,7 @@ mod tests {
         assert_eq!(
             info.warnings,
             ["parameter 'x': annotation `Annotated[]` is `Annotated` without a type; treated as \
-              untyped, like Prefect's fallback"]
+              untyped (what Prefect stores when it cannot import the module)"]
         );
         assert_eq!(
             info.parameter_openapi_schema["properties"]["x"],

@@ -292,7 +292,7 @@ impl<'a> SchemaContext<'_, 'a> {
             }
             other => {
                 notes.push(format!(
-                    "type `{other}` is defined outside this file; assuming a plain class \
+                    "type `{other}` is defined outside the project; assuming a plain class \
                      (schema {{}}, as Prefect renders arbitrary classes); if it is a pydantic \
                      model, Enum or dataclass, Prefect's schema differs"
                 ));
@@ -312,7 +312,7 @@ impl<'a> SchemaContext<'_, 'a> {
     ) -> Result<Ty, String> {
         let path = match origin {
             TypeName::Qualified(path) => path.as_str(),
-            TypeName::Local(..) => return Err("subscripts a local class".into()),
+            TypeName::Local(..) => return Err("subscripts a project class".into()),
             TypeName::Alias(..) | TypeName::NamedAlias(..) => {
                 return Err("subscripts a type alias, which this reader does not support".into())
             }
@@ -383,7 +383,7 @@ impl<'a> SchemaContext<'_, 'a> {
             }
             other => {
                 notes.push(format!(
-                    "generic `{other}[...]` is defined outside this file; assuming a plain \
+                    "generic `{other}[...]` is defined outside the project; assuming a plain \
                      class (schema {{}})"
                 ));
                 Ty::Any

@@ -31,7 +31,7 @@ pub(super) enum Shape {
 }
 
 impl<'a> SchemaContext<'_, 'a> {
-    /// What kind of class a local class is, following local base classes.
+    /// What kind of class a project class is, following base classes defined in the project.
     pub(super) fn classify(&self, class: &'a ast::StmtClassDef) -> LocalClass<'a> {
         self.classify_at(class, 0)
     }

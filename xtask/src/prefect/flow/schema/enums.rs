@@ -1,4 +1,4 @@
-//! Enums defined in the flow's file: their `$defs` entry (values in definition order, `auto()`
+//! Enums defined in the project: their `$defs` entry (values in definition order, `auto()`
 //! numbered as Python numbers it) and the value of a member used as a default.
 
 use rustpython_parser::ast::{self, Expr, Stmt};

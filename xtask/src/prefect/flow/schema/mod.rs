@@ -311,8 +311,8 @@ impl<'m, 'a> SchemaContext<'m, 'a> {
             }
             Err(reason) => {
                 warnings.push(format!(
-                    "parameter '{}': annotation `{}` {reason}; treated as untyped, like \
-                     Prefect's fallback",
+                    "parameter '{}': annotation `{}` {reason}; treated as untyped (what \
+                     Prefect stores when it cannot import the module)",
                     param.name,
                     unparse(annotation)
                 ));
