@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use xtask::deploy::drain::OnDrainTimeout;
 use xtask::project::Env;
 use xtask::sync::engine::{SyncOptions, DEFAULT_CONCURRENCY};
 
@@ -150,9 +151,39 @@ pub struct DeployArgs {
     /// Give up on `fly deploy` after this many seconds (flyctl can hang).
     #[arg(long, default_value_t = 1200, value_name = "SECONDS")]
     pub timeout: u64,
+    /// Do not drain the workers: `fly deploy` replaces their Machines with runs in progress
+    /// (they are killed). A pool a killed deploy left paused is still resumed.
+    #[arg(long, conflicts_with_all = ["drain_timeout", "on_drain_timeout"])]
+    pub no_drain: bool,
+    /// How long to wait for the flow runs in progress on the workers' pools before their
+    /// Machines are replaced, e.g. `20m` (default: fly.toml `[env] XTASK_DRAIN_TIMEOUT`, else 10m).
+    #[arg(long, value_name = "DURATION")]
+    pub drain_timeout: Option<String>,
+    /// What to do when runs are still in progress at --drain-timeout: `abort` deploys nothing
+    /// and resumes the pools; `proceed` rolls anyway (those runs are killed). Never asks.
+    #[arg(long, value_enum, default_value_t = OnDrainTimeoutArg::Abort, value_name = "WHAT")]
+    pub on_drain_timeout: OnDrainTimeoutArg,
     /// With --local: the port for a newly started Prefect server (default: a free one).
     #[arg(long, value_name = "PORT")]
     pub port: Option<u16>,
+}
+
+/// `--on-drain-timeout` ([`OnDrainTimeout`] as a flag value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnDrainTimeoutArg {
+    /// Roll anyway; the runs still in progress are killed with their Machines.
+    Proceed,
+    /// Deploy nothing and resume the pools.
+    Abort,
+}
+
+impl From<OnDrainTimeoutArg> for OnDrainTimeout {
+    fn from(arg: OnDrainTimeoutArg) -> OnDrainTimeout {
+        match arg {
+            OnDrainTimeoutArg::Proceed => OnDrainTimeout::Proceed,
+            OnDrainTimeoutArg::Abort => OnDrainTimeout::Abort,
+        }
+    }
 }
 
 /// How register-flows talks to Prefect.
@@ -313,6 +344,15 @@ mod tests {
         for args in [
             &["xtask", "deploy", "--local"][..],
             &["xtask", "deploy", "--env", "dev", "--dry-run"],
+            &[
+                "xtask",
+                "deploy",
+                "--drain-timeout",
+                "20m",
+                "--on-drain-timeout",
+                "proceed",
+            ],
+            &["xtask", "deploy", "--no-drain"],
             &["xtask", "register-flows", "--dry-run", "--json"],
             &["xtask", "register-flows", "--check", "--prune"],
             &[
@@ -402,6 +442,8 @@ mod tests {
             &["xtask", "register-flows", "--prefect-file"],
             &["xtask", "register-flows", "--concurrency", "0"],
             &["xtask", "build-image", "--fly", "--local-bases"],
+            &["xtask", "deploy", "--no-drain", "--drain-timeout", "5m"],
+            &["xtask", "deploy", "--on-drain-timeout", "ask"],
         ] {
             assert!(
                 Cli::try_parse_from(args).is_err(),

@@ -4,18 +4,22 @@
 //! 2. validate and plan: the pool naming lint, then `register-flows --dry-run` (offline
 //!    validation, then the plan against the server; writes nothing).
 //! 3. build image: `docker::build_image` (skipped with `--image REF`).
-//! 4. fly deploy: `fly deploy --image REF …`; Fly runs the release command
+//! 4. drain workers: pause the work pools the app's workers poll and wait until no flow run is in
+//!    progress on them ([`drain`]); they are resumed after stage 5, whatever its outcome.
+//! 5. fly deploy: `fly deploy --image REF …`; Fly runs the release command
 //!    (`xtask register-flows`) in a temporary Machine before rolling out.
-//! 5. verify: `register-flows --check` from this host (drift fails) and `fly status --json`
+//! 6. verify: `register-flows --check` from this host (drift fails) and `fly status --json`
 //!    shows running Machines.
 //!
-//! Stages 2 and 5 compute the yaml's desired state with the release Machine's plain environment
+//! Stages 2 and 6 compute the yaml's desired state with the release Machine's plain environment
 //! (fly.toml `[env]`, e.g. `APP_DIR=/app` used by the pull step), so the plan and the drift check
 //! describe what the release command registers, not what this checkout would.
 //!
 //! `--env dev` uses prefect-dev.yaml and the dev app: fly-dev.toml when it exists, else fly.toml
 //! with the app `<app>-dev` (see [`fly::target`]). `--dry-run` runs no external command: it shows
 //! the checks it can make without one, the plan, and the exact commands of the other stages.
+
+pub mod drain;
 
 use std::path::Path;
 use std::time::Duration;
@@ -26,6 +30,7 @@ use crate::docker::{self, BuildOptions};
 use crate::fly::checklist::{checklist, FlyCheck};
 use crate::fly::release_env::release_env;
 use crate::fly::{self, DeployRequest, FlyTarget};
+use crate::prefect::api::{ApiConfig, PrefectClient};
 use crate::prefect::prefect_yaml;
 use crate::project::{Env, Project};
 use crate::sync::pool_lint::{deployment_pools, lint_pool_names};
@@ -54,6 +59,8 @@ pub struct DeployOptions {
     pub timeout: u64,
     /// Log every request and command.
     pub verbose: bool,
+    /// Whether and how long to drain the workers before their Machines are replaced.
+    pub drain: drain::DrainOptions,
 }
 
 /// Deploys `project` to the Fly app `target`, stage by stage, printing progress and a summary on
@@ -76,6 +83,14 @@ pub fn deploy(project: &Project, target: &FlyTarget, args: &DeployOptions) -> Re
             args.timeout
         );
     }
+    let drain_bound = drain::drain_timeout(
+        args.drain.timeout.as_deref(),
+        target
+            .toml
+            .env
+            .get(fly::DRAIN_TIMEOUT_VAR)
+            .map(String::as_str),
+    )?;
     // A missing flyctl is reported by stage 1 (check secrets), so the error names the stage.
     let fly_program = fly::find_fly().unwrap_or_else(|_| "fly".into());
 
@@ -92,7 +107,7 @@ pub fn deploy(project: &Project, target: &FlyTarget, args: &DeployOptions) -> Re
         },
     );
     let host_env = EnvVars::capture();
-    let mut pipeline = Pipeline::new("deploy", 5).with_ci(CiOutput::detect(&host_env));
+    let mut pipeline = Pipeline::new("deploy", 6).with_ci(CiOutput::detect(&host_env));
     let result = run_stages(
         &mut pipeline,
         &host_env,
@@ -103,6 +118,7 @@ pub fn deploy(project: &Project, target: &FlyTarget, args: &DeployOptions) -> Re
         &Limits {
             release_timeout,
             outer_timeout,
+            drain_bound,
         },
     );
     eprint!("{}", pipeline.summary());
@@ -121,6 +137,8 @@ struct Limits {
     release_timeout: String,
     /// When flyctl is killed.
     outer_timeout: Duration,
+    /// How long the drain waits for runs in progress.
+    drain_bound: Duration,
 }
 
 fn run_stages(
@@ -132,7 +150,7 @@ fn run_stages(
     fly_program: &Path,
     limits: &Limits,
 ) -> Result<()> {
-    // Stages 2 and 5 run register-flows as the release command does: with the release Machine's
+    // Stages 2 and 6 run register-flows as the release command does: with the release Machine's
     // plain environment (this host's, overlaid with fly.toml `[env]` except connection settings).
     let release = release_env(host_env, &target.toml.env);
     let dry_run = args.dry_run;
@@ -201,7 +219,27 @@ fn run_stages(
         })?,
     };
 
-    pipeline.run("fly deploy", || {
+    let pools = target.toml.worker_pools();
+    let drain_client = if pools.is_empty() {
+        None
+    } else {
+        let client = PrefectClient::new(ApiConfig::from_vars(&release)?)?;
+        client.set_verbose(args.verbose);
+        Some(client)
+    };
+    let paused = drain::run_stage(
+        pipeline,
+        drain_client.as_ref(),
+        &drain::StageInput {
+            pools: &pools,
+            options: &args.drain,
+            bound: limits.drain_bound,
+            app: &target.app,
+            dry_run,
+        },
+    )?;
+
+    let deployed = pipeline.run("fly deploy", || {
         let cmd = fly::deploy_cmd(
             fly_program,
             &DeployRequest {
@@ -221,7 +259,11 @@ fn run_stages(
         );
         fly::run_checked(&cmd, limits.outer_timeout, true)?;
         Ok(())
-    })?;
+    });
+    // Whatever fly deploy did, the new (or old) workers may take runs again.
+    let resumed = paused.map_or(Ok(()), drain::PausedPools::resume);
+    deployed?;
+    resumed?;
 
     pipeline.run("verify", || {
         let status_cmd = fly::status_cmd(fly_program, &target.app);

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use crate::cli::{DeployArgs, GlobalArgs};
+use xtask::deploy::drain::DrainOptions;
 use xtask::deploy::{deploy, DeployOptions};
 use xtask::fly;
 use xtask::project::{Env, Project};
@@ -22,6 +23,11 @@ pub fn run(global: &GlobalArgs, args: DeployArgs) -> Result<ExitCode> {
         release_command_timeout: args.release_command_timeout,
         timeout: args.timeout,
         verbose: global.verbose,
+        drain: DrainOptions {
+            enabled: !args.no_drain,
+            timeout: args.drain_timeout,
+            on_timeout: args.on_drain_timeout.into(),
+        },
     };
     deploy(&project, &target, &options)?;
     Ok(ExitCode::from(code::OK))

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
+use crate::deploy::drain;
 use crate::fly::secrets::{
     self, check_fly_secrets, check_local_env, probe_item, CheckItem, CheckStatus, Checklist,
     LocalEnv, ProbeOutcome, Scope, ServerKind,
@@ -83,13 +84,54 @@ fn probe_server(vars: &EnvVars, display: &str) -> Vec<CheckItem> {
             "the server did not answer",
         ));
     } else {
-        items.push(probe_item(
-            "authenticated read",
-            display,
-            &outcome(client.check_auth()),
-        ));
+        let auth = outcome(client.check_auth());
+        items.push(probe_item("authenticated read", display, &auth));
+        if auth == ProbeOutcome::Ok {
+            items.extend(left_paused(&client));
+        }
     }
     items
+}
+
+/// Work pools a killed deploy left paused (its pause marker is still there): no flow run starts
+/// on them until they are resumed. A warning, not a failure: the next deploy resumes them.
+fn left_paused(client: &PrefectClient) -> Vec<CheckItem> {
+    let markers = match drain::read_markers(client) {
+        Ok(markers) => markers,
+        Err(err) => {
+            return vec![CheckItem::new(
+                Scope::Local,
+                "work pools left paused",
+                CheckStatus::Warn,
+                redact(&format!("cannot read the deploy pause markers: {err}")),
+            )]
+        }
+    };
+    let still_paused = |pool: &str| {
+        client
+            .read_work_pool(pool)
+            .ok()
+            .flatten()
+            .and_then(|p| p.get("is_paused").and_then(serde_json::Value::as_bool))
+            != Some(false)
+    };
+    markers
+        .iter()
+        .filter(|marker| still_paused(&marker.pool))
+        .map(|marker| {
+            CheckItem::new(
+                Scope::Local,
+                format!("work pool {} left paused", marker.pool),
+                CheckStatus::Warn,
+                format!(
+                    "{} that has not resumed it (still draining, or killed): no flow run starts \
+                     on it. The next deploy resumes it (or `prefect work-pool resume {}`)",
+                    marker.describe(),
+                    marker.pool
+                ),
+            )
+        })
+        .collect()
 }
 
 fn outcome(result: Result<(), ApiError>) -> ProbeOutcome {

@@ -43,6 +43,10 @@ pub struct FlyToml {
     pub env: BTreeMap<String, String>,
     /// `[processes]`: process group → command.
     pub processes: BTreeMap<String, String>,
+    /// `kill_signal`: what Fly sends a Machine's process before stopping it (Fly: SIGINT).
+    pub kill_signal: Option<String>,
+    /// `kill_timeout`: how long Fly waits after `kill_signal` before SIGKILL (Fly: 5 s).
+    pub kill_timeout: Option<Duration>,
 }
 
 #[derive(Deserialize)]
@@ -55,6 +59,8 @@ struct RawFlyToml {
     env: BTreeMap<String, toml::Value>,
     #[serde(default)]
     processes: BTreeMap<String, String>,
+    kill_signal: Option<String>,
+    kill_timeout: Option<toml::Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -79,6 +85,20 @@ pub(crate) fn parse_fly_toml(text: &str, label: &str) -> Result<FlyToml> {
         };
         env.insert(name, text);
     }
+    // Fly takes whole seconds or a duration string.
+    let kill_timeout = match raw.kill_timeout {
+        None => None,
+        Some(toml::Value::Integer(secs)) if secs >= 0 => Some(Duration::from_secs(secs as u64)),
+        Some(toml::Value::String(text)) => parse_go_duration(&text)
+            .ok()
+            .flatten()
+            .with_context(|| format!("{label}: kill_timeout `{text}` is not a duration like 30s"))
+            .map(Some)?,
+        Some(other) => bail!(
+            "{label}: kill_timeout must be seconds or a duration like 30s, not a {}",
+            other.type_str()
+        ),
+    };
     Ok(FlyToml {
         app: raw.app.filter(|a| !a.is_empty()),
         primary_region: raw.primary_region,
@@ -86,7 +106,46 @@ pub(crate) fn parse_fly_toml(text: &str, label: &str) -> Result<FlyToml> {
         release_command_timeout: raw.deploy.release_command_timeout,
         env,
         processes: raw.processes,
+        kill_signal: raw.kill_signal,
+        kill_timeout,
     })
+}
+
+/// The signals Prefect's worker turns into its graceful stop (3.9.1,
+/// `prefect.utilities.processutils.setup_signal_handlers_worker`: the first SIGTERM becomes a
+/// SIGINT to itself, the first SIGINT goes to Python's handler; a second one of either kills it).
+pub(crate) const WORKER_STOP_SIGNALS: &[&str] = &["SIGTERM", "SIGINT"];
+
+/// What a worker's graceful stop needs at most (measured: ~2 s against a local server; the
+/// rest is room for a slow API), and the most Fly allows on shared-CPU Machines.
+pub(crate) const WORKER_STOP_TIME: (Duration, Duration) =
+    (Duration::from_secs(15), Duration::from_secs(300));
+
+/// The fly.toml `[env]` variable that sets `deploy`'s default `--drain-timeout`.
+pub const DRAIN_TIMEOUT_VAR: &str = "XTASK_DRAIN_TIMEOUT";
+
+impl FlyToml {
+    /// The work pools this app's Machines poll: the `--pool` (`-p`) of every `[processes]`
+    /// command that is `… worker start …` (Prefect's worker), in name order.
+    pub fn worker_pools(&self) -> Vec<String> {
+        let mut pools: Vec<String> = self
+            .processes
+            .values()
+            .filter_map(|command| split_command(command).ok())
+            .filter(|argv| argv.windows(2).any(|w| w[0] == "worker" && w[1] == "start"))
+            .filter_map(|argv| {
+                argv.iter()
+                    .enumerate()
+                    .find_map(|(i, arg)| match arg.as_str() {
+                        "--pool" | "-p" => argv.get(i + 1).cloned(),
+                        _ => arg.strip_prefix("--pool=").map(str::to_string),
+                    })
+            })
+            .collect();
+        pools.sort();
+        pools.dedup();
+        pools
+    }
 }
 
 pub(crate) fn read_fly_toml(path: &Path) -> Result<FlyToml> {
@@ -638,6 +697,54 @@ mod tests {
         assert_eq!(toml.release_command_timeout.as_deref(), Some("5m"));
         assert_eq!(toml.env.get("APP_DIR").map(String::as_str), Some("/app"));
         assert!(toml.processes.contains_key("worker"));
+    }
+
+    #[test]
+    fn the_project_fly_toml_lets_the_worker_stop_gracefully() {
+        let toml = read_fly_toml(&crate::project::repo_root().join("fly.toml")).unwrap();
+        let signal = toml.kill_signal.as_deref().unwrap_or("SIGINT");
+        assert!(WORKER_STOP_SIGNALS.contains(&signal), "{signal}");
+        let timeout = toml.kill_timeout.unwrap_or(Duration::from_secs(5));
+        let (needed, allowed) = WORKER_STOP_TIME;
+        assert!(needed <= timeout && timeout <= allowed, "{timeout:?}");
+        assert_eq!(toml.worker_pools(), ["captionacc-workers-prod"]);
+        assert_eq!(
+            toml.env.get(DRAIN_TIMEOUT_VAR).map(String::as_str),
+            Some("10m")
+        );
+    }
+
+    #[test]
+    fn worker_pools_come_from_worker_start_commands() {
+        let toml = parse_fly_toml(
+            r#"
+kill_timeout = 12
+[processes]
+  app = "python -m app.api --pool not-a-worker"
+  a = "prefect worker start --pool p1 --type process"
+  b = "prefect worker start -p 'p 2'"
+  c = "/venv/bin/prefect worker start --pool=p1"
+  d = "prefect worker start"
+"#,
+            "f",
+        )
+        .unwrap();
+        assert_eq!(toml.worker_pools(), ["p 2", "p1"]);
+        assert_eq!(toml.kill_timeout, Some(Duration::from_secs(12)));
+        assert_eq!(toml.kill_signal, None);
+        let text = parse_fly_toml("kill_timeout = \"1m30s\"", "f").unwrap();
+        assert_eq!(text.kill_timeout, Some(Duration::from_secs(90)));
+        for bad in [
+            "kill_timeout = \"soon\"",
+            "kill_timeout = true",
+            "kill_timeout = -1",
+        ] {
+            let err = parse_fly_toml(bad, "x/fly.toml").unwrap_err();
+            assert!(
+                format!("{err:#}").contains("kill_timeout"),
+                "{bad}: {err:#}"
+            );
+        }
     }
 
     #[test]

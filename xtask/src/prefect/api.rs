@@ -491,6 +491,51 @@ impl PrefectClient {
         .map(|_| ())
     }
 
+    /// Every flow run matching `filter` (a `/flow_runs/filter` body without limit/offset).
+    pub(crate) fn read_flow_runs(&self, filter: Value) -> Result<Vec<Value>, ApiError> {
+        self.read_all_pages("/flow_runs/filter", filter)
+    }
+
+    /// Pauses or resumes a work pool: a paused pool hands no scheduled run to any worker.
+    pub(crate) fn set_work_pool_paused(&self, name: &str, paused: bool) -> Result<(), ApiError> {
+        self.patch(
+            &format!("/work_pools/{}", encode_segment(name)),
+            &json!({"is_paused": paused}),
+        )
+    }
+
+    /// Every variable carrying `tag`.
+    pub(crate) fn read_variables_tagged(&self, tag: &str) -> Result<Vec<Value>, ApiError> {
+        self.read_all_pages(
+            "/variables/filter",
+            json!({"variables": {"tags": {"all_": [tag]}}}),
+        )
+    }
+
+    /// Creates the variable, or sets the value of the one of that name.
+    pub(crate) fn put_variable(
+        &self,
+        name: &str,
+        value: &Value,
+        tags: &[&str],
+    ) -> Result<(), ApiError> {
+        let body = json!({"name": name, "value": value, "tags": tags});
+        match self.post("/variables/", &body) {
+            Ok(_) => Ok(()),
+            Err(err) if err.status() == Some(409) => self.patch(
+                &format!("/variables/name/{}", encode_segment(name)),
+                &json!({"value": value, "tags": tags}),
+            ),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Deletes a variable; one already gone is no error.
+    pub(crate) fn delete_variable(&self, name: &str) -> Result<(), ApiError> {
+        self.delete(&format!("/variables/name/{}", encode_segment(name)))
+            .map(|_| ())
+    }
+
     fn read_all_pages(&self, path: &str, filter: Value) -> Result<Vec<Value>, ApiError> {
         let mut all = Vec::new();
         let mut body = match filter {
