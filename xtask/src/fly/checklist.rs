@@ -172,6 +172,14 @@ fn check_fly_app(
         &target.toml.release_command,
         &target.config,
     ));
+    if let Some(problem) = fly::worker_stop_problem(&target.toml) {
+        items.push(CheckItem::new(
+            Scope::Fly,
+            "worker stop settings in fly.toml",
+            CheckStatus::Warn,
+            problem,
+        ));
+    }
 
     // The kind of server decides the credential. A URL in fly.toml [env] is what the release
     // Machine uses (unless a secret overrides it, whose value cannot be read): prefer it.

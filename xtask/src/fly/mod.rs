@@ -121,6 +121,35 @@ pub(crate) const WORKER_STOP_SIGNALS: &[&str] = &["SIGTERM", "SIGINT"];
 pub(crate) const WORKER_STOP_TIME: (Duration, Duration) =
     (Duration::from_secs(15), Duration::from_secs(300));
 
+/// Why fly.toml's Machine stop settings would cut a worker's graceful stop short; `None` when
+/// they do not (or no worker runs). Fly's defaults are SIGINT and 5 s.
+pub(crate) fn worker_stop_problem(toml: &FlyToml) -> Option<String> {
+    if toml.worker_pools().is_empty() {
+        return None;
+    }
+    let signal = toml.kill_signal.as_deref().unwrap_or("SIGINT");
+    let timeout = toml.kill_timeout.unwrap_or(Duration::from_secs(5));
+    let (needed, allowed) = WORKER_STOP_TIME;
+    if !WORKER_STOP_SIGNALS.contains(&signal) {
+        Some(format!(
+            "kill_signal {signal} is not one the Prefect worker stops gracefully on ({})",
+            WORKER_STOP_SIGNALS.join(", ")
+        ))
+    } else if timeout < needed || timeout > allowed {
+        Some(format!(
+            "kill_timeout {}s is outside {}..={}s: the worker's graceful stop needs up to {}s, \
+             shared-CPU Machines allow {}s",
+            timeout.as_secs(),
+            needed.as_secs(),
+            allowed.as_secs(),
+            needed.as_secs(),
+            allowed.as_secs()
+        ))
+    } else {
+        None
+    }
+}
+
 /// The fly.toml `[env]` variable that sets `deploy`'s default `--drain-timeout`.
 pub const DRAIN_TIMEOUT_VAR: &str = "XTASK_DRAIN_TIMEOUT";
 
@@ -702,12 +731,29 @@ mod tests {
     #[test]
     fn the_project_fly_toml_lets_the_worker_stop_gracefully() {
         let toml = read_fly_toml(&crate::project::repo_root().join("fly.toml")).unwrap();
-        let signal = toml.kill_signal.as_deref().unwrap_or("SIGINT");
-        assert!(WORKER_STOP_SIGNALS.contains(&signal), "{signal}");
-        let timeout = toml.kill_timeout.unwrap_or(Duration::from_secs(5));
-        let (needed, allowed) = WORKER_STOP_TIME;
-        assert!(needed <= timeout && timeout <= allowed, "{timeout:?}");
+        assert_eq!(worker_stop_problem(&toml), None);
         assert_eq!(toml.worker_pools(), ["captionacc-workers-prod"]);
+        // Fly's defaults (SIGINT, 5 s) are too short for the worker's stop.
+        let defaults = FlyToml {
+            kill_signal: None,
+            kill_timeout: None,
+            ..toml.clone()
+        };
+        let problem = worker_stop_problem(&defaults).unwrap();
+        assert!(
+            problem.starts_with("kill_timeout 5s is outside"),
+            "{problem}"
+        );
+        let usr1 = FlyToml {
+            kill_signal: Some("SIGUSR1".into()),
+            ..toml.clone()
+        };
+        assert!(worker_stop_problem(&usr1).unwrap().contains("SIGUSR1"));
+        let no_worker = FlyToml {
+            processes: BTreeMap::new(),
+            ..defaults
+        };
+        assert_eq!(worker_stop_problem(&no_worker), None);
         assert_eq!(
             toml.env.get(DRAIN_TIMEOUT_VAR).map(String::as_str),
             Some("10m")

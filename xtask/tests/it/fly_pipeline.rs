@@ -77,11 +77,12 @@ fn deploy_runs_the_stages_in_order() {
 
     let mut last = 0;
     for stage in [
-        "[1/5] check secrets",
-        "[2/5] validate and plan",
-        "[3/5] build image",
-        "[4/5] fly deploy",
-        "[5/5] verify",
+        "[1/6] check secrets",
+        "[2/6] validate and plan",
+        "[3/6] build image",
+        "[4/6] drain workers",
+        "[5/6] fly deploy",
+        "[6/6] verify",
     ] {
         let at = run
             .stderr
@@ -174,7 +175,7 @@ fn missing_secret_stops_before_fly_deploy() {
     sandbox.write_secrets(&[("PREFECT_API_URL", &server_url())]);
     let run = sandbox.run(&["deploy", "--image", IMAGE]);
     assert_eq!(run.code, Some(1), "{}", run.all());
-    run.assert_stderr_has("error: deploy stopped at stage 1/5 (check secrets)");
+    run.assert_stderr_has("error: deploy stopped at stage 1/6 (check secrets)");
     run.assert_stderr_has("PREFECT_API_AUTH_STRING or PREFECT_API_KEY");
     assert_eq!(sandbox.call_names(), ["secrets list"]);
     run.assert_no_secrets(SENTINELS);
@@ -186,7 +187,7 @@ fn crossed_pool_stops_before_fly_deploy() {
     sandbox.write_prefect_yaml("prod", "captionacc-workers-dev");
     let run = sandbox.run(&["deploy", "--image", IMAGE]);
     assert_eq!(run.code, Some(1), "{}", run.all());
-    run.assert_stderr_has("deploy stopped at stage 2/5 (validate and plan)");
+    run.assert_stderr_has("deploy stopped at stage 2/6 (validate and plan)");
     run.assert_stderr_has("is a prod deployment but uses the dev pool `captionacc-workers-dev`");
     assert!(
         !sandbox.call_names().contains(&"deploy".to_string()),
@@ -210,7 +211,7 @@ fn invalid_yaml_stops_before_fly_deploy() {
     std::fs::write(sandbox.project.join("prefect.yaml"), broken).unwrap();
     let run = sandbox.run(&["deploy", "--image", IMAGE]);
     assert_eq!(run.code, Some(1), "{}", run.all());
-    run.assert_stderr_has("deploy stopped at stage 2/5 (validate and plan)");
+    run.assert_stderr_has("deploy stopped at stage 2/6 (validate and plan)");
     assert!(
         run.stderr.contains("no_such_flow_file.py"),
         "the error must name the missing file:\n{}",
@@ -234,7 +235,7 @@ fn failing_release_command_fails_the_deploy() {
     ]);
     let run = sandbox.run(&["deploy", "--image", IMAGE]);
     assert_eq!(run.code, Some(1), "{}", run.all());
-    run.assert_stderr_has("deploy stopped at stage 4/5 (fly deploy)");
+    run.assert_stderr_has("deploy stopped at stage 5/6 (fly deploy)");
     run.assert_stderr_has(
         "the release command (register-flows) failed with exit code 1 on machine 148e1234a5d6e8",
     );
@@ -254,7 +255,7 @@ fn hanging_fly_deploy_is_stopped() {
     let started = Instant::now();
     let run = sandbox.run(&["deploy", "--image", IMAGE, "--timeout", "3"]);
     assert_eq!(run.code, Some(1), "{}", run.all());
-    run.assert_stderr_has("deploy stopped at stage 4/5 (fly deploy)");
+    run.assert_stderr_has("deploy stopped at stage 5/6 (fly deploy)");
     run.assert_stderr_has("did not finish within 3s and was stopped");
     assert!(
         started.elapsed() < Duration::from_secs(120),
@@ -281,7 +282,7 @@ fn release_that_registers_nothing_fails_verification() {
     sandbox.write_fly_toml("true");
     let run = sandbox.run(&["deploy", "--image", IMAGE]);
     assert_eq!(run.code, Some(1), "{}", run.all());
-    run.assert_stderr_has("deploy stopped at stage 5/5 (verify)");
+    run.assert_stderr_has("deploy stopped at stage 6/6 (verify)");
     run.assert_stderr_has("does not match prefect.yaml");
 }
 
@@ -293,7 +294,7 @@ fn verify_requires_a_running_machine() {
     sandbox.env("FAKE_FLY_STATUS_JSON", &status.display().to_string());
     let run = sandbox.run(&["deploy", "--image", IMAGE]);
     assert_eq!(run.code, Some(1), "{}", run.all());
-    run.assert_stderr_has("deploy stopped at stage 5/5 (verify)");
+    run.assert_stderr_has("deploy stopped at stage 6/6 (verify)");
     assert!(
         run.stderr
             .contains("has no running machine (0 of 1 machine(s) started"),

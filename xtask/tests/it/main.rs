@@ -8,6 +8,7 @@ mod support;
 mod bad_inputs;
 mod build_steps;
 mod check_secrets;
+mod drain;
 mod flow_golden;
 mod flow_project_golden;
 mod fly_pipeline;

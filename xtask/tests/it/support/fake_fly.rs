@@ -14,6 +14,13 @@
 //!   secrets (secrets win) plus Fly's own variables and nothing from the caller except PATH, in
 //!   the config file's directory (the image's workdir); on failure it prints flyctl's texts and
 //!   exits 1;
+//! - after the release command, `deploy` replaces the "worker Machine" when `$FAKE_FLY_MACHINE`
+//!   names a directory: the process in its `worker.pid` is stopped the way Fly stops a Machine
+//!   (fly.toml's `kill_signal`, default SIGINT; SIGKILL after `kill_timeout`, default 5 s; then
+//!   whatever the process had started is gone too, as the VM is), and its `start` program
+//!   starts the new one (which writes the new `worker.pid`). Each step is a line in its
+//!   `events.log`: `stopped pid=… signal=… graceful=true|false ms=…` and `started pid=…`, with
+//!   `at=` milliseconds since the epoch;
 //! - `$FAKE_FLY_HANG=deploy` makes `deploy` hang; `$FAKE_FLY_NOT_LOGGED_IN=1` fails every call
 //!   like flyctl without a token.
 
@@ -197,7 +204,11 @@ fn deploy(args: &[String]) {
             .unwrap_or(Some(Duration::from_secs(300)));
         run_release_command(&app, &image, release, &toml, &config, timeout);
     }
-    println!("Updating existing machines in '{app}' with rolling strategy\n✓ Machine {MACHINE} is now in a good state\nVisit your newly deployed app at https://{app}.fly.dev/");
+    println!("Updating existing machines in '{app}' with rolling strategy");
+    if let Ok(dir) = std::env::var("FAKE_FLY_MACHINE") {
+        replace_machine(Path::new(&dir), &toml);
+    }
+    println!("✓ Machine {MACHINE} is now in a good state\nVisit your newly deployed app at https://{app}.fly.dev/");
 }
 
 fn run_release_command(
@@ -270,6 +281,110 @@ fn run_release_command(
         exit(1);
     }
     eprintln!("Starting machine\n✔ release_command {MACHINE} completed successfully");
+}
+
+fn now_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+}
+
+fn machine_event(dir: &Path, line: &str) {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("events.log"))
+        .expect("open the machine events log");
+    writeln!(file, "{line} at={}", now_ms()).expect("write the machine events log");
+}
+
+/// `/proc/<pid>/stat`: (state, parent pid); None when the process is gone.
+fn proc_stat(pid: u32) -> Option<(char, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    Some((state, fields.next()?.parse().ok()?))
+}
+
+fn alive(pid: u32) -> bool {
+    proc_stat(pid).is_some_and(|(state, _)| state != 'Z' && state != 'X')
+}
+
+/// Every process below `root` (children, grandchildren, …).
+fn descendants(root: u32) -> Vec<u32> {
+    let all: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .map(|dir| {
+            dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+                .filter_map(|pid| Some((pid, proc_stat(pid)?.1)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(all.iter().filter(|(_, p)| *p == parent).map(|(pid, _)| *pid));
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+fn signal(pid: u32, name: &str) {
+    // A process already gone is no error (kill(1) would say so on stderr).
+    let _ = Command::new("kill")
+        .args(["-s", name.trim_start_matches("SIG"), "--", &pid.to_string()])
+        .stderr(std::process::Stdio::null())
+        .status();
+}
+
+/// Stops the worker Machine as Fly does and starts its replacement.
+fn replace_machine(dir: &Path, toml: &FlyToml) {
+    let pid_file = dir.join("worker.pid");
+    let old: u32 = std::fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or_else(|| panic!("fake fly: no pid in {}", pid_file.display()));
+    let kill_signal = toml.kill_signal.clone().unwrap_or_else(|| "SIGINT".into());
+    let kill_timeout = toml
+        .kill_timeout
+        .as_deref()
+        .map(|t| match t.parse::<u64>() {
+            Ok(secs) => Some(Duration::from_secs(secs)),
+            Err(_) => go_duration(t),
+        })
+        .unwrap_or(Some(Duration::from_secs(5)))
+        .expect("kill_timeout");
+    println!("Stopping machine (process {old}) with {kill_signal}, up to {kill_timeout:?}");
+    let inside = descendants(old);
+    let started = Instant::now();
+    signal(old, &kill_signal);
+    while alive(old) && started.elapsed() < kill_timeout {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let graceful = !alive(old);
+    if !graceful {
+        signal(old, "SIGKILL");
+    }
+    // The VM is gone: nothing it ran survives.
+    for pid in inside {
+        signal(pid, "SIGKILL");
+    }
+    machine_event(
+        dir,
+        &format!(
+            "stopped pid={old} signal={kill_signal} graceful={graceful} ms={}",
+            started.elapsed().as_millis()
+        ),
+    );
+    let status = Command::new(dir.join("start"))
+        .status()
+        .expect("fake fly: run the machine's start program");
+    assert!(status.success(), "fake fly: the machine did not start");
+    let new = std::fs::read_to_string(&pid_file).unwrap_or_default();
+    machine_event(dir, &format!("started pid={}", new.trim()));
+    println!("Machine replaced (process {})", new.trim());
 }
 
 fn resolve(program: &str, path: &str) -> Option<PathBuf> {
@@ -359,6 +474,8 @@ struct FlyToml {
     app: Option<String>,
     primary_region: Option<String>,
     release_command: Option<String>,
+    kill_signal: Option<String>,
+    kill_timeout: Option<String>,
     env: BTreeMap<String, String>,
 }
 
@@ -408,6 +525,8 @@ impl FlyToml {
             match (section.as_str(), key.as_str()) {
                 ("", "app") => toml.app = Some(value),
                 ("", "primary_region") => toml.primary_region = Some(value),
+                ("", "kill_signal") => toml.kill_signal = Some(value),
+                ("", "kill_timeout") => toml.kill_timeout = Some(value),
                 ("deploy", "release_command") => toml.release_command = Some(value),
                 ("env", _) => {
                     toml.env.insert(key, value);
