@@ -600,7 +600,7 @@ mod tests {
             json!({"name": "xtask-drain-p", "value": serde_json::to_value(&marker).unwrap()}),
             json!({"name": "xtask-drain-q", "value": "not a marker"}),
         ];
-        assert_eq!(parse_markers(&variables), [marker.clone()]);
+        assert_eq!(parse_markers(&variables), std::slice::from_ref(&marker));
         assert_eq!(
             marker.describe(),
             "paused by a deploy of a (pid 7 on h) at 2026-01-01T00:00:00Z"

@@ -398,6 +398,31 @@ fn an_aborted_or_killed_deploy_leaves_no_pool_paused() {
     assert_eq!(state_of(&running), "COMPLETED", "{}", next.all());
 }
 
+#[test]
+fn a_failed_release_command_still_resumes_the_pool() {
+    let world = World::new("drain-release-fails");
+    let run = world.sandbox.run(&["register-flows"]);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    let fly_toml = world.sandbox.project.join("fly.toml");
+    let text = std::fs::read_to_string(&fly_toml).unwrap();
+    std::fs::write(
+        &fly_toml,
+        text.replace(
+            "\"xtask register-flows\"",
+            "\"xtask register-flows --no-such-flag\"",
+        ),
+    )
+    .unwrap();
+    let run = world.sandbox.run(&["deploy", "--image", IMAGE]);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    run.assert_stderr_has("drained: no run in progress");
+    run.assert_stderr_has("deploy stopped at stage 5/6 (fly deploy)");
+    run.assert_stderr_has("the release command (register-flows) failed");
+    run.assert_stderr_has(&format!("work pool {} resumed", world.pool));
+    assert!(!world.pool_paused());
+    assert_eq!(world.marker(), None);
+}
+
 /// The kill_signal in fly.toml relies on the worker's documented handling, in the Prefect this
 /// project pins: the first SIGTERM becomes a SIGINT (graceful), a second one SIGKILL.
 #[test]
