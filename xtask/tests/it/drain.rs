@@ -371,6 +371,26 @@ fn an_aborted_or_killed_deploy_leaves_no_pool_paused() {
     assert_eq!(world.machine_events(), Vec::<String>::new());
     assert_eq!(state_of(&running), "RUNNING");
 
+    // Ctrl-C mid-drain: the interrupt handler stops the wait and resumes the pool.
+    let interrupted = world.spawn(&["deploy", "--image", IMAGE]);
+    assert!(
+        wait_for(30, || world.pool_paused()),
+        "{}",
+        interrupted.stderr()
+    );
+    let pid = interrupted.child.id().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-s", "INT", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let run = interrupted.finish(Duration::from_secs(60));
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    run.assert_stderr_has("interrupted while draining");
+    run.assert_stderr_has(&format!("work pool {} resumed", world.pool));
+    assert!(!world.pool_paused());
+    assert_eq!(world.marker(), None);
+
     // Killed mid-drain: the pool stays paused, with the marker that says whose pause it is.
     let mut killed = world.spawn(&["deploy", "--image", IMAGE]);
     assert!(wait_for(30, || world.pool_paused()), "{}", killed.stderr());
