@@ -30,7 +30,6 @@ use crate::docker::{self, BuildOptions};
 use crate::fly::checklist::{checklist, FlyCheck};
 use crate::fly::release_env::release_env;
 use crate::fly::{self, DeployRequest, FlyTarget};
-use crate::prefect::api::{ApiConfig, PrefectClient};
 use crate::prefect::prefect_yaml;
 use crate::project::{Env, Project};
 use crate::sync::pool_lint::{deployment_pools, lint_pool_names};
@@ -219,23 +218,16 @@ fn run_stages(
         })?,
     };
 
-    let pools = target.toml.worker_pools();
-    let drain_client = if pools.is_empty() {
-        None
-    } else {
-        let client = PrefectClient::new(ApiConfig::from_vars(&release)?)?;
-        client.set_verbose(args.verbose);
-        Some(client)
-    };
     let paused = drain::run_stage(
         pipeline,
-        drain_client.as_ref(),
         &drain::StageInput {
-            pools: &pools,
+            pools: &target.toml.worker_pools(),
             options: &args.drain,
             bound: limits.drain_bound,
             app: &target.app,
             dry_run,
+            env: &release,
+            verbose: args.verbose,
         },
     )?;
 

@@ -21,8 +21,9 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::prefect::api::{ApiError, PrefectClient};
+use crate::prefect::api::{ApiConfig, ApiError, PrefectClient};
 use crate::sync::engine::interrupt_flag;
+use crate::sys::env_vars::EnvVars;
 use crate::sys::stages::{format_duration, Pipeline};
 
 /// The tag of every pause marker (how `check-secrets` finds them).
@@ -337,12 +338,12 @@ fn resume_pool(client: &PrefectClient, pool: &str) -> Result<(), ApiError> {
 /// The pools a drain paused (or took over from a killed deploy). They are resumed by
 /// [`PausedPools::resume`], or, should that never be called (an early return, a panic), when
 /// this is dropped. A SIGKILL skips both; the markers then tell the next deploy.
-pub(crate) struct PausedPools<'a> {
-    client: &'a PrefectClient,
+pub(crate) struct PausedPools {
+    client: PrefectClient,
     pools: Vec<String>,
 }
 
-impl PausedPools<'_> {
+impl PausedPools {
     /// Resumes every pool, trying all of them; prints one line each.
     pub(crate) fn resume(mut self) -> Result<()> {
         self.resume_all()
@@ -351,7 +352,7 @@ impl PausedPools<'_> {
     fn resume_all(&mut self) -> Result<()> {
         let mut failed = Vec::new();
         for pool in std::mem::take(&mut self.pools) {
-            match resume_pool(self.client, &pool) {
+            match resume_pool(&self.client, &pool) {
                 Ok(()) => eprintln!("    work pool {pool} resumed"),
                 Err(err) => {
                     eprintln!("    work pool {pool} could NOT be resumed: {err}");
@@ -370,7 +371,7 @@ impl PausedPools<'_> {
     }
 }
 
-impl Drop for PausedPools<'_> {
+impl Drop for PausedPools {
     fn drop(&mut self) {
         if !self.pools.is_empty() {
             if let Err(err) = self.resume_all() {
@@ -418,10 +419,10 @@ fn on_timeout_word(on_timeout: OnDrainTimeout) -> &'static str {
 /// Pauses the pools (marker first), then waits until no run is in progress on them. On success
 /// (drained, or timed out with `Proceed`) the pools stay paused in the returned guard; on abort,
 /// interruption or error they are resumed before this returns.
-pub(crate) fn drain<'a>(client: &'a PrefectClient, req: &DrainRequest) -> Result<PausedPools<'a>> {
+pub(crate) fn drain(client: &PrefectClient, req: &DrainRequest) -> Result<PausedPools> {
     let markers = read_markers(client)?;
     let mut paused = PausedPools {
-        client,
+        client: client.clone(),
         pools: Vec::new(),
     };
     for pool in req.pools {
@@ -528,23 +529,26 @@ pub(crate) struct StageInput<'a> {
     pub bound: Duration,
     pub app: &'a str,
     pub dry_run: bool,
+    /// The environment naming the server (PREFECT_API_URL and credentials).
+    pub env: &'a EnvVars,
+    pub verbose: bool,
 }
 
 /// `deploy`'s `drain workers` stage. Returns the paused pools, which the caller resumes after
-/// `fly deploy` (or which resume themselves when dropped). `client` is `None` when there is
-/// no pool to drain.
-pub(crate) fn run_stage<'a>(
+/// `fly deploy` (or which resume themselves when dropped).
+pub(crate) fn run_stage(
     pipeline: &mut Pipeline,
-    client: Option<&'a PrefectClient>,
     input: &StageInput,
-) -> Result<Option<PausedPools<'a>>> {
-    let Some(client) = client.filter(|_| !input.pools.is_empty()) else {
+) -> Result<Option<PausedPools>> {
+    if input.pools.is_empty() {
         pipeline.skip(
             STAGE,
             "fly.toml runs no Prefect worker (no `worker start --pool P` in [processes])",
         );
         return Ok(None);
-    };
+    }
+    let client = &PrefectClient::new(ApiConfig::from_vars(input.env)?)?;
+    client.set_verbose(input.verbose);
     if !input.options.enabled {
         pipeline.skip(STAGE, "--no-drain");
         // A pause a killed deploy left behind is undone all the same.

@@ -420,7 +420,7 @@ fn an_aborted_or_killed_deploy_leaves_no_pool_paused() {
 
 #[test]
 fn a_failed_release_command_still_resumes_the_pool() {
-    let world = World::new("drain-release-fails");
+    let world = World::new("drain-bad-release");
     let run = world.sandbox.run(&["register-flows"]);
     assert_eq!(run.code, Some(0), "{}", run.all());
     let fly_toml = world.sandbox.project.join("fly.toml");
