@@ -127,7 +127,7 @@ fn deploy_on_github_actions_groups_stages_and_writes_the_job_summary() {
         "{}",
         run.all()
     );
-    run.assert_stderr_has("::group::==> [1/5] check secrets");
+    run.assert_stderr_has("::group::==> [1/6] check secrets");
     let text = std::fs::read_to_string(&summary).unwrap();
     assert!(
         text.starts_with("earlier step\n## Deploy of prefect.yaml to Fly app"),
@@ -139,7 +139,7 @@ fn deploy_on_github_actions_groups_stages_and_writes_the_job_summary() {
         ),
         "{text}"
     );
-    assert!(text.contains("| 5 | verify | ok |"), "{text}");
+    assert!(text.contains("| 6 | verify | ok |"), "{text}");
     assert!(
         text.contains("### Planned: 2 to create, 0 to update"),
         "{text}"
@@ -160,13 +160,13 @@ fn deploy_on_github_actions_groups_stages_and_writes_the_job_summary() {
     sandbox.write_prefect_yaml("prod", "captionacc-workers-dev");
     let run = sandbox.run(&["deploy", "--image", IMAGE]);
     assert_eq!(run.code, Some(1), "{}", run.all());
-    run.assert_stderr_has("::error title=deploy failed::stopped at stage 2/5 (validate and plan)");
+    run.assert_stderr_has("::error title=deploy failed::stopped at stage 2/6 (validate and plan)");
     let text = std::fs::read_to_string(&summary).unwrap();
     assert!(
         text.contains("| 2 | validate and plan | **FAILED** |"),
         "{text}"
     );
-    assert!(text.contains("| 5 | (not run) | | |"), "{text}");
+    assert!(text.contains("| 6 | (not run) | | |"), "{text}");
 }
 
 #[test]
