@@ -181,6 +181,22 @@ primary_region = "iad"
     }
 }
 
+/// The test's worker Machine goes away with the test (also when it fails): the worker would
+/// otherwise outlive the test servers, polling a server that is gone.
+impl Drop for World {
+    fn drop(&mut self) {
+        let pid = std::fs::read_to_string(self.machine.join("worker.pid")).unwrap_or_default();
+        let pid = pid.trim();
+        if !pid.is_empty() {
+            // The worker leads its own session (setsid), so its group is itself and its helpers.
+            let _ = std::process::Command::new("kill")
+                .args(["-s", "KILL", "--", &format!("-{pid}")])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
 fn unique_suffix() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
