@@ -9,11 +9,12 @@ use anyhow::Result;
 
 use crate::deploy::drain;
 use crate::fly::secrets::{
-    self, check_fly_secrets, check_local_env, probe_item, CheckItem, CheckStatus, Checklist,
-    LocalEnv, ProbeOutcome, Scope, ServerKind,
+    self, check_fly_secrets, check_local_env, probe_item, ApiUrl, CheckItem, CheckStatus,
+    Checklist, LocalEnv, ProbeOutcome, Scope, ServerKind, Unauthenticated,
+    XTASK_REQUIRE_CREDENTIALS,
 };
 use crate::fly::{self, FlyTarget};
-use crate::prefect::api::{ApiConfig, ApiError, ApiErrorKind, PrefectClient};
+use crate::prefect::api::{plain_http_warning, ApiConfig, ApiError, ApiErrorKind, PrefectClient};
 use crate::sys::env_vars::EnvVars;
 use crate::sys::redact::redact;
 
@@ -50,10 +51,10 @@ pub fn checklist(
             "--local-only: the Fly app's secrets were not checked",
         )),
         FlyCheck::Run | FlyCheck::DryRun => {
-            let kind = local_url.map(|u| u.kind);
             list.extend(check_fly_app(
                 fly_target(),
-                kind,
+                vars,
+                local_url.as_ref(),
                 fly_check == FlyCheck::DryRun,
             ));
         }
@@ -134,6 +135,40 @@ fn left_paused(client: &PrefectClient) -> Vec<CheckItem> {
         .collect()
 }
 
+/// The same read as the authenticated one, made without any credentials (none in headers or
+/// the URL), against this host's PREFECT_API_URL: does the server do without them?
+fn read_without_credentials(vars: &EnvVars, url: Option<&ApiUrl>) -> Unauthenticated {
+    let Some(url) = url else {
+        return Unauthenticated::Unknown(
+            "no usable PREFECT_API_URL here to ask the server".into(),
+        );
+    };
+    let mut cfg = match ApiConfig::from_vars(vars) {
+        Ok(cfg) => cfg,
+        Err(err) => return Unauthenticated::Unknown(redact(&format!("{err:#}"))),
+    };
+    cfg.api_key = None;
+    cfg.auth_string = None;
+    if let Ok(mut parsed) = reqwest::Url::parse(&cfg.url) {
+        let _ = parsed.set_username("");
+        let _ = parsed.set_password(None);
+        cfg.url = parsed.to_string().trim_end_matches('/').to_string();
+    }
+    let client = match PrefectClient::new(cfg) {
+        Ok(client) => client,
+        Err(err) => return Unauthenticated::Unknown(redact(&format!("{err:#}"))),
+    };
+    let display = url.display.clone();
+    match outcome(client.check_auth()) {
+        ProbeOutcome::Ok => Unauthenticated::Answered { url: display },
+        ProbeOutcome::Auth(code) => Unauthenticated::Refused { url: display, code },
+        ProbeOutcome::Timeout => Unauthenticated::Unknown(format!("{display} timed out")),
+        ProbeOutcome::Unreachable(why) | ProbeOutcome::Failed(why) => {
+            Unauthenticated::Unknown(format!("{display}: {why}"))
+        }
+    }
+}
+
 fn outcome(result: Result<(), ApiError>) -> ProbeOutcome {
     let Err(err) = result else {
         return ProbeOutcome::Ok;
@@ -152,9 +187,12 @@ fn outcome(result: Result<(), ApiError>) -> ProbeOutcome {
 }
 
 /// The Fly half: app name, fly.toml `[env]` and release command, flyctl, and the secrets list.
+/// Missing credentials are judged by a read without any against this host's server (`vars`,
+/// `local_url`), unless XTASK_REQUIRE_CREDENTIALS (here or in fly.toml `[env]`) requires them.
 fn check_fly_app(
     target: Result<FlyTarget>,
-    local_kind: Option<ServerKind>,
+    vars: &EnvVars,
+    local_url: Option<&ApiUrl>,
     dry_run: bool,
 ) -> Vec<CheckItem> {
     let mut items = Vec::new();
@@ -183,7 +221,7 @@ fn check_fly_app(
 
     // The kind of server decides the credential. A URL in fly.toml [env] is what the release
     // Machine uses (unless a secret overrides it, whose value cannot be read): prefer it.
-    let mut kind = local_kind.unwrap_or(ServerKind::SelfHosted);
+    let mut kind = local_url.map_or(ServerKind::SelfHosted, |u| u.kind);
     if let Some(url) = target.toml.env.get(secrets::PREFECT_API_URL) {
         if secrets::url_has_credentials(url) {
             items.push(CheckItem::new(
@@ -196,6 +234,14 @@ fn check_fly_app(
         match secrets::validate_api_url(url) {
             Ok(url) => kind = url.kind,
             Err(problem) => items.push(fail("PREFECT_API_URL in fly.toml [env]", problem)),
+        }
+        if let Some(warning) = plain_http_warning(url) {
+            items.push(CheckItem::new(
+                Scope::Fly,
+                "PREFECT_API_URL in fly.toml [env]",
+                CheckStatus::Warn,
+                format!("the release Machine's {warning}"),
+            ));
         }
     }
 
@@ -241,10 +287,35 @@ fn check_fly_app(
                     listed.secrets.len()
                 ),
             ));
+            let required = secrets::required(kind);
+            let policy = [
+                vars.get(XTASK_REQUIRE_CREDENTIALS),
+                target
+                    .toml
+                    .env
+                    .get(XTASK_REQUIRE_CREDENTIALS)
+                    .map(String::as_str),
+            ]
+            .into_iter()
+            .any(secrets::switch_is_on);
+            let has_credentials = required
+                .iter()
+                .filter(|r| r.server_may_waive)
+                .flat_map(|r| r.any_of)
+                .any(|name| listed.secrets.iter().any(|s| s.name == *name));
+            // The server is asked only when its answer matters.
+            let unauthenticated = if policy {
+                Unauthenticated::Forbidden
+            } else if has_credentials || kind == ServerKind::Cloud {
+                Unauthenticated::Unknown("not asked".into())
+            } else {
+                read_without_credentials(vars, local_url)
+            };
             items.extend(check_fly_secrets(
-                &secrets::required(kind),
+                &required,
                 &listed.secrets,
                 &target.toml.env,
+                &unauthenticated,
                 &target.app,
             ));
         }

@@ -9,9 +9,10 @@
 //!   Prefect Cloud (`api.prefect.cloud`, or a `…/accounts/<uuid>/workspaces/<uuid>` path) needs
 //!   `PREFECT_API_KEY` (a Bearer token); a self-hosted server needs one of
 //!   `PREFECT_API_AUTH_STRING` (Basic auth, Prefect's server-side `PREFECT_SERVER_API_AUTH_STRING`)
-//!   or `PREFECT_API_KEY` (a gateway checking Bearer tokens). A production release is refused
-//!   without credentials: an unauthenticated Prefect server lets anyone on its network change
-//!   deployments, so it is treated as a misconfiguration rather than a supported setup.
+//!   or `PREFECT_API_KEY` (a gateway checking Bearer tokens). Without them the release works
+//!   only if the server answers without credentials; check-secrets probes that with a read and
+//!   then warns loudly (anyone who can reach the URL can change deployments) instead of failing.
+//!   `XTASK_REQUIRE_CREDENTIALS=true` (fly.toml `[env]` or this host) makes them mandatory.
 //!
 //! Values never enter this module's output: items carry names, statuses and masked URLs only.
 
@@ -21,11 +22,24 @@ use std::fmt;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::prefect::api::{is_cloud_workspace_path, is_prefect_cloud};
+use crate::prefect::api::{is_cloud_workspace_path, is_prefect_cloud, plain_http_warning};
 
 pub(crate) const PREFECT_API_URL: &str = "PREFECT_API_URL";
 pub(crate) const PREFECT_API_KEY: &str = "PREFECT_API_KEY";
 pub(crate) const PREFECT_API_AUTH_STRING: &str = "PREFECT_API_AUTH_STRING";
+/// The switch that makes credentials mandatory for a self-hosted server (fly.toml `[env]` or
+/// this host's environment): a team policy, for servers that happen to answer without them.
+pub(crate) const XTASK_REQUIRE_CREDENTIALS: &str = "XTASK_REQUIRE_CREDENTIALS";
+
+/// Whether `value` of [`XTASK_REQUIRE_CREDENTIALS`] turns the policy on (`1`, `true`, `yes`, `on`).
+pub(crate) fn switch_is_on(value: Option<&str>) -> bool {
+    value.is_some_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "1" | "true" | "yes" | "on"
+        )
+    })
+}
 
 /// The kind of Prefect server a URL points at; it decides which credential is required.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -43,6 +57,22 @@ pub(crate) struct Requirement {
     pub fly_env_ok: bool,
     /// Why the release command needs it (shown next to a missing item).
     pub why: &'static str,
+    /// Credentials a server may do without: missing ones fail only if the server demands them
+    /// (or [`XTASK_REQUIRE_CREDENTIALS`] does).
+    pub server_may_waive: bool,
+}
+
+/// What a read without credentials showed, which decides whether missing credentials fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Unauthenticated {
+    /// [`XTASK_REQUIRE_CREDENTIALS`] is on: the answer does not matter.
+    Forbidden,
+    /// The server at `url` (masked) answered the read.
+    Answered { url: String },
+    /// The server at `url` refused it with `code` (401/403).
+    Refused { url: String, code: u16 },
+    /// No answer to go by (no local URL, server unreachable, another error).
+    Unknown(String),
 }
 
 impl Requirement {
@@ -58,18 +88,21 @@ pub(crate) fn required(kind: ServerKind) -> Vec<Requirement> {
         any_of: &[PREFECT_API_URL],
         fly_env_ok: true,
         why: "the Prefect API the release command registers the deployments with",
+        server_may_waive: false,
     };
     let auth = match kind {
         ServerKind::Cloud => Requirement {
             any_of: &[PREFECT_API_KEY],
             fly_env_ok: false,
             why: "Prefect Cloud authenticates with an API key",
+            server_may_waive: false,
         },
         ServerKind::SelfHosted => Requirement {
             any_of: &[PREFECT_API_AUTH_STRING, PREFECT_API_KEY],
             fly_env_ok: false,
             why:
                 "credentials for the self-hosted Prefect server (Basic auth string or gateway key)",
+            server_may_waive: true,
         },
     };
     vec![url, auth]
@@ -506,6 +539,21 @@ pub(crate) fn check_local_env(env: &LocalEnv) -> (Vec<CheckItem>, Option<ApiUrl>
         )
     };
     items.push(item);
+    let sends_credentials = !set.is_empty()
+        || env
+            .api_url
+            .as_deref()
+            .is_some_and(url_has_credentials);
+    if let (true, Some(raw)) = (sends_credentials, &env.api_url) {
+        if let Some(warning) = plain_http_warning(raw) {
+            items.push(CheckItem::new(
+                Scope::Local,
+                "transport",
+                CheckStatus::Warn,
+                warning,
+            ));
+        }
+    }
     (items, url)
 }
 
@@ -539,11 +587,13 @@ pub(crate) fn probe_item(what: &str, url_display: &str, outcome: &ProbeOutcome) 
 }
 
 /// The Fly half: each requirement against the app's secrets and fly.toml `[env]` (names only).
+/// `unauthenticated` decides whether missing credentials a server may waive fail or warn.
 /// `app` is used in the fix-it hints.
 pub(crate) fn check_fly_secrets(
     required: &[Requirement],
     listed: &[FlySecret],
     fly_env: &BTreeMap<String, String>,
+    unauthenticated: &Unauthenticated,
     app: &str,
 ) -> Vec<CheckItem> {
     let mut items = Vec::new();
@@ -600,18 +650,51 @@ pub(crate) fn check_fly_secrets(
             ),
             None => {
                 let name = req.any_of.first().copied().unwrap_or_default();
-                let mut detail = format!(
-                    "missing ({}); set it without putting the value on the command line: \
-                     `echo {name}=... | fly secrets import --app {app}`",
-                    req.why
+                let how = format!(
+                    "set it without putting the value on the command line: \
+                     `echo {name}=... | fly secrets import --app {app}`"
                 );
+                let (status, why) = match unauthenticated {
+                    Unauthenticated::Answered { url } if req.server_may_waive => (
+                        CheckStatus::Warn,
+                        format!(
+                            "MISSING, and {url} answered a read without credentials: the release \
+                             will work, but ANYONE WHO CAN REACH THAT URL CAN CHANGE DEPLOYMENTS; \
+                             protect the server (PREFECT_SERVER_API_AUTH_STRING or a gateway) and \
+                             {how}; {XTASK_REQUIRE_CREDENTIALS}=true in fly.toml [env] makes this a failure"
+                        ),
+                    ),
+                    Unauthenticated::Refused { url, code } if req.server_may_waive => (
+                        CheckStatus::Fail,
+                        format!(
+                            "missing, and {url} demands credentials (answered {code} to a read \
+                             without them); {how}"
+                        ),
+                    ),
+                    Unauthenticated::Forbidden if req.server_may_waive => (
+                        CheckStatus::Fail,
+                        format!(
+                            "missing, and {XTASK_REQUIRE_CREDENTIALS} makes credentials mandatory; {how}"
+                        ),
+                    ),
+                    Unauthenticated::Unknown(reason) if req.server_may_waive => (
+                        CheckStatus::Fail,
+                        format!(
+                            "missing ({}), and whether the server does without them is unknown \
+                             ({reason}); {how}",
+                            req.why
+                        ),
+                    ),
+                    _ => (CheckStatus::Fail, format!("missing ({}); {how}", req.why)),
+                };
+                let mut detail = why;
                 if !in_env.is_empty() {
                     detail.push_str(&format!(
                         "; {} is in fly.toml [env] in plain text: move it to a secret",
                         in_env.join(", ")
                     ));
                 }
-                CheckItem::new(Scope::Fly, label, CheckStatus::Fail, detail)
+                CheckItem::new(Scope::Fly, label, status, detail)
             }
         };
         items.push(item);
@@ -800,7 +883,13 @@ mod tests {
     #[test]
     fn fly_checklist_reports_every_problem() {
         let env: BTreeMap<String, String> = BTreeMap::new();
-        let items = check_fly_secrets(&required(ServerKind::SelfHosted), &[], &env, "app-x");
+        let items = check_fly_secrets(
+            &required(ServerKind::SelfHosted),
+            &[],
+            &env,
+            &Unauthenticated::Unknown("no local URL".into()),
+            "app-x",
+        );
         let fails: Vec<&str> = items
             .iter()
             .filter(|i| i.status == CheckStatus::Fail)
@@ -824,12 +913,124 @@ mod tests {
     fn fly_checklist_accepts_env_url_and_either_credential() {
         let env = BTreeMap::from([(PREFECT_API_URL.to_string(), "https://gw/api".to_string())]);
         let listed = [secret(PREFECT_API_KEY, SecretStatus::Deployed)];
-        let items = check_fly_secrets(&required(ServerKind::SelfHosted), &listed, &env, "a");
+        let items = check_fly_secrets(
+            &required(ServerKind::SelfHosted),
+            &listed,
+            &env,
+            &Unauthenticated::Forbidden,
+            "a",
+        );
         assert!(
             items.iter().all(|i| i.status == CheckStatus::Ok),
             "{items:#?}"
         );
         assert!(items[0].detail.contains("fly.toml [env]"));
+    }
+
+    /// The seed's setup: one secret, PREFECT_API_URL, and a server that needs no credentials.
+    #[test]
+    fn missing_credentials_depend_on_what_the_server_says() {
+        let listed = [secret(PREFECT_API_URL, SecretStatus::Deployed)];
+        let env = BTreeMap::new();
+        let credentials = |unauthenticated: Unauthenticated| {
+            let items = check_fly_secrets(
+                &required(ServerKind::SelfHosted),
+                &listed,
+                &env,
+                &unauthenticated,
+                "a",
+            );
+            assert_eq!(items[0].status, CheckStatus::Ok, "{items:#?}");
+            items[1].clone()
+        };
+        let open = credentials(Unauthenticated::Answered {
+            url: "https://gw/api".into(),
+        });
+        assert_eq!(open.status, CheckStatus::Warn);
+        assert!(
+            open.detail.contains("ANYONE WHO CAN REACH THAT URL CAN CHANGE DEPLOYMENTS")
+                && open.detail.contains("XTASK_REQUIRE_CREDENTIALS=true"),
+            "{}",
+            open.detail
+        );
+        let refused = credentials(Unauthenticated::Refused {
+            url: "https://gw/api".into(),
+            code: 401,
+        });
+        assert_eq!(refused.status, CheckStatus::Fail);
+        assert!(refused.detail.contains("answered 401"), "{}", refused.detail);
+        let policy = credentials(Unauthenticated::Forbidden);
+        assert_eq!(policy.status, CheckStatus::Fail);
+        assert!(policy.detail.contains("mandatory"), "{}", policy.detail);
+        assert_eq!(
+            credentials(Unauthenticated::Unknown("timed out".into())).status,
+            CheckStatus::Fail
+        );
+        // Prefect Cloud never does without its key.
+        let cloud = check_fly_secrets(
+            &required(ServerKind::Cloud),
+            &listed,
+            &env,
+            &Unauthenticated::Answered { url: "u".into() },
+            "a",
+        );
+        assert_eq!(cloud[1].status, CheckStatus::Fail);
+    }
+
+    #[test]
+    fn require_credentials_switch_values() {
+        for on in ["1", "true", "TRUE", " yes ", "on"] {
+            assert!(switch_is_on(Some(on)), "{on}");
+        }
+        for off in ["", "0", "false", "no", "off", "maybe"] {
+            assert!(!switch_is_on(Some(off)), "{off}");
+        }
+        assert!(!switch_is_on(None));
+    }
+
+    #[test]
+    fn local_checklist_warns_on_credentials_over_plain_http() {
+        let remote = LocalEnv {
+            api_url: Some("http://gw.example/api".into()),
+            has_auth_string: true,
+            ..LocalEnv::default()
+        };
+        let (items, _) = check_local_env(&remote);
+        let transport = items.iter().find(|i| i.check == "transport").unwrap();
+        assert_eq!(transport.status, CheckStatus::Warn);
+        assert!(transport.detail.contains("plain http"), "{}", transport.detail);
+        // No credentials, https, loopback or Fly's private network: nothing to say.
+        for env in [
+            LocalEnv {
+                api_url: Some("http://gw.example/api".into()),
+                ..LocalEnv::default()
+            },
+            LocalEnv {
+                api_url: Some("https://gw.example/api".into()),
+                has_api_key: true,
+                ..LocalEnv::default()
+            },
+            LocalEnv {
+                api_url: Some("http://127.0.0.1:4200/api".into()),
+                has_api_key: true,
+                ..LocalEnv::default()
+            },
+            LocalEnv {
+                api_url: Some("http://prefect.flycast/api".into()),
+                has_api_key: true,
+                ..LocalEnv::default()
+            },
+        ] {
+            let (items, _) = check_local_env(&env);
+            assert!(items.iter().all(|i| i.check != "transport"), "{env:?}");
+        }
+        // Credentials in the URL count too.
+        let in_url = LocalEnv {
+            api_url: Some("http://u:p@gw.example/api".into()),
+            ..LocalEnv::default()
+        };
+        let (items, _) = check_local_env(&in_url);
+        assert!(items.iter().any(|i| i.check == "transport"));
     }
 
     #[test]
@@ -842,6 +1043,7 @@ mod tests {
             &required(ServerKind::SelfHosted),
             &listed,
             &BTreeMap::new(),
+            &Unauthenticated::Forbidden,
             "a",
         );
         assert_eq!(items[0].status, CheckStatus::Warn);
@@ -858,7 +1060,13 @@ mod tests {
             secret(PREFECT_API_URL, SecretStatus::Deployed),
             secret(PREFECT_API_AUTH_STRING, SecretStatus::Deployed),
         ];
-        let items = check_fly_secrets(&required(ServerKind::Cloud), &listed, &BTreeMap::new(), "a");
+        let items = check_fly_secrets(
+            &required(ServerKind::Cloud),
+            &listed,
+            &BTreeMap::new(),
+            &Unauthenticated::Answered { url: "u".into() },
+            "a",
+        );
         assert_eq!(items[1].check, PREFECT_API_KEY);
         assert_eq!(items[1].status, CheckStatus::Fail);
     }
@@ -870,6 +1078,7 @@ mod tests {
             &required(ServerKind::Cloud),
             &[secret(PREFECT_API_URL, SecretStatus::Deployed)],
             &env,
+            &Unauthenticated::Answered { url: "u".into() },
             "a",
         );
         // A key in [env] does not count as the secret, and the fix says so.

@@ -105,7 +105,49 @@ impl ApiConfig {
     fn is_prefect_cloud(&self) -> bool {
         reqwest::Url::parse(&self.url).is_ok_and(|url| is_prefect_cloud(&url))
     }
+
+    /// Whether requests carry credentials: an auth header, or `user:password@` in the URL.
+    pub(crate) fn has_credentials(&self) -> bool {
+        self.authorization().is_some()
+            || reqwest::Url::parse(&self.url)
+                .is_ok_and(|u| !u.username().is_empty() || u.password().is_some())
+    }
 }
+
+/// The warning when credentials would cross a network in clear text: `url` is plain `http://`
+/// to a host that is neither loopback nor on Fly's private network (`*.internal`, `*.flycast`,
+/// whose WireGuard mesh encrypts the traffic). `None` when the transport is fine.
+pub(crate) fn plain_http_warning(url: &str) -> Option<String> {
+    let parsed = reqwest::Url::parse(url.trim()).ok()?;
+    if parsed.scheme() != "http" {
+        return None;
+    }
+    let host = parsed.host_str()?.trim_end_matches('.').to_ascii_lowercase();
+    let private = match host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+    {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => {
+            host == "localhost"
+                || [".localhost", ".internal", ".flycast"]
+                    .iter()
+                    .any(|suffix| host.ends_with(suffix))
+        }
+    };
+    (!private).then(|| {
+        format!(
+            "credentials (PREFECT_API_AUTH_STRING / PREFECT_API_KEY / URL user) go to {} over \
+             plain http, readable by anyone on the way; use https, or a loopback or Fly \
+             private-network (*.internal, *.flycast) address",
+            host
+        )
+    })
+}
+
+/// Printed at most once per process, however many clients are built.
+static PLAIN_HTTP_WARNED: AtomicBool = AtomicBool::new(false);
 
 /// Prefect Cloud's API host.
 pub(crate) const CLOUD_API_HOST: &str = "api.prefect.cloud";
@@ -229,6 +271,13 @@ impl PrefectClient {
                 "PREFECT_API_URL must start with http:// or https:// (got {})",
                 cfg.display_url()
             );
+        }
+        if cfg.has_credentials() {
+            if let Some(warning) = plain_http_warning(&cfg.url) {
+                if !PLAIN_HTTP_WARNED.swap(true, Ordering::Relaxed) {
+                    eprintln!("warning: {warning}");
+                }
+            }
         }
         let mut headers = HeaderMap::new();
         headers.insert(
@@ -1020,6 +1069,41 @@ mod tests {
             cfg.authorization().as_deref(),
             Some("Basic YWRtaW46cGE1NQ==")
         );
+    }
+
+    #[test]
+    fn plain_http_is_flagged_only_off_loopback_and_fly_private_network() {
+        for url in [
+            "http://gw.example/api",
+            "http://10.0.0.5:4200/api",
+            "http://internal.example.com/api",
+            "http://user:pw@gw.example/api",
+        ] {
+            let warning = plain_http_warning(url).unwrap_or_else(|| panic!("{url}"));
+            assert!(!warning.contains("pw"), "{warning}");
+        }
+        for url in [
+            "https://gw.example/api",
+            "http://127.0.0.1:4200/api",
+            "http://127.8.0.1/api",
+            "http://[::1]:4200/api",
+            "http://localhost:4200/api",
+            "http://prefect.process.captionacc.internal:4200/api",
+            "http://captionacc-prefect.flycast/api",
+            "http://gateway.captionacc.internal./api",
+            "not a url",
+        ] {
+            assert_eq!(plain_http_warning(url), None, "{url}");
+        }
+    }
+
+    #[test]
+    fn credentials_include_the_url_user() {
+        assert!(!ApiConfig::for_url("http://h/api").has_credentials());
+        assert!(ApiConfig::for_url("http://u:p@h/api").has_credentials());
+        let mut cfg = ApiConfig::for_url("http://h/api");
+        cfg.api_key = Some("k".into());
+        assert!(cfg.has_credentials());
     }
 
     #[test]

@@ -264,3 +264,32 @@ fn credentials_in_fly_toml_env_are_flagged_not_shown() {
     );
     run.assert_no_secrets(SENTINELS);
 }
+
+/// Issue 12 item 2: credentials over plain http to a host that is neither loopback nor on
+/// Fly's private network are warned about once on stderr, and the checklist says so.
+#[test]
+fn credentials_over_plain_http_are_warned_about_once() {
+    let mut sandbox = complete("plain-http");
+    sandbox
+        .env(
+            "PREFECT_API_URL",
+            "http://prefect-gateway.invalid/prefect/api",
+        )
+        .env("PREFECT_API_REQUEST_TIMEOUT", "2")
+        .env("PREFECT_CLIENT_MAX_RETRIES", "0");
+    let run = sandbox.run(&["check-secrets", "--local-only"]);
+    run.assert_stdout_has("[warn] transport: credentials");
+    assert_eq!(
+        run.stderr.matches("warning: credentials").count(),
+        1,
+        "{}",
+        run.all()
+    );
+    run.assert_stderr_has("prefect-gateway.invalid over plain http");
+    run.assert_no_secrets(SENTINELS);
+
+    // Loopback (the test server): not a word.
+    let run = complete("plain-http-loopback").run(&["check-secrets", "--local-only"]);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    assert!(!run.all().contains("plain http"), "{}", run.all());
+}

@@ -10,7 +10,7 @@ use xtask::fly::{self, DeployRequest, FlyError, FlyFailure};
 use crate::support::fly::{
     url_with_credentials, Sandbox, API_KEY, AUTH_STRING, FLY_TOKEN, SENTINELS,
 };
-use crate::support::{client, ensure_pool, server_url};
+use crate::support::{client, ensure_pool, repo_root, secured_server, server_url};
 
 const IMAGE: &str = "registry.fly.io/captionacc-api:deadbeef";
 
@@ -169,10 +169,15 @@ fn deploy_on_github_actions_groups_stages_and_writes_the_job_summary() {
     assert!(text.contains("| 6 | (not run) | | |"), "{text}");
 }
 
+/// The app lacks the credentials its server demands (server 2 answers 401 without them).
 #[test]
 fn missing_secret_stops_before_fly_deploy() {
-    let sandbox = ready("no-secret");
-    sandbox.write_secrets(&[("PREFECT_API_URL", &server_url())]);
+    let mut sandbox = ready("no-secret");
+    let (url, auth) = secured_server();
+    sandbox.write_secrets(&[("PREFECT_API_URL", &url)]);
+    sandbox
+        .env("PREFECT_API_URL", &url)
+        .env("PREFECT_API_AUTH_STRING", &auth);
     let run = sandbox.run(&["deploy", "--image", IMAGE]);
     assert_eq!(run.code, Some(1), "{}", run.all());
     run.assert_stderr_has("error: deploy stopped at stage 1/6 (check secrets)");
@@ -506,4 +511,88 @@ fn hanging_fake_is_killed_by_the_outer_timeout() {
         "took {:?}",
         started.elapsed()
     );
+}
+
+/// The seed's own setup (issue 12 item 0): the repository's fly.toml and prefect.yaml, exactly
+/// one Fly secret (PREFECT_API_URL) and a server that asks for no credentials. It deploys, with a
+/// loud warning instead of the failure it used to be.
+fn seed(test: &str) -> Sandbox {
+    ensure_pool(&client(), "captionacc-workers-prod");
+    let mut sandbox = Sandbox::new(test);
+    for file in ["fly.toml", "prefect.yaml"] {
+        std::fs::copy(repo_root().join(file), sandbox.project.join(file)).unwrap();
+    }
+    let url = server_url();
+    sandbox.write_secrets(&[("PREFECT_API_URL", &url)]);
+    sandbox
+        .env("PREFECT_API_URL", &url)
+        .env("FLY_API_TOKEN", FLY_TOKEN);
+    sandbox
+}
+
+#[test]
+fn the_seeds_setup_deploys_with_a_loud_warning() {
+    let sandbox = seed("seed-setup");
+    let run = sandbox.run(&["deploy", "--image", IMAGE]);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    run.assert_stderr_has(
+        "[warn] PREFECT_API_AUTH_STRING or PREFECT_API_KEY: MISSING, and http://127.0.0.1",
+    );
+    run.assert_stderr_has("ANYONE WHO CAN REACH THAT URL CAN CHANGE DEPLOYMENTS");
+    assert_eq!(
+        sandbox.call_names(),
+        ["secrets list", "deploy", "status"],
+        "{}",
+        run.all()
+    );
+    let names: Vec<String> = client()
+        .read_deployments(json!({"deployments": {"name": {"any_": [
+            "captionacc-prod-video-initial-processing",
+            "captionacc-prod-caption-cleanup"
+        ]}}}))
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    run.assert_no_secrets(SENTINELS);
+}
+
+/// The switch: `XTASK_REQUIRE_CREDENTIALS = "true"` in fly.toml [env] makes the same setup fail
+/// before anything is built or deployed.
+#[test]
+fn the_seeds_setup_fails_when_credentials_are_required() {
+    let sandbox = seed("seed-required");
+    let path = sandbox.project.join("fly.toml");
+    let toml = std::fs::read_to_string(&path).unwrap().replace(
+        "[env]\n",
+        "[env]\n  XTASK_REQUIRE_CREDENTIALS = \"true\"\n",
+    );
+    assert!(toml.contains("XTASK_REQUIRE_CREDENTIALS"), "{toml}");
+    std::fs::write(&path, toml).unwrap();
+    let run = sandbox.run(&["deploy", "--image", IMAGE]);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    run.assert_stderr_has(
+        "[FAIL] PREFECT_API_AUTH_STRING or PREFECT_API_KEY: missing, and XTASK_REQUIRE_CREDENTIALS makes credentials mandatory",
+    );
+    assert_eq!(sandbox.call_names(), ["secrets list"], "{}", run.all());
+}
+
+/// A server that demands credentials the app lacks fails the check (and so the deploy).
+#[test]
+fn missing_credentials_fail_when_the_server_demands_them() {
+    let mut sandbox = seed("seed-secured");
+    let (url, auth) = secured_server();
+    sandbox.write_secrets(&[("PREFECT_API_URL", &url)]);
+    sandbox
+        .env("PREFECT_API_URL", &url)
+        .env("PREFECT_API_AUTH_STRING", &auth);
+    let run = sandbox.run(&["check-secrets"]);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    run.assert_stdout_has("[ok]   authenticated read");
+    run.assert_stdout_has(
+        "[FAIL] PREFECT_API_AUTH_STRING or PREFECT_API_KEY: missing, and http://127.0.0.1",
+    );
+    run.assert_stdout_has("demands credentials (answered 401");
+    assert!(!run.all().contains(&auth), "{}", run.all());
 }
