@@ -252,6 +252,7 @@ impl RegisterFlowsArgs {
             check: self.check,
             prune: self.prune,
             concurrency: self.concurrency,
+            run_steps: true,
         }
     }
 }

@@ -186,6 +186,8 @@ fn run_stages(
         }
         let plan = SyncOptions {
             dry_run: true,
+            // "Run nothing": build steps are shown, not run.
+            run_steps: !dry_run,
             ..SyncOptions::default()
         };
         let reported = register_reported(project, &release, args.verbose, &plan)?;

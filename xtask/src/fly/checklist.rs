@@ -139,9 +139,7 @@ fn left_paused(client: &PrefectClient) -> Vec<CheckItem> {
 /// the URL), against this host's PREFECT_API_URL: does the server do without them?
 fn read_without_credentials(vars: &EnvVars, url: Option<&ApiUrl>) -> Unauthenticated {
     let Some(url) = url else {
-        return Unauthenticated::Unknown(
-            "no usable PREFECT_API_URL here to ask the server".into(),
-        );
+        return Unauthenticated::Unknown("no usable PREFECT_API_URL here to ask the server".into());
     };
     let mut cfg = match ApiConfig::from_vars(vars) {
         Ok(cfg) => cfg,

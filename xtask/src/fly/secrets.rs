@@ -539,11 +539,8 @@ pub(crate) fn check_local_env(env: &LocalEnv) -> (Vec<CheckItem>, Option<ApiUrl>
         )
     };
     items.push(item);
-    let sends_credentials = !set.is_empty()
-        || env
-            .api_url
-            .as_deref()
-            .is_some_and(url_has_credentials);
+    let sends_credentials =
+        !set.is_empty() || env.api_url.as_deref().is_some_and(url_has_credentials);
     if let (true, Some(raw)) = (sends_credentials, &env.api_url) {
         if let Some(warning) = plain_http_warning(raw) {
             items.push(CheckItem::new(
@@ -948,7 +945,8 @@ mod tests {
         });
         assert_eq!(open.status, CheckStatus::Warn);
         assert!(
-            open.detail.contains("ANYONE WHO CAN REACH THAT URL CAN CHANGE DEPLOYMENTS")
+            open.detail
+                .contains("ANYONE WHO CAN REACH THAT URL CAN CHANGE DEPLOYMENTS")
                 && open.detail.contains("XTASK_REQUIRE_CREDENTIALS=true"),
             "{}",
             open.detail
@@ -958,7 +956,11 @@ mod tests {
             code: 401,
         });
         assert_eq!(refused.status, CheckStatus::Fail);
-        assert!(refused.detail.contains("answered 401"), "{}", refused.detail);
+        assert!(
+            refused.detail.contains("answered 401"),
+            "{}",
+            refused.detail
+        );
         let policy = credentials(Unauthenticated::Forbidden);
         assert_eq!(policy.status, CheckStatus::Fail);
         assert!(policy.detail.contains("mandatory"), "{}", policy.detail);
@@ -998,7 +1000,11 @@ mod tests {
         let (items, _) = check_local_env(&remote);
         let transport = items.iter().find(|i| i.check == "transport").unwrap();
         assert_eq!(transport.status, CheckStatus::Warn);
-        assert!(transport.detail.contains("plain http"), "{}", transport.detail);
+        assert!(
+            transport.detail.contains("plain http"),
+            "{}",
+            transport.detail
+        );
         // No credentials, https, loopback or Fly's private network: nothing to say.
         for env in [
             LocalEnv {

@@ -122,7 +122,10 @@ pub(crate) fn plain_http_warning(url: &str) -> Option<String> {
     if parsed.scheme() != "http" {
         return None;
     }
-    let host = parsed.host_str()?.trim_end_matches('.').to_ascii_lowercase();
+    let host = parsed
+        .host_str()?
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
     let private = match host
         .trim_start_matches('[')
         .trim_end_matches(']')

@@ -16,8 +16,9 @@ use std::path::Path;
 
 use serde_json::{json, Map, Value};
 
-use crate::prefect::template::{self, Placeholder, TemplateValues};
-use crate::sys::redact::redact;
+use crate::prefect::python_text::value_str;
+use crate::prefect::template::{self, Placeholder, PlaceholderKind, TemplateValues};
+use crate::sys::redact::{redact, SECRET_ENV_VARS};
 
 /// The spellings of `run_shell_script` (Prefect imports either).
 pub(crate) const RUN_SHELL_SCRIPT: &[&str] = &[
@@ -81,6 +82,31 @@ pub(crate) fn check(steps: &Steps) -> Vec<String> {
         .collect()
 }
 
+/// What [`run`] would do, one line per step, for a dry run that runs nothing. Placeholders are
+/// shown as written (never their values).
+pub(crate) fn describe(steps: &Steps) -> Vec<String> {
+    steps
+        .each()
+        .into_iter()
+        .map(|(label, step)| match parse_step(step) {
+            Ok(Some(call)) => {
+                let script = call
+                    .inputs
+                    .get("script")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let lines: Vec<&str> = python_splitlines(script)
+                    .into_iter()
+                    .filter(|line| !line.trim().is_empty())
+                    .collect();
+                format!("{label} (run_shell_script): {}", lines.join(" / "))
+            }
+            Ok(None) => format!("{label}: empty, skipped"),
+            Err(problem) => format!("{label}: {problem}"),
+        })
+        .collect()
+}
+
 /// Runs the build steps, then the push steps, in order, in `root` (the project root, Prefect's
 /// working directory). Returns the step outputs to template the deployment with. `values`
 /// supplies blocks, variables and the environment; its `step_outputs` are ignored.
@@ -100,6 +126,9 @@ pub(crate) fn run(
             continue; // `{}`: Prefect skips empty steps.
         };
         eprintln!("deployment '{deployment}': running {label} (run_shell_script)");
+        if let Some(Value::String(raw)) = call.inputs.get("script") {
+            check_script_shape(raw, &scope).map_err(fail)?;
+        }
         let inputs = template::resolve_deployment(&Value::Object(call.inputs), &scope).map_err(
             |errors| {
                 let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
@@ -107,13 +136,117 @@ pub(crate) fn run(
             },
         )?;
         let script = ShellScript::from_inputs(&inputs).map_err(fail)?;
-        let output = script.run(root, &scope.env).map_err(fail)?;
+        let output = script
+            .run(root, &step_environment(&scope.env, step))
+            .map_err(fail)?;
         if let Some(id) = call.id {
             scope.step_outputs.insert(id, Value::Object(output.clone()));
         }
         scope.step_outputs.extend(output);
     }
     Ok(scope.step_outputs)
+}
+
+/// The environment a step runs with: all of `env` except the credentials of
+/// [`SECRET_ENV_VARS`] (Fly and Prefect tokens), which only a step that names them gets.
+fn step_environment(env: &HashMap<String, String>, step: &Value) -> HashMap<String, String> {
+    let text = step.to_string();
+    env.iter()
+        .filter(|(name, _)| !SECRET_ENV_VARS.contains(&name.as_str()) || text.contains(*name))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect()
+}
+
+/// Each templated line of `script` must keep its shape: a value that adds a line (a whole new
+/// command) or changes how many words the line splits into (new arguments) is refused, naming
+/// the placeholder. Prefect pastes values in as they are; values from variables, blocks or
+/// earlier steps' output must not be able to say what runs.
+fn check_script_shape(raw: &str, scope: &TemplateValues) -> Result<(), String> {
+    let resolve = |text: &str| -> Option<String> {
+        match template::resolve_deployment(&Value::String(text.to_string()), scope).ok()? {
+            Value::String(s) => Some(s),
+            other => Some(value_str(&other)),
+        }
+    };
+    for line in python_splitlines(raw) {
+        // `ctx.*` stays as written (the worker's business), so it is text like any other.
+        let placeholders: Vec<Placeholder> = template::find_placeholders(line)
+            .into_iter()
+            .filter(|p| p.kind != PlaceholderKind::Context)
+            .collect();
+        if placeholders.is_empty() {
+            continue;
+        }
+        // Unresolvable placeholders are reported by the templating of the step itself.
+        let Some(resolved) = resolve(line) else {
+            continue;
+        };
+        // The line with each placeholder as one plain word, except `p` with its value.
+        let with_value_of = |p: Option<&Placeholder>| -> Option<(String, String)> {
+            let mut text = line.to_string();
+            let mut value = String::new();
+            for q in &placeholders {
+                let replacement = if Some(q) == p {
+                    value = resolve(&q.full_match)?;
+                    value.clone()
+                } else {
+                    "X".to_string()
+                };
+                text = text.replace(&q.full_match, &replacement);
+            }
+            Some((value, text))
+        };
+        let substituted_alone = |p: &Placeholder| with_value_of(Some(p));
+        if python_splitlines(&resolved).len() > 1 {
+            let culprits: Vec<&str> = placeholders
+                .iter()
+                .filter(|p| {
+                    substituted_alone(p).is_some_and(|(value, _)| {
+                        python_splitlines(&value).len() > 1 || value.ends_with(['\n', '\r'])
+                    })
+                })
+                .map(|p| p.full_match.as_str())
+                .collect();
+            return Err(format!(
+                "the value of {} would add a line to `script`, that is a command of its own; \
+                 templated values must stay within their line",
+                names(&culprits, &placeholders)
+            ));
+        }
+        let count = |text: &str| shlex_split(text).map(|words| words.len());
+        let Some((_, plain)) = with_value_of(None) else {
+            continue;
+        };
+        let Ok(expected) = count(&plain) else {
+            continue; // the line itself does not split: reported when it runs
+        };
+        if count(&resolved) != Ok(expected) {
+            let culprits: Vec<&str> = placeholders
+                .iter()
+                .filter(|p| {
+                    substituted_alone(p).is_some_and(|(_, alone)| count(&alone) != Ok(expected))
+                })
+                .map(|p| p.full_match.as_str())
+                .collect();
+            return Err(format!(
+                "the value of {} would change the words of the line `{line}` (it holds spaces, \
+                 quotes or backslashes, or is empty), adding or removing arguments; templated \
+                 values must stay one word each (quote the placeholder if the value has spaces)",
+                names(&culprits, &placeholders)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `{{ a }}` / `{{ a }}, {{ b }}`: the culprits, else every placeholder of the line.
+fn names(culprits: &[&str], all: &[Placeholder]) -> String {
+    if culprits.is_empty() {
+        let all: Vec<&str> = all.iter().map(|p| p.full_match.as_str()).collect();
+        all.join(", ")
+    } else {
+        culprits.join(", ")
+    }
 }
 
 /// A natively runnable step: its inputs without the reserved `id` and `requires`.
@@ -653,11 +786,14 @@ mod tests {
             outputs["first"],
             json!({"stdout": "abc123\n/", "stderr": ""})
         );
-        // `{{ first.stdout }}` is templated before the script is split into lines, as in
-        // Prefect: its newline starts a new command (`/` is a directory: it fails to run).
+        // In Prefect `{{ first.stdout }}`'s newline would start a new command (`/`); here a
+        // value that adds a line is refused before anything of the step runs.
         let sub = std::fs::canonicalize(root.join("sub")).unwrap();
         let err = run(&steps, &root, &values, "d").unwrap_err();
-        assert!(err.starts_with("push step 1: cannot run `/`"), "{err}");
+        assert!(
+            err.starts_with("push step 1: the value of {{ first.stdout }} would add a line"),
+            "{err}"
+        );
         // One-line output chains cleanly, under its id and merged at the top level.
         let mut single = steps.clone();
         single.build[0] = step(
@@ -671,6 +807,111 @@ mod tests {
         assert_eq!(outputs["stdout"], json!(expected));
         assert_eq!(outputs["stderr"], json!(""));
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    fn scope(pairs: &[(&str, &str)]) -> TemplateValues {
+        let mut values = TemplateValues::default();
+        for (name, value) in pairs {
+            values.step_outputs.insert(name.to_string(), json!(value));
+        }
+        values.env.insert("TAG".into(), "v1.2".into());
+        values
+    }
+
+    #[test]
+    fn templated_values_cannot_add_lines_or_words() {
+        let values = scope(&[
+            ("one", "abc"),
+            ("spaced", "a b"),
+            ("lines", "x\nrm -rf /"),
+            ("quote", "a' 'b"),
+            ("empty", ""),
+        ]);
+        let check = |script: &str| check_script_shape(script, &values);
+        for fine in [
+            "echo {{ one }} {{ $TAG }}",
+            "echo '{{ spaced }}'",
+            "echo \"{{ spaced }}\" done",
+            "echo plain\nls {{ one }}",
+            "echo x{{ one }}y",
+            "echo {{ ctx.flow_run.id }}",
+        ] {
+            assert_eq!(check(fine), Ok(()), "{fine}");
+        }
+        let err = check("echo {{ one }}\necho {{ lines }}").unwrap_err();
+        assert!(
+            err.starts_with("the value of {{ lines }} would add a line"),
+            "{err}"
+        );
+        let err = check("git tag {{ one }} {{ spaced }}").unwrap_err();
+        assert!(
+            err.starts_with("the value of {{ spaced }} would change the words of the line `git tag {{ one }} {{ spaced }}`"),
+            "{err}"
+        );
+        let err = check("echo '{{ quote }}'").unwrap_err();
+        assert!(err.starts_with("the value of {{ quote }}"), "{err}");
+        let err = check("rm {{ empty }} x").unwrap_err();
+        assert!(err.starts_with("the value of {{ empty }}"), "{err}");
+        // Through `run`: the step is named and nothing of it runs.
+        let root = temp_dir("shape");
+        let steps = Steps {
+            build: vec![step(
+                RUN_SHELL_SCRIPT[0],
+                json!({"script": "touch first\ntouch {{ $SPACED }}", "stream_output": false}),
+            )],
+            push: vec![],
+        };
+        let mut values = values.clone();
+        values.env.insert("SPACED".into(), "a b".into());
+        let err = run(&steps, &root, &values, "d").unwrap_err();
+        assert!(
+            err.starts_with("build step 1: the value of {{ $SPACED }}"),
+            "{err}"
+        );
+        assert!(!root.join("first").exists());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn steps_get_credentials_only_when_they_name_them() {
+        let env: HashMap<String, String> = [
+            ("HOME", "/h"),
+            ("FLY_API_TOKEN", "fly"),
+            ("PREFECT_API_KEY", "key"),
+            ("PREFECT_API_AUTH_STRING", "auth"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let plain = step(RUN_SHELL_SCRIPT[0], json!({"script": "env"}));
+        let mut names: Vec<String> = step_environment(&env, &plain).into_keys().collect();
+        names.sort();
+        assert_eq!(names, ["HOME"]);
+        let named = step(
+            RUN_SHELL_SCRIPT[0],
+            json!({"script": "flyctl deploy", "env": {"FLY_API_TOKEN": "{{ $FLY_API_TOKEN }}"}}),
+        );
+        let mut names: Vec<String> = step_environment(&env, &named).into_keys().collect();
+        names.sort();
+        assert_eq!(names, ["FLY_API_TOKEN", "HOME"]);
+    }
+
+    #[test]
+    fn describe_shows_steps_without_running_them() {
+        let steps = Steps {
+            build: vec![step(
+                RUN_SHELL_SCRIPT[0],
+                json!({"script": "docker build -t {{ $TAG }} .\n\ndocker push x"}),
+            )],
+            push: vec![json!({})],
+        };
+        assert_eq!(
+            describe(&steps),
+            [
+                "build step 1 (run_shell_script): docker build -t {{ $TAG }} . / docker push x",
+                "push step 1: empty, skipped"
+            ]
+        );
     }
 
     #[test]

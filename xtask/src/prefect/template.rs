@@ -182,6 +182,9 @@ pub struct TemplateValues {
     pub env: HashMap<String, String>,
     /// Outputs of build/push steps: merged outputs plus `step_outputs[id]`.
     pub step_outputs: Map<String, Value>,
+    /// The steps were shown, not run (`deploy --dry-run`): their output placeholders stay as
+    /// written instead of being an error.
+    pub steps_not_run: bool,
 }
 
 /// A placeholder that could not be resolved.
@@ -425,6 +428,7 @@ fn resolve_string(
             {
                 return match get_from_dict(&values.step_outputs, &relevant[0].name) {
                     Some(v) => v.clone(),
+                    None if values.steps_not_run => Value::String(s),
                     None => {
                         errors.push(error(relevant[0], step_output_message(relevant[0], values)));
                         Value::String(s)
@@ -439,6 +443,7 @@ fn resolve_string(
                             Some(v) => {
                                 replacements.insert(&p.full_match, value_str(v));
                             }
+                            None if values.steps_not_run => {}
                             None => errors.push(error(p, step_output_message(p, values))),
                         }
                     }

@@ -37,6 +37,9 @@ pub struct SyncOptions {
     pub prune: bool,
     /// Writes in flight at most.
     pub concurrency: u16,
+    /// Run the build/push steps (false: show them and keep their output placeholders as
+    /// written; `deploy --dry-run`, which runs nothing).
+    pub run_steps: bool,
 }
 
 impl Default for SyncOptions {
@@ -47,6 +50,7 @@ impl Default for SyncOptions {
             check: false,
             prune: false,
             concurrency: DEFAULT_CONCURRENCY,
+            run_steps: true,
         }
     }
 }
@@ -202,7 +206,8 @@ pub fn register(
     cancel: &AtomicBool,
     started: Instant,
 ) -> Result<Registration, RegisterError> {
-    let desired = load::desired_state(project, client, env).map_err(RegisterError::Invalid)?;
+    let desired = load::desired_state(project, client, env, options.run_steps)
+        .map_err(RegisterError::Invalid)?;
     let validate = started.elapsed();
     let outcome = sync(client, &desired, options, cancel).map_err(RegisterError::Failed)?;
     let timings = Timings {

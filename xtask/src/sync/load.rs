@@ -21,7 +21,8 @@ use crate::sync::desired::{
 use crate::sys::env_vars::EnvVars;
 
 /// Builds and validates the desired state of every deployment in the project's prefect file,
-/// with `env` as the environment (`{{ $NAME }}`, build steps, CI variables).
+/// with `env` as the environment (`{{ $NAME }}`, build steps, CI variables). Without
+/// `run_steps` the build/push steps are printed, not run, and their outputs stay placeholders.
 /// Every problem (yaml, templates, flow files, work pools, duplicate names) is collected, each
 /// with file:line and the deployment's name; if there is any, a [`ValidationErrors`] is returned
 /// and nothing may be written.
@@ -29,6 +30,7 @@ pub(crate) fn desired_state(
     project: &Project,
     client: &PrefectClient,
     env: &EnvVars,
+    run_steps: bool,
 ) -> anyhow::Result<DesiredState> {
     let label = project.prefect_file_label();
     let bytes = std::fs::read(&project.prefect_file).with_context(|| {
@@ -81,11 +83,18 @@ pub(crate) fn desired_state(
             if !steps_runnable {
                 continue;
             }
-            match crate::prefect::steps::run(steps, &project.root, &values, &config.name) {
-                Ok(outputs) => values.step_outputs = outputs,
-                Err(message) => {
-                    errors.push(Some(&source), Some(&config.name), message);
-                    continue;
+            if !run_steps {
+                for line in crate::prefect::steps::describe(steps) {
+                    eprintln!("deployment '{}': not run (dry run): {line}", config.name);
+                }
+                values.steps_not_run = true;
+            } else {
+                match crate::prefect::steps::run(steps, &project.root, &values, &config.name) {
+                    Ok(outputs) => values.step_outputs = outputs,
+                    Err(message) => {
+                        errors.push(Some(&source), Some(&config.name), message);
+                        continue;
+                    }
                 }
             }
         }

@@ -193,3 +193,71 @@ fn shell_syntax_in_a_script_is_not_interpreted() {
         json!(script.replacen("echo ", "", 1))
     );
 }
+
+/// A templated value that would add a command or an argument is refused, naming the step and
+/// the placeholder, before the step runs and with nothing written (issue 12 item 9).
+#[test]
+fn templated_values_cannot_add_commands_or_arguments() {
+    let p = StepsProject::new("inject");
+    let build = "build:\n  - prefect.deployments.steps.run_shell_script:\n      id: tagged\n      script: |\n        touch first.marker\n        echo {{ $XTASK_INJECTED }}\n";
+    p.write_yaml(build, "d", "    version: \"{{ tagged.stdout }}\"\n");
+    for (value, needle) in [
+        ("v1\ntouch pwned.marker", "would add a line"),
+        (
+            "v1 --output=/etc/passwd",
+            "would change the words of the line",
+        ),
+    ] {
+        let out = run(xtask()
+            .current_dir(&p.root)
+            .env("XTASK_PROJECT_ROOT", &p.root)
+            .args(["register-flows"])
+            .env("PREFECT_API_URL", server_url())
+            .env("XTASK_INJECTED", value));
+        assert_failed_with(
+            &out,
+            &[
+                "deployment 'd': build step 1: the value of {{ $XTASK_INJECTED }}",
+                needle,
+                "nothing was written",
+            ],
+        );
+        assert!(!p.root.join("first.marker").exists(), "{}", describe(&out));
+        assert!(!p.root.join("pwned.marker").exists(), "{}", describe(&out));
+    }
+    assert!(p.server_deployment("d").is_none());
+    // One word: fine.
+    let out = run(xtask()
+        .current_dir(&p.root)
+        .env("XTASK_PROJECT_ROOT", &p.root)
+        .args(["register-flows"])
+        .env("PREFECT_API_URL", server_url())
+        .env("XTASK_INJECTED", "v1"));
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(p.server_deployment("d").unwrap()["version"], json!("v1"));
+}
+
+/// Build steps do not get the Fly or Prefect credentials unless they name them.
+#[test]
+fn steps_get_credentials_only_when_they_name_them() {
+    let p = StepsProject::new("env");
+    let build = "build:\n  - prefect.deployments.steps.run_shell_script:\n      script: env\n  - prefect.deployments.steps.run_shell_script:\n      script: printenv FLY_API_TOKEN\n      stream_output: false\n";
+    p.write_yaml(build, "d", "");
+    let out = run(xtask()
+        .current_dir(&p.root)
+        .env("XTASK_PROJECT_ROOT", &p.root)
+        .args(["register-flows", "--dry-run"])
+        .env("PREFECT_API_URL", server_url())
+        .env("XTASK_VISIBLE", "yes")
+        .env("FLY_API_TOKEN", "FlyV1 fm2_stepsentinel0001")
+        .env("PREFECT_API_KEY", "pnu_stepsentinel0002"));
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The first step's `env` listing: the ordinary variable, no credential (not even its name);
+    // the second step names FLY_API_TOKEN and gets it (printenv fails on an unset variable).
+    assert!(stderr.contains("XTASK_VISIBLE=yes"), "{}", describe(&out));
+    for name in ["FLY_API_TOKEN=", "PREFECT_API_KEY="] {
+        assert!(!stderr.contains(name), "{name}:\n{}", describe(&out));
+    }
+    assert!(!stderr.contains("stepsentinel"), "{}", describe(&out));
+}

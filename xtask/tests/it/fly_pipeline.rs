@@ -337,6 +337,40 @@ fn dry_run_runs_no_fly_command() {
     run.assert_no_secrets(SENTINELS);
 }
 
+/// "Run nothing" includes the build steps (issue 12 item 9): they are shown, not run, and the
+/// placeholders of their outputs stay as written in the plan.
+#[test]
+fn dry_run_shows_build_steps_without_running_them() {
+    let sandbox = ready("dry-run-steps");
+    let path = sandbox.project.join("prefect.yaml");
+    let yaml = std::fs::read_to_string(&path).unwrap().replace(
+        "deployments:\n",
+        "build:\n  - prefect.deployments.steps.run_shell_script:\n      id: marker\n      script: touch built.marker\ndeployments:\n",
+    );
+    let yaml = yaml.replacen(
+        "    parameters:\n      video_id: smoke-test\n",
+        "    parameters:\n      video_id: smoke-test\n    tags: [\"built-{{ marker.stdout }}\"]\n",
+        1,
+    );
+    std::fs::write(&path, yaml).unwrap();
+    let run = sandbox.run(&["deploy", "--dry-run", "--image", IMAGE]);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    assert!(
+        !sandbox.project.join("built.marker").exists(),
+        "deploy --dry-run ran a build step:\n{}",
+        run.all()
+    );
+    run.assert_stderr_has("not run (dry run): build step 1 (run_shell_script): touch built.marker");
+    // Without --dry-run the same steps run (in the plan stage, as register-flows does).
+    let run = sandbox.run(&["deploy", "--image", IMAGE]);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    assert!(
+        sandbox.project.join("built.marker").exists(),
+        "{}",
+        run.all()
+    );
+}
+
 #[test]
 fn dev_deploy_uses_the_dev_app_and_yaml() {
     let sandbox = ready("dev-env");
@@ -564,10 +598,9 @@ fn the_seeds_setup_deploys_with_a_loud_warning() {
 fn the_seeds_setup_fails_when_credentials_are_required() {
     let sandbox = seed("seed-required");
     let path = sandbox.project.join("fly.toml");
-    let toml = std::fs::read_to_string(&path).unwrap().replace(
-        "[env]\n",
-        "[env]\n  XTASK_REQUIRE_CREDENTIALS = \"true\"\n",
-    );
+    let toml = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("[env]\n", "[env]\n  XTASK_REQUIRE_CREDENTIALS = \"true\"\n");
     assert!(toml.contains("XTASK_REQUIRE_CREDENTIALS"), "{toml}");
     std::fs::write(&path, toml).unwrap();
     let run = sandbox.run(&["deploy", "--image", IMAGE]);

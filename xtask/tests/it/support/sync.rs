@@ -87,6 +87,7 @@ pub fn args(prune: bool, concurrency: u16) -> SyncOptions {
         check: false,
         prune,
         concurrency,
+        run_steps: true,
     }
 }
 
