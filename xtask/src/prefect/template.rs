@@ -187,6 +187,39 @@ pub struct TemplateValues {
     pub steps_not_run: bool,
 }
 
+/// What `placeholders` take from blocks and environment variables, as text (every string and
+/// number inside a block's value, each env value): the values output must not show. Blocks are
+/// read with their secrets (`include_secrets=true`), so every block type counts, not only
+/// `secret`. Variables and step outputs are not secrets in Prefect.
+pub(crate) fn secret_values(placeholders: &[Placeholder], values: &TemplateValues) -> Vec<String> {
+    fn leaves(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::String(s) => out.push(s.clone()),
+            Value::Number(n) => out.push(n.to_string()),
+            Value::Array(items) => items.iter().for_each(|v| leaves(v, out)),
+            Value::Object(map) => map.values().for_each(|v| leaves(v, out)),
+            Value::Bool(_) | Value::Null => {}
+        }
+    }
+    let mut out = Vec::new();
+    for p in placeholders {
+        match &p.kind {
+            PlaceholderKind::Block { .. } => {
+                if let Ok(value) = block_value(p, values) {
+                    leaves(&value, &mut out);
+                }
+            }
+            PlaceholderKind::Env { name } => {
+                if let Some(value) = values.env.get(name) {
+                    out.push(value.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 /// A placeholder that could not be resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TemplateError {
@@ -642,6 +675,33 @@ fn pull_string(s: &str, values: &TemplateValues) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_values_are_what_blocks_and_env_vars_gave() {
+        let mut values = TemplateValues::default();
+        values.blocks.insert(
+            ("secret".into(), "tok".into()),
+            Some(json!({"value": "block-sentinel"})),
+        );
+        values.blocks.insert(
+            ("json".into(), "cfg".into()),
+            Some(json!({"value": {"a": ["x1", 7], "b": true}})),
+        );
+        values.env.insert("TOKEN".into(), "env-sentinel".into());
+        values.env.insert("UNUSED".into(), "not-referenced".into());
+        values
+            .variables
+            .insert("v".into(), Some(json!("plain-variable")));
+        let found = secret_values(
+            &placeholders(&json!({
+                "a": "{{ prefect.blocks.secret.tok }}",
+                "b": "x {{ $TOKEN }} {{ prefect.variables.v }} {{ step.out }}",
+                "c": "{{ prefect.blocks.json.cfg.value }}",
+            })),
+            &values,
+        );
+        assert_eq!(found, ["block-sentinel", "env-sentinel", "x1", "7"]);
+    }
     use serde_json::json;
 
     /// The values of the protocol's §7 "Observed sample".

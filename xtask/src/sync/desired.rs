@@ -9,6 +9,7 @@ use serde_json::{json, Map, Value};
 use crate::prefect::flow;
 use crate::prefect::prefect_yaml;
 pub use crate::prefect::schedule::DesiredSchedule;
+use crate::sys::redact::Secrets;
 
 /// Where a deployment is declared, for error messages and the plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +76,9 @@ pub struct DesiredDeployment {
     /// Automation bodies (`POST /automations/` without `owner_resource` and the actions'
     /// `deployment_id`). None: the yaml omits `triggers` (leave owned automations as they are).
     pub triggers: Option<Vec<Value>>,
+    /// Values its templates took from blocks and environment variables, and the process's
+    /// credentials: a plan shows a field holding one as `<secret changed>`, never the value.
+    pub secrets: Secrets,
 }
 
 impl DesiredDeployment {
@@ -574,6 +578,7 @@ pub(crate) fn from_resolved(
         version_info: Some(version_info),
         schedules,
         triggers,
+        secrets: Secrets::default(),
     })
 }
 
@@ -837,6 +842,7 @@ pub(crate) mod tests {
                 slug: None,
             }]),
             triggers: None,
+            secrets: Default::default(),
         }
     }
 

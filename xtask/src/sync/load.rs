@@ -12,13 +12,14 @@ use crate::prefect::api::PrefectClient;
 use crate::prefect::flow;
 use crate::prefect::prefect_yaml;
 use crate::prefect::steps::Steps;
-use crate::prefect::template::{PlaceholderKind, TemplateValues};
+use crate::prefect::template::{self, PlaceholderKind, TemplateValues};
 use crate::project::Project;
 use crate::sync::desired::{
     check_unique_names, from_resolved, project_name, DesiredState, FieldError, FlowFile,
     GitVersion, Inferred, Ownership, SourceLocation, ValidationErrors,
 };
 use crate::sys::env_vars::EnvVars;
+use crate::sys::redact::{self, Secrets, SECRET_ENV_VARS};
 
 /// Builds and validates the desired state of every deployment in the project's prefect file,
 /// with `env` as the environment (`{{ $NAME }}`, build steps, CI variables). Without
@@ -53,6 +54,31 @@ pub(crate) fn desired_state(
         })
         .collect();
     let mut values = template_values(&file, &selected, client, env)?;
+    // What output must not show, per deployment: the values its templates take from blocks and
+    // environment variables, and the credentials this process holds. Known before any step
+    // runs or any problem is reported, so every message is redacted from here on.
+    let credentials = Secrets::new(
+        SECRET_ENV_VARS
+            .iter()
+            .filter_map(|name| env.get(name).map(str::to_string)),
+    );
+    let secrets_of: Vec<Secrets> = file
+        .deployments
+        .iter()
+        .map(|config| {
+            let mut all = Value::Object(config.raw.clone());
+            if let (Value::Object(map), Some(pull)) = (&mut all, &file.pull) {
+                map.insert("file pull".into(), Value::Array(pull.clone()));
+            }
+            let mut secrets = Secrets::new(template::secret_values(
+                &template::placeholders(&all),
+                &values,
+            ));
+            secrets.extend(&credentials);
+            redact::remember(&secrets);
+            secrets
+        })
+        .collect();
     let source_of = |config: &prefect_yaml::DeploymentConfig| SourceLocation {
         file: label.clone(),
         line: config.line,
@@ -76,7 +102,7 @@ pub(crate) fn desired_state(
     };
     let mut deployments = Vec::new();
     let mut pools = Vec::new();
-    for (config, steps) in file.deployments.iter().zip(&selected) {
+    for ((config, steps), secrets) in file.deployments.iter().zip(&selected).zip(&secrets_of) {
         let source = source_of(config);
         values.step_outputs = Map::new();
         if !steps.is_empty() {
@@ -101,9 +127,12 @@ pub(crate) fn desired_state(
         let resolved = match prefect_yaml::resolve(&file, config, &values) {
             Ok(resolved) => resolved,
             Err(diagnostics) => {
-                errors
-                    .problems
-                    .extend(diagnostics.0.iter().map(ToString::to_string));
+                errors.problems.extend(
+                    diagnostics
+                        .0
+                        .iter()
+                        .map(|problem| secrets.mask_text(&problem.to_string())),
+                );
                 continue;
             }
         };
@@ -125,8 +154,17 @@ pub(crate) fn desired_state(
             )
         });
         match deployment {
-            Ok(deployment) => deployments.push(deployment),
+            Ok(mut deployment) => {
+                deployment.secrets = secrets.clone();
+                deployments.push(deployment)
+            }
             Err(FieldError { field, message }) => {
+                // A parameter check echoes values; paths in other messages must stay readable.
+                let message = if field == "parameters" {
+                    secrets.mask_text(&message)
+                } else {
+                    message
+                };
                 // Point at the yaml key the problem is about, not just the deployment.
                 let at = SourceLocation {
                     file: source.file.clone(),

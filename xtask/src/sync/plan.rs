@@ -413,6 +413,13 @@ fn diff_deployment(
             patch.insert(field.clone(), value.clone());
         }
     }
+    // Detected on the real values, shown masked: a secret's change, never the secret.
+    for change in &mut changes {
+        let (old, new) = want
+            .secrets
+            .mask_change(change.old.take(), change.new.take());
+        (change.old, change.new) = (old, new);
+    }
     couple_fields(&mut patch, want);
     let restore_patch = restore_body(&patch, &have.raw);
     let schedule_ops = match &want.schedules {
@@ -1027,7 +1034,8 @@ pub(crate) fn create_lines(desired: &DesiredDeployment) -> Vec<String> {
         ("work pool", "work_pool_name"),
     ] {
         if let Some(value) = desired.fields.get(key).filter(|v| !v.is_null()) {
-            lines.push(format!("{label}: {}", short(Some(value), 60)));
+            let (_, shown) = desired.secrets.mask_change(None, Some(value.clone()));
+            lines.push(format!("{label}: {}", short(shown.as_ref(), 60)));
         }
     }
     for schedule in desired.schedules.iter().flatten() {
@@ -1074,6 +1082,7 @@ fn schedule_op_json(op: &ScheduleOp) -> Value {
 mod tests {
     use super::*;
     use crate::sync::desired::tests::{owner, sample};
+    use crate::sys::redact::Secrets;
 
     /// What the server returns after creating `sample(name)`.
     fn server_copy(d: &DesiredDeployment, id: &str) -> ServerDeployment {
@@ -1129,6 +1138,58 @@ mod tests {
             deployments,
             warnings: vec![],
         }
+    }
+
+    /// Issue 12 item 1: a field holding a secret changes; the plan says so, in text and JSON,
+    /// without either value. Other fields keep their values.
+    #[test]
+    fn a_changed_secret_is_shown_masked() {
+        let mut old = sample("a");
+        old.fields.insert(
+            "job_variables".into(),
+            json!({"env": {"TOKEN": "old-sentinel-0001", "MODE": "x"}}),
+        );
+        let have = server_copy(&old, "id-a");
+        let mut want = sample("a");
+        want.fields.insert(
+            "job_variables".into(),
+            json!({"env": {"TOKEN": "new-sentinel-0002", "MODE": "y"}}),
+        );
+        want.secrets = Secrets::new(["new-sentinel-0002".to_string()]);
+        let plan = plan(&state(vec![want]), &server(vec![have]), false);
+        let item = &plan.items[0];
+        assert_eq!(item.action(), Action::Update);
+        let changes: Vec<(String, Option<Value>, Option<Value>)> = item
+            .changes()
+            .iter()
+            .map(|c| (c.path.clone(), c.old.clone(), c.new.clone()))
+            .collect();
+        assert_eq!(
+            changes,
+            [
+                (
+                    "job_variables.env.TOKEN".into(),
+                    Some(json!("<secret>")),
+                    Some(json!("<secret changed>"))
+                ),
+                (
+                    "job_variables.env.MODE".into(),
+                    Some(json!("x")),
+                    Some(json!("y"))
+                ),
+            ]
+        );
+        // The write still carries the real value.
+        assert_eq!(
+            update(item).patch["job_variables"]["env"]["TOKEN"],
+            json!("new-sentinel-0002")
+        );
+        let shown = format!("{}{}", plan.render_text(), plan.to_json());
+        assert!(!shown.contains("sentinel"), "{shown}");
+        assert!(
+            shown.contains("job_variables.env.TOKEN: \"<secret>\" → \"<secret changed>\""),
+            "{shown}"
+        );
     }
 
     #[test]

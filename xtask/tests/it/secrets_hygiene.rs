@@ -19,7 +19,9 @@ use crate::support::fly::{
     fake_fly, url_with_credentials as with_credentials, API_KEY, AUTH_STRING, FLY_TOKEN,
     URL_PASSWORD, URL_USER,
 };
-use crate::support::{client_at, ensure_pool, repo_root, scratch_dir, secured_server, server_url};
+use crate::support::{
+    client, client_at, ensure_pool, repo_root, scratch_dir, secured_server, server_url, unique,
+};
 
 const POOL: &str = "xsec-pool";
 
@@ -315,6 +317,210 @@ fn no_secret_in_output_when_the_server_says_401() {
         &bin,
         &as_refs(&env),
         &sentinel_needles(),
+        Expect::Failure,
+    );
+}
+
+// ---- values that came from a secret block or an environment variable (issue 12 item 1) ----
+
+/// The sentinels' shape: long enough to be masked in any text, unique per run.
+fn sentinel(label: &str) -> String {
+    format!("SENTINEL{label}{}", std::process::id())
+}
+
+/// A `secret` block document holding `value`, created or overwritten.
+fn set_secret_block(name: &str, value: &str) {
+    let client = client();
+    let data = serde_json::json!({"value": value});
+    if let Some(existing) = client.read_block_document("secret", name).unwrap() {
+        let path = format!("/block_documents/{}", existing["id"].as_str().unwrap());
+        client
+            .patch(
+                &path,
+                &serde_json::json!({"data": data, "merge_existing_data": false}),
+            )
+            .unwrap();
+        return;
+    }
+    let block_type = client.get("/block_types/slug/secret").unwrap().unwrap();
+    let schemas = client
+        .post(
+            "/block_schemas/filter",
+            &serde_json::json!({"block_schemas": {"block_type_id": {"any_": [block_type["id"]]}}}),
+        )
+        .unwrap();
+    let body = serde_json::json!({
+        "name": name, "data": data, "block_type_id": block_type["id"],
+        "block_schema_id": schemas[0]["id"],
+    });
+    client.post("/block_documents/", &body).unwrap();
+}
+
+/// The scenario's project: one deployment `name` with `extra` after its `work_pool`'s name
+/// (indented by 6, it continues `work_pool`; by 4, it is a key of the deployment).
+fn templated_project(label: &str, name: &str, extra: &str) -> (PathBuf, PathBuf) {
+    let url = server_url();
+    ensure_pool(&client_at(&url, None), POOL);
+    let (dir, bin) = project(label, &url);
+    std::fs::write(
+        dir.join("prefect.yaml"),
+        format!(
+            "name: xsec\ndeployments:\n  - name: {name}\n    entrypoint: flows/xsec_flow.py:xsec_flow\n    work_pool:\n      name: {POOL}\n{extra}"
+        ),
+    )
+    .unwrap();
+    (dir, bin)
+}
+
+fn invocation(project: &Path, bin: &Path, args: &[&str], env: &[(&str, &str)]) -> Outcome {
+    let url = server_url();
+    let mut invocation = Invocation::new(project, args)
+        .path_prefix(bin)
+        .env("XTASK_PROJECT_ROOT", project.to_str().unwrap())
+        .env("FLY_APP", "xsec-app")
+        .env(
+            "FAKE_FLY_SECRETS",
+            project.join("fly-app-secrets.env").to_str().unwrap(),
+        );
+    for (key, value) in sentinel_env(&url) {
+        invocation = invocation.env(key, &value);
+    }
+    for (key, value) in env {
+        invocation = invocation.env(key, value);
+    }
+    invocation.run()
+}
+
+/// The server holds the deployment made with the old secret; the yaml now yields the new one.
+/// Every command that shows a plan must see the change and show `<secret changed>`, never
+/// either value; apply writes the new value and the server then matches.
+fn changed_secret_is_shown_masked(
+    project: &Path,
+    bin: &Path,
+    deployment: &str,
+    env: &[(&str, &str)],
+    needles: &Needles,
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    let runs: &[(&[&str], i32)] = &[
+        (&["register-flows", "--dry-run"], 0),
+        (&["register-flows", "--check"], 2),
+        (&["register-flows", "--dry-run", "--json"], 0),
+        (&["register-flows", "--check", "--json"], 2),
+        (&["register-flows", "--dry-run", "--format", "markdown"], 0),
+        (&["--verbose", "register-flows", "--dry-run"], 0),
+        (
+            &[
+                "deploy",
+                "--dry-run",
+                "--image",
+                "registry.fly.io/xsec-app:t",
+            ],
+            0,
+        ),
+        (&["register-flows", "--json"], 0),
+        (&["register-flows", "--check"], 0),
+    ];
+    for (args, code) in runs {
+        let outcome = invocation(project, bin, args, env);
+        let label = args.join(" ");
+        let all = format!("{}\n{}", outcome.stdout, outcome.stderr);
+        let leaked = needles.found_in(&all);
+        if !leaked.is_empty() {
+            failures.push(format!("`{label}` printed {}", leaked.join(", ")));
+        }
+        if outcome.code != Some(*code) {
+            failures.push(format!(
+                "`{label}` exited {:?}, expected {code}:\n{}",
+                outcome.code,
+                needles_masked(&outcome.stderr_excerpt(), needles)
+            ));
+        }
+        let shows_change = *code == 2 || (*code == 0 && !args.contains(&"--check"));
+        if shows_change && !all.contains("<secret changed>") {
+            failures.push(format!(
+                "`{label}` does not show `<secret changed>`:\n{}",
+                needles_masked(&all, needles)
+            ));
+        }
+    }
+    let server = client()
+        .get(&format!("/deployments/name/xsec-flow/{deployment}"))
+        .unwrap()
+        .expect("the deployment");
+    if !needles.0.iter().any(|(label, value)| {
+        label == "new value" && server["job_variables"]["env"]["TOKEN"] == **value
+    }) {
+        failures.push("apply did not write the new value".into());
+    }
+    failures
+}
+
+#[test]
+fn a_changed_secret_block_value_is_masked() {
+    let block = unique("xsec-tok").to_lowercase();
+    let deployment = unique("xsec-block");
+    let (old, new) = (sentinel("blockold"), sentinel("blocknew"));
+    let extra = format!(
+        "      job_variables:\n        env:\n          TOKEN: \"{{{{ prefect.blocks.secret.{block} }}}}\"\n"
+    );
+    let (project, bin) = templated_project("block", &deployment, &extra);
+    set_secret_block(&block, &old);
+    let first = invocation(&project, &bin, &["register-flows"], &[]);
+    assert_eq!(first.code, Some(0), "{}", first.stderr_excerpt());
+    set_secret_block(&block, &new);
+    let needles = Needles::new(&[("old value", &old), ("new value", &new)]);
+    let failures = changed_secret_is_shown_masked(&project, &bin, &deployment, &[], &needles);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn a_changed_env_var_in_job_variables_is_masked() {
+    let deployment = unique("xsec-env");
+    let (old, new) = (sentinel("envold"), sentinel("envnew"));
+    let extra = "      job_variables:\n        env:\n          TOKEN: \"{{ $XSEC_TOKEN }}\"\n";
+    let (project, bin) = templated_project("env", &deployment, extra);
+    let first = invocation(&project, &bin, &["register-flows"], &[("XSEC_TOKEN", &old)]);
+    assert_eq!(first.code, Some(0), "{}", first.stderr_excerpt());
+    let needles = Needles::new(&[("old value", &old), ("new value", &new)]);
+    let failures = changed_secret_is_shown_masked(
+        &project,
+        &bin,
+        &deployment,
+        &[("XSEC_TOKEN", &new)],
+        &needles,
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A templated parameter that fails the schema check: the problem is reported, masked.
+#[test]
+fn a_templated_parameter_failing_the_schema_check_is_masked() {
+    let deployment = unique("xsec-param");
+    let value = sentinel("param");
+    let extra = "    parameters:\n      n: \"{{ $XSEC_PARAM }}\"\n";
+    let (project, bin) = templated_project("param", &deployment, extra);
+    let env = [("XSEC_PARAM", value.as_str())];
+    let outcome = invocation(&project, &bin, &["register-flows", "--dry-run"], &env);
+    assert_eq!(outcome.code, Some(1), "{}", outcome.all());
+    outcome.assert_stderr_has("parameters do not match the flow's signature");
+    let needles = Needles::new(&[("templated parameter", &value)]);
+    assert!(
+        needles.found_in(&outcome.all()).is_empty(),
+        "{}",
+        needles_masked(&outcome.all(), &needles)
+    );
+    let sentinels = sentinel_env(&server_url());
+    let mut env_all = as_refs(&sentinels);
+    env_all.push(("XSEC_PARAM", &value));
+    let mut all_needles = sentinel_needles();
+    all_needles.0.extend(needles.0);
+    run_all(
+        "a templated parameter failing the schema check",
+        &project,
+        &bin,
+        &env_all,
+        &all_needles,
         Expect::Failure,
     );
 }

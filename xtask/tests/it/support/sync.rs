@@ -67,6 +67,7 @@ pub fn deployment(
         version_info: Some(json!({"type": "prefect:simple", "version": "1.0"})),
         schedules: Some(schedules),
         triggers: None,
+        secrets: Default::default(),
     }
 }
 
