@@ -7,6 +7,10 @@
 //! - server 2 with a wrong auth string (401),
 //!
 //! and the output must contain no sentinel, nor its base64 (as sent in `Authorization: Basic`).
+//! Values templated into a deployment are secrets too: a sentinel in a secret block and one in an
+//! environment variable, both in `work_pool.job_variables`, change between runs, and every plan
+//! (`--dry-run`, `--check`, `--json`, Markdown, `deploy --dry-run`, apply) shows the change as
+//! `<secret changed>`; a templated parameter failing the schema check is reported masked.
 //! `fly` is the fly helper's stand-in (tests/it/support/fake_fly.rs), whose app secrets hold the
 //! sentinels too; `docker` is a stand-in script. Fly cannot be reached from tests.
 
