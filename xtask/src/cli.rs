@@ -316,9 +316,10 @@ pub struct BenchArgs {
     /// How many deployments the generated project has.
     #[arg(long, default_value_t = 51)]
     pub deployments: usize,
-    /// xtask runs per scenario (the median is reported); the Prefect CLI runs once.
-    #[arg(long, default_value_t = 5)]
-    pub runs: usize,
+    /// xtask runs per scenario (the median is reported; default 5); the Prefect CLI runs once.
+    /// With --compile: clean builds per subject (default 1) and edits (at least 3).
+    #[arg(long)]
+    pub runs: Option<usize>,
     /// Seconds to wait before each measured command (both engines), before waiting for the
     /// server to go idle.
     #[arg(long, default_value_t = 2.0)]
@@ -328,6 +329,13 @@ pub struct BenchArgs {
     /// so give a longer --settle (10 s or more).
     #[arg(long, value_name = "URL")]
     pub api_url: Option<String>,
+    /// Measure compile cost instead: clean build against the card's dependency set, an edit's
+    /// rebuild, the test build (docs/compile-time.md).
+    #[arg(long, conflicts_with_all = ["deployments", "settle", "api_url"])]
+    pub compile: bool,
+    /// With --compile: the image too (source-only rebuild, binary size, start-up); needs Docker.
+    #[arg(long, requires = "compile")]
+    pub image: bool,
 }
 
 #[cfg(test)]
@@ -410,6 +418,7 @@ mod tests {
                 "--settle",
                 "10",
             ],
+            &["xtask", "bench", "--compile", "--image", "--runs", "2"],
         ] {
             Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
         }
@@ -440,6 +449,14 @@ mod tests {
             &["xtask", "register-flows", "--json", "--format", "markdown"],
             &["xtask", "register-flows", "--format", "html"],
             &["xtask", "deploy", "--env", "staging"],
+            &["xtask", "bench", "--image"],
+            &[
+                "xtask",
+                "bench",
+                "--compile",
+                "--api-url",
+                "http://127.0.0.1:4200/api",
+            ],
             &["xtask", "register-flows", "--prefect-file"],
             &["xtask", "register-flows", "--concurrency", "0"],
             &["xtask", "build-image", "--fly", "--local-bases"],

@@ -1,7 +1,7 @@
 //! The logic behind `cargo xtask`; the CLI and its commands are the binary (main.rs), which this
 //! library never sees. docs/architecture.md says how the parts fit.
 
-pub mod bench; // cargo xtask bench: both engines side by side on one server, ratios
+pub mod bench; // cargo xtask bench: both engines side by side on one server; compile cost; ratios
 pub mod deploy; // cargo xtask deploy: secrets → validate and plan → build → fly deploy → verify
 pub mod docker; // image builds: docker or Fly's builder, locally built base images
 pub mod fly; // flyctl and fly.toml, the release Machine's environment, check-secrets' checklist

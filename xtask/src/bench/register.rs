@@ -1,4 +1,4 @@
-//! The benchmark behind `cargo xtask bench`: register-flows against `prefect deploy --all`, in the same run, on one
+//! `cargo xtask bench`: register-flows against `prefect deploy --all`, in the same run, on one
 //! local server. Prints both times and the ratios for: first registration, unchanged re-run,
 //! one deployment changed; plus the xtask's start-up time and peak memory of both.
 //! Numbers, not assertions: speed is checked here, never by timed tests.

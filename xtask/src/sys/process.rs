@@ -293,6 +293,9 @@ pub(crate) struct Measured {
     pub wall: Duration,
     /// Peak resident memory of the process, in KiB.
     pub max_rss_kib: i64,
+    /// CPU time (user + system) of the process and of the children it waited for (a cargo
+    /// build's compilers): less sensitive than wall time to what else the machine runs.
+    pub cpu: Duration,
 }
 
 /// Runs `cmd` to completion with stdin closed and stdout+stderr written to `log`, and measures
@@ -315,7 +318,12 @@ pub(crate) fn run_measured(cmd: impl Into<Command>, log: File) -> Result<Measure
         success: waited >= 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         wall: started.elapsed(),
         max_rss_kib: usage.ru_maxrss,
+        cpu: timeval(usage.ru_utime) + timeval(usage.ru_stime),
     })
+}
+
+fn timeval(t: libc::timeval) -> Duration {
+    Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
 }
 
 // ---------------------------------------------------------------------------------------------
