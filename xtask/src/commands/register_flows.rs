@@ -25,6 +25,9 @@ pub fn run(global: &GlobalArgs, args: RegisterFlowsArgs) -> Result<ExitCode> {
     let started = Instant::now();
     let project = Project::discover(global.prefect_file.as_deref(), Env::Prod)?;
     let env = EnvVars::capture();
+    if let Some(problem) = xtask::fly::secrets::missing_required_credentials(&env) {
+        bail!("{problem}");
+    }
     let client = PrefectClient::new(ApiConfig::from_vars(&env)?)?;
     client.set_verbose(global.verbose);
     let cancel = interrupt_flag();

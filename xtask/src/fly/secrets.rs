@@ -31,6 +31,23 @@ pub(crate) const PREFECT_API_AUTH_STRING: &str = "PREFECT_API_AUTH_STRING";
 /// this host's environment): a team policy, for servers that happen to answer without them.
 pub(crate) const XTASK_REQUIRE_CREDENTIALS: &str = "XTASK_REQUIRE_CREDENTIALS";
 
+/// The release command's own guard: with [`XTASK_REQUIRE_CREDENTIALS`] on in `vars` (fly.toml
+/// `[env]` reaches the release Machine), running without credentials is refused before any
+/// request. `None` when the policy is off or met.
+pub fn missing_required_credentials(vars: &crate::sys::env_vars::EnvVars) -> Option<String> {
+    if !switch_is_on(vars.get(XTASK_REQUIRE_CREDENTIALS)) {
+        return None;
+    }
+    let env = LocalEnv::from_lookup(|name| vars.get(name).map(str::to_string));
+    let in_url = env.api_url.as_deref().is_some_and(url_has_credentials);
+    (!env.has_api_key && !env.has_auth_string && !in_url).then(|| {
+        format!(
+            "{XTASK_REQUIRE_CREDENTIALS} is on, but neither {PREFECT_API_KEY} nor \
+             {PREFECT_API_AUTH_STRING} is set; set one (a Fly secret for the release command)"
+        )
+    })
+}
+
 /// Whether `value` of [`XTASK_REQUIRE_CREDENTIALS`] turns the policy on (`1`, `true`, `yes`, `on`).
 pub(crate) fn switch_is_on(value: Option<&str>) -> bool {
     value.is_some_and(|v| {
@@ -977,6 +994,29 @@ mod tests {
             "a",
         );
         assert_eq!(cloud[1].status, CheckStatus::Fail);
+    }
+
+    #[test]
+    fn the_release_command_refuses_to_run_without_required_credentials() {
+        let vars = |pairs: &[(&str, &str)]| -> crate::sys::env_vars::EnvVars {
+            pairs.iter().copied().collect()
+        };
+        let url = (PREFECT_API_URL, "https://gw/api");
+        let on = (XTASK_REQUIRE_CREDENTIALS, "true");
+        assert_eq!(missing_required_credentials(&vars(&[url])), None);
+        let problem = missing_required_credentials(&vars(&[url, on])).unwrap();
+        assert!(
+            problem.contains("XTASK_REQUIRE_CREDENTIALS is on"),
+            "{problem}"
+        );
+        assert_eq!(
+            missing_required_credentials(&vars(&[url, on, (PREFECT_API_KEY, "k")])),
+            None
+        );
+        assert_eq!(
+            missing_required_credentials(&vars(&[(PREFECT_API_URL, "https://u:p@gw/api"), on])),
+            None
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ use serde_json::{json, Map, Value};
 use crate::prefect::json::python_eq;
 use crate::prefect::schedule;
 use crate::sync::desired::{DesiredDeployment, DesiredSchedule, DesiredState, Ownership};
+use crate::sys::redact::{SECRET_NEW, SECRET_OLD};
 
 /// Bumped when the JSON document (docs/register-flows-json.md) changes incompatibly.
 pub(crate) const JSON_SCHEMA_VERSION: u32 = 1;
@@ -1021,9 +1022,28 @@ pub(crate) fn change_lines(item: &PlanItem) -> Vec<String> {
         })
         .collect();
     for op in item.schedule_ops() {
-        lines.push(format!("schedules: {}", describe_schedule_op(op)));
+        let text = if schedule_op_holds_secret(item, op) {
+            SECRET_NEW.to_string()
+        } else {
+            describe_schedule_op(op)
+        };
+        lines.push(format!("schedules: {text}"));
     }
     lines
+}
+
+/// Whether a schedule write of `item` shows a value its templates took from a block or an
+/// environment variable (a cron, or a schedule's parameters): then it is shown masked.
+fn schedule_op_holds_secret(item: &PlanItem, op: &ScheduleOp) -> bool {
+    let Some(secrets) = item.desired().map(|d| &d.secrets) else {
+        return false;
+    };
+    let (old, new) = match op {
+        ScheduleOp::Create { desired } => (None, Some(desired.create_body())),
+        ScheduleOp::Update { old, desired, .. } => (Some(old.clone()), Some(desired.create_body())),
+        ScheduleOp::Delete { old, .. } => (Some(old.clone()), None),
+    };
+    old.is_some_and(|v| secrets.touch(&v)) || new.is_some_and(|v| secrets.touch(&v))
 }
 
 /// What a created deployment will be: entrypoint, work pool and schedules, one line each.
@@ -1049,7 +1069,27 @@ pub(crate) fn create_lines(desired: &DesiredDeployment) -> Vec<String> {
 
 /// One deployment in the JSON document.
 fn item_json(item: &PlanItem) -> Value {
-    let schedules: Vec<Value> = item.schedule_ops().iter().map(schedule_op_json).collect();
+    let schedules: Vec<Value> = item
+        .schedule_ops()
+        .iter()
+        .map(|op| {
+            if schedule_op_holds_secret(item, op) {
+                let mut masked = schedule_op_json(op);
+                for (key, mask) in [
+                    ("old", SECRET_OLD),
+                    ("new", SECRET_NEW),
+                    ("text", SECRET_NEW),
+                ] {
+                    if !masked[key].is_null() {
+                        masked[key] = json!(mask);
+                    }
+                }
+                masked
+            } else {
+                schedule_op_json(op)
+            }
+        })
+        .collect();
     json!({
         "full_name": item.full_name(),
         "flow_name": item.flow_name(),

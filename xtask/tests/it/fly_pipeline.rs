@@ -629,3 +629,16 @@ fn missing_credentials_fail_when_the_server_demands_them() {
     run.assert_stdout_has("demands credentials (answered 401");
     assert!(!run.all().contains(&auth), "{}", run.all());
 }
+
+/// The release command honours the switch too (fly.toml `[env]` reaches the release Machine):
+/// without credentials it refuses before any request, and nothing is written.
+#[test]
+fn the_release_command_refuses_to_run_without_required_credentials() {
+    let mut sandbox = seed("release-requires-credentials");
+    sandbox.write_prefect_yaml("prod", "captionacc-workers-prod");
+    sandbox.env("XTASK_REQUIRE_CREDENTIALS", "true");
+    let run = sandbox.run(&["register-flows"]);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    run.assert_stderr_has("error: XTASK_REQUIRE_CREDENTIALS is on, but neither PREFECT_API_KEY nor PREFECT_API_AUTH_STRING is set");
+    assert!(deployments_on_server(&sandbox.tag).is_empty());
+}
