@@ -35,6 +35,8 @@ const TREE: &[&str] = &[
     "xtask/Cargo.toml",
     "xtask/src",
     "xtask/tests",
+    // The integration tests include the fuzz targets' shared entry point.
+    "fuzz/entry.rs",
     "benches/card-deps/Cargo.toml",
     "benches/card-deps/Cargo.lock",
     "benches/card-deps/src",
@@ -127,7 +129,7 @@ pub fn run(opts: &CompileOptions) -> Result<()> {
             &work,
             "xtask after an edit",
         )?;
-        eprintln!("    edit {edit}: {:.1} s", measured.wall.as_secs_f64());
+        eprintln!("    edit {edit}: {}", describe(&measured));
         report.edit_rebuild.push(measured);
     }
 
@@ -284,6 +286,14 @@ fn render(report: &Report) -> String {
         None => out.push_str("\nimage: not measured (add --image; needs a Docker engine)\n"),
     }
     out
+}
+
+fn describe(run: &Measured) -> String {
+    format!(
+        "{:.1} s wall, {:.1} s cpu",
+        run.wall.as_secs_f64(),
+        run.cpu.as_secs_f64()
+    )
 }
 
 fn median(runs: &[Measured]) -> Option<Measured> {
