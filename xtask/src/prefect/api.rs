@@ -20,6 +20,17 @@ use crate::sys::redact::mask_url_credentials;
 pub(crate) const API_VERSION: &str = "0.8.4";
 /// `POST /…/filter` page size; the server rejects more than its default limit (200).
 const PAGE_SIZE: usize = 200;
+/// Most records one listing may have: far above any project (a server that keeps sending full
+/// pages must not keep us reading forever).
+pub(crate) const MAX_LISTING: usize = 100_000;
+/// Largest successful response body read; a page of 200 deployments with big parameter
+/// schemas is a few MiB.
+pub(crate) const MAX_BODY_BYTES: u64 = 64 << 20;
+/// Largest error body read: only its first 500 characters are shown.
+const MAX_ERROR_BODY_BYTES: u64 = 64 << 10;
+/// Bounds of the numeric settings (a day per request; retries beyond this are a typo).
+const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+const MAX_RETRIES: u32 = 100;
 
 /// Where the server is and how to authenticate. Built from Prefect's own variables.
 #[derive(Clone)]
@@ -60,17 +71,30 @@ impl ApiConfig {
         cfg.api_key = non_empty_env("PREFECT_API_KEY");
         cfg.auth_string = non_empty_env("PREFECT_API_AUTH_STRING");
         if let Some(secs) = non_empty_env("PREFECT_API_REQUEST_TIMEOUT") {
-            let secs: f64 = secs
-                .parse()
+            cfg.timeout = secs
+                .parse::<f64>()
                 .ok()
-                .filter(|s: &f64| s.is_finite() && *s > 0.0)
-                .context("PREFECT_API_REQUEST_TIMEOUT must be a positive number of seconds")?;
-            cfg.timeout = Duration::from_secs_f64(secs);
+                .filter(|s| s.is_finite() && *s > 0.0 && *s <= MAX_REQUEST_TIMEOUT.as_secs_f64())
+                .and_then(|s| Duration::try_from_secs_f64(s).ok())
+                .with_context(|| {
+                    format!(
+                        "PREFECT_API_REQUEST_TIMEOUT must be a number of seconds above 0 and at \
+                         most {} (got {secs:?})",
+                        MAX_REQUEST_TIMEOUT.as_secs()
+                    )
+                })?;
         }
         if let Some(n) = non_empty_env("PREFECT_CLIENT_MAX_RETRIES") {
             cfg.max_retries = n
                 .parse()
-                .context("PREFECT_CLIENT_MAX_RETRIES must be a whole number")?;
+                .ok()
+                .filter(|n| *n <= MAX_RETRIES)
+                .with_context(|| {
+                    format!(
+                        "PREFECT_CLIENT_MAX_RETRIES must be a whole number from 0 to \
+                         {MAX_RETRIES} (got {n:?})"
+                    )
+                })?;
         }
         Ok(cfg)
     }
@@ -603,21 +627,45 @@ impl PrefectClient {
                 })
             }
         };
+        let invalid = |why: String| ApiError {
+            method: "POST",
+            path: path.to_string(),
+            kind: ApiErrorKind::InvalidResponse(why),
+        };
+        let mut seen_ids = std::collections::HashSet::new();
         loop {
             body.insert("limit".into(), json!(PAGE_SIZE));
             body.insert("offset".into(), json!(all.len()));
             let page = self.post(path, &Value::Object(body.clone()))?;
             let Value::Array(items) = page else {
-                return Err(ApiError {
-                    method: "POST",
-                    path: path.to_string(),
-                    kind: ApiErrorKind::InvalidResponse("expected a JSON list".into()),
-                });
+                return Err(invalid("expected a JSON list".into()));
             };
             let n = items.len();
+            if n > PAGE_SIZE {
+                return Err(invalid(format!(
+                    "the server sent {n} records for a page of {PAGE_SIZE}"
+                )));
+            }
+            // A server that ignores `offset` sends the same page again: paging would not end.
+            for item in &items {
+                if let Some(id) = item.get("id").and_then(Value::as_str) {
+                    if !seen_ids.insert(id.to_string()) {
+                        return Err(invalid(format!(
+                            "the server listed record {id} twice while paging (offset {}); \
+                             stopped reading",
+                            all.len()
+                        )));
+                    }
+                }
+            }
             all.extend(items);
             if n < PAGE_SIZE {
                 return Ok(all);
+            }
+            if all.len() >= MAX_LISTING {
+                return Err(invalid(format!(
+                    "the listing has more than {MAX_LISTING} records; stopped reading"
+                )));
             }
         }
     }
@@ -944,17 +992,45 @@ fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
 }
 
 fn read_json(response: Response) -> Result<Value, String> {
-    let bytes = response.bytes().map_err(|e| describe_transport_error(&e))?;
+    let bytes = read_body(response, MAX_BODY_BYTES)?.ok_or_else(|| {
+        format!(
+            "the response body is larger than {} MiB; refusing to read it",
+            MAX_BODY_BYTES >> 20
+        )
+    })?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Null);
     }
     serde_json::from_slice(&bytes).map_err(|e| format!("not JSON: {e}"))
 }
 
-/// The server's explanation of an error status: `detail`, `exception_message` + details, or the text.
+/// The body, at most `cap` bytes: `None` when it is longer (by its Content-Length, or once
+/// more than `cap` bytes have arrived).
+fn read_body(response: Response, cap: u64) -> Result<Option<Vec<u8>>, String> {
+    use std::io::Read;
+    if response.content_length().is_some_and(|len| len > cap) {
+        return Ok(None);
+    }
+    let mut bytes = Vec::new();
+    response
+        .take(cap + 1)
+        .read_to_end(&mut bytes)
+        .map_err(
+            |e| match e.get_ref().and_then(|e| e.downcast_ref::<reqwest::Error>()) {
+                Some(err) => describe_transport_error(err),
+                None => mask_url_credentials(&e.to_string()),
+            },
+        )?;
+    Ok((bytes.len() as u64 <= cap).then_some(bytes))
+}
+
+/// The server's explanation of an error status: `detail`, `exception_message` + details, or the
+/// text; only the start of a long body is read.
 fn error_detail(response: Response) -> String {
-    let text = response.text().unwrap_or_default();
-    detail_from_body(&text)
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    let _ = response.take(MAX_ERROR_BODY_BYTES).read_to_end(&mut bytes);
+    detail_from_body(&String::from_utf8_lossy(&bytes))
 }
 
 fn detail_from_body(text: &str) -> String {
@@ -1059,6 +1135,181 @@ pub(crate) fn encode_segment(segment: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::{TcpListener, TcpStream};
+
+    /// A stand-in server on a loopback port: every request (method, path, body) gets the
+    /// response `respond` writes (status line, headers and body, raw).
+    fn stand_in(respond: impl Fn(&str, &str, &mut TcpStream) + Send + Sync + 'static) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/api", listener.local_addr().unwrap());
+        let respond = Arc::new(respond);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let respond = respond.clone();
+                std::thread::spawn(move || serve(stream, &*respond));
+            }
+        });
+        url
+    }
+
+    fn serve(mut stream: TcpStream, respond: &dyn Fn(&str, &str, &mut TcpStream)) {
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        loop {
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+                return;
+            }
+            let mut length = 0;
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).unwrap_or(0) == 0 {
+                    return;
+                }
+                if header.trim().is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = header.split_once(':') {
+                    if name.eq_ignore_ascii_case("content-length") {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                }
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_err() {
+                return;
+            }
+            let mut words = request_line.split_whitespace();
+            let (_method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+            if path.starts_with("/api/csrf-token") {
+                // Like a server with CSRF protection off.
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 422 Unprocessable Entity\r\ncontent-length: 0\r\n\r\n"
+                );
+                continue;
+            }
+            respond(path, &String::from_utf8_lossy(&body), &mut stream);
+        }
+    }
+
+    fn respond_json(stream: &mut TcpStream, body: &str) {
+        let _ = write!(
+            stream,
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+    }
+
+    /// Writes a body that never ends (no length, chunks until the reader hangs up).
+    fn respond_endless(stream: &mut TcpStream, status: &str) {
+        let _ = write!(stream, "HTTP/1.1 {status}\r\nconnection: close\r\n\r\n");
+        let chunk = vec![b'x'; 64 << 10];
+        while stream.write_all(&chunk).is_ok() {}
+    }
+
+    fn quick_client(url: &str) -> PrefectClient {
+        let mut cfg = ApiConfig::for_url(url);
+        cfg.timeout = Duration::from_secs(60);
+        cfg.max_retries = 0;
+        PrefectClient::new(cfg).unwrap()
+    }
+
+    /// Runs `f` on a thread; panics when it has not returned after a minute (the defects under
+    /// test are reads and loops that never end).
+    fn ends<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(Duration::from_secs(60))
+            .expect("did not end within a minute")
+    }
+
+    #[test]
+    fn response_bodies_are_read_up_to_a_cap() {
+        let url = stand_in(|path, _, stream| match path {
+            "/api/huge" => respond_endless(stream, "200 OK"),
+            _ => respond_endless(stream, "400 Bad Request"),
+        });
+        let client = quick_client(&url);
+        let err = ends(move || client.get("/huge").unwrap_err().to_string());
+        assert!(err.contains("larger than 64 MiB"), "{err}");
+        let client = quick_client(&url);
+        let err = ends(move || client.get("/broken").unwrap_err());
+        match &err.kind {
+            ApiErrorKind::Status { code: 400, detail } => {
+                assert!(
+                    detail.starts_with("xxxx") && detail.chars().count() <= 501,
+                    "{detail}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn paging_stops_on_a_repeated_or_endless_listing() {
+        let page = |from: usize, n: usize| {
+            let ids: Vec<Value> = (from..from + n)
+                .map(|i| json!({"id": format!("id-{i}")}))
+                .collect();
+            Value::Array(ids).to_string()
+        };
+        // Ignores `offset`: the same full page forever.
+        let url = stand_in(move |_, _, stream| respond_json(stream, &page(0, PAGE_SIZE)));
+        let client = quick_client(&url);
+        let err = ends(move || client.read_deployments(json!({})).unwrap_err().to_string());
+        assert!(err.contains("listed record id-0 twice"), "{err}");
+        // Honours `offset` but never ends.
+        let url = stand_in(move |_, body, stream| {
+            let offset = serde_json::from_str::<Value>(body).unwrap()["offset"]
+                .as_u64()
+                .unwrap() as usize;
+            respond_json(stream, &page(offset, PAGE_SIZE))
+        });
+        let client = quick_client(&url);
+        let err = ends(move || client.read_flows(json!({})).unwrap_err().to_string());
+        assert!(err.contains("more than 100000 records"), "{err}");
+        // A page longer than asked for.
+        let url = stand_in(move |_, _, stream| respond_json(stream, &page(0, PAGE_SIZE + 1)));
+        let client = quick_client(&url);
+        let err = ends(move || client.read_flows(json!({})).unwrap_err().to_string());
+        assert!(err.contains("201 records for a page of 200"), "{err}");
+    }
+
+    #[test]
+    fn numeric_settings_are_validated() {
+        let config = |name: &str, value: &str| {
+            let vars: EnvVars = [("PREFECT_API_URL", "http://127.0.0.1:9/api"), (name, value)]
+                .into_iter()
+                .collect();
+            ApiConfig::from_vars(&vars).map_err(|e| e.to_string())
+        };
+        for bad in ["1e300", "inf", "NaN", "0", "-1", "86401", "soon"] {
+            let err = config("PREFECT_API_REQUEST_TIMEOUT", bad).unwrap_err();
+            assert!(
+                err.starts_with("PREFECT_API_REQUEST_TIMEOUT must be"),
+                "{bad}: {err}"
+            );
+        }
+        let ok = config("PREFECT_API_REQUEST_TIMEOUT", "2.5").unwrap();
+        assert_eq!(ok.timeout, Duration::from_millis(2500));
+        for bad in ["101", "4294967296", "-1", "1.5"] {
+            let err = config("PREFECT_CLIENT_MAX_RETRIES", bad).unwrap_err();
+            assert!(
+                err.starts_with("PREFECT_CLIENT_MAX_RETRIES must be"),
+                "{bad}: {err}"
+            );
+        }
+        assert_eq!(
+            config("PREFECT_CLIENT_MAX_RETRIES", "7")
+                .unwrap()
+                .max_retries,
+            7
+        );
+    }
 
     #[test]
     fn auth_string_wins_over_api_key() {

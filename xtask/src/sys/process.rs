@@ -47,26 +47,120 @@ pub fn env_set_by(cmd: &Command, name: &str) -> Option<String> {
         .map(|value| value.to_string_lossy().into_owned())
 }
 
-/// Runs `cmd` quietly with stdin closed and returns its stdout and stderr, whatever its exit
-/// status: the caller words the failure.
-pub(crate) fn capture(cmd: Cmd<'_>) -> xshell::Result<Output> {
-    cmd.quiet().ignore_status().output()
+/// How long any command this tool runs may take before it is killed: every subprocess has a
+/// bound (a hung `docker`, `git` or build step must not hold a release forever). Generous,
+/// because image builds and venv installs are slow on a cold cache.
+pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+/// How much of each output stream [`capture`] keeps; the rest is read and dropped.
+pub(crate) const MAX_CAPTURED_BYTES: usize = 16 << 20;
+
+/// Runs `cmd` with stdin closed and returns its stdout and stderr (each cut at
+/// [`MAX_CAPTURED_BYTES`]), whatever its exit status: the caller words the failure. Killed, and
+/// an error, after [`COMMAND_TIMEOUT`].
+pub(crate) fn capture(cmd: impl Into<Command>) -> Result<Output> {
+    capture_within(cmd, COMMAND_TIMEOUT, MAX_CAPTURED_BYTES)
 }
 
-/// Runs `cmd` with stdin closed and the terminal's stdout and stderr, and returns its status.
+/// [`capture`] with an explicit time limit and output cap.
+// std::process: xshell has no time limit and reads output whole.
+pub(crate) fn capture_within(
+    cmd: impl Into<Command>,
+    timeout: Duration,
+    cap: usize,
+) -> Result<Output> {
+    let mut command = cmd.into();
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let program = program_name(&command);
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("cannot start {program}"))?;
+    let stdout = child.stdout.take().map(|s| read_capped(s, cap));
+    let stderr = child.stderr.take().map(|s| read_capped(s, cap));
+    let status = wait_within(&mut child, timeout, &program)?;
+    // A grandchild may still hold the pipes: take what was read by then.
+    let collect = |rx: Option<mpsc::Receiver<Vec<u8>>>| {
+        rx.and_then(|rx| rx.recv_timeout(DRAIN_GRACE).ok())
+            .unwrap_or_default()
+    };
+    Ok(Output {
+        status,
+        stdout: collect(stdout),
+        stderr: collect(stderr),
+    })
+}
+
+/// Reads `stream` to its end on a thread, keeping the first `cap` bytes (the rest is drained so
+/// the writer never blocks); the bytes arrive on the channel at end of stream.
+fn read_capped(mut stream: impl Read + Send + 'static, cap: usize) -> mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let room = cap.saturating_sub(kept.len());
+                    kept.extend_from_slice(&buf[..n.min(room)]);
+                }
+            }
+        }
+        let _ = tx.send(kept);
+    });
+    rx
+}
+
+/// Waits for `child`, killing it (and failing) once `timeout` has passed.
+fn wait_within(child: &mut Child, timeout: Duration, program: &str) -> Result<ExitStatus> {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child
+            .try_wait()
+            .with_context(|| format!("cannot wait for {program}"))?
+        {
+            return Ok(status);
+        }
+        if started.elapsed() >= timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{program} did not finish within {timeout:?} and was stopped");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The program of `command`, for messages.
+fn program_name(command: &Command) -> String {
+    Path::new(command.get_program()).display().to_string()
+}
+
+/// Runs `cmd` with stdin closed and the terminal's stdout and stderr, and returns its status;
+/// killed, and an error, after [`COMMAND_TIMEOUT`].
 // std::process: xshell's `run` folds the exit status into its own error; callers word theirs.
-pub(crate) fn status(cmd: impl Into<Command>) -> std::io::Result<ExitStatus> {
-    cmd.into().stdin(Stdio::null()).status()
+pub(crate) fn status(cmd: impl Into<Command>) -> Result<ExitStatus> {
+    status_within(cmd.into().stdin(Stdio::null()), COMMAND_TIMEOUT)
 }
 
 /// Like [`status`], with the child's stdout sent to our stderr: our stdout stays for results
 /// (an image reference, JSON), the child's progress still shows.
 // std::process: xshell cannot redirect a child's stdout to our stderr.
-pub(crate) fn status_to_stderr(cmd: impl Into<Command>) -> std::io::Result<ExitStatus> {
-    cmd.into()
-        .stdin(Stdio::null())
-        .stdout(stderr_stdio())
-        .status()
+pub(crate) fn status_to_stderr(cmd: impl Into<Command>) -> Result<ExitStatus> {
+    status_within(
+        cmd.into().stdin(Stdio::null()).stdout(stderr_stdio()),
+        COMMAND_TIMEOUT,
+    )
+}
+
+/// Starts `command` as set up and waits for it at most `timeout`.
+fn status_within(command: &mut Command, timeout: Duration) -> Result<ExitStatus> {
+    let program = program_name(command);
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("cannot run {program}"))?;
+    wait_within(&mut child, timeout, &program)
 }
 
 /// A child's stdout redirected to our stderr.
@@ -95,14 +189,21 @@ pub(crate) fn pipe(
         .stdout
         .take()
         .with_context(|| format!("{} has no stdout", what[0]))?;
-    let consumer = consumer
-        .into()
-        .stdin(out)
-        .stdout(stderr_stdio())
-        .status()
-        .with_context(|| format!("cannot run {}", what[1]))?;
-    let producer = producer
-        .wait()
+    let consumer = status_within(
+        consumer.into().stdin(out).stdout(stderr_stdio()),
+        COMMAND_TIMEOUT,
+    )
+    .with_context(|| format!("cannot run {}", what[1]));
+    let consumer = match consumer {
+        Ok(status) => status,
+        Err(err) => {
+            let _ = producer.kill();
+            let _ = producer.wait();
+            return Err(err);
+        }
+    };
+    // The consumer is done, so the producer's writes now fail: it ends soon.
+    let producer = wait_within(&mut producer, COMMAND_TIMEOUT, what[0])
         .with_context(|| format!("{} did not finish", what[0]))?;
     Ok((producer, consumer))
 }
@@ -166,10 +267,13 @@ pub fn send_signal(target: &str, name: &str) -> Result<()> {
 pub struct RunOutput {
     /// Exit code; `None` when killed or ended by a signal.
     pub code: Option<i32>,
+    /// stdout, up to [`MAX_CAPTURED_BYTES`] (see `truncated`).
     pub stdout: String,
     /// The last lines of stdout and stderr interleaved, for failure classification.
     pub tail: Vec<String>,
     pub timed_out: bool,
+    /// Output was cut: stdout beyond [`MAX_CAPTURED_BYTES`] or a line beyond [`MAX_LINE_BYTES`].
+    pub truncated: bool,
 }
 
 impl RunOutput {
@@ -177,12 +281,17 @@ impl RunOutput {
         self.code == Some(0) && !self.timed_out
     }
 
-    fn keep(&mut self, is_stdout: bool, line: String) {
+    fn keep(&mut self, is_stdout: bool, line: Line) {
+        self.truncated |= line.cut;
         if is_stdout {
-            self.stdout.push_str(&line);
-            self.stdout.push('\n');
+            if self.stdout.len() + line.text.len() < MAX_CAPTURED_BYTES {
+                self.stdout.push_str(&line.text);
+                self.stdout.push('\n');
+            } else {
+                self.truncated = true;
+            }
         }
-        self.tail.push(line);
+        self.tail.push(line.text);
         if self.tail.len() > TAIL_LINES {
             self.tail.remove(0);
         }
@@ -191,11 +300,21 @@ impl RunOutput {
 
 /// Lines of combined output kept for classification and error messages.
 const TAIL_LINES: usize = 200;
+/// Longest line kept whole; the rest of a longer line is dropped (a line without a newline
+/// could otherwise grow without end).
+pub(crate) const MAX_LINE_BYTES: usize = 64 << 10;
 /// How long to keep reading after the process ended (grandchildren may still hold the pipes).
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
-/// Runs `cmd` with stdin closed, killing it after `timeout`. Every output line (stdout and
-/// stderr) goes to `on_line` as it arrives; stdout is also returned whole.
+/// One output line, cut at [`MAX_LINE_BYTES`].
+struct Line {
+    text: String,
+    cut: bool,
+}
+
+/// Runs `cmd` with stdin closed, killing it after `timeout` — also while it keeps printing.
+/// Every output line (stdout and stderr) goes to `on_line` as it arrives; stdout is also
+/// returned, up to [`MAX_CAPTURED_BYTES`].
 // std::process: xshell has no time limit and no line-by-line reading.
 pub(crate) fn run_with_timeout(
     cmd: impl Into<Command>,
@@ -207,21 +326,21 @@ pub(crate) fn run_with_timeout(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let program = Path::new(command.get_program()).display().to_string();
+    let program = program_name(&command);
     let mut child = command
         .spawn()
         .with_context(|| format!("cannot start {program}"))?;
     let rx = read_lines(&mut child);
 
-    let deadline = Instant::now() + timeout;
+    let started = Instant::now();
     let mut out = RunOutput::default();
     let mut exited_at: Option<Instant> = None;
     loop {
+        // Every pass ends at the exit and deadline checks below, however fast lines arrive.
         match rx.recv_timeout(Duration::from_millis(50)) {
             Ok((is_stdout, line)) => {
-                on_line(&line);
+                on_line(&line.text);
                 out.keep(is_stdout, line);
-                continue;
             }
             // Both pipes closed and the process is gone: done.
             Err(mpsc::RecvTimeoutError::Disconnected) if exited_at.is_some() => break,
@@ -239,7 +358,7 @@ pub(crate) fn run_with_timeout(
                 {
                     out.code = status.code();
                     exited_at = Some(Instant::now());
-                } else if Instant::now() >= deadline {
+                } else if started.elapsed() >= timeout {
                     // flyctl is known to hang (e.g. on release_command); give up on it.
                     let _ = child.kill();
                     let _ = child.wait();
@@ -256,8 +375,10 @@ pub(crate) fn run_with_timeout(
 }
 
 /// One reader thread per pipe, sending `(is_stdout, line)`; the channel closes when both end.
-fn read_lines(child: &mut Child) -> mpsc::Receiver<(bool, String)> {
-    let (tx, rx) = mpsc::channel::<(bool, String)>();
+/// The channel is bounded, so a child that prints faster than we read waits for us instead of
+/// filling memory.
+fn read_lines(child: &mut Child) -> mpsc::Receiver<(bool, Line)> {
+    let (tx, rx) = mpsc::sync_channel::<(bool, Line)>(1024);
     let streams = [
         child
             .stdout
@@ -271,8 +392,8 @@ fn read_lines(child: &mut Child) -> mpsc::Receiver<(bool, String)> {
     for (is_stdout, stream) in streams.into_iter().flatten() {
         let tx = tx.clone();
         std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines() {
-                let Ok(line) = line else { break };
+            let mut reader = BufReader::new(stream);
+            while let Some(line) = read_line_capped(&mut reader, MAX_LINE_BYTES) {
                 if tx.send((is_stdout, line)).is_err() {
                     break;
                 }
@@ -280,6 +401,49 @@ fn read_lines(child: &mut Child) -> mpsc::Receiver<(bool, String)> {
         });
     }
     rx
+}
+
+/// The next line of `reader` without its line ending, keeping at most `cap` bytes of it (the
+/// rest is skipped); `None` at end of stream or on a read error.
+fn read_line_capped(reader: &mut impl BufRead, cap: usize) -> Option<Line> {
+    let mut bytes = Vec::new();
+    let mut cut = false;
+    let mut any = false;
+    loop {
+        let (done, used) = {
+            let buf = match reader.fill_buf() {
+                Ok(buf) => buf,
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => return None,
+            };
+            if buf.is_empty() {
+                break;
+            }
+            any = true;
+            let (chunk, done) = match buf.iter().position(|b| *b == b'\n') {
+                Some(i) => (&buf[..i], Some(i + 1)),
+                None => (buf, None),
+            };
+            let room = cap.saturating_sub(bytes.len());
+            cut |= chunk.len() > room;
+            bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            (done.is_some(), done.unwrap_or(buf.len()))
+        };
+        reader.consume(used);
+        if done {
+            break;
+        }
+    }
+    if !any {
+        return None;
+    }
+    if bytes.last() == Some(&b'\r') {
+        bytes.pop();
+    }
+    Some(Line {
+        text: String::from_utf8_lossy(&bytes).into_owned(),
+        cut,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -329,6 +493,10 @@ fn timeval(t: libc::timeval) -> Duration {
 // ---------------------------------------------------------------------------------------------
 // git
 
+/// How long one git command may take (they read a local repository; a hang is a stuck lock or
+/// a credential prompt).
+const GIT_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// `git -C root ARGS…` with exactly the environment `env`: its stdout when it succeeds, else an
 /// error carrying git's stderr.
 pub(crate) fn git(root: &Path, args: &[&str], env: &EnvVars) -> Result<String> {
@@ -337,7 +505,8 @@ pub(crate) fn git(root: &Path, args: &[&str], env: &EnvVars) -> Result<String> {
     let cmd = cmd!(sh, "{git} -C {root} {args...}")
         .env_clear()
         .envs(env.iter());
-    let output = capture(cmd).with_context(|| format!("cannot run git {}", args.join(" ")))?;
+    let output = capture_within(cmd, GIT_TIMEOUT, MAX_CAPTURED_BYTES)
+        .with_context(|| format!("cannot run git {}", args.join(" ")))?;
     if !output.status.success() {
         bail!(
             "git {} failed: {}",
@@ -420,6 +589,88 @@ mod tests {
             "{out:?}"
         );
         assert_eq!(out.tail, ["started"]);
+    }
+
+    /// Runs `f` on a thread; panics if it has not returned after `bound` (the defect under
+    /// test is a wait that never ends, so the test must end anyway).
+    fn finishes_within<T: Send + 'static>(
+        bound: Duration,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> T {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(bound).expect("the time limit never fired")
+    }
+
+    #[test]
+    fn the_time_limit_fires_while_output_flows() {
+        let out = finishes_within(Duration::from_secs(60), || {
+            let sh = shell().unwrap();
+            run_with_timeout(
+                cmd!(sh, "/bin/sh -c 'while :; do echo tick; sleep 0.01; done'"),
+                Duration::from_millis(500),
+                |_| {},
+            )
+            .unwrap()
+        });
+        assert!(out.timed_out, "{:?}", out.code);
+        assert!(out.tail.len() <= TAIL_LINES && out.tail.iter().all(|l| l == "tick"));
+    }
+
+    #[test]
+    fn captured_output_is_bounded() {
+        let sh = shell().unwrap();
+        // One 3 MiB line without a newline, then 20 MiB of short lines.
+        let out = run_with_timeout(
+            cmd!(
+                sh,
+                "/bin/sh -c 'head -c 3145728 /dev/zero; echo; yes | head -c 20971520'"
+            ),
+            Duration::from_secs(120),
+            |line| assert!(line.len() <= MAX_LINE_BYTES),
+        )
+        .unwrap();
+        assert!(out.success() && out.truncated, "{:?}", out.code);
+        assert!(
+            out.stdout.len() <= MAX_CAPTURED_BYTES,
+            "{}",
+            out.stdout.len()
+        );
+        assert_eq!(out.stdout.lines().next().unwrap().len(), MAX_LINE_BYTES);
+        assert!(out.stdout.len() > MAX_CAPTURED_BYTES - MAX_LINE_BYTES);
+
+        let out = capture_within(
+            cmd!(sh, "/bin/sh -c 'head -c 1000000 /dev/zero; echo oops >&2'"),
+            Duration::from_secs(60),
+            1000,
+        )
+        .unwrap();
+        assert!(out.status.success());
+        assert_eq!(
+            (out.stdout.len(), out.stderr.as_slice()),
+            (1000, &b"oops\n"[..])
+        );
+    }
+
+    #[test]
+    fn every_runner_has_a_time_limit() {
+        let sh = shell().unwrap();
+        let err = finishes_within(Duration::from_secs(60), || {
+            let sh = shell().unwrap();
+            capture_within(cmd!(sh, "sleep 30"), Duration::from_millis(300), 100)
+                .unwrap_err()
+                .to_string()
+        });
+        assert_eq!(err, "sleep did not finish within 300ms and was stopped");
+        let mut sleeper: Command = cmd!(sh, "sleep 30").into();
+        let err = finishes_within(Duration::from_secs(60), move || {
+            status_within(&mut sleeper, Duration::from_millis(300))
+                .unwrap_err()
+                .to_string()
+        });
+        assert!(err.contains("did not finish"), "{err}");
     }
 
     #[test]

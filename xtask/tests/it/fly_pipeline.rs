@@ -642,3 +642,37 @@ fn the_release_command_refuses_to_run_without_required_credentials() {
     run.assert_stderr_has("error: XTASK_REQUIRE_CREDENTIALS is on, but neither PREFECT_API_KEY nor PREFECT_API_AUTH_STRING is set");
     assert!(deployments_on_server(&sandbox.tag).is_empty());
 }
+
+#[test]
+fn chattering_fake_is_killed_by_the_outer_timeout() {
+    // flyctl can hang while still printing progress; the timeout must fire all the same, and
+    // the captured output must stay bounded. Run on a thread so the defect (a wait that never
+    // ends) fails the test instead of hanging it.
+    let sandbox = Sandbox::new("fake-chatter");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let result = deploy_with_fake(
+            &sandbox,
+            &[("FAKE_FLY_HANG", "chatter")],
+            Duration::from_secs(2),
+        );
+        let _ = tx.send(result);
+    });
+    let result = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the fly timeout never fired while output flowed");
+    let err = result.expect_err("fly deploy should fail");
+    let failure = err
+        .downcast_ref::<FlyError>()
+        .unwrap_or_else(|| panic!("not a FlyError: {err:#}"));
+    assert_eq!(failure.failure, FlyFailure::Timeout(Duration::from_secs(2)));
+    assert!(
+        failure.tail.len() <= 200
+            && failure
+                .tail
+                .last()
+                .is_some_and(|l| l.contains("Waiting for release_command")),
+        "{:?}",
+        failure.tail.last()
+    );
+}

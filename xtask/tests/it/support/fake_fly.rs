@@ -21,8 +21,9 @@
 //!   starts the new one (which writes the new `worker.pid`). Each step is a line in its
 //!   `events.log`: `stopped pid=… signal=… graceful=true|false ms=…` and `started pid=…`, with
 //!   `at=` milliseconds since the epoch;
-//! - `$FAKE_FLY_HANG=deploy` makes `deploy` hang; `$FAKE_FLY_NOT_LOGGED_IN=1` fails every call
-//!   like flyctl without a token.
+//! - `$FAKE_FLY_HANG=deploy` makes `deploy` hang, `$FAKE_FLY_HANG=chatter` makes it hang while
+//!   printing a line every 10 ms; `$FAKE_FLY_NOT_LOGGED_IN=1` fails every call like flyctl
+//!   without a token.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -196,6 +197,13 @@ fn deploy(args: &[String]) {
     if std::env::var("FAKE_FLY_HANG").is_ok_and(|v| v == "deploy") {
         eprintln!("Running {app} release_command: (hanging)");
         std::thread::sleep(Duration::from_secs(3600));
+    }
+    if std::env::var("FAKE_FLY_HANG").is_ok_and(|v| v == "chatter") {
+        // Hangs while printing: a progress line every 10 ms, forever.
+        for n in 0u64.. {
+            println!("  Waiting for release_command machine {MACHINE} ({n})");
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
     if let Some(release) = &toml.release_command {
         let timeout = flag(args, &["--release-command-timeout"])
