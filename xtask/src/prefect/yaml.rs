@@ -5,8 +5,11 @@
 //! yaml-rust2 only supplies events (YAML 1.2 core, no merge keys); the tree and
 //! every YAML 1.1 decision are ours, so `yes` vs `"yes"` and error locations
 //! survive. The parser is driven event by event (its `load` recurses, ours does
-//! not), and aliases are expanded under a node-count and depth budget so an
-//! alias bomb fails fast instead of eating the machine.
+//! not). Memory is bounded by the input's shape, not only its length: the whole
+//! document (aliases expanded) must fit a byte budget, checked before an alias is
+//! expanded, so an alias bomb fails fast instead of eating the machine; an anchor
+//! is not copied when it is defined, only when an alias expands it (by replaying
+//! the anchored node's events); the indentation retry may grow the text only so much.
 
 use std::fmt;
 
@@ -14,8 +17,14 @@ use serde_json::{Map, Value};
 use yaml_rust2::parser::{Event, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
-/// Most nodes an alias expansion may produce in one document (billion laughs).
-pub(crate) const MAX_EXPANDED_NODES: usize = 1_000_000;
+/// Most bytes one document may take once parsed, aliases expanded (billion laughs, and a big
+/// string aliased in layers): far above any real prefect.yaml, far below the release machine's
+/// memory. Counted as [`NODE_BYTES`] per node plus the text of every scalar.
+pub(crate) const MAX_EXPANDED_BYTES: usize = 32 << 20;
+/// What one node costs in that budget besides its text: the tree's node and its JSON copy.
+const NODE_BYTES: usize = 64;
+/// How much the indentation retry may add to the text (it pads continuation lines).
+const MAX_RETRY_GROWTH: usize = 1 << 20;
 /// Deepest nesting of sequences/mappings accepted (also bounds our recursion).
 pub(crate) const MAX_DEPTH: usize = 256;
 
@@ -133,7 +142,7 @@ pub(crate) fn parse(file_label: &str, bytes: &[u8]) -> Result<Document, YamlErro
             // indented past their key (`k: {` ... `}` at the key's column);
             // yaml-rust2 follows the spec strictly. Retry with those lines shifted right,
             // which changes nothing else: whitespace inside flow collections is insignificant.
-            match relax_flow_indentation(text) {
+            match relax_flow_indentation(text, text.len() + text.len().max(MAX_RETRY_GROWTH)) {
                 Some(relaxed) => build(file_label, &relaxed).map_err(|_| e),
                 None => Err(e),
             }
@@ -149,7 +158,7 @@ fn build(file_label: &str, text: &str) -> Result<Document, YamlError> {
         col,
         message,
     };
-    let mut builder = Builder::new(file_label);
+    let mut builder = Builder::new(file_label, text);
     let mut parser = Parser::new_from_str(text);
     loop {
         let (event, mark) = parser.next_token().map_err(|e| {
@@ -214,8 +223,10 @@ fn describe_scan_error(info: &str, text: &str, mark: &Marker) -> (usize, usize, 
 /// Shift every line that starts inside a flow collection (`{...}` / `[...]`
 /// spanning lines) to the right of the collection's opening bracket. Quotes,
 /// comments and block scalars are skipped so their brackets do not count.
-/// `None` when nothing needed shifting.
-fn relax_flow_indentation(text: &str) -> Option<String> {
+/// `None` when nothing needed shifting, or when the shifted text would pass
+/// `max_len` bytes (a long line opening a bracket followed by many short lines
+/// would otherwise multiply the file).
+fn relax_flow_indentation(text: &str, max_len: usize) -> Option<String> {
     let mut out = String::with_capacity(text.len() + 64);
     let mut changed = false;
     let mut depth = 0usize;
@@ -236,6 +247,9 @@ fn relax_flow_indentation(text: &str) -> Option<String> {
         if (depth > 0 || quote.is_some()) && indent <= base_col {
             pad = base_col + 1 - indent;
             changed = true;
+        }
+        if out.len() + pad + line.len() > max_len {
+            return None;
         }
         out.push_str(&" ".repeat(pad));
         out.push_str(line);
@@ -307,6 +321,11 @@ struct Open {
     items: Vec<Node>,
     /// For mappings: which keys were a plain `<<` (merge) key.
     merge_flags: Vec<bool>,
+    /// Index of its start event in [`Builder::events`] and the budget spent before it.
+    first_event: usize,
+    spent_before: usize,
+    /// Height of its tallest item (0 for scalars only).
+    items_height: usize,
 }
 
 #[derive(PartialEq)]
@@ -315,34 +334,106 @@ enum OpenKind {
     Map,
 }
 
-/// An anchored node, kept for alias expansion with its size and height.
+/// An anchored node: where its events are (an alias replays them), its cost and height.
+#[derive(Clone, Copy)]
 struct Anchored {
-    node: Node,
-    size: usize,
+    events: (usize, usize),
+    bytes: usize,
     height: usize,
+    line: usize,
 }
 
 struct Builder<'a> {
     file: &'a str,
+    text: &'a str,
     stack: Vec<Open>,
+    /// Every event of the source, for alias expansion (linear in the file).
+    events: Vec<(Event, Marker)>,
     anchors: std::collections::HashMap<usize, Anchored>,
     root: Option<Node>,
     documents: usize,
-    expanded: usize,
+    /// Budget spent so far (see [`MAX_EXPANDED_BYTES`]).
+    spent: usize,
+    /// Inside an alias expansion: the events were counted, anchored and warned about already.
+    replaying: bool,
     warnings: Vec<YamlWarning>,
 }
 
 impl<'a> Builder<'a> {
-    fn new(file: &'a str) -> Self {
+    fn new(file: &'a str, text: &'a str) -> Self {
         Builder {
             file,
+            text,
             stack: Vec::new(),
+            events: Vec::new(),
             anchors: std::collections::HashMap::new(),
             root: None,
             documents: 0,
-            expanded: 0,
+            spent: 0,
+            replaying: false,
             warnings: Vec::new(),
         }
+    }
+
+    /// Adds `bytes` to the budget; the error names what did not fit.
+    fn spend(&mut self, bytes: usize, line: usize, col: usize) -> Result<(), YamlError> {
+        if self.replaying {
+            return Ok(());
+        }
+        self.spent = self.spent.saturating_add(bytes);
+        if self.spent > MAX_EXPANDED_BYTES {
+            return Err(self.error(
+                line,
+                col,
+                format!(
+                    "the document is larger than {} MiB once parsed; refusing to read on",
+                    MAX_EXPANDED_BYTES >> 20
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The alias name written at `line`:`col` (the event carries only a number).
+    fn alias_name(&self, line: usize, col: usize) -> String {
+        let rest: String = self
+            .text
+            .lines()
+            .nth(line.saturating_sub(1))
+            .unwrap_or("")
+            .chars()
+            .skip(col.saturating_sub(1))
+            .collect();
+        let name: String = rest
+            .trim_start()
+            .trim_start_matches('*')
+            .chars()
+            .take_while(|c| !c.is_whitespace() && !",[]{}".contains(*c))
+            .collect();
+        format!("*{name}")
+    }
+
+    /// Feeds one parser event: recorded for later alias expansion, then built.
+    fn on_event(&mut self, event: Event, mark: Marker) -> Result<(), YamlError> {
+        let index = self.events.len();
+        self.events.push((event.clone(), mark));
+        self.build_event(event, mark, index)
+    }
+
+    /// Expands an alias by replaying its anchored node's events (nested aliases recurse, at
+    /// most [`MAX_DEPTH`] deep since each one sits inside a collection).
+    fn replay(&mut self, anchored: Anchored) -> Result<(), YamlError> {
+        let was_replaying = std::mem::replace(&mut self.replaying, true);
+        let mut result = Ok(());
+        for index in anchored.events.0..anchored.events.1 {
+            let (event, mark) = self.events[index].clone();
+            result = self.build_event(event, mark, index);
+            if result.is_err() {
+                break;
+            }
+        }
+        self.replaying = was_replaying;
+        result
     }
 
     fn error(&self, line: usize, col: usize, message: impl Into<String>) -> YamlError {
@@ -362,7 +453,7 @@ impl<'a> Builder<'a> {
         })
     }
 
-    fn on_event(&mut self, event: Event, mark: Marker) -> Result<(), YamlError> {
+    fn build_event(&mut self, event: Event, mark: Marker, index: usize) -> Result<(), YamlError> {
         let (line, col) = (mark.line(), mark.col() + 1);
         match event {
             Event::StreamStart | Event::DocumentEnd | Event::Nothing | Event::StreamEnd => Ok(()),
@@ -379,7 +470,7 @@ impl<'a> Builder<'a> {
                 Ok(())
             }
             Event::Alias(id) => {
-                let Some(anchored) = self.anchors.get(&id) else {
+                let Some(anchored) = self.anchors.get(&id).copied() else {
                     return Err(self.error(line, col, "found undefined alias"));
                 };
                 if self.stack.len() + anchored.height > MAX_DEPTH {
@@ -389,26 +480,43 @@ impl<'a> Builder<'a> {
                         format!("YAML nesting deeper than {MAX_DEPTH} levels (through an alias)"),
                     ));
                 }
-                self.expanded += anchored.size;
-                if self.expanded > MAX_EXPANDED_NODES {
+                if !self.replaying && self.spent.saturating_add(anchored.bytes) > MAX_EXPANDED_BYTES
+                {
+                    let name = self.alias_name(line, col);
                     return Err(self.error(
                         line,
                         col,
                         format!(
-                            "aliases expand to more than {MAX_EXPANDED_NODES} nodes; refusing \
-                             to expand (is this an alias bomb?)"
+                            "alias {name} (anchored at line {}, {} KiB once expanded) makes the \
+                             document larger than {} MiB; refusing to expand it (is this an \
+                             alias bomb?)",
+                            anchored.line,
+                            anchored.bytes.div_ceil(1024),
+                            MAX_EXPANDED_BYTES >> 20
                         ),
                     ));
                 }
-                let node = anchored.node.clone();
-                self.push_node(node, false, 0)
+                self.spend(anchored.bytes, line, col)?;
+                self.replay(anchored)
             }
             Event::Scalar(text, style, anchor, tag) => {
                 let is_merge_key = style == TScalarStyle::Plain && tag.is_none() && text == "<<";
+                let bytes = NODE_BYTES + text.len();
+                self.spend(bytes, line, col)?;
                 let value = resolve_scalar(&text, style, tag.as_ref())
                     .map_err(|m| self.error(line, col, m))?;
-                self.expanded += 1;
-                self.push_node(Node { value, line, col }, is_merge_key, anchor)
+                if anchor != 0 && !self.replaying {
+                    self.anchors.insert(
+                        anchor,
+                        Anchored {
+                            events: (index, index + 1),
+                            bytes,
+                            height: 0,
+                            line,
+                        },
+                    );
+                }
+                self.push_node(Node { value, line, col }, is_merge_key)
             }
             Event::SequenceStart(..) | Event::MappingStart(..) => {
                 let (kind, anchor, tag) = match event {
@@ -424,7 +532,7 @@ impl<'a> Builder<'a> {
                         format!("YAML nesting deeper than {MAX_DEPTH} levels"),
                     ));
                 }
-                self.expanded += 1;
+                self.spend(NODE_BYTES, line, col)?;
                 self.stack.push(Open {
                     kind,
                     line,
@@ -432,6 +540,9 @@ impl<'a> Builder<'a> {
                     anchor,
                     items: Vec::new(),
                     merge_flags: Vec::new(),
+                    first_event: index,
+                    spent_before: self.spent - if self.replaying { 0 } else { NODE_BYTES },
+                    items_height: 0,
                 });
                 Ok(())
             }
@@ -446,6 +557,18 @@ impl<'a> Builder<'a> {
                     }
                     _ => (open.line, open.col),
                 };
+                let height = open.items_height + 1;
+                if open.anchor != 0 && !self.replaying {
+                    self.anchors.insert(
+                        open.anchor,
+                        Anchored {
+                            events: (open.first_event, index + 1),
+                            bytes: self.spent - open.spent_before,
+                            height,
+                            line: open.line,
+                        },
+                    );
+                }
                 let value = match open.kind {
                     OpenKind::Seq => NodeValue::Seq(open.items),
                     OpenKind::Map => {
@@ -453,29 +576,16 @@ impl<'a> Builder<'a> {
                     }
                 };
                 let node = Node { value, line, col };
-                self.push_node(node, false, open.anchor)
+                if let Some(parent) = self.stack.last_mut() {
+                    parent.items_height = parent.items_height.max(height);
+                }
+                self.push_node(node, false)
             }
         }
     }
 
-    /// Attach a finished node to its parent (or make it the root); remember anchors.
-    fn push_node(
-        &mut self,
-        node: Node,
-        is_merge_key: bool,
-        anchor: usize,
-    ) -> Result<(), YamlError> {
-        if anchor != 0 {
-            let (size, height) = measure(&node);
-            self.anchors.insert(
-                anchor,
-                Anchored {
-                    node: node.clone(),
-                    size,
-                    height,
-                },
-            );
-        }
+    /// Attach a finished node to its parent (or make it the root).
+    fn push_node(&mut self, node: Node, is_merge_key: bool) -> Result<(), YamlError> {
         match self.stack.last_mut() {
             None => {
                 self.root = Some(node);
@@ -550,7 +660,7 @@ impl<'a> Builder<'a> {
                 .position(|(existing, _)| same_key(existing, &key))
             {
                 Some(pos) => {
-                    if pos >= merged_count {
+                    if pos >= merged_count && !self.replaying {
                         let first_line = result[pos].0.line;
                         self.warnings.push(YamlWarning {
                             file: self.file.to_string(),
@@ -569,33 +679,6 @@ impl<'a> Builder<'a> {
             }
         }
         Ok(result)
-    }
-}
-
-fn measure(node: &Node) -> (usize, usize) {
-    match &node.value {
-        NodeValue::Seq(items) => {
-            let mut size = 1;
-            let mut height = 0;
-            for item in items {
-                let (s, h) = measure(item);
-                size += s;
-                height = height.max(h);
-            }
-            (size, height + 1)
-        }
-        NodeValue::Map(pairs) => {
-            let mut size = 1;
-            let mut height = 0;
-            for (k, v) in pairs {
-                let (ks, kh) = measure(k);
-                let (vs, vh) = measure(v);
-                size += ks + vs;
-                height = height.max(kh).max(vh);
-            }
-            (size, height + 1)
-        }
-        _ => (1, 0),
     }
 }
 
@@ -1384,6 +1467,98 @@ mod tests {
         let e = fail(&src);
         assert!(e.message.contains("alias bomb"), "{e}");
         assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    /// A 1 MiB string, aliased ten times per layer (`l1` is 10 MiB, `l2` would be 100 MiB).
+    fn string_aliased_in_layers() -> String {
+        let mut src = format!("s: &s \"{}\"\n", "x".repeat(1 << 20));
+        src.push_str(&format!("l1: &l1 [{}]\n", vec!["*s"; 10].join(", ")));
+        src.push_str(&format!("l2: &l2 [{}]\n", vec!["*l1"; 10].join(", ")));
+        src.push_str(&format!("l3: [{}]\n", vec!["*l2"; 10].join(", ")));
+        src
+    }
+
+    /// 200 anchored mappings, each inside the one before, each with 1000 items of its own.
+    fn nested_anchors(levels: usize) -> String {
+        let pad = vec!["x"; 1000].join(", ");
+        let mut src = String::from("definitions:\n");
+        for level in 0..levels {
+            let indent = "  ".repeat(level + 1);
+            src.push_str(&format!(
+                "{indent}k{level}: &a{level}\n{indent}  pad: [{pad}]\n"
+            ));
+        }
+        src
+    }
+
+    /// A flow mapping opened at column 20 000, continued on `lines` lines at column 1: the
+    /// indentation retry would pad every one of them by 20 000 spaces.
+    fn retry_padding_bomb(indent: usize, lines: usize) -> String {
+        let mut src = format!("a:\n{}b: {{\n", " ".repeat(indent));
+        src.push_str(&"c,\n".repeat(lines));
+        src.push_str("}\n");
+        src
+    }
+
+    #[test]
+    fn the_expanded_size_is_bounded_in_bytes_before_expanding() {
+        let e = fail(&string_aliased_in_layers());
+        assert_eq!((e.line, e.col), (3, 20), "{e}");
+        assert!(
+            e.message.starts_with("alias *l1 (anchored at line 2, 10241 KiB once expanded) makes the document larger than 32 MiB"),
+            "{e}"
+        );
+        // Without aliases the same budget holds: a huge document is refused, not built.
+        let big = format!("a: [{}]\n", vec!["yes"; 600_000].join(", "));
+        let e = fail(&big);
+        assert!(e.message.contains("larger than 32 MiB once parsed"), "{e}");
+    }
+
+    #[test]
+    fn anchors_are_expanded_only_where_aliased_and_expand_like_copies() {
+        let src = nested_anchors(40);
+        let mut plain = src.clone();
+        for level in 0..40 {
+            plain = plain.replace(&format!(" &a{level}\n"), "\n");
+        }
+        assert!(!plain.contains('&'));
+        let root = load(&src);
+        assert_eq!(root, load(&plain));
+        assert_eq!(
+            root["definitions"]["k0"]["k1"]["pad"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1000
+        );
+        // Aliases of nested anchors, merges through aliases, and positions of the anchored node.
+        let src = "a: &a {b: &b [1, {c: 2}], x: 1}\nc: *a\nd: *b\ne: {<<: *a, x: 3}\n";
+        let doc = parse("t.yaml", src.as_bytes()).unwrap();
+        assert_eq!(
+            doc.root.to_json(),
+            json!({"a": {"b": [1, {"c": 2}], "x": 1}, "c": {"b": [1, {"c": 2}], "x": 1},
+                   "d": [1, {"c": 2}], "e": {"b": [1, {"c": 2}], "x": 3}})
+        );
+        let d = doc.root.get("d").unwrap();
+        assert_eq!((d.line, d.col), (1, 14));
+        // A duplicate key inside an anchor is reported once, not once per alias.
+        let doc = parse("t.yaml", b"a: &a {x: 1, x: 2}\nb: *a\nc: *a\n").unwrap();
+        assert_eq!(doc.warnings.len(), 1, "{:?}", doc.warnings);
+        assert_eq!(doc.root.to_json()["c"], json!({"x": 2}));
+    }
+
+    #[test]
+    fn the_indentation_retry_is_bounded() {
+        // The shape at a tenth of the size: unbounded, the padding multiplies it.
+        let small = retry_padding_bomb(2_000, 1_000);
+        let unbounded = relax_flow_indentation(&small, usize::MAX).unwrap();
+        assert!(unbounded.len() > 2_000_000, "{}", unbounded.len());
+        assert_eq!(
+            relax_flow_indentation(&small, small.len() + MAX_RETRY_GROWTH),
+            None
+        );
+        let e = fail(&retry_padding_bomb(20_000, 10_000));
+        assert!(e.message.contains("indentation"), "{e}");
     }
 
     #[test]

@@ -451,7 +451,7 @@ fn read_line_capped(reader: &mut impl BufRead, cap: usize) -> Option<Line> {
 
 /// How a measured run ended.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Measured {
+pub struct Measured {
     /// Exited normally with code 0.
     pub success: bool,
     pub wall: Duration,
@@ -465,7 +465,7 @@ pub(crate) struct Measured {
 /// Runs `cmd` to completion with stdin closed and stdout+stderr written to `log`, and measures
 /// its wall time and its own peak memory.
 // std::process: wait4 reads this child's own peak memory, which xshell does not expose.
-pub(crate) fn run_measured(cmd: impl Into<Command>, log: File) -> Result<Measured> {
+pub fn run_measured(cmd: impl Into<Command>, log: File) -> Result<Measured> {
     let mut cmd = cmd.into();
     cmd.stdin(Stdio::null())
         .stdout(log.try_clone()?)

@@ -16,6 +16,7 @@ mod fuzz_regressions;
 mod github_ci;
 mod image_e2e;
 mod local_e2e;
+mod memory_bounds;
 mod parity;
 mod prefect_api;
 mod register_flows;
