@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
-use process::{read_pid_file, running, write_pid_file, PidRecord, Stopped};
-use server::{ServerGuard, ServerSpec, SERVER_WORDS, STARTUP_TIMEOUT};
-use worker::{WorkerSpec, WORKER_WORDS};
+use process::{read_pid_file, running, write_pid_file, Identity, PidRecord, Stopped};
+use server::{ServerGuard, ServerSpec, STARTUP_TIMEOUT};
+use worker::WorkerSpec;
 
 use crate::sys::process::spawn_detached;
 
@@ -71,17 +71,18 @@ impl LocalState {
     }
 }
 
-/// A pool name as a file-name part: anything but `[A-Za-z0-9._-]` becomes `_`.
+/// A pool name as a file-name part, one to one (`a/b` and `a_b` must not share a pid file):
+/// `[A-Za-z0-9.-]` stay, every other byte becomes `_XX` (its hex value; `_` itself is escaped).
 pub(crate) fn file_safe(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    let mut out = String::with_capacity(name.len());
+    for byte in name.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'-') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("_{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// A server or worker this tool is using.
@@ -98,7 +99,7 @@ pub struct Running {
 pub fn ensure_server(state: &LocalState, prefect: &Path, port: Option<u16>) -> Result<Running> {
     let pid_file = state.server_pid();
     if let Some(record) = read_pid_file(&pid_file) {
-        if running(record.pid, SERVER_WORDS).is_some() {
+        if running(record.pid, &Identity::server(record.port)).is_some() {
             if let Some(wanted) = port.filter(|p| *p != record.port) {
                 bail!(
                     "the local Prefect server started earlier is running on port {}; \
@@ -149,10 +150,10 @@ pub fn ensure_worker(
 ) -> Result<Running> {
     let pid_file = state.worker_pid(pool);
     if let Some(record) = read_pid_file(&pid_file) {
-        match running(record.pid, WORKER_WORDS) {
-            Some(info)
-                if record.port == port && worker::cmdline_serves_pool(&info.cmdline, pool) =>
-            {
+        // Ours only if it serves this very pool (the name, not its file-name form).
+        let identity = Identity::worker(pool);
+        match running(record.pid, &identity) {
+            Some(_) if record.port == port => {
                 return Ok(Running {
                     pid: record.pid,
                     port,
@@ -160,7 +161,7 @@ pub fn ensure_worker(
                 });
             }
             Some(_) => {
-                process::stop(record.pid, WORKER_WORDS, STOP_GRACE)?;
+                process::stop(record.pid, &identity, STOP_GRACE)?;
             }
             None => {}
         }
@@ -210,18 +211,16 @@ pub struct StopReport {
 /// Stops the workers, then the server, recorded under `state`; removes their pid files.
 pub fn stop_all(state: &LocalState) -> Result<Vec<StopReport>> {
     let mut reports = Vec::new();
-    let mut targets: Vec<(PathBuf, &[&str])> = state
-        .worker_pid_files()
-        .into_iter()
-        .map(|p| (p, WORKER_WORDS))
-        .collect();
-    targets.push((state.server_pid(), SERVER_WORDS));
-    for (pid_file, words) in targets {
-        let Some(record) = read_pid_file(&pid_file) else {
+    let mut targets = state.worker_pid_files();
+    targets.push(state.server_pid());
+    for pid_file in targets {
+        let Some((record, identity)) =
+            read_pid_file(&pid_file).and_then(|r| r.identity().map(|id| (r, id)))
+        else {
             let _ = std::fs::remove_file(&pid_file);
             continue;
         };
-        let outcome = process::stop(record.pid, words, STOP_GRACE)?;
+        let outcome = process::stop(record.pid, &identity, STOP_GRACE)?;
         let what = match &record.pool {
             Some(pool) => format!("worker for pool {pool}"),
             None => format!("server on port {}", record.port),
@@ -251,10 +250,32 @@ mod tests {
         );
         assert_eq!(
             state.worker_log("a/b c"),
-            Path::new("/t/local/worker-a_b_c.log")
+            Path::new("/t/local/worker-a_2Fb_20c.log")
         );
-        assert_eq!(file_safe("pool.1_x-y"), "pool.1_x-y");
-        assert_eq!(file_safe("../é"), "..__");
+        assert_eq!(file_safe("pool.1-y"), "pool.1-y");
+        assert_eq!(file_safe("../é"), ".._2F_C3_A9");
+    }
+
+    #[test]
+    fn pool_names_get_their_own_pid_files() {
+        // Names that used to share a file, so one pool's worker stopped the other's.
+        let names = [
+            "a/b", "a_b", "a b", "a_2Fb", "a:b", "a\\b", "é", "_C3_A9", "a.b", "a-b",
+        ];
+        let state = LocalState {
+            dir: PathBuf::from("/t/local"),
+        };
+        let files: std::collections::BTreeSet<PathBuf> =
+            names.iter().map(|n| state.worker_pid(n)).collect();
+        assert_eq!(files.len(), names.len(), "{files:?}");
+        for file in &files {
+            let name = file.file_name().unwrap().to_str().unwrap();
+            assert!(
+                name.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)),
+                "{name}"
+            );
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Long-running helper processes (Prefect server, worker): started detached in their own
-//! process group with output to a log file, remembered in a pid file, and stopped only after
-//! checking that the pid still belongs to the process we started.
+//! process group with output to a log file, remembered in a pid file (written whole or not at
+//! all), and stopped only after checking that the pid still belongs to the process we started:
+//! its command line, port or pool included.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -47,9 +48,68 @@ pub fn read_pid_file(path: &Path) -> Option<PidRecord> {
     }
 }
 
+/// Writes the record to a temporary file beside `path` and renames it into place, so a reader
+/// (another run, `down`) sees the old record or the new one, never a torn one.
 pub(crate) fn write_pid_file(path: &Path, record: &PidRecord) -> Result<()> {
     let text = serde_json::to_string_pretty(record).context("cannot encode the pid record")?;
-    std::fs::write(path, text + "\n").with_context(|| format!("cannot write {}", path.display()))
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    let temp = path.with_file_name(format!(
+        ".{}.{}.tmp",
+        name.unwrap_or_default(),
+        std::process::id()
+    ));
+    let written = std::fs::File::create(&temp)
+        .and_then(|mut file| {
+            use std::io::Write;
+            file.write_all((text + "\n").as_bytes())?;
+            file.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&temp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written.with_context(|| format!("cannot write {}", path.display()))
+}
+
+impl PidRecord {
+    /// How the recorded process is recognised; `None` for a record that names no role we start.
+    pub(crate) fn identity(&self) -> Option<Identity> {
+        match (self.role.as_str(), &self.pool) {
+            ("server", _) => Some(Identity::server(self.port)),
+            ("worker", Some(pool)) => Some(Identity::worker(pool)),
+            _ => None,
+        }
+    }
+}
+
+/// What makes a process ours: the words on its command line (`server start`) and the value
+/// after one flag — the server's `--port`, the worker's `--pool`. Any `prefect server start`
+/// is not enough: another project's server, or ours on another port, must never be stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Identity {
+    pub words: &'static [&'static str],
+    pub flag: &'static str,
+    pub value: String,
+}
+
+impl Identity {
+    /// A `prefect server start … --port PORT` this tool started.
+    pub(crate) fn server(port: u16) -> Identity {
+        Identity {
+            words: super::server::SERVER_WORDS,
+            flag: "--port",
+            value: port.to_string(),
+        }
+    }
+
+    /// A `prefect worker start --pool POOL …` this tool started.
+    pub(crate) fn worker(pool: &str) -> Identity {
+        Identity {
+            words: super::worker::WORKER_WORDS,
+            flag: "--pool",
+            value: pool.to_string(),
+        }
+    }
 }
 
 /// What the OS says about a pid.
@@ -113,19 +173,21 @@ pub fn process_info(pid: u32) -> Option<ProcInfo> {
         .find_map(parse_ps_line)
 }
 
-/// True when `info` is a Prefect process whose arguments contain every word in `expect`
-/// (e.g. `["server", "start"]`): a recycled pid belongs to something else and must not be killed.
-pub(crate) fn is_ours(info: &ProcInfo, expect: &[&str]) -> bool {
+/// True when `info` is a live Prefect process with `who`'s words and flag value on its command
+/// line: a recycled pid belongs to something else and must not be killed.
+pub(crate) fn is_ours(info: &ProcInfo, who: &Identity) -> bool {
+    let args = &info.cmdline;
     !info.zombie
-        && info.cmdline.iter().any(|a| a.contains("prefect"))
-        && expect
-            .iter()
-            .all(|word| info.cmdline.iter().any(|a| a == word))
+        && args.iter().any(|a| a.contains("prefect"))
+        && who.words.iter().all(|word| args.iter().any(|a| a == word))
+        && args
+            .windows(2)
+            .any(|pair| pair[0] == who.flag && pair[1] == who.value)
 }
 
-/// The pid's process if it is alive and matches `expect` (see [`is_ours`]).
-pub(crate) fn running(pid: u32, expect: &[&str]) -> Option<ProcInfo> {
-    process_info(pid).filter(|info| is_ours(info, expect))
+/// The pid's process if it is alive and is `who` (see [`is_ours`]).
+pub(crate) fn running(pid: u32, who: &Identity) -> Option<ProcInfo> {
+    process_info(pid).filter(|info| is_ours(info, who))
 }
 
 /// How [`stop`] ended.
@@ -139,10 +201,10 @@ pub enum Stopped {
     NotRunning,
 }
 
-/// Stops a process we started (checked against `expect`): SIGTERM to its process group,
+/// Stops a process we started (checked against `who`): SIGTERM to its process group,
 /// SIGKILL after `grace`. The group takes the children (e.g. a flow run's subprocess) along.
-pub(crate) fn stop(pid: u32, expect: &[&str], grace: Duration) -> Result<Stopped> {
-    let Some(info) = running(pid, expect) else {
+pub(crate) fn stop(pid: u32, who: &Identity, grace: Duration) -> Result<Stopped> {
+    let Some(info) = running(pid, who) else {
         return Ok(Stopped::NotRunning);
     };
     // We start every process as the leader of its own group; signal the group only then.
@@ -216,7 +278,16 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("worker.json");
         write_pid_file(&path, &record).unwrap();
-        assert_eq!(read_pid_file(&path), Some(record));
+        assert_eq!(read_pid_file(&path), Some(record.clone()));
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
+        assert_eq!(
+            record.identity(),
+            Some(Identity::worker("captionacc-workers-prod"))
+        );
         std::fs::write(&path, "4242\n").unwrap();
         assert_eq!(read_pid_file(&path), None);
         assert_eq!(read_pid_file(&dir.join("missing.json")), None);
@@ -225,7 +296,11 @@ mod tests {
         let server =
             parse_pid_record(r#"{"pid": 17, "role": "server", "port": 4200, "log": "s.log"}"#)
                 .unwrap();
-        assert_eq!((server.pid, server.port, server.pool), (17, 4200, None));
+        assert_eq!(
+            (server.pid, server.port, server.pool.clone()),
+            (17, 4200, None)
+        );
+        assert_eq!(server.identity(), Some(Identity::server(4200)));
         assert!(
             parse_pid_record(r#"{"pid": 1, "role": "server", "port": 4200, "log": "s.log"}"#)
                 .is_err()
@@ -239,6 +314,49 @@ mod tests {
         )
         .is_err());
         assert!(parse_pid_record("").is_err());
+    }
+
+    #[test]
+    fn pid_files_are_never_seen_torn() {
+        // A reader racing the writer (another run, `down`) must see a whole record every time:
+        // a torn read would orphan the server and let a second one start on the same database.
+        let dir = std::env::temp_dir().join(format!("xtask-pid-race-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("server.pid.json");
+        let record = |pid: u32| PidRecord {
+            pid,
+            role: "server".into(),
+            port: 4200,
+            pool: None,
+            log: dir.join("a-long-enough-log-file-name-to-need-more-than-one-write.log"),
+        };
+        write_pid_file(&path, &record(2)).unwrap();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let (path, done) = (path.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut torn = Vec::new();
+                while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                    let text = std::fs::read_to_string(&path).unwrap_or_default();
+                    if parse_pid_record(&text).is_err() {
+                        torn.push(text);
+                    }
+                }
+                torn
+            })
+        };
+        for pid in 2..3000 {
+            write_pid_file(&path, &record(pid)).unwrap();
+        }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        let torn = reader.join().unwrap();
+        assert!(
+            torn.is_empty(),
+            "{} torn reads, e.g. {:?}",
+            torn.len(),
+            torn.first()
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -275,31 +393,35 @@ mod tests {
 
     #[test]
     fn recognises_only_our_processes() {
-        let server = ProcInfo {
-            cmdline: vec![
-                "/v/bin/python".into(),
-                "/v/bin/prefect".into(),
-                "server".into(),
-                "start".into(),
-            ],
+        let info = |args: &str| ProcInfo {
+            cmdline: args.split(' ').map(str::to_string).collect(),
             pgid: 10,
             zombie: false,
         };
-        assert!(is_ours(&server, &["server", "start"]));
-        assert!(!is_ours(&server, &["worker", "start"]));
+        let server = info("/v/bin/python /v/bin/prefect server start --host 127.0.0.1 --port 4200");
+        assert!(is_ours(&server, &Identity::server(4200)));
+        // Another server (another project's, or ours on another port) is not the recorded one.
+        assert!(!is_ours(&server, &Identity::server(4201)));
+        assert!(!is_ours(
+            &info("/v/bin/prefect server start"),
+            &Identity::server(4200)
+        ));
+        assert!(!is_ours(&server, &Identity::worker("4200")));
         assert!(!is_ours(
             &ProcInfo {
                 zombie: true,
                 ..server.clone()
             },
-            &["server"]
+            &Identity::server(4200)
         ));
-        let other = ProcInfo {
-            cmdline: vec!["vim".into(), "server".into()],
-            pgid: 10,
-            zombie: false,
-        };
-        assert!(!is_ours(&other, &["server"]));
+        assert!(!is_ours(
+            &info("vim server start --port 4200"),
+            &Identity::server(4200)
+        ));
+        let worker = info("/v/bin/python /v/bin/prefect worker start --pool a/b --type process");
+        assert!(is_ours(&worker, &Identity::worker("a/b")));
+        assert!(!is_ours(&worker, &Identity::worker("a_b")));
+        assert!(!is_ours(&worker, &Identity::server(4200)));
     }
 
     #[test]
@@ -323,7 +445,7 @@ mod tests {
         let script = dir.join("prefect");
         std::fs::write(&script, "sleep 60 &\necho $! > \"$0.child\"\nwait\n").unwrap();
         let sh = run::shell().unwrap();
-        let cmd = cmd!(sh, "sh {script} server start");
+        let cmd = cmd!(sh, "sh {script} server start --port 4999");
         let mut child = run::spawn_detached(cmd, &dir.join("p.log")).unwrap();
         let pid = child.id();
         let child_file = dir.join("prefect.child");
@@ -338,14 +460,18 @@ mod tests {
             .unwrap();
         assert_eq!(process_info(pid).unwrap().pgid, pid, "own process group");
 
-        // Wrong role: not ours, left alone.
+        // Wrong role or wrong port: not ours, left alone.
         assert_eq!(
-            stop(pid, &["worker"], Duration::from_secs(1)).unwrap(),
+            stop(pid, &Identity::worker("4999"), Duration::from_secs(1)).unwrap(),
             Stopped::NotRunning
         );
-        assert!(running(pid, &["server", "start"]).is_some());
+        assert_eq!(
+            stop(pid, &Identity::server(4998), Duration::from_secs(1)).unwrap(),
+            Stopped::NotRunning
+        );
+        assert!(running(pid, &Identity::server(4999)).is_some());
 
-        let outcome = stop(pid, &["server", "start"], Duration::from_secs(5)).unwrap();
+        let outcome = stop(pid, &Identity::server(4999), Duration::from_secs(5)).unwrap();
         assert!(
             matches!(outcome, Stopped::Terminated | Stopped::Killed),
             "{outcome:?}"
@@ -360,7 +486,7 @@ mod tests {
             "the group's other members are stopped too"
         );
         assert_eq!(
-            stop(pid, &["server"], Duration::from_secs(1)).unwrap(),
+            stop(pid, &Identity::server(4999), Duration::from_secs(1)).unwrap(),
             Stopped::NotRunning
         );
         std::fs::remove_dir_all(&dir).ok();

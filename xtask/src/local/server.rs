@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Cmd};
 
-use super::process::{self, log_tail, read_pid_file, write_pid_file, PidRecord, Stopped};
+use super::process::{self, log_tail, read_pid_file, write_pid_file, Identity, PidRecord, Stopped};
 use super::STOP_GRACE;
 use crate::prefect::api::{ApiConfig, PrefectClient};
 use crate::sys::process::{shell, spawn_detached};
@@ -172,9 +172,9 @@ pub(crate) fn wait_healthy(
     }
 }
 
-/// Pids of the servers whose guards are alive, for an interrupt handler (they run in their own
-/// process groups, so the terminal's Ctrl-C does not reach them).
-static GUARDED: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+/// Pids and ports of the servers whose guards are alive, for an interrupt handler (they run in
+/// their own process groups, so the terminal's Ctrl-C does not reach them).
+static GUARDED: Mutex<Vec<(u32, u16)>> = Mutex::new(Vec::new());
 
 /// A Prefect server this process started, stopped (and its pid file removed) when the guard is
 /// dropped: on success, on error, and after an interrupt. [`ServerGuard::keep_running`] hands a
@@ -201,7 +201,7 @@ impl ServerGuard {
     ) -> Result<ServerGuard> {
         let child = spawn(spec)?;
         if let Ok(mut pids) = GUARDED.lock() {
-            pids.push(child.id());
+            pids.push((child.id(), spec.port));
         }
         let guard = ServerGuard {
             child,
@@ -273,7 +273,7 @@ impl Drop for ServerGuard {
         if self.kept {
             return;
         }
-        if let Err(err) = process::stop(pid, SERVER_WORDS, STOP_GRACE) {
+        if let Err(err) = process::stop(pid, &Identity::server(self.port), STOP_GRACE) {
             eprintln!("warning: cannot stop the {} pid {pid}: {err:#}", self.label);
         }
         let _ = self.child.wait();
@@ -285,7 +285,7 @@ impl Drop for ServerGuard {
 
 fn unguard(pid: u32) {
     if let Ok(mut pids) = GUARDED.lock() {
-        pids.retain(|p| *p != pid);
+        pids.retain(|(p, _)| *p != pid);
     }
 }
 
@@ -293,8 +293,8 @@ fn unguard(pid: u32) {
 /// still clean up (wait, pid file) when they are dropped.
 pub fn stop_guarded_servers() {
     let pids = GUARDED.lock().map(|p| p.clone()).unwrap_or_default();
-    for pid in pids {
-        let _ = process::stop(pid, SERVER_WORDS, STOP_GRACE);
+    for (pid, port) in pids {
+        let _ = process::stop(pid, &Identity::server(port), STOP_GRACE);
     }
 }
 
@@ -303,7 +303,7 @@ pub fn stop_guarded_servers() {
 pub fn stop_leftover(pid_file: &Path) -> Option<u32> {
     let stopped = read_pid_file(pid_file).and_then(|record| {
         matches!(
-            process::stop(record.pid, SERVER_WORDS, STOP_GRACE),
+            process::stop(record.pid, &Identity::server(record.port), STOP_GRACE),
             Ok(Stopped::Terminated | Stopped::Killed)
         )
         .then_some(record.pid)

@@ -38,11 +38,6 @@ pub(crate) fn worker_command(spec: &WorkerSpec) -> Result<Command> {
     Ok(cmd.into())
 }
 
-/// True when a worker started for `pool` (checked on its command line) may be reused.
-pub(crate) fn cmdline_serves_pool(cmdline: &[String], pool: &str) -> bool {
-    cmdline.windows(2).any(|w| w[0] == "--pool" && w[1] == pool)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,7 +73,5 @@ mod tests {
         );
         assert_eq!(env("APP_DIR").as_deref(), Some("/r"));
         assert_eq!(cmd.get_current_dir(), Some(Path::new("/r")));
-        assert!(cmdline_serves_pool(&args, "captionacc-workers-prod"));
-        assert!(!cmdline_serves_pool(&args, "captionacc-workers-dev"));
     }
 }
