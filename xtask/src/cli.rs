@@ -148,7 +148,8 @@ pub struct DeployArgs {
     /// (default: `[deploy] release_command_timeout` in fly.toml, else 5m).
     #[arg(long, value_name = "DURATION")]
     pub release_command_timeout: Option<String>,
-    /// Give up on `fly deploy` after this many seconds (flyctl can hang).
+    /// Give up on `fly deploy` after this many seconds (flyctl can hang, also while it keeps
+    /// printing).
     #[arg(long, default_value_t = 1200, value_name = "SECONDS")]
     pub timeout: u64,
     /// Do not drain the workers: `fly deploy` replaces their Machines with runs in progress

@@ -1472,9 +1472,9 @@ mod tests {
     /// A 1 MiB string, aliased ten times per layer (`l1` is 10 MiB, `l2` would be 100 MiB).
     fn string_aliased_in_layers() -> String {
         let mut src = format!("s: &s \"{}\"\n", "x".repeat(1 << 20));
-        src.push_str(&format!("l1: &l1 [{}]\n", vec!["*s"; 10].join(", ")));
-        src.push_str(&format!("l2: &l2 [{}]\n", vec!["*l1"; 10].join(", ")));
-        src.push_str(&format!("l3: [{}]\n", vec!["*l2"; 10].join(", ")));
+        src.push_str(&format!("l1: &l1 [{}]\n", ["*s"; 10].join(", ")));
+        src.push_str(&format!("l2: &l2 [{}]\n", ["*l1"; 10].join(", ")));
+        src.push_str(&format!("l3: [{}]\n", ["*l2"; 10].join(", ")));
         src
     }
 

@@ -209,7 +209,9 @@ pub(crate) fn pipe(
 }
 
 /// Runs `cmd` in the foreground (terminal stdin, stdout and stderr) with its pid in `pid` while
-/// it runs, so an interrupt handler can forward a signal to it.
+/// it runs, so an interrupt handler can forward a signal to it. The one runner without a time
+/// limit: it runs the test suite for the person at the terminal, whose tests bound their own
+/// waits and whose Ctrl-C reaches it.
 // std::process: the pid must be known while the child runs.
 pub fn status_with_pid(cmd: impl Into<Command>, pid: &AtomicU32, what: &str) -> Result<ExitStatus> {
     let mut child = cmd
@@ -462,8 +464,8 @@ pub struct Measured {
     pub cpu: Duration,
 }
 
-/// Runs `cmd` to completion with stdin closed and stdout+stderr written to `log`, and measures
-/// its wall time and its own peak memory.
+/// Runs `cmd` to completion (killed after [`COMMAND_TIMEOUT`]) with stdin closed and
+/// stdout+stderr written to `log`, and measures its wall time and its own peak memory.
 // std::process: wait4 reads this child's own peak memory, which xshell does not expose.
 pub fn run_measured(cmd: impl Into<Command>, log: File) -> Result<Measured> {
     let mut cmd = cmd.into();
@@ -471,13 +473,26 @@ pub fn run_measured(cmd: impl Into<Command>, log: File) -> Result<Measured> {
         .stdout(log.try_clone()?)
         .stderr(log);
     let started = Instant::now();
-    let child = cmd.spawn().context("cannot start the command")?;
+    let mut child = cmd.spawn().context("cannot start the command")?;
     // wait4 gives this child's own peak RSS (getrusage of all children would mix runs).
     let mut status = 0;
     // SAFETY: rusage is plain old data; zero is a valid value.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: the pid is our child, not yet reaped; status and usage are valid out-pointers.
-    let waited = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    let pid = child.id() as libc::pid_t;
+    let waited = loop {
+        // SAFETY: the pid is our child, not yet reaped; status and usage are valid out-pointers.
+        let waited = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        if waited != 0 {
+            break waited;
+        }
+        if started.elapsed() >= COMMAND_TIMEOUT {
+            let _ = child.kill();
+            // SAFETY: as above; the child was killed and is reaped here.
+            unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+            break -1;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
     Ok(Measured {
         success: waited >= 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         wall: started.elapsed(),

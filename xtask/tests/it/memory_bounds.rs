@@ -57,9 +57,9 @@ fn file_name(output: &str, needle: &str) {
 fn a_string_aliased_in_layers_is_refused_by_size() {
     // 1 MiB of text; expanded, 10 MiB, then 100 MiB, then 1 GiB.
     let mut yaml = format!("s: &s \"{}\"\n", "x".repeat(1 << 20));
-    yaml.push_str(&format!("l1: &l1 [{}]\n", vec!["*s"; 10].join(", ")));
-    yaml.push_str(&format!("l2: &l2 [{}]\n", vec!["*l1"; 10].join(", ")));
-    yaml.push_str(&format!("l3: [{}]\n", vec!["*l2"; 10].join(", ")));
+    yaml.push_str(&format!("l1: &l1 [{}]\n", ["*s"; 10].join(", ")));
+    yaml.push_str(&format!("l2: &l2 [{}]\n", ["*l1"; 10].join(", ")));
+    yaml.push_str(&format!("l3: [{}]\n", ["*l2"; 10].join(", ")));
     let (output, _) = register_measured("yaml-alias-layers", &yaml);
     file_name(&output, "alias *l1 (anchored at line 2");
     assert!(output.contains("larger than 32 MiB"), "{output}");
