@@ -1157,16 +1157,14 @@ mod tests {
     fn serve(mut stream: TcpStream, respond: &dyn Fn(&str, &str, &mut TcpStream)) {
         let mut reader = BufReader::new(stream.try_clone().unwrap());
         loop {
-            let mut request_line = String::new();
-            if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            let Some(request_line) = next_line(&mut reader) else {
                 return;
-            }
+            };
             let mut length = 0;
             loop {
-                let mut header = String::new();
-                if reader.read_line(&mut header).unwrap_or(0) == 0 {
+                let Some(header) = next_line(&mut reader) else {
                     return;
-                }
+                };
                 if header.trim().is_empty() {
                     break;
                 }
@@ -1191,6 +1189,15 @@ mod tests {
                 continue;
             }
             respond(path, &String::from_utf8_lossy(&body), &mut stream);
+        }
+    }
+
+    /// One line of the request, `None` when the client hung up.
+    fn next_line(reader: &mut impl BufRead) -> Option<String> {
+        let mut line = Vec::new();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(String::from_utf8_lossy(&line).into_owned()),
         }
     }
 
