@@ -283,6 +283,33 @@ struct Inner {
     verbose: AtomicBool,
     /// Prefect retries connection errors only once a connection has worked: a wrong URL fails fast.
     connected_once: AtomicBool,
+    /// See [`PrefectClient::set_deadline`].
+    deadline: Mutex<Option<Instant>>,
+}
+
+/// A successful answer, with what the caller may need beyond its body.
+struct Answer {
+    body: Value,
+    status: u16,
+    /// Requests sent to get it (1 unless resent after a retryable failure).
+    attempts: u32,
+}
+
+/// A `POST /deployments/` answer and who made the deployment it names.
+pub(crate) struct Upserted {
+    pub body: Value,
+    pub origin: Origin,
+}
+
+/// Who made the deployment a `POST /deployments/` (an upsert by flow and name) answered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// 201: this request inserted it.
+    CreatedByThisRequest,
+    /// 200 to the first attempt: it existed already (someone else created it), and was updated.
+    ExistedBefore,
+    /// 200 after a resent request: an earlier attempt may have inserted it.
+    Unknown,
 }
 
 /// A blocking Prefect API client. Cheap to clone; clones share connections and the CSRF token.
@@ -340,6 +367,7 @@ impl PrefectClient {
                 csrf_exchanges: AtomicUsize::new(0),
                 verbose: AtomicBool::new(false),
                 connected_once: AtomicBool::new(false),
+                deadline: Mutex::new(None),
             }),
         })
     }
@@ -504,6 +532,25 @@ impl PrefectClient {
     /// DeploymentResponse.
     pub(crate) fn create_deployment(&self, body: &Value) -> Result<Value, ApiError> {
         self.post("/deployments/", body)
+    }
+
+    /// [`Self::create_deployment`], telling who made the row: the server answers 201 only when
+    /// this request inserted it (its `created` is not before the request), 200 when it updated a
+    /// deployment that already existed. A 200 after a resent request is ambiguous: an earlier
+    /// attempt whose answer was lost may have inserted it.
+    pub(crate) fn create_deployment_answered(&self, body: &Value) -> Result<Upserted, ApiError> {
+        let answer = self.send_answered(Method::POST, "/deployments/", Some(body))?;
+        let origin = if answer.status == 201 {
+            Origin::CreatedByThisRequest
+        } else if answer.attempts == 1 {
+            Origin::ExistedBefore
+        } else {
+            Origin::Unknown
+        };
+        Ok(Upserted {
+            body: answer.body,
+            origin,
+        })
     }
 
     /// Sets the given fields of a deployment, leaving the others as they are.
@@ -673,11 +720,23 @@ impl PrefectClient {
     // ---- the request loop --------------------------------------------------------------------
 
     fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value, ApiError> {
+        self.send_answered(method, path, body)
+            .map(|answer| answer.body)
+    }
+
+    fn send_answered(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Answer, ApiError> {
         let method_name = method_name(&method);
         let mutating = method != Method::GET;
         let mut retries = Retries::new(self.inner.cfg.max_retries);
         let mut csrf_refreshed = false;
+        let mut attempts = 0u32;
         loop {
+            attempts += 1;
             let csrf = if mutating {
                 self.csrf_headers().map_err(|kind| ApiError {
                     method: method_name,
@@ -707,11 +766,17 @@ impl PrefectClient {
                         // Traced after the body: some servers send it well after the headers.
                         let body = read_json(response);
                         self.trace(method_name, path, &status.as_u16().to_string(), started);
-                        return body.map_err(|why| ApiError {
-                            method: method_name,
-                            path: path.to_string(),
-                            kind: ApiErrorKind::InvalidResponse(why),
-                        });
+                        return body
+                            .map(|body| Answer {
+                                body,
+                                status: status.as_u16(),
+                                attempts,
+                            })
+                            .map_err(|why| ApiError {
+                                method: method_name,
+                                path: path.to_string(),
+                                kind: ApiErrorKind::InvalidResponse(why),
+                            });
                     }
                     self.trace(method_name, path, &status.as_u16().to_string(), started);
                     let retry_after = parse_retry_after(response.headers());
@@ -771,9 +836,32 @@ impl PrefectClient {
                     delay.as_secs_f64()
                 );
             }
+            if self.past_deadline(delay) {
+                // The caller's time is up (a rollback's budget): no further attempt.
+                return Err(error);
+            }
             std::thread::sleep(delay);
             self.inner.retries.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Requests end their retries when a pause of `delay` would end past this time (None: no
+    /// limit). A rollback sets it so that it ends inside the release command's time limit.
+    pub fn set_deadline(&self, deadline: Option<Instant>) {
+        *self
+            .inner
+            .deadline
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = deadline;
+    }
+
+    fn past_deadline(&self, delay: Duration) -> bool {
+        let deadline = *self
+            .inner
+            .deadline
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        deadline.is_some_and(|end| Instant::now() + delay >= end)
     }
 
     fn execute(&self, request: RequestBuilder) -> Result<Response, ApiErrorKind> {

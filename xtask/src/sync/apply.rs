@@ -18,7 +18,7 @@ use std::sync::Mutex;
 
 use serde_json::{json, Map, Value};
 
-use crate::prefect::api::{ApiError, PrefectClient};
+use crate::prefect::api::{ApiError, Origin, PrefectClient};
 use crate::sync::desired::{DesiredDeployment, DesiredSchedule, Ownership};
 use crate::sync::plan::{
     self, Action, DeploymentUpdate, Plan, PlanItem, ScheduleOp, ServerDeployment,
@@ -70,8 +70,12 @@ impl ApplyReport {
 /// How to undo one write (or a group of writes on one object).
 #[derive(Debug, Clone)]
 enum Undo {
-    /// A create: delete the deployment by name if it exists now.
-    DeleteCreated { flow_name: String, name: String },
+    /// A create: delete the deployment if this run made it (see [`Made`]).
+    DeleteCreated {
+        flow_name: String,
+        name: String,
+        made: Made,
+    },
     /// A PATCH: put the snapshot's values back.
     RestoreFields {
         full_name: String,
@@ -98,8 +102,31 @@ enum Undo {
     },
 }
 
-/// Executes `plan`. Never panics on server answers; every failure ends up in the report.
-pub(crate) fn apply(client: &PrefectClient, plan: &Plan, opts: &ApplyOptions) -> ApplyReport {
+/// What the answer to a create said about who made the deployment (`POST /deployments/` is an
+/// upsert: a deployment someone else created after our read is updated, not created).
+#[derive(Debug, Clone, PartialEq)]
+enum Made {
+    /// No answer yet, or none ever came (a timeout, a dropped connection): it may be ours.
+    Unanswered,
+    /// 201: this run inserted it; its id.
+    ByThisRun(String),
+    /// 200 to the first attempt: someone else created it between our read and our write; its id.
+    BySomeoneElse(String),
+    /// 200 after a resent request: an earlier attempt whose answer was lost may have made it.
+    Unknown(String),
+}
+
+/// How to undo one apply's writes, in the order they were made.
+pub(crate) struct Journal(Vec<Undo>);
+
+/// Executes `plan`, without undoing anything: on failure the caller plays the returned journal
+/// (with the earlier rounds') backwards with [`rollback`]. Never panics on server answers; every
+/// failure ends up in the report.
+pub(crate) fn apply(
+    client: &PrefectClient,
+    plan: &Plan,
+    opts: &ApplyOptions,
+) -> (ApplyReport, Journal) {
     let run = Run {
         journal: Mutex::new(Vec::new()),
         stop: AtomicBool::new(false),
@@ -137,19 +164,52 @@ pub(crate) fn apply(client: &PrefectClient, plan: &Plan, opts: &ApplyOptions) ->
     if error.is_none() && interrupted {
         error = Some("interrupted (Ctrl-C / SIGTERM)".into());
     }
-    let mut rollback = Vec::new();
-    if error.is_some() {
-        let journal = run.journal.into_inner().unwrap_or_else(|p| p.into_inner());
-        for undo in journal.iter().rev() {
-            rollback.extend(run_undo_patiently(client, undo));
-        }
-    }
-    ApplyReport {
+    let journal = run.journal.into_inner().unwrap_or_else(|p| p.into_inner());
+    let report = ApplyReport {
         status,
         error,
         interrupted,
-        rollback,
+        rollback: Vec::new(),
+    };
+    (report, Journal(journal))
+}
+
+/// How long a rollback may take in all (requests, their retries and the pauses between attempts):
+/// with a normal run it fits inside fly.toml's `release_command_timeout` (5 minutes), so the
+/// release log shows the whole report instead of a killed command.
+pub const ROLLBACK_BUDGET: std::time::Duration = std::time::Duration::from_secs(90);
+
+/// Plays `journals` (the rounds' journals, oldest first) backwards, until `deadline`; calls
+/// `on_step` with each step as soon as it is done (so a killed run has printed what it undid).
+/// An undo not started by the deadline is reported as not rolled back.
+pub(crate) fn rollback(
+    client: &PrefectClient,
+    journals: &[Journal],
+    deadline: std::time::Instant,
+    on_step: &dyn Fn(&RollbackStep),
+) -> Vec<RollbackStep> {
+    client.set_deadline(Some(deadline));
+    let mut steps = Vec::new();
+    for undo in journals.iter().rev().flat_map(|j| j.0.iter().rev()) {
+        let done = if std::time::Instant::now() >= deadline {
+            vec![step(
+                false,
+                format!(
+                    "{}: not attempted, the rollback's time limit ({} s) ran out",
+                    undo.subject(),
+                    ROLLBACK_BUDGET.as_secs()
+                ),
+            )]
+        } else {
+            run_undo_patiently(client, undo, deadline)
+        };
+        for s in &done {
+            on_step(s);
+        }
+        steps.extend(done);
     }
+    client.set_deadline(None);
+    steps
 }
 
 /// What the workers of one apply share.
@@ -283,19 +343,26 @@ impl ItemContext<'_> {
         result.map_err(Halt::from)
     }
 
-    /// Records how to undo the next write, unless the run is stopping (then the write is not made).
-    fn before_write(&self, undo: Option<Undo>) -> Result<(), Halt> {
+    /// Records how to undo the next write, unless the run is stopping (then the write is not made);
+    /// returns the entry's place in the journal.
+    fn before_write(&self, undo: Option<Undo>) -> Result<Option<usize>, Halt> {
         if self.stopping() {
             return Err(Halt::Stopped);
         }
-        if let Some(undo) = undo {
-            self.run
-                .journal
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(undo);
+        Ok(undo.map(|undo| {
+            let mut journal = self.run.journal.lock().unwrap_or_else(|p| p.into_inner());
+            journal.push(undo);
+            journal.len() - 1
+        }))
+    }
+
+    /// Records who made the deployment the create journaled at `entry` wrote.
+    fn settle_create(&self, entry: Option<usize>, made: Made) {
+        let mut journal = self.run.journal.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(Undo::DeleteCreated { made: slot, .. }) = entry.and_then(|i| journal.get_mut(i))
+        {
+            *slot = made;
         }
-        Ok(())
     }
 }
 
@@ -321,16 +388,24 @@ fn execute_create(
 ) -> Result<(), Halt> {
     let client = ctx.client;
     let flow_id = flow_ids.get(&desired.flow_name).ok_or(Halt::Stopped)?;
-    ctx.before_write(Some(Undo::DeleteCreated {
+    let entry = ctx.before_write(Some(Undo::DeleteCreated {
         flow_name: desired.flow_name.clone(),
         name: desired.name.clone(),
+        made: Made::Unanswered,
     }))?;
     let (body, defaulted) = desired.lean_create_body(flow_id, ctx.owner);
-    let created = ctx.write(|| client.create_deployment(&body))?;
+    let answered = ctx.write(|| client.create_deployment_answered(&body))?;
+    let created = answered.body;
     let id = created
         .get("id")
         .and_then(Value::as_str)
         .ok_or_else(|| Halt::Failed("POST /deployments/ returned no id".into()))?;
+    let made = match answered.origin {
+        Origin::CreatedByThisRequest => Made::ByThisRun(id.to_string()),
+        Origin::ExistedBefore => Made::BySomeoneElse(id.to_string()),
+        Origin::Unknown => Made::Unknown(id.to_string()),
+    };
+    ctx.settle_create(entry, made);
     let repair = plan::repair_patch(&defaulted, &created);
     if !repair.is_empty() {
         ctx.before_write(None)?;
@@ -520,10 +595,17 @@ const UNDO_RETRY_PAUSES: [std::time::Duration; 3] = [
     std::time::Duration::from_secs(5),
 ];
 
-fn run_undo_patiently(client: &PrefectClient, undo: &Undo) -> Vec<RollbackStep> {
+fn run_undo_patiently(
+    client: &PrefectClient,
+    undo: &Undo,
+    deadline: std::time::Instant,
+) -> Vec<RollbackStep> {
     let mut steps = run_undo(client, undo);
     for pause in UNDO_RETRY_PAUSES {
-        if steps.iter().all(|step| step.ok) {
+        if steps.iter().all(|step| step.ok) || !undo.retryable() {
+            break;
+        }
+        if std::time::Instant::now() + pause >= deadline {
             break;
         }
         std::thread::sleep(pause);
@@ -534,7 +616,11 @@ fn run_undo_patiently(client: &PrefectClient, undo: &Undo) -> Vec<RollbackStep> 
 
 fn run_undo(client: &PrefectClient, undo: &Undo) -> Vec<RollbackStep> {
     let step = match undo {
-        Undo::DeleteCreated { flow_name, name } => undo_create(client, flow_name, name),
+        Undo::DeleteCreated {
+            flow_name,
+            name,
+            made,
+        } => undo_create(client, flow_name, name, made),
         Undo::RestoreFields {
             full_name,
             id,
@@ -571,9 +657,64 @@ fn step(ok: bool, text: String) -> RollbackStep {
     RollbackStep { ok, text }
 }
 
-/// Deletes the deployment this run created, found by name (its id may never have reached us).
-fn undo_create(client: &PrefectClient, flow_name: &str, name: &str) -> RollbackStep {
+impl Undo {
+    /// The deployment an undo is about, for a step that was never attempted.
+    fn subject(&self) -> String {
+        match self {
+            Undo::DeleteCreated {
+                flow_name, name, ..
+            } => format!("{flow_name}/{name}"),
+            Undo::RestoreFields { full_name, .. }
+            | Undo::RestoreSchedules { full_name, .. }
+            | Undo::RestoreAutomations { full_name, .. }
+            | Undo::Recreate { full_name, .. } => full_name.clone(),
+        }
+    }
+
+    /// False for an undo whose answer cannot change by asking again.
+    fn retryable(&self) -> bool {
+        !matches!(
+            self,
+            Undo::DeleteCreated {
+                made: Made::BySomeoneElse(_),
+                ..
+            }
+        )
+    }
+}
+
+/// Deletes the deployment this run created, and only that: by its id when the create's answer
+/// said this run made it; by name when no answer came (it may be ours; its id never reached us);
+/// never one someone else created between our read and our write (the upsert updated theirs).
+fn undo_create(client: &PrefectClient, flow_name: &str, name: &str, made: &Made) -> RollbackStep {
     let full = format!("{flow_name}/{name}");
+    match made {
+        Made::ByThisRun(id) => {
+            return match client.delete_deployment(id) {
+                Ok(()) => step(true, format!("deleted {full} (created by this run)")),
+                Err(e) => step(
+                    false,
+                    format!("could not delete {full} (id {id}), created by this run: {e}"),
+                ),
+            }
+        }
+        Made::BySomeoneElse(id) => {
+            return step(
+                false,
+                format!("left {full} (id {id}) in place: someone else created it between this run's read and its write, so this run's create updated theirs; their earlier values were never read and cannot be put back"),
+            )
+        }
+        Made::Unknown(id) => {
+            return match client.delete_deployment(id) {
+                Ok(()) => step(true, format!("deleted {full} (id {id}; created by this run unless someone else created it while this run's create was being sent again)")),
+                Err(e) => step(
+                    false,
+                    format!("could not delete {full} (id {id}), created by this run: {e}"),
+                ),
+            }
+        }
+        Made::Unanswered => {}
+    }
     let found = match client.read_deployment_by_name(flow_name, name) {
         Ok(found) => found,
         Err(e) => {
@@ -757,6 +898,68 @@ mod tests {
     }
 
     #[test]
+    fn a_rollback_past_its_deadline_attempts_nothing_and_says_so() {
+        // The client points at a closed port: any request would be counted.
+        let client = PrefectClient::new(crate::prefect::api::ApiConfig::for_url(
+            "http://127.0.0.1:9/api",
+        ))
+        .unwrap();
+        let journal = Journal(vec![
+            Undo::DeleteCreated {
+                flow_name: "f".into(),
+                name: "new".into(),
+                made: Made::ByThisRun("id-1".into()),
+            },
+            Undo::RestoreFields {
+                full_name: "f/upd".into(),
+                id: "id-2".into(),
+                body: Map::new(),
+            },
+        ]);
+        let printed = Mutex::new(Vec::new());
+        let steps = rollback(
+            &client,
+            &[journal],
+            std::time::Instant::now(),
+            &|step: &RollbackStep| printed.lock().unwrap().push(step.text.clone()),
+        );
+        assert_eq!(client.request_count(), 0);
+        let texts: Vec<&str> = steps.iter().map(|s| s.text.as_str()).collect();
+        assert_eq!(
+            texts,
+            [
+                "f/upd: not attempted, the rollback's time limit (90 s) ran out",
+                "f/new: not attempted, the rollback's time limit (90 s) ran out",
+            ]
+        );
+        assert!(steps.iter().all(|s| !s.ok));
+        // Each step was handed out as it happened, in the same order.
+        assert_eq!(*printed.lock().unwrap(), texts);
+    }
+
+    #[test]
+    fn an_undo_for_someone_elses_deployment_deletes_nothing() {
+        let client = PrefectClient::new(crate::prefect::api::ApiConfig::for_url(
+            "http://127.0.0.1:9/api",
+        ))
+        .unwrap();
+        let undo = Undo::DeleteCreated {
+            flow_name: "f".into(),
+            name: "raced".into(),
+            made: Made::BySomeoneElse("id-9".into()),
+        };
+        let steps = run_undo_patiently(
+            &client,
+            &undo,
+            std::time::Instant::now() + std::time::Duration::from_secs(60),
+        );
+        assert_eq!(client.request_count(), 0, "no request, and no pause either");
+        assert_eq!(steps.len(), 1);
+        assert!(!steps[0].ok);
+        assert!(steps[0].text.contains("left f/raced (id id-9) in place"));
+    }
+
+    #[test]
     fn a_plan_without_changes_writes_nothing() {
         // The client points at a closed port: any request would fail the apply.
         let client = PrefectClient::new(crate::prefect::api::ApiConfig::for_url(
@@ -768,7 +971,7 @@ mod tests {
             project: "p".into(),
             prefect_file: "prefect.yaml".into(),
         };
-        let report = apply(
+        let (report, journal) = apply(
             &client,
             &Plan::default(),
             &ApplyOptions {
@@ -777,6 +980,7 @@ mod tests {
                 owner: &owner,
             },
         );
+        assert!(journal.0.is_empty());
         assert!(report.succeeded());
         assert_eq!(client.request_count(), 0);
     }

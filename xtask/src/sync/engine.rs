@@ -135,12 +135,22 @@ pub fn sync(
         owner: &desired.owner,
     };
     let mut current = outcome.plan.clone();
+    // Every round's journal: a run is all or nothing, so a failing or unconverged round undoes
+    // the earlier rounds' writes too.
+    let mut journals = Vec::new();
+    let mut first_status = None;
     loop {
         let write_started = Instant::now();
-        let report = apply::apply(client, &current, &apply_options);
+        let (mut report, journal) = apply::apply(client, &current, &apply_options);
+        journals.push(journal);
         outcome.write += write_started.elapsed();
         outcome.rounds += 1;
         let failed = !report.succeeded();
+        // The report speaks of the first round's plan: a later round's items are different.
+        match &first_status {
+            None => first_status = Some(report.status.clone()),
+            Some(status) => report.status = status.clone(),
+        }
         outcome.report = Some(report);
         if failed {
             break;
@@ -158,6 +168,19 @@ pub fn sync(
             break;
         }
         current = residual;
+    }
+    if outcome.failed() {
+        let write_started = Instant::now();
+        let steps = apply::rollback(
+            client,
+            &journals,
+            Instant::now() + apply::ROLLBACK_BUDGET,
+            &|step| eprintln!("{}", redact(&render::rollback_line(step))),
+        );
+        outcome.write += write_started.elapsed();
+        if let Some(report) = outcome.report.as_mut() {
+            report.rollback = steps;
+        }
     }
     outcome.read = read;
     outcome.requests = client.request_count();

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::prefect::api::PrefectClient;
 use crate::project::Project;
-use crate::sync::apply::ItemStatus;
+use crate::sync::apply::{ItemStatus, RollbackStep};
 use crate::sync::desired::{self, DesiredState};
 use crate::sync::engine::{Registration, SyncOptions, SyncOutcome, Timings};
 use crate::sync::plan::{self, Action, JSON_SCHEMA_VERSION};
@@ -92,33 +92,28 @@ fn summary_line(outcome: &SyncOutcome, mode: &str, timings: &Timings) -> String 
 /// converge, or the drift line of a check that found differences.
 fn closing_lines(project: &Project, options: &SyncOptions, outcome: &SyncOutcome) -> String {
     let mut out = String::new();
-    if let Some(report) = outcome.report.as_ref().filter(|r| !r.succeeded()) {
-        for step in &report.rollback {
-            let _ = writeln!(
-                out,
-                "  rollback: {} {}",
-                if step.ok {
-                    "✓"
-                } else {
-                    "✗ NOT ROLLED BACK:"
-                },
-                step.text
-            );
+    let report = outcome.report.as_ref();
+    let rollback_lines = |out: &mut String| {
+        for step in report.map(|r| r.rollback.as_slice()).unwrap_or_default() {
+            let _ = writeln!(out, "{}", rollback_line(step));
         }
-        let complete = report.rollback_complete();
+    };
+    if let Some(report) = report.filter(|r| !r.succeeded()) {
+        rollback_lines(&mut out);
         let _ = writeln!(
             out,
             "error: register-flows failed: {}; {}",
             report.error.as_deref().unwrap_or("unknown error"),
-            if complete {
-                "every write was rolled back"
-            } else {
-                "the rollback was incomplete (see ✗ above)"
-            }
+            rollback_verdict(outcome)
         );
     } else if let Some(residual) = &outcome.unconverged {
         out.push_str(&residual.render_text());
-        out.push_str("error: register-flows failed: the server kept changing while registering (another run at the same time?); run it again\n");
+        rollback_lines(&mut out);
+        let _ = writeln!(
+            out,
+            "error: register-flows failed: the server kept changing while registering (another run at the same time?); {}; run it again",
+            rollback_verdict(outcome)
+        );
     } else if options.check && outcome.plan.has_changes() {
         let _ = writeln!(
             out,
@@ -127,6 +122,35 @@ fn closing_lines(project: &Project, options: &SyncOptions, outcome: &SyncOutcome
         );
     }
     out
+}
+
+/// One step of a rollback as the report (and the live progress on stderr) prints it.
+pub(crate) fn rollback_line(step: &RollbackStep) -> String {
+    let mark = if step.ok {
+        "✓"
+    } else {
+        "✗ NOT ROLLED BACK:"
+    };
+    format!("  rollback: {mark} {}", step.text)
+}
+
+/// What the rollback of a failed run achieved, exactly.
+fn rollback_verdict(outcome: &SyncOutcome) -> String {
+    let Some(report) = &outcome.report else {
+        return "nothing was written".into();
+    };
+    let rounds = if outcome.rounds > 1 {
+        format!(" (of all {} rounds)", outcome.rounds)
+    } else {
+        String::new()
+    };
+    if report.rollback.is_empty() {
+        "nothing had been written, so nothing was rolled back".into()
+    } else if report.rollback_complete() {
+        format!("every write{rounds} was rolled back")
+    } else {
+        format!("the rollback{rounds} was incomplete (see ✗ above)")
+    }
 }
 
 fn summary_word(outcome: &SyncOutcome, mode: &str) -> &'static str {
@@ -173,12 +197,21 @@ fn result_verb(outcome: &SyncOutcome, i: usize) -> String {
         .and_then(|r| r.status.get(i))
         .cloned()
         .unwrap_or(ItemStatus::Done);
-    let failed = outcome.report.as_ref().is_some_and(|r| !r.succeeded());
+    let failed = outcome.failed();
+    let rolled_back = outcome
+        .report
+        .as_ref()
+        .is_some_and(|r| r.rollback_complete());
     match (item.action(), &status) {
         (Action::Unchanged, _) => "unchanged".to_string(),
         (_, ItemStatus::NotStarted) => format!("not {}", past(item.action())),
         (_, ItemStatus::Failed(why)) => format!("FAILED to {} ({why})", item.action().as_str()),
-        (_, ItemStatus::Done) if failed => format!("{} (rolled back)", past(item.action())),
+        (_, ItemStatus::Done) if failed && rolled_back => {
+            format!("{} (rolled back)", past(item.action()))
+        }
+        (_, ItemStatus::Done) if failed => {
+            format!("{} (rollback incomplete, see ✗ below)", past(item.action()))
+        }
         (_, ItemStatus::Done) => past(item.action()).to_string(),
     }
 }

@@ -415,3 +415,140 @@ fn a_deployment_created_behind_our_back_still_ends_as_the_yaml_says() {
     let again = run_sync(&direct, &desired, &args(false, 1));
     assert_eq!(again.plan.count(Action::Unchanged), 1);
 }
+
+/// `POST /deployments/` is an upsert: when someone else creates the deployment between our read
+/// and our create, the create answers 200 (updated) instead of 201, and a later failure must not
+/// make our rollback delete their deployment.
+#[test]
+fn a_rollback_never_deletes_a_deployment_someone_else_created() {
+    let flow = unique("flow-theirs");
+    let pool = unique("pool-theirs");
+    let direct = client_with_retries(&server_url(), 5);
+    ensure_pool(&direct, &pool);
+    let desired = state(
+        &unique("proj-theirs"),
+        vec![deployment(&flow, "raced", &pool, vec![cron("0 8 * * *")])],
+    );
+    // Writes: 1 = POST /flows/, 2 = POST /deployments/ (held back while the other writer creates
+    // it), 3 = the PATCH repairing the fields the other writer set (refused for good).
+    let proxy = FaultProxy::start(
+        &server_url(),
+        Rules {
+            nth_write: Some((2, Fault::Delay(std::time::Duration::from_secs(3)))),
+            writes_from: Some((3, Fault::Status(400))),
+            ..Rules::default()
+        },
+    );
+    let via_proxy = client_with_retries(&proxy.api_url, 2);
+    let (outcome, theirs) = std::thread::scope(|scope| {
+        let other = scope.spawn(|| {
+            assert!(
+                wait_for(20, || proxy.writes() >= 2),
+                "the xtask never sent its create"
+            );
+            let flow_id = direct
+                .post("/flows/", &json!({ "name": flow }))
+                .expect("flow")["id"]
+                .clone();
+            direct
+                .post(
+                    "/deployments/",
+                    &json!({"name": "raced", "flow_id": flow_id, "work_pool_name": pool,
+                            "enforce_parameter_schema": false, "concurrency_limit": 3}),
+                )
+                .expect("the other writer's create")["id"]
+                .as_str()
+                .expect("an id")
+                .to_string()
+        });
+        let outcome = run_sync(&via_proxy, &desired, &args(false, 1));
+        (outcome, other.join().expect("the other writer"))
+    });
+    let report = outcome.report.as_ref().expect("applied");
+    assert!(outcome.failed(), "{:#?}", proxy.write_lines());
+    assert_eq!(
+        deployment_id(&direct, &flow, "raced").as_deref(),
+        Some(theirs.as_str()),
+        "their deployment was deleted by our rollback: {:#?}",
+        report.rollback
+    );
+    // And the report says so: their earlier values could not be put back.
+    assert!(!report.rollback_complete(), "{:#?}", report.rollback);
+    assert!(
+        report
+            .rollback
+            .iter()
+            .any(|step| !step.ok && step.text.contains("someone else created it")),
+        "{:#?}",
+        report.rollback
+    );
+}
+
+/// A run is all or nothing across its rounds: when a later round fails, what the earlier rounds
+/// wrote is rolled back too, and the report says every write of all rounds was.
+#[test]
+fn a_failing_later_round_rolls_back_the_earlier_rounds() {
+    let flow = unique("flow-rounds");
+    let pool = unique("pool-rounds");
+    let direct = client_with_retries(&server_url(), 5);
+    ensure_pool(&direct, &pool);
+    let project = unique("proj-rounds");
+    let stable = deployment(&flow, "stable", &pool, vec![cron("0 9 * * *")]);
+    run_sync_ok(
+        &direct,
+        &state(&project, vec![stable.clone()]),
+        &args(false, 1),
+    );
+    let desired = state(
+        &project,
+        vec![
+            stable,
+            deployment(&flow, "fresh", &pool, vec![cron("0 10 * * *")]),
+        ],
+    );
+    // Round 1: 1 = POST /flows/, 2 = create "fresh" (held back while another writer changes
+    // "stable", which round 1's read-back then finds); round 2's first write (3) is refused.
+    let proxy = FaultProxy::start(
+        &server_url(),
+        Rules {
+            nth_write: Some((2, Fault::Delay(std::time::Duration::from_secs(3)))),
+            more_writes: vec![(3, Fault::Status(400))],
+            ..Rules::default()
+        },
+    );
+    let via_proxy = client_with_retries(&proxy.api_url, 2);
+    let stable_id = deployment_id(&direct, &flow, "stable").expect("stable exists");
+    let outcome = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            assert!(
+                wait_for(20, || proxy.writes() >= 2),
+                "the xtask never sent its create"
+            );
+            direct
+                .patch(
+                    &format!("/deployments/{stable_id}"),
+                    &json!({"parameters": {"n": 7}}),
+                )
+                .expect("the other writer's change");
+        });
+        run_sync(&via_proxy, &desired, &args(false, 1))
+    });
+    assert_eq!(outcome.rounds, 2, "{:#?}", proxy.write_lines());
+    let report = outcome.report.as_ref().expect("applied");
+    assert!(outcome.failed(), "{:#?}", proxy.write_lines());
+    assert!(report.rollback_complete(), "{:#?}", report.rollback);
+    assert_eq!(
+        deployment_id(&direct, &flow, "fresh"),
+        None,
+        "round 1's create was kept: {:#?}",
+        report.rollback
+    );
+    assert!(
+        report
+            .rollback
+            .iter()
+            .any(|step| step.text.contains("deleted") && step.text.contains("fresh")),
+        "{:#?}",
+        report.rollback
+    );
+}

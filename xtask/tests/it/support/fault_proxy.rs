@@ -29,6 +29,8 @@ pub enum Fault {
 pub struct Rules {
     /// (n, fault): the n-th write (1-based) gets `fault`.
     pub nth_write: Option<(usize, Fault)>,
+    /// Further (n, fault) pairs, like `nth_write`.
+    pub more_writes: Vec<(usize, Fault)>,
     /// Every write from the n-th on gets `fault` (a server that stays broken).
     pub writes_from: Option<(usize, Fault)>,
     /// Every write gets this fault (e.g. a delay, to interrupt mid-apply).
@@ -184,6 +186,9 @@ fn handle(mut client: TcpStream, shared: &Shared) {
                 if k == n {
                     fault = Some(f);
                 }
+            }
+            if let Some((_, f)) = rules.more_writes.iter().find(|(k, _)| *k == n) {
+                fault = Some(*f);
             }
             if let Some((k, f)) = rules.writes_from {
                 if n >= k {
