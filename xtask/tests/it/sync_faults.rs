@@ -430,12 +430,13 @@ fn a_rollback_never_deletes_a_deployment_someone_else_created() {
         vec![deployment(&flow, "raced", &pool, vec![cron("0 8 * * *")])],
     );
     // Writes: 1 = POST /flows/, 2 = POST /deployments/ (held back while the other writer creates
-    // it), 3 = the PATCH repairing the fields the other writer set (refused for good).
+    // it), 3 = the PATCH repairing the fields the other writer set (refused; the rollback's
+    // writes after it go through).
     let proxy = FaultProxy::start(
         &server_url(),
         Rules {
             nth_write: Some((2, Fault::Delay(std::time::Duration::from_secs(3)))),
-            writes_from: Some((3, Fault::Status(400))),
+            more_writes: vec![(3, Fault::Status(400))],
             ..Rules::default()
         },
     );
