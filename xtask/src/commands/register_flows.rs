@@ -31,6 +31,7 @@ pub fn run(global: &GlobalArgs, args: RegisterFlowsArgs) -> Result<ExitCode> {
     let client = PrefectClient::new(ApiConfig::from_vars(&env)?)?;
     client.set_verbose(global.verbose);
     let cancel = interrupt_flag();
+    client.set_interrupt(cancel.clone());
     let options = args.sync_options();
     // Every report goes through the same redaction, so each format masks exactly what the text does.
     let registration = match sync::register(&project, &client, &env, &options, &cancel, started) {

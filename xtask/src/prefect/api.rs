@@ -285,14 +285,17 @@ struct Inner {
     connected_once: AtomicBool,
     /// See [`PrefectClient::set_deadline`].
     deadline: Mutex<Option<Instant>>,
+    /// See [`PrefectClient::set_interrupt`].
+    interrupt: Mutex<Option<Arc<AtomicBool>>>,
 }
 
 /// A successful answer, with what the caller may need beyond its body.
 struct Answer {
     body: Value,
     status: u16,
-    /// Requests sent to get it (1 unless resent after a retryable failure).
-    attempts: u32,
+    /// Earlier attempts that got no answer (a timeout, a dropped connection): the server may
+    /// have applied them. An attempt answered with an error status was not applied.
+    unanswered: u32,
 }
 
 /// A `POST /deployments/` answer and who made the deployment it names.
@@ -306,9 +309,10 @@ pub(crate) struct Upserted {
 pub(crate) enum Origin {
     /// 201: this request inserted it.
     CreatedByThisRequest,
-    /// 200 to the first attempt: it existed already (someone else created it), and was updated.
+    /// 200, and no earlier attempt went unanswered: it existed already (someone else created
+    /// it), and was updated.
     ExistedBefore,
-    /// 200 after a resent request: an earlier attempt may have inserted it.
+    /// 200 after an attempt that got no answer: that attempt may have inserted it.
     Unknown,
 }
 
@@ -368,6 +372,7 @@ impl PrefectClient {
                 verbose: AtomicBool::new(false),
                 connected_once: AtomicBool::new(false),
                 deadline: Mutex::new(None),
+                interrupt: Mutex::new(None),
             }),
         })
     }
@@ -536,13 +541,13 @@ impl PrefectClient {
 
     /// [`Self::create_deployment`], telling who made the row: the server answers 201 only when
     /// this request inserted it (its `created` is not before the request), 200 when it updated a
-    /// deployment that already existed. A 200 after a resent request is ambiguous: an earlier
-    /// attempt whose answer was lost may have inserted it.
+    /// deployment that already existed. A 200 after an attempt that got no answer is ambiguous:
+    /// that attempt may have inserted it (attempts refused with a status, e.g. a busy 503, did not).
     pub(crate) fn create_deployment_answered(&self, body: &Value) -> Result<Upserted, ApiError> {
         let answer = self.send_answered(Method::POST, "/deployments/", Some(body))?;
         let origin = if answer.status == 201 {
             Origin::CreatedByThisRequest
-        } else if answer.attempts == 1 {
+        } else if answer.unanswered == 0 {
             Origin::ExistedBefore
         } else {
             Origin::Unknown
@@ -734,9 +739,8 @@ impl PrefectClient {
         let mutating = method != Method::GET;
         let mut retries = Retries::new(self.inner.cfg.max_retries);
         let mut csrf_refreshed = false;
-        let mut attempts = 0u32;
+        let mut unanswered = 0u32;
         loop {
-            attempts += 1;
             let csrf = if mutating {
                 self.csrf_headers().map_err(|kind| ApiError {
                     method: method_name,
@@ -770,7 +774,7 @@ impl PrefectClient {
                             .map(|body| Answer {
                                 body,
                                 status: status.as_u16(),
-                                attempts,
+                                unanswered,
                             })
                             .map_err(|why| ApiError {
                                 method: method_name,
@@ -810,6 +814,7 @@ impl PrefectClient {
                     (retry_after, failure, error)
                 }
                 Err(kind) => {
+                    unanswered += 1;
                     self.trace(method_name, path, "error", started);
                     let error = ApiError {
                         method: method_name,
@@ -836,11 +841,10 @@ impl PrefectClient {
                     delay.as_secs_f64()
                 );
             }
-            if self.past_deadline(delay) {
-                // The caller's time is up (a rollback's budget): no further attempt.
+            if self.past_deadline(delay) || !self.pause(delay) {
+                // The caller's time is up (a rollback's budget), or the run was interrupted.
                 return Err(error);
             }
-            std::thread::sleep(delay);
             self.inner.retries.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -853,6 +857,46 @@ impl PrefectClient {
             .deadline
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = deadline;
+    }
+
+    /// A retry pause ends early, and the request fails with its last error, once `flag` is set
+    /// (Ctrl-C/SIGTERM), so an interrupted apply stops without waiting out back-offs. Not while
+    /// a deadline is set: a rollback runs after the interruption and is bounded by its deadline.
+    pub fn set_interrupt(&self, flag: Arc<AtomicBool>) {
+        *self
+            .inner
+            .interrupt
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(flag);
+    }
+
+    /// Sleeps `delay` in short slices; false when interrupted (see [`Self::set_interrupt`]).
+    fn pause(&self, delay: Duration) -> bool {
+        const SLICE: Duration = Duration::from_millis(50);
+        let interrupted = || {
+            let flag = self
+                .inner
+                .interrupt
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let deadline = self
+                .inner
+                .deadline
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            deadline.is_none() && flag.as_ref().is_some_and(|f| f.load(Ordering::SeqCst))
+        };
+        let end = Instant::now() + delay;
+        loop {
+            if interrupted() {
+                return false;
+            }
+            let now = Instant::now();
+            if now >= end {
+                return true;
+            }
+            std::thread::sleep(SLICE.min(end - now));
+        }
     }
 
     fn past_deadline(&self, delay: Duration) -> bool {
@@ -1372,6 +1416,29 @@ mod tests {
         let client = quick_client(&url);
         let err = ends(move || client.read_flows(json!({})).unwrap_err().to_string());
         assert!(err.contains("201 records for a page of 200"), "{err}");
+    }
+
+    #[test]
+    fn an_interruption_ends_retry_pauses_except_in_a_rollback() {
+        let url = stand_in(|_, _, stream| {
+            let _ = write!(
+                stream,
+                "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n"
+            );
+        });
+        let mut cfg = ApiConfig::for_url(&url);
+        cfg.max_retries = 2;
+        let client = PrefectClient::new(cfg).unwrap();
+        let flag = Arc::new(AtomicBool::new(true));
+        client.set_interrupt(flag);
+        let interrupted = client.clone();
+        ends(move || interrupted.post("/x", &json!({})).unwrap_err());
+        assert_eq!(client.retry_count(), 0, "no retry after an interruption");
+        // A rollback (a deadline set) still retries, interruption or not.
+        client.set_deadline(Some(Instant::now() + Duration::from_secs(60)));
+        let rolling_back = client.clone();
+        ends(move || rolling_back.post("/x", &json!({})).unwrap_err());
+        assert!(client.retry_count() >= 2, "{}", client.retry_count());
     }
 
     #[test]

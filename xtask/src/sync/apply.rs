@@ -110,9 +110,9 @@ enum Made {
     Unanswered,
     /// 201: this run inserted it; its id.
     ByThisRun(String),
-    /// 200 to the first attempt: someone else created it between our read and our write; its id.
+    /// 200, no attempt unanswered: someone else created it between our read and our write; its id.
     BySomeoneElse(String),
-    /// 200 after a resent request: an earlier attempt whose answer was lost may have made it.
+    /// 200 after an attempt that got no answer: that attempt may have made it.
     Unknown(String),
 }
 
@@ -706,7 +706,7 @@ fn undo_create(client: &PrefectClient, flow_name: &str, name: &str, made: &Made)
         }
         Made::Unknown(id) => {
             return match client.delete_deployment(id) {
-                Ok(()) => step(true, format!("deleted {full} (id {id}; created by this run unless someone else created it while this run's create was being sent again)")),
+                Ok(()) => step(true, format!("deleted {full} (id {id}; created by this run unless someone else created it while this run's create went unanswered)")),
                 Err(e) => step(
                     false,
                     format!("could not delete {full} (id {id}), created by this run: {e}"),

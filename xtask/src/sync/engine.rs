@@ -259,6 +259,7 @@ pub fn register_reported(
     let client = PrefectClient::new(ApiConfig::from_vars(env)?)?;
     client.set_verbose(verbose);
     let cancel = interrupt_flag();
+    client.set_interrupt(cancel.clone());
     let registration = register(project, &client, env, options, &cancel, started)?;
     eprint!(
         "{}",
