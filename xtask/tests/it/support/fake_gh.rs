@@ -18,6 +18,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::exit;
 
+// Compiled on its own (no crates): the JSON text helper is shared by path.
+#[path = "stand_in_json.rs"]
+mod stand_in_json;
+use stand_in_json::json_string;
+
 const PAGE: usize = 2;
 
 fn main() {
@@ -210,17 +215,3 @@ fn comment_json(state: &Path, id: u64) -> String {
     )
 }
 
-fn json_string(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}

@@ -146,7 +146,10 @@ pub fn compile_stand_in(source: &str, program: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     let binary = dir.join(program);
     let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    if modified(&binary).is_some() && modified(&binary) >= modified(&source) {
+    // The stand-ins share `stand_in_json.rs` (included by path): a change to it rebuilds them too.
+    let shared = source.with_file_name("stand_in_json.rs");
+    let newest_source = modified(&source).max(modified(&shared));
+    if modified(&binary).is_some() && modified(&binary) >= newest_source {
         return binary;
     }
     // An earlier run may still use the binary: build aside, then rename (atomic).
