@@ -99,23 +99,13 @@ pub fn run(opts: &CompileOptions) -> Result<()> {
         eprintln!("==> clean debug builds, run {run}/{runs}");
         remove_dir(&card_target)?;
         let card_build = &["build", "--locked", "--offline"];
-        report.card_clean.push(timed(
-            &cargo,
-            card_build,
-            &card,
-            &card_target,
-            &work,
-            "card deps",
-        )?);
+        let card_run = timed(&cargo, card_build, &card, &card_target, &work, "card deps")?;
+        eprintln!("    card deps: {}", describe(&card_run));
+        report.card_clean.push(card_run);
         remove_dir(&xtask_target)?;
-        report.xtask_clean.push(timed(
-            &cargo,
-            XTASK_BUILD,
-            &tree,
-            &xtask_target,
-            &work,
-            "xtask",
-        )?);
+        let xtask_run = timed(&cargo, XTASK_BUILD, &tree, &xtask_target, &work, "xtask")?;
+        eprintln!("    xtask:     {}", describe(&xtask_run));
+        report.xtask_clean.push(xtask_run);
     }
 
     let edited = tree.join(EDITED_FILE);
