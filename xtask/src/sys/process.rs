@@ -61,6 +61,21 @@ pub(crate) fn capture(cmd: impl Into<Command>) -> Result<Output> {
     capture_within(cmd, COMMAND_TIMEOUT, MAX_CAPTURED_BYTES)
 }
 
+/// Starts `cmd` with stdin closed and stdout/stderr piped; returns the child and the program's
+/// name (for messages).
+fn spawn_piped(cmd: impl Into<Command>) -> Result<(Child, String)> {
+    let mut command = cmd.into();
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let program = program_name(&command);
+    let child = command
+        .spawn()
+        .with_context(|| format!("cannot start {program}"))?;
+    Ok((child, program))
+}
+
 /// [`capture`] with an explicit time limit and output cap.
 // std::process: xshell has no time limit and reads output whole.
 pub(crate) fn capture_within(
@@ -68,15 +83,7 @@ pub(crate) fn capture_within(
     timeout: Duration,
     cap: usize,
 ) -> Result<Output> {
-    let mut command = cmd.into();
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let program = program_name(&command);
-    let mut child = command
-        .spawn()
-        .with_context(|| format!("cannot start {program}"))?;
+    let (mut child, program) = spawn_piped(cmd)?;
     let stdout = child.stdout.take().map(|s| read_capped(s, cap));
     let stderr = child.stderr.take().map(|s| read_capped(s, cap));
     let status = wait_within(&mut child, timeout, &program)?;
@@ -323,15 +330,7 @@ pub(crate) fn run_with_timeout(
     timeout: Duration,
     mut on_line: impl FnMut(&str),
 ) -> Result<RunOutput> {
-    let mut command = cmd.into();
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let program = program_name(&command);
-    let mut child = command
-        .spawn()
-        .with_context(|| format!("cannot start {program}"))?;
+    let (mut child, program) = spawn_piped(cmd)?;
     let rx = read_lines(&mut child);
 
     let started = Instant::now();
@@ -637,11 +636,12 @@ mod tests {
     #[test]
     fn captured_output_is_bounded() {
         let sh = shell().unwrap();
-        // One 3 MiB line without a newline, then 20 MiB of short lines.
+        // One 3 MiB line without a newline, then 20 MiB of 1000-byte lines (short lines would
+        // cost the debug build half a minute of line handling and prove nothing more).
         let out = run_with_timeout(
             cmd!(
                 sh,
-                "/bin/sh -c 'head -c 3145728 /dev/zero; echo; yes | head -c 20971520'"
+                "/bin/sh -c 'head -c 3145728 /dev/zero; echo; yes \"$(printf %0999d 0)\" | head -c 20971520'"
             ),
             Duration::from_secs(120),
             |line| assert!(line.len() <= MAX_LINE_BYTES),
