@@ -685,9 +685,10 @@ impl PrefectClient {
             kind: ApiErrorKind::InvalidResponse(why),
         };
         let mut seen_ids = std::collections::HashSet::new();
+        let mut offset = 0;
         loop {
             body.insert("limit".into(), json!(PAGE_SIZE));
-            body.insert("offset".into(), json!(all.len()));
+            body.insert("offset".into(), json!(offset));
             let page = self.post(path, &Value::Object(body.clone()))?;
             let Value::Array(items) = page else {
                 return Err(invalid("expected a JSON list".into()));
@@ -698,23 +699,30 @@ impl PrefectClient {
                     "the server sent {n} records for a page of {PAGE_SIZE}"
                 )));
             }
-            // A server that ignores `offset` sends the same page again: paging would not end.
-            for item in &items {
-                if let Some(id) = item.get("id").and_then(Value::as_str) {
-                    if !seen_ids.insert(id.to_string()) {
-                        return Err(invalid(format!(
-                            "the server listed record {id} twice while paging (offset {}); \
-                             stopped reading",
-                            all.len()
-                        )));
-                    }
+            // Offset paging over a listing that others change can show a record twice (one
+            // created before the offset shifts the rest): keep the first copy.
+            let mut new = 0;
+            for item in items {
+                let id = item.get("id").and_then(Value::as_str).map(str::to_string);
+                if id.map_or(true, |id| seen_ids.insert(id)) {
+                    new += 1;
+                    all.push(item);
                 }
             }
-            all.extend(items);
+            offset += n;
             if n < PAGE_SIZE {
                 return Ok(all);
             }
-            if all.len() >= MAX_LISTING {
+            // A full page of records already read: a server that ignores `offset` would send
+            // it forever.
+            if new == 0 {
+                return Err(invalid(format!(
+                    "the page at offset {} held only records already read (does the server \
+                     ignore `offset`?); stopped reading",
+                    offset - n
+                )));
+            }
+            if offset >= MAX_LISTING {
                 return Err(invalid(format!(
                     "the listing has more than {MAX_LISTING} records; stopped reading"
                 )));
@@ -1389,7 +1397,7 @@ mod tests {
     }
 
     #[test]
-    fn paging_stops_on_a_repeated_or_endless_listing() {
+    fn paging_stops_on_a_repeated_or_endless_listing_and_reads_each_record_once() {
         let page = |from: usize, n: usize| {
             let ids: Vec<Value> = (from..from + n)
                 .map(|i| json!({"id": format!("id-{i}")}))
@@ -1400,7 +1408,27 @@ mod tests {
         let url = stand_in(move |_, _, stream| respond_json(stream, &page(0, PAGE_SIZE)));
         let client = quick_client(&url);
         let err = ends(move || client.read_deployments(json!({})).unwrap_err().to_string());
-        assert!(err.contains("listed record id-0 twice"), "{err}");
+        assert!(
+            err.contains("page at offset 200 held only records already read"),
+            "{err}"
+        );
+        // A listing that others change: a record shifted into the next page is read once.
+        let url = stand_in(move |_, body, stream| {
+            let offset = serde_json::from_str::<Value>(body).unwrap()["offset"]
+                .as_u64()
+                .unwrap() as usize;
+            let text = match offset {
+                0 => page(0, PAGE_SIZE),
+                // One record was created before the offset: the last of page 1 comes again.
+                _ => page(offset - 1, 3),
+            };
+            respond_json(stream, &text)
+        });
+        let client = quick_client(&url);
+        let listed = ends(move || client.read_flows(json!({})).unwrap());
+        let ids: Vec<&str> = listed.iter().filter_map(|f| f["id"].as_str()).collect();
+        assert_eq!(ids.len(), PAGE_SIZE + 2, "each record once");
+        assert_eq!(ids[PAGE_SIZE - 1..], ["id-199", "id-200", "id-201"]);
         // Honours `offset` but never ends.
         let url = stand_in(move |_, body, stream| {
             let offset = serde_json::from_str::<Value>(body).unwrap()["offset"]
