@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use xtask::deploy::drain::OnDrainTimeout;
 use xtask::project::Env;
 use xtask::sync::engine::{SyncOptions, DEFAULT_CONCURRENCY};
+use xtask::sync::selection::{NamePattern, Selection};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -234,6 +235,12 @@ pub struct RegisterFlowsArgs {
     /// How many writes may run at once.
     #[arg(long, default_value_t = DEFAULT_CONCURRENCY, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
+    /// Only the deployments this pattern names (repeatable), as `prefect deploy -n` matches:
+    /// a deployment name or `flow/deployment` (the flow as the entrypoint's function name),
+    /// `*` matching anything. Only they are planned, checked and written, and `--prune` deletes
+    /// nothing else; a pattern that matches nothing is an error.
+    #[arg(short = 'n', long = "name", value_name = "PATTERN", value_parser = NamePattern::parse)]
+    pub names: Vec<NamePattern>,
 }
 
 impl RegisterFlowsArgs {
@@ -254,6 +261,7 @@ impl RegisterFlowsArgs {
             prune: self.prune,
             concurrency: self.concurrency,
             run_steps: true,
+            selection: Selection::new(self.names.clone()),
         }
     }
 }

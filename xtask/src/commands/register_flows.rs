@@ -85,8 +85,13 @@ pub fn run(global: &GlobalArgs, args: RegisterFlowsArgs) -> Result<ExitCode> {
 /// `--engine prefect-cli`: the old bash setup's behaviour, `prefect --no-prompt deploy --all`
 /// (no plan, no prune, no rollback: Prefect's CLI has none of them).
 fn run_prefect_cli(global: &GlobalArgs, args: &RegisterFlowsArgs) -> Result<ExitCode> {
-    if args.dry_run || args.check || args.prune || args.output() != OutputFormat::Text {
-        bail!("--dry-run, --check, --prune, --json and --format need the native engine; `prefect deploy` has no such modes");
+    if args.dry_run
+        || args.check
+        || args.prune
+        || !args.names.is_empty()
+        || args.output() != OutputFormat::Text
+    {
+        bail!("--dry-run, --check, --prune, --name, --json and --format need the native engine; `prefect deploy --all` has no such modes");
     }
     let project = Project::discover(global.prefect_file.as_deref(), Env::Prod)?;
     let prefect = xtask::prefect::deploy_cli::find_prefect()?;

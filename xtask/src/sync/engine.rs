@@ -12,8 +12,9 @@ use crate::project::Project;
 use crate::sync::apply::{self, ApplyOptions, ApplyReport};
 use crate::sync::desired::DesiredState;
 use crate::sync::load;
-use crate::sync::plan::{self, Plan};
+use crate::sync::plan::{self, Plan, PlanItem, ServerState};
 use crate::sync::render;
+use crate::sync::selection::Selection;
 use crate::sync::server_state::read_server_state;
 use crate::sys::env_vars::EnvVars;
 use crate::sys::redact::redact;
@@ -40,6 +41,8 @@ pub struct SyncOptions {
     /// Run the build/push steps (false: show them and keep their output placeholders as
     /// written; `deploy --dry-run`, which runs nothing).
     pub run_steps: bool,
+    /// `-n/--name`: only these deployments are planned, checked, written and pruned.
+    pub selection: Selection,
 }
 
 impl Default for SyncOptions {
@@ -51,6 +54,7 @@ impl Default for SyncOptions {
             prune: false,
             concurrency: DEFAULT_CONCURRENCY,
             run_steps: true,
+            selection: Selection::default(),
         }
     }
 }
@@ -111,7 +115,8 @@ pub fn sync(
 ) -> Result<SyncOutcome> {
     let read_started = Instant::now();
     let server = read_server_state(client, desired, options.prune)?;
-    let first = plan::plan(desired, &server, options.prune);
+    let first = selected_plan(desired, &server, options);
+    check_every_pattern_matched(desired, &server, &first, options)?;
     let mut read = read_started.elapsed();
     let mut outcome = SyncOutcome {
         writes_planned: first.write_count(),
@@ -158,7 +163,7 @@ pub fn sync(
         // Read back what we touched: proves the server matches and catches a concurrent run's writes.
         let again = Instant::now();
         let server = read_server_state(client, desired, options.prune)?;
-        let residual = plan::plan(desired, &server, options.prune);
+        let residual = selected_plan(desired, &server, options);
         read += again.elapsed();
         if !residual.has_changes() {
             break;
@@ -186,6 +191,71 @@ pub fn sync(
     outcome.requests = client.request_count();
     outcome.retries = client.retry_count();
     Ok(outcome)
+}
+
+/// The plan, with `--prune`'s deletions kept inside the `-n` selection (the desired state holds
+/// only the selected deployments, so every other owned deployment looks "no longer declared").
+fn selected_plan(desired: &DesiredState, server: &ServerState, options: &SyncOptions) -> Plan {
+    let mut plan = plan::plan(desired, server, options.prune);
+    plan.items.retain(|item| match item {
+        PlanItem::Delete(have) => options.selection.selects(
+            have.raw
+                .get("entrypoint")
+                .and_then(serde_json::Value::as_str),
+            &have.name,
+        ),
+        _ => true,
+    });
+    plan
+}
+
+/// With `--prune`, a `-n` pattern may name only deployments that are gone from the yaml (load let
+/// it through); one that names nothing at all, in the yaml or among this project's deployments on
+/// the server, is an error before any write, listing what this project has on the server.
+fn check_every_pattern_matched(
+    desired: &DesiredState,
+    server: &ServerState,
+    plan: &Plan,
+    options: &SyncOptions,
+) -> Result<()> {
+    let unmatched: Vec<String> = options
+        .selection
+        .patterns()
+        .iter()
+        .filter(|pattern| {
+            let single = Selection::new(vec![(*pattern).clone()]);
+            !plan.items.iter().any(|item| {
+                let entrypoint = match item {
+                    PlanItem::Delete(have) => have.raw.get("entrypoint"),
+                    PlanItem::Create(want) => want.fields.get("entrypoint"),
+                    PlanItem::Update(update) => update.desired.fields.get("entrypoint"),
+                    PlanItem::Unchanged { desired, .. } => desired.fields.get("entrypoint"),
+                };
+                single.selects(entrypoint.and_then(serde_json::Value::as_str), item.name())
+            })
+        })
+        .map(|pattern| format!("{:?}", pattern.to_string()))
+        .collect();
+    if unmatched.is_empty() {
+        return Ok(());
+    }
+    let mut owned: Vec<String> = server
+        .deployments
+        .iter()
+        .filter(|have| have.owner.as_ref() == Some(&desired.owner))
+        .map(|have| have.full_name())
+        .collect();
+    owned.sort();
+    anyhow::bail!(
+        "--name {} matches no deployment in {} and none this project registered on the server ({}); nothing was written",
+        unmatched.join(", "),
+        desired.owner.prefect_file,
+        if owned.is_empty() {
+            "it has none".to_string()
+        } else {
+            format!("it has: {}", owned.join(", "))
+        }
+    )
 }
 
 /// How long each phase of a run took.
@@ -229,8 +299,15 @@ pub fn register(
     cancel: &AtomicBool,
     started: Instant,
 ) -> Result<Registration, RegisterError> {
-    let desired = load::desired_state(project, client, env, options.run_steps)
-        .map_err(RegisterError::Invalid)?;
+    let desired = load::desired_state(
+        project,
+        client,
+        env,
+        options.run_steps,
+        &options.selection,
+        options.prune,
+    )
+    .map_err(RegisterError::Invalid)?;
     let validate = started.elapsed();
     let outcome = sync(client, &desired, options, cancel).map_err(RegisterError::Failed)?;
     let timings = Timings {

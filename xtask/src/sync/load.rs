@@ -18,6 +18,7 @@ use crate::sync::desired::{
     check_unique_names, from_resolved, project_name, DesiredState, FieldError, FlowFile,
     GitVersion, Inferred, Ownership, SourceLocation, ValidationErrors,
 };
+use crate::sync::selection::Selection;
 use crate::sys::env_vars::EnvVars;
 use crate::sys::redact::{self, Secrets, SECRET_ENV_VARS};
 
@@ -32,6 +33,8 @@ pub(crate) fn desired_state(
     client: &PrefectClient,
     env: &EnvVars,
     run_steps: bool,
+    selection: &Selection,
+    prune: bool,
 ) -> anyhow::Result<DesiredState> {
     let label = project.prefect_file_label();
     let bytes = std::fs::read(&project.prefect_file).with_context(|| {
@@ -40,9 +43,17 @@ pub(crate) fn desired_state(
             project.prefect_file.display()
         )
     })?;
-    let file = prefect_yaml::parse(&label, &bytes).map_err(|diagnostics| ValidationErrors {
+    let mut file = prefect_yaml::parse(&label, &bytes).map_err(|diagnostics| ValidationErrors {
         problems: diagnostics.0.iter().map(ToString::to_string).collect(),
     })?;
+    // `-n`: the other deployments are not loaded at all (as `prefect deploy -n`), so one that
+    // does not validate does not stop the selected ones. With `--prune` a pattern may name a
+    // deployment gone from the yaml: the engine checks it against the server.
+    selection
+        .retain_configs(&label, &mut file.deployments, prune)
+        .map_err(|problem| ValidationErrors {
+            problems: vec![problem],
+        })?;
     let mut errors = ValidationErrors::default();
     let mut warnings: Vec<String> = file.warnings.iter().map(ToString::to_string).collect();
     let selected: Vec<Steps> = file

@@ -8,6 +8,7 @@ pub mod load;
 pub mod plan;
 pub mod pool_lint;
 pub mod render;
+pub mod selection;
 pub mod server_state;
 
 pub use engine::{register, register_reported, sync, SyncOptions, SyncOutcome};

@@ -450,8 +450,23 @@ pub fn json_document(
                 out.insert(key, value);
             }
         }
+        out.insert("selection".into(), selection_json(options));
     }
     out
+}
+
+/// `-n` patterns as given, or null when every deployment was selected.
+fn selection_json(options: &SyncOptions) -> Value {
+    if options.selection.is_all() {
+        Value::Null
+    } else {
+        json!(options
+            .selection
+            .patterns()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>())
+    }
 }
 
 /// The document's fields before the plan's own (`deployments`, counts).

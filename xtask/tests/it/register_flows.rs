@@ -465,19 +465,21 @@ fn triggers_are_replaced_only_when_they_change() {
 fn prefect_cli_engine_refuses_native_only_modes() {
     let dir = scratch_dir(&unique("rf-engine"));
     std::fs::write(dir.join("prefect.yaml"), "deployments: []\n").unwrap();
-    let out = xtask()
-        .args(["register-flows", "--engine", "prefect-cli", "--dry-run"])
-        .current_dir(&dir)
-        .env("PREFECT_API_URL", "http://127.0.0.1:9/api")
-        .output()
-        .unwrap();
+    for flag in ["--dry-run", "--name=x"] {
+        let out = xtask()
+            .args(["register-flows", "--engine", "prefect-cli", flag])
+            .current_dir(&dir)
+            .env("PREFECT_API_URL", "http://127.0.0.1:9/api")
+            .output()
+            .unwrap();
+        assert_eq!(exit_code(&out), 1, "{}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("need the native engine"),
+            "{}",
+            text(&out)
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
-    assert_eq!(exit_code(&out), 1, "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("need the native engine"),
-        "{}",
-        text(&out)
-    );
 }
 
 /// `--format markdown` against a real server: the plan, the drift check (exit 2, then 0 once
@@ -535,4 +537,123 @@ fn markdown_reports_plan_drift_and_invalid() {
         "{md}"
     );
     assert!(md.contains("nope"), "{md}");
+}
+
+#[test]
+fn name_patterns_plan_check_write_and_prune_only_what_they_name() {
+    let p = Project::new("names");
+    let other_flow = format!("{}-other", p.flow);
+    std::fs::write(
+        p.dir.join("flows/other.py"),
+        format!("from prefect import flow\n\n\n@flow(name=\"{other_flow}\")\ndef other_flow(n: int = 1):\n    return n\n"),
+    )
+    .unwrap();
+    let other_entry = |name: &str| {
+        format!(
+            "  - name: {name}\n    entrypoint: flows/other.py:other_flow\n    work_pool:\n      name: {}\n",
+            p.pool
+        )
+    };
+    // Not selected, so never loaded: it would fail validation.
+    let broken = format!(
+        "  - name: broken\n    entrypoint: flows/sample.py:nope\n    work_pool:\n      name: {}\n",
+        p.pool
+    );
+    p.write_yaml(
+        &(p.entry("a", 1, "0 1 * * *")
+            + &p.entry("b", 1, "0 2 * * *")
+            + &p.entry("c", 1, "0 3 * * *")
+            + &other_entry("a")
+            + &broken),
+    );
+    let proxy = FaultProxy::start(&server_url(), Rules::default());
+    let other_state = || snapshot(&client_with_retries(&server_url(), 3), &other_flow);
+
+    // A plain name selects that deployment of every flow; nothing else is loaded or planned.
+    let out = p.run(&proxy.api_url, &["-n", "a", "--dry-run", "--json"]);
+    assert_eq!(exit_code(&out), 0, "{}", text(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let planned: Vec<&str> = doc["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["full_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        planned,
+        vec![format!("{}/a", p.flow), format!("{other_flow}/a")]
+    );
+    assert_eq!(doc["selection"], json!(["a"]));
+    assert_eq!(proxy.writes(), 0);
+
+    // flow/deployment: the flow is the entrypoint's function, `-` and `_` alike, `*` wildcards.
+    let out = p.run(&proxy.api_url, &["-n", "sample/a"]);
+    assert_eq!(exit_code(&out), 0, "{}", text(&out));
+    assert_eq!(p.state().keys().collect::<Vec<_>>(), vec!["a"]);
+    assert!(other_state().is_empty());
+    let out = p.run(&proxy.api_url, &["--name", "other-flow/*"]);
+    assert_eq!(exit_code(&out), 0, "{}", text(&out));
+    assert_eq!(other_state().keys().collect::<Vec<_>>(), vec!["a"]);
+    assert_eq!(p.state().keys().collect::<Vec<_>>(), vec!["a"]);
+
+    // --check looks only at the selection: a and other_flow/a are in sync, b is missing.
+    let check = |args: &[&str]| exit_code(&p.run(&proxy.api_url, &[&["--check"], args].concat()));
+    assert_eq!(check(&["-n", "sample/a", "-n", "other_flow/a"]), 0);
+    assert_eq!(check(&["-n", "b"]), 2);
+    assert_eq!(check(&["-n", "sam*/?"]), 1, "? is literal: matches nothing");
+
+    // A pattern that matches nothing: an error listing what exists, nothing written.
+    proxy.reset_counts();
+    let out = p.run(&proxy.api_url, &["-n", "a", "-n", "nope"]);
+    assert_eq!(exit_code(&out), 1, "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--name \"nope\" matches no deployment in prefect.yaml; it declares: sample/a, sample/b, sample/c, other_flow/a, nope/broken"),
+        "{stderr}"
+    );
+    assert_eq!(proxy.log().len(), 0, "refused before any request");
+
+    // Create b and c, then drop them from the yaml and change a: --prune -n b deletes b only.
+    assert_eq!(
+        exit_code(&p.run(&proxy.api_url, &["-n", "b", "-n", "c"])),
+        0
+    );
+    assert_eq!(p.state().keys().collect::<Vec<_>>(), vec!["a", "b", "c"]);
+    p.write_yaml(&(p.entry("a", 2, "0 1 * * *") + &other_entry("a") + &broken));
+    let out = p.run(
+        &proxy.api_url,
+        &["--prune", "-n", "c", "--dry-run", "--json"],
+    );
+    assert_eq!(exit_code(&out), 0, "{}", text(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["summary"]["delete"], json!(1), "{doc:#}");
+    assert_eq!(doc["deployments"].as_array().unwrap().len(), 1, "{doc:#}");
+    assert_eq!(check(&["--prune", "-n", "c"]), 2);
+    let before = p.state();
+    let out = p.run(&proxy.api_url, &["--prune", "-n", "b"]);
+    assert_eq!(exit_code(&out), 0, "{}", text(&out));
+    let after = p.state();
+    assert_eq!(after.keys().collect::<Vec<_>>(), vec!["a", "c"]);
+    assert_eq!(after["a"], before["a"], "a is outside the selection");
+    assert_eq!(other_state().keys().collect::<Vec<_>>(), vec!["a"]);
+
+    // With --prune a pattern may name a deployment gone from the yaml, but not nothing at all.
+    proxy.reset_counts();
+    let out = p.run(&proxy.api_url, &["--prune", "-n", "zzz*"]);
+    assert_eq!(exit_code(&out), 1, "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--name \"zzz*\" matches no deployment in prefect.yaml and none this project registered on the server (it has: "),
+        "{stderr}"
+    );
+    for name in [
+        format!("{}/a", p.flow),
+        format!("{}/c", p.flow),
+        format!("{other_flow}/a"),
+    ] {
+        assert!(stderr.contains(&name), "{name}: {stderr}");
+    }
+    assert!(!stderr.contains(&format!("{}/b", p.flow)), "{stderr}");
+    assert_eq!(proxy.writes(), 0);
+    assert_eq!(p.state(), after);
 }

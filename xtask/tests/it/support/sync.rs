@@ -89,6 +89,7 @@ pub fn args(prune: bool, concurrency: u16) -> SyncOptions {
         prune,
         concurrency,
         run_steps: true,
+        selection: Default::default(),
     }
 }
 
