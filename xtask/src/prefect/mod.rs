@@ -8,6 +8,7 @@ pub mod json;
 pub mod param_check;
 pub mod prefect_yaml;
 pub mod python_text;
+pub mod resources_yaml;
 pub mod schedule;
 pub mod steps;
 pub mod template;

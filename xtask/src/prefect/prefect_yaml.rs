@@ -16,6 +16,7 @@ use std::fmt;
 use serde_json::{Map, Value};
 
 use crate::prefect::json::{pydantic_bool, pydantic_bool_str};
+use crate::prefect::resources_yaml::{self, Resources};
 use crate::prefect::schedule::{self, ScheduleConfig};
 use crate::prefect::template::{self, Placeholder, TemplateValues};
 use crate::prefect::yaml::{self, Node, NodeValue};
@@ -41,6 +42,9 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "pull",
     "deployments",
     "definitions",
+    "work_pools",
+    "concurrency_limits",
+    "variables",
 ];
 const DEPLOYMENT_KEYS: &[&str] = &[
     "name",
@@ -72,7 +76,12 @@ const STRING_FIELDS: [&str; 5] = [
     "entrypoint",
 ];
 const WORK_POOL_KEYS: &[&str] = &["name", "work_queue_name", "job_variables"];
-const CONCURRENCY_KEYS: &[&str] = &["limit", "collision_strategy", "grace_period_seconds"];
+const CONCURRENCY_KEYS: &[&str] = &[
+    "limit",
+    "collision_strategy",
+    "grace_period_seconds",
+    "global",
+];
 /// `RunnerDeployment.version_type` values.
 pub(crate) const VERSION_TYPES: &[&str] = &[
     "prefect:simple",
@@ -135,6 +144,8 @@ pub struct PrefectFile {
     pub build: Option<Vec<Value>>,
     pub push: Option<Vec<Value>>,
     pub pull: Option<Vec<Value>>,
+    /// The `work_pools`, `concurrency_limits` and `variables` sections.
+    pub resources: Resources,
     pub warnings: Vec<Diagnostic>,
 }
 
@@ -196,6 +207,8 @@ pub struct ResolvedDeployment {
     /// As Prefect sends them: int → (Some(n), None); mapping → (limit, {collision_strategy[, grace_period_seconds]}).
     pub concurrency_limit: Option<i64>,
     pub concurrency_options: Option<Value>,
+    /// `concurrency_limit: {global: NAME}`: the global concurrency limit the deployment runs under.
+    pub global_concurrency_limit: Option<String>,
     pub build_steps: Vec<Value>,
     pub push_steps: Vec<Value>,
     pub pull_steps: PullSteps,
@@ -279,6 +292,10 @@ pub fn parse(file_label: &str, bytes: &[u8]) -> Result<PrefectFile, Diagnostics>
     let pull = steps_field(root.get("pull"), "pull", None, &mut report);
     let deployments = deployments(root, &mut report);
     check_duplicates(&deployments, &mut report);
+    let (resources, found) = resources_yaml::parse(file_label, root);
+    report.errors.extend(found.errors);
+    report.warnings.extend(found.warnings);
+    check_references(&deployments, &resources, &mut report);
     if report.errors.is_empty() {
         Ok(PrefectFile {
             label: file_label.to_string(),
@@ -287,6 +304,7 @@ pub fn parse(file_label: &str, bytes: &[u8]) -> Result<PrefectFile, Diagnostics>
             build,
             push,
             pull,
+            resources,
             warnings: report.warnings,
         })
     } else {
@@ -375,6 +393,42 @@ fn check_duplicates(deployments: &[DeploymentConfig], report: &mut Report) {
                 format!(
                     "duplicate deployment (same name and entrypoint as the one at line {}); names must be unique per flow",
                     first.line
+                ),
+            ));
+        }
+    }
+}
+
+/// A deployment's queue in a declared pool whose queues the yaml lists must be one of them (or the
+/// pool's `default`): register-flows deletes the queues a declared list leaves out.
+fn check_references(deployments: &[DeploymentConfig], resources: &Resources, report: &mut Report) {
+    for d in deployments {
+        let Some(pool) = d.work_pool_name().and_then(|name| resources.pool(name)) else {
+            continue;
+        };
+        let Some(queues) = &pool.queues else {
+            continue;
+        };
+        let Some(queue) = d
+            .raw
+            .get("work_pool")
+            .and_then(|wp| wp.get("work_queue_name"))
+            .and_then(Value::as_str)
+        else {
+            continue;
+        };
+        if queue != "default"
+            && template::find_placeholders(queue).is_empty()
+            && !queues.iter().any(|q| q.name == queue)
+        {
+            let (line, col) = d.position_of("work_pool.work_queue_name");
+            report.errors.push(report.diag(
+                line,
+                col,
+                Some(&d.name),
+                format!(
+                    "queue '{queue}' is not among the queues `work_pools` declares for pool '{}' (line {}); declare it there",
+                    pool.name, pool.line
                 ),
             ));
         }
@@ -885,6 +939,25 @@ fn check_concurrency_limit(item: &Node, dep: Option<&str>, report: &mut Report) 
                     report.error(v, dep, problem);
                 }
             }
+            "global" => {
+                if !matches!(&v.value, NodeValue::Str(s) if !s.trim().is_empty()) {
+                    report.error(
+                        v,
+                        dep,
+                        format!(
+                            "`concurrency_limit.global` must name a global concurrency limit, got {}",
+                            v.kind_name()
+                        ),
+                    );
+                }
+                if let Some((other, _)) = pairs.iter().find(|(k, _)| k.key_string() != "global") {
+                    report.error(
+                        other,
+                        dep,
+                        "`concurrency_limit.global` names a shared limit; it cannot be combined with the deployment's own `limit`, `collision_strategy` or `grace_period_seconds`",
+                    );
+                }
+            }
             k2 if !CONCURRENCY_KEYS.contains(&k2) => report.warn(
                 k,
                 dep,
@@ -1132,6 +1205,7 @@ pub fn resolve(
     let tags = fields.tags(&mut errors);
     let work_pool = fields.work_pool(&mut errors);
     let (concurrency_limit, concurrency_options) = fields.concurrency(&mut errors);
+    let global_concurrency_limit = fields.global_concurrency_limit(&mut errors);
     let schedules = fields.schedules(&mut errors);
     let parameters = match templated.get("parameters") {
         Some(Value::Object(m)) => m.clone(),
@@ -1156,6 +1230,7 @@ pub fn resolve(
             .and_then(pydantic_bool),
         concurrency_limit,
         concurrency_options,
+        global_concurrency_limit,
         build_steps,
         push_steps,
         pull_steps,
@@ -1242,9 +1317,31 @@ impl Templated<'_> {
         work_pool
     }
 
+    /// The name in `concurrency_limit: {global: NAME}`.
+    fn global_concurrency_limit(&self, errors: &mut Located) -> Option<String> {
+        let Some(Value::Object(spec)) = self.get("concurrency_limit") else {
+            return None;
+        };
+        match spec.get("global")? {
+            Value::String(name) if !name.trim().is_empty() => Some(name.clone()),
+            other => {
+                errors.error(
+                    "concurrency_limit.global",
+                    format!(
+                        "`concurrency_limit.global` must name a global concurrency limit, got {}",
+                        Found::of_json(other).kind_name()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
     /// As Prefect sends them: int → (Some(n), None); mapping → (limit, {collision_strategy[, grace_period_seconds]}).
+    /// A `global` mapping sends neither (the deployment runs under the named shared limit).
     fn concurrency(&self, errors: &mut Located) -> (Option<i64>, Option<Value>) {
         let spec = match self.get("concurrency_limit") {
+            Some(Value::Object(spec)) if spec.contains_key("global") => return (None, None),
             Some(Value::Object(spec)) => spec,
             Some(Value::Number(n)) => return (n.as_i64(), None),
             _ => return (None, None),
@@ -1717,6 +1814,34 @@ deployments:
         assert!(
             errs(&format!("{BASE}  paused: maybe\n")).contains("`paused` must be true or false")
         );
+    }
+
+    #[test]
+    fn a_global_limit_is_referenced_by_name_and_queues_must_be_declared() {
+        let r = resolved(
+            "deployments:\n- name: d\n  entrypoint: f.py:f\n  concurrency_limit: {global: gpu}\n",
+        );
+        assert_eq!(r.global_concurrency_limit.as_deref(), Some("gpu"));
+        assert_eq!((r.concurrency_limit, r.concurrency_options), (None, None));
+        let e = errs("deployments:\n- name: d\n  entrypoint: f.py:f\n  concurrency_limit: {global: 3, limit: 2}\n");
+        assert!(
+            e.contains("prefect.yaml:4:31: deployment 'd': `concurrency_limit.global` must name a global concurrency limit, got an integer"),
+            "{e}"
+        );
+        assert!(e.contains("prefect.yaml:4:34: deployment 'd': `concurrency_limit.global` names a shared limit; it cannot be combined"), "{e}");
+        let e = errs(
+            "work_pools:\n- name: p\n  type: process\n  queues: [{name: urgent}]\n\
+             deployments:\n- name: d\n  entrypoint: f.py:f\n  work_pool: {name: p, work_queue_name: slow}\n",
+        );
+        assert_eq!(
+            e,
+            "prefect.yaml:8:24: deployment 'd': queue 'slow' is not among the queues `work_pools` declares for pool 'p' (line 2); declare it there"
+        );
+        // The pool's `default` queue and pools whose queues are not listed need no declaration.
+        let f = ok("work_pools:\n- name: p\n  type: process\n  queues: [{name: urgent}]\n- {name: q, type: process}\n\
+             deployments:\n- name: d\n  entrypoint: f.py:f\n  work_pool: {name: p, work_queue_name: default}\n\
+             - name: e\n  entrypoint: f.py:f\n  work_pool: {name: q, work_queue_name: any}\n");
+        assert_eq!(f.resources.work_pools.len(), 2);
     }
 
     #[test]

@@ -147,6 +147,13 @@ pub(crate) fn desired_state(
                 continue;
             }
         };
+        if let Some(limit) = &resolved.global_concurrency_limit {
+            let at = SourceLocation {
+                file: source.file.clone(),
+                line: config.position_of("concurrency_limit.global").0,
+            };
+            errors.push(Some(&at), Some(&config.name), format!("`concurrency_limit: {{global: {limit}}}` is validated but not applied yet by this version of register-flows"));
+        }
         let has_triggers = config.raw.contains_key("triggers");
         // Checked even when the flow file has a problem: every problem is reported at once.
         pools.push(PoolUse {

@@ -1,6 +1,6 @@
 //! Hostile and broken projects: `register-flows` must reject each one with a clear error
 //! (exit 1, no panic, no hang, the words in the case's `expect.txt`) and leave the Prefect
-//! server byte-for-byte as it was. Fixtures: `tests/fixtures/bad/` (see its README.md).
+//! server byte-for-byte as it was (deployments, flows, work pools, variables, global limits). Fixtures: `tests/fixtures/bad/` (see its README.md).
 //!
 //! The server is the harness's server 1, shared with other suites running at the same time,
 //! so the before/after snapshot is scoped to records mentioning `xbad` — the marker every
@@ -55,6 +55,7 @@ fn snapshot(client: &PrefectClient) -> Snapshot {
         ("flows", "/flows/filter"),
         ("work_pools", "/work_pools/filter"),
         ("variables", "/variables/filter"),
+        ("concurrency_limits", "/v2/concurrency_limits/filter"),
     ] {
         let mut records: Vec<(String, String)> = read_all(client, path)
             .into_iter()
