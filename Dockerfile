@@ -59,6 +59,13 @@ COPY app ./app
 # The old release entry point, kept as a shim that execs `xtask register-flows`.
 COPY scripts/deploy_flows.sh ./scripts/deploy_flows.sh
 
+# The release this image is (docs/releases.md): `cargo xtask build-image`/`deploy` pass the image
+# reference and the git commit; the release command records it on every deployment. Declared
+# last, so a new commit rebuilds only this layer.
+ARG XTASK_IMAGE=""
+ARG XTASK_COMMIT=""
+RUN printf 'image=%s\ncommit=%s\n' "$XTASK_IMAGE" "$XTASK_COMMIT" > /app/.xtask-release
+
 USER app
 EXPOSE 8080
 # The `app` process group of fly.toml; the `worker` group and release_command override it.

@@ -262,6 +262,8 @@ impl RegisterFlowsArgs {
             concurrency: self.concurrency,
             run_steps: true,
             selection: Selection::new(self.names.clone()),
+            // The command reads it from the image (`commands::register_flows`).
+            release: None,
         }
     }
 }

@@ -33,6 +33,7 @@ use crate::fly::{self, DeployRequest, FlyTarget};
 use crate::prefect::prefect_yaml;
 use crate::project::{Env, Project};
 use crate::sync::pool_lint::{deployment_pools, lint_pool_names};
+use crate::sync::release::Release;
 use crate::sync::{register_reported, SyncOptions};
 use crate::sys::env_vars::EnvVars;
 use crate::sys::redact::redact;
@@ -188,6 +189,8 @@ fn run_stages(
             dry_run: true,
             // "Run nothing": build steps are shown, not run.
             run_steps: !dry_run,
+            // Known here only for `--image`; a build's release shows up in the check (stage 6).
+            release: args.image.as_deref().and_then(Release::from_image_ref),
             ..SyncOptions::default()
         };
         let reported = register_reported(project, &release, args.verbose, &plan)?;
@@ -266,8 +269,10 @@ fn run_stages(
             eprintln!("    $ {status_cmd}");
             return Ok(());
         }
+        // The release command recorded this image as the release (docs/releases.md).
         let check = SyncOptions {
             check: true,
+            release: Release::from_image_ref(&image),
             ..SyncOptions::default()
         };
         let code = register_reported(project, &release, args.verbose, &check)?.code;

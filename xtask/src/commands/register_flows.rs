@@ -32,7 +32,8 @@ pub fn run(global: &GlobalArgs, args: RegisterFlowsArgs) -> Result<ExitCode> {
     client.set_verbose(global.verbose);
     let cancel = interrupt_flag();
     client.set_interrupt(cancel.clone());
-    let options = args.sync_options();
+    let mut options = args.sync_options();
+    options.release = sync::load::image_release(&project.root, &env)?;
     // Every report goes through the same redaction, so each format masks exactly what the text does.
     let registration = match sync::register(&project, &client, &env, &options, &cancel, started) {
         Ok(registration) => registration,

@@ -78,13 +78,21 @@ pub fn build_image(project: &Project, opts: &BuildOptions) -> Result<String> {
         Some(app) => app.clone(),
         None => crate::fly::target(project, Env::Prod, None)?.app,
     };
+    let registry = std::env::var("FLY_REGISTRY_HOST")
+        .ok()
+        .filter(|host| !host.is_empty())
+        .unwrap_or_else(|| FLY_REGISTRY_HOST.to_string());
+    let repository = opts.repository.clone().unwrap_or_else(|| app.clone());
+    let image_ref = if opts.via_fly {
+        format!("{registry}/{app}:{tag}")
+    } else {
+        validate_repository(&repository)?;
+        format!("{repository}:{tag}")
+    };
+    // The release the image is, baked into it for its release command (docs/releases.md).
+    let build_args = release_build_args(&opts.build_args, &image_ref, &git.commit);
 
     if opts.via_fly {
-        let registry = std::env::var("FLY_REGISTRY_HOST")
-            .ok()
-            .filter(|host| !host.is_empty())
-            .unwrap_or_else(|| FLY_REGISTRY_HOST.to_string());
-        let image_ref = format!("{registry}/{app}:{tag}");
         let fly = if opts.dry_run {
             find_fly().unwrap_or_else(|_| PathBuf::from("fly"))
         } else {
@@ -94,15 +102,12 @@ pub fn build_image(project: &Project, opts: &BuildOptions) -> Result<String> {
             .fly_config
             .clone()
             .unwrap_or_else(|| project.fly_toml());
-        let argv = fly_build_argv(&app, &config, &tag, &opts.build_args);
+        let argv = fly_build_argv(&app, &config, &tag, &build_args);
         run_or_print(&fly, &argv, &project.root, opts.dry_run)
             .context("`fly deploy --build-only` failed; see its output above")?;
         return Ok(image_ref);
     }
 
-    let repository = opts.repository.clone().unwrap_or(app);
-    validate_repository(&repository)?;
-    let image_ref = format!("{repository}:{tag}");
     let created = jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%SZ")
         .to_string();
@@ -114,7 +119,7 @@ pub fn build_image(project: &Project, opts: &BuildOptions) -> Result<String> {
         image_ref: &image_ref,
         platform: &opts.platform,
         labels: &labels,
-        build_args: &opts.build_args,
+        build_args: &build_args,
     });
     if opts.dry_run {
         let docker = find_docker().unwrap_or_else(|_| PathBuf::from("docker"));
@@ -133,6 +138,18 @@ pub fn build_image(project: &Project, opts: &BuildOptions) -> Result<String> {
 }
 
 // ---- pure parts ----------------------------------------------------------------------------
+
+/// The caller's build arguments plus `XTASK_IMAGE` and `XTASK_COMMIT`, which the Dockerfile
+/// writes to the release file (`sync::release::RELEASE_FILE`); a caller's own value wins.
+pub(crate) fn release_build_args(given: &[String], image_ref: &str, commit: &str) -> Vec<String> {
+    let mut args = given.to_vec();
+    for (key, value) in [("XTASK_IMAGE", image_ref), ("XTASK_COMMIT", commit)] {
+        if !given.iter().any(|arg| arg.split('=').next() == Some(key)) {
+            args.push(format!("{key}={value}"));
+        }
+    }
+    args
+}
 
 /// `<short sha>` or `<short sha>-dirty`: the same commit always gives the same tag, and an
 /// image built from uncommitted changes can never be mistaken for the commit's image.
@@ -477,6 +494,18 @@ mod tests {
                 "--build-arg",
                 "A=b",
             ]
+        );
+    }
+
+    #[test]
+    fn the_release_is_passed_as_build_arguments_unless_given() {
+        assert_eq!(
+            release_build_args(&["A=1".into()], "reg/app:abc", "abc123"),
+            vec!["A=1", "XTASK_IMAGE=reg/app:abc", "XTASK_COMMIT=abc123"]
+        );
+        assert_eq!(
+            release_build_args(&["XTASK_IMAGE=mine".into()], "reg/app:abc", "abc123"),
+            vec!["XTASK_IMAGE=mine", "XTASK_COMMIT=abc123"]
         );
     }
 

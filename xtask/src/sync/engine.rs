@@ -13,6 +13,7 @@ use crate::sync::apply::{self, ApplyOptions, ApplyReport};
 use crate::sync::desired::DesiredState;
 use crate::sync::load;
 use crate::sync::plan::{self, Plan, PlanItem, ServerState};
+use crate::sync::release::{self, Release};
 use crate::sync::render;
 use crate::sync::selection::Selection;
 use crate::sync::server_state::read_server_state;
@@ -43,6 +44,10 @@ pub struct SyncOptions {
     pub run_steps: bool,
     /// `-n/--name`: only these deployments are planned, checked, written and pruned.
     pub selection: Selection,
+    /// The release this run registers, recorded on every deployment (the release command reads
+    /// it from the image; deploy's checks know the image they shipped). None: the server's
+    /// record is left as it is.
+    pub release: Option<Release>,
 }
 
 impl Default for SyncOptions {
@@ -55,6 +60,7 @@ impl Default for SyncOptions {
             concurrency: DEFAULT_CONCURRENCY,
             run_steps: true,
             selection: Selection::default(),
+            release: None,
         }
     }
 }
@@ -195,8 +201,10 @@ pub fn sync(
 
 /// The plan, with `--prune`'s deletions kept inside the `-n` selection (the desired state holds
 /// only the selected deployments, so every other owned deployment looks "no longer declared").
+/// Each deployment's release tag is the run's release, or the one the server records.
 fn selected_plan(desired: &DesiredState, server: &ServerState, options: &SyncOptions) -> Plan {
-    let mut plan = plan::plan(desired, server, options.prune);
+    let desired = release::with_release(desired, server, options.release.as_ref());
+    let mut plan = plan::plan(&desired, server, options.prune);
     plan.items.retain(|item| match item {
         PlanItem::Delete(have) => options.selection.selects(
             have.raw

@@ -18,6 +18,7 @@ use crate::sync::desired::{
     check_unique_names, from_resolved, project_name, DesiredState, FieldError, FlowFile,
     GitVersion, Inferred, Ownership, SourceLocation, ValidationErrors,
 };
+use crate::sync::release::{Release, RELEASE_FILE};
 use crate::sync::selection::Selection;
 use crate::sys::env_vars::EnvVars;
 use crate::sys::redact::{self, Secrets, SECRET_ENV_VARS};
@@ -348,4 +349,24 @@ fn check_work_pools(
         }
     }
     Ok(())
+}
+
+/// The release this image is: the release file the image build wrote into the app directory
+/// (`root`), else the image reference Fly gives the release Machine (`FLY_IMAGE_REF`); None in a
+/// checkout, which then leaves each deployment's recorded release as it is (docs/releases.md).
+pub fn image_release(root: &Path, env: &EnvVars) -> anyhow::Result<Option<Release>> {
+    let path = root.join(RELEASE_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            if let Some(release) = Release::parse_file(&text).map_err(anyhow::Error::msg)? {
+                return Ok(Some(release));
+            }
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => anyhow::bail!("cannot read {}: {err}", path.display()),
+    }
+    Ok(env
+        .get("FLY_IMAGE_REF")
+        .filter(|image| !image.is_empty())
+        .and_then(Release::from_image_ref))
 }

@@ -7,6 +7,7 @@ pub mod engine;
 pub mod load;
 pub mod plan;
 pub mod pool_lint;
+pub mod release;
 pub mod render;
 pub mod selection;
 pub mod server_state;

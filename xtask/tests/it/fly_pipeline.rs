@@ -676,3 +676,57 @@ fn chattering_fake_is_killed_by_the_outer_timeout() {
         failure.tail.last()
     );
 }
+
+/// The release that registered each deployment is recorded as its `xtask.release:<id>` tag: read
+/// from the release file baked into the image, else from Fly's FLY_IMAGE_REF; deploy's own check
+/// expects exactly that release, and a check from a checkout (no release known) is in sync too.
+#[test]
+fn every_deployment_records_the_release_that_registered_it() {
+    let mut sandbox = ready("release-tag");
+    let tag = sandbox.tag.clone();
+    let tags_of = || -> Vec<serde_json::Value> {
+        deployments_on_server(&tag)
+            .iter()
+            .map(|d| d["tags"].clone())
+            .collect()
+    };
+    // 1. The image's release file names the release (the fake runs the release command in the
+    //    project directory, the image's workdir).
+    std::fs::write(
+        sandbox.project.join(".xtask-release"),
+        format!("image={IMAGE}\ncommit=deadbeef00000000000000000000000000000000\n"),
+    )
+    .unwrap();
+    let run = sandbox.run(&["deploy", "--image", IMAGE]);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    assert_eq!(
+        tags_of(),
+        vec![json!(["xtask.release:deadbeef"]); 2],
+        "{}",
+        run.all()
+    );
+
+    // 2. An image without the file: Fly's FLY_IMAGE_REF names it. Every deployment moves to it
+    //    (a tags-only update) and the deploy's check (stage 6) is in sync with it.
+    std::fs::remove_file(sandbox.project.join(".xtask-release")).unwrap();
+    let second = "registry.fly.io/captionacc-api:cafe0002";
+    let run = sandbox.run(&["deploy", "--image", second]);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    assert_eq!(tags_of(), vec![json!(["xtask.release:cafe0002"]); 2]);
+    run.assert_stderr_has("tags");
+
+    // 3. From the checkout (no release file, no FLY_IMAGE_REF): in sync, and an apply keeps the
+    //    recorded release. (APP_DIR as fly.toml [env] gives it to the release Machine.)
+    sandbox.env("APP_DIR", "/app");
+    let run = sandbox.run(&["register-flows", "--check"]);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    let run = sandbox.run(&["register-flows"]);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    assert_eq!(tags_of(), vec![json!(["xtask.release:cafe0002"]); 2]);
+
+    // 4. A release file that cannot be read fails the release command before any write.
+    std::fs::write(sandbox.project.join(".xtask-release"), "garbage\n").unwrap();
+    let run = sandbox.run(&["register-flows", "--check"]);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    run.assert_stderr_has(".xtask-release:1: expected `key=value`");
+}

@@ -370,6 +370,22 @@ fn production_image_end_to_end() {
         "the image has no revision label: {revision:?}"
     );
 
+    // The release file the release command reads: this image's reference and commit.
+    let release_file = docker_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &image,
+        "cat",
+        "/app/.xtask-release",
+    ]);
+    assert_eq!(
+        release_file.trim(),
+        format!("image={image}\ncommit={revision}"),
+        "the image's release file"
+    );
+
     // The image's entry points exist: the old bash entry point is a shim over xtask.
     let shim = docker_ok(&[
         "run",
@@ -457,6 +473,15 @@ fn production_image_end_to_end() {
             .find(|d| d["name"] == name)
             .unwrap_or_else(|| panic!("{name} not registered:\n{output}"));
         assert_eq!(deployment["work_pool_name"], pool.as_str());
+        // The release is recorded from the file baked into the image, not from the network.
+        let release_tag = format!("xtask.release:{}", image.rsplit(':').next().unwrap());
+        assert!(
+            deployment["tags"]
+                .as_array()
+                .is_some_and(|tags| tags.iter().any(|t| *t == release_tag.as_str())),
+            "{name} does not record {release_tag}: {}",
+            deployment["tags"]
+        );
     }
 
     // 4. The worker process group picks up a flow run, which completes.

@@ -90,6 +90,7 @@ pub fn args(prune: bool, concurrency: u16) -> SyncOptions {
         concurrency,
         run_steps: true,
         selection: Default::default(),
+        release: None,
     }
 }
 
