@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use xtask::deploy::drain::OnDrainTimeout;
+use xtask::deploy::verify::SmokeSpec;
 use xtask::project::Env;
 use xtask::sync::engine::{SyncOptions, DEFAULT_CONCURRENCY};
 use xtask::sync::selection::{NamePattern, Selection};
@@ -168,6 +169,15 @@ pub struct DeployArgs {
     /// With --local: the port for a newly started Prefect server (default: a free one).
     #[arg(long, value_name = "PORT")]
     pub port: Option<u16>,
+    /// How long verify waits for the worker Machines to run the new image and for a worker
+    /// to be online in every work pool the yaml uses.
+    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+    pub verify_timeout: u64,
+    /// After the release, run this deployment now (`name` or `flow/name`, optionally
+    /// `=PARAMS_JSON`) and fail the deploy unless it completes; repeatable. On failure the
+    /// run's link and the tail of its logs are printed.
+    #[arg(long, value_name = "DEPLOYMENT[=PARAMS_JSON]", value_parser = SmokeSpec::parse)]
+    pub smoke: Vec<SmokeSpec>,
 }
 
 /// `--on-drain-timeout` ([`OnDrainTimeout`] as a flag value).

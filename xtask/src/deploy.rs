@@ -8,8 +8,9 @@
 //!    progress on them ([`drain`]); they are resumed after stage 5, whatever its outcome.
 //! 5. fly deploy: `fly deploy --image REF …`; Fly runs the release command
 //!    (`xtask register-flows`) in a temporary Machine before rolling out.
-//! 6. verify: `register-flows --check` from this host (drift fails) and `fly status --json`
-//!    shows running Machines.
+//! 6. verify: `register-flows --check` from this host with this release (drift fails),
+//!    `fly status --json` shows running Machines, and [`verify`]: the worker Machines run the
+//!    shipped image, every pool the yaml uses has a worker online, `--smoke` runs complete.
 //!
 //! Stages 2 and 6 compute the yaml's desired state with the release Machine's plain environment
 //! (fly.toml `[env]`, e.g. `APP_DIR=/app` used by the pull step), so the plan and the drift check
@@ -20,6 +21,7 @@
 //! the checks it can make without one, the plan, and the exact commands of the other stages.
 
 pub mod drain;
+pub mod verify;
 
 use std::path::Path;
 use std::time::Duration;
@@ -61,6 +63,8 @@ pub struct DeployOptions {
     pub verbose: bool,
     /// Whether and how long to drain the workers before their Machines are replaced.
     pub drain: drain::DrainOptions,
+    /// What the verify stage waits for besides the drift check.
+    pub verify: verify::VerifyOptions,
 }
 
 /// Deploys `project` to the Fly app `target`, stage by stage, printing progress and a summary on
@@ -262,11 +266,24 @@ fn run_stages(
     deployed?;
     resumed?;
 
+    let pools = yaml_pools(project)?;
+    let verify_target = verify::Target {
+        fly: fly_program,
+        app: &target.app,
+        toml: &target.toml,
+        image: &image,
+        pools: &pools,
+        env: &release,
+        verbose: args.verbose,
+    };
     pipeline.run("verify", || {
         let status_cmd = fly::status_cmd(fly_program, &target.app);
         if dry_run {
             eprintln!("    $ cargo xtask register-flows --check");
             eprintln!("    $ {status_cmd}");
+            for line in verify::describe(&verify_target, &args.verify) {
+                eprintln!("    {line}");
+            }
             return Ok(());
         }
         // The release command recorded this image as the release (docs/releases.md).
@@ -295,9 +312,30 @@ fn run_stages(
                 target.app
             );
         }
-        Ok(())
+        verify::work_will_run(&verify_target, &args.verify)
     })?;
     Ok(())
+}
+
+/// The work pools the prefect file's deployments name (templated names are resolved by the
+/// release command; they are left out here, with a note).
+pub fn yaml_pools(project: &Project) -> Result<Vec<String>> {
+    let bytes = std::fs::read(&project.prefect_file)
+        .with_context(|| format!("cannot read {}", project.prefect_file.display()))?;
+    let file = prefect_yaml::parse(&project.prefect_file_label(), &bytes)?;
+    let mut pools = Vec::new();
+    for deployment in deployment_pools(&file) {
+        match deployment.pool {
+            Some(pool) if pool.contains("{{") => eprintln!(
+                "    note: deployment `{}` names its work pool by a template ({pool}); verify does not check it",
+                deployment.name
+            ),
+            Some(pool) if !pools.contains(&pool) => pools.push(pool),
+            _ => {}
+        }
+    }
+    pools.sort();
+    Ok(pools)
 }
 
 fn indent(text: &str) -> String {

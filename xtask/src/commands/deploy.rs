@@ -2,11 +2,13 @@
 //! [`crate::commands::local`].
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Result;
 
 use crate::cli::{DeployArgs, GlobalArgs};
 use xtask::deploy::drain::DrainOptions;
+use xtask::deploy::verify::VerifyOptions;
 use xtask::deploy::{deploy, DeployOptions};
 use xtask::fly;
 use xtask::project::{Env, Project};
@@ -27,6 +29,10 @@ pub fn run(global: &GlobalArgs, args: DeployArgs) -> Result<ExitCode> {
             enabled: !args.no_drain,
             timeout: args.drain_timeout,
             on_timeout: args.on_drain_timeout.into(),
+        },
+        verify: VerifyOptions {
+            timeout: Duration::from_secs(args.verify_timeout),
+            smoke: args.smoke,
         },
     };
     deploy(&project, &target, &options)?;

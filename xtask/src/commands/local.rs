@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::cli::{DeployArgs, DownArgs, GlobalArgs};
 use xtask::local::deploy::{
-    find_deployment, isolated_environment, registered_deployments, smoke_run,
+    find_deployment, isolated_environment, registered_deployments, smoke_run, SMOKE_RUN_TIMEOUT,
 };
 use xtask::local::process::Stopped;
 use xtask::local::server::{api_url, dashboard_url};
@@ -97,7 +97,13 @@ pub fn deploy_local(global: &GlobalArgs, args: &DeployArgs) -> Result<ExitCode> 
 
     step(&format!("smoke run of {}", first.name));
     let deployment = find_deployment(&client, &first.name, first.work_pool_name())?;
-    let run = smoke_run(&client, &deployment, &state, first.work_pool_name())?;
+    let run = smoke_run(
+        &client,
+        &deployment,
+        serde_json::json!({}),
+        first.work_pool_name().map(|pool| state.worker_log(pool)),
+        SMOKE_RUN_TIMEOUT,
+    )?;
 
     let registered = registered_deployments(&client, deployments)?;
     println!("\nLocal Prefect is up ({:.0?}).", started.elapsed());

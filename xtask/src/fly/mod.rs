@@ -7,6 +7,7 @@
 //! environment it inherits, so no argv built here carries a secret and a printed command is safe.
 
 pub mod checklist;
+pub mod machines;
 pub mod release_env;
 pub mod secrets;
 

@@ -1,7 +1,7 @@
 //! The pieces of `deploy --local` besides the server and workers: the isolated environment the
 //! registration sees, the deployments found on the server afterwards, and the smoke run.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -13,8 +13,8 @@ use crate::prefect::api::PrefectClient;
 use crate::prefect::prefect_yaml::DeploymentConfig;
 use crate::sys::env_vars::EnvVars;
 
-/// How long the smoke run may take from creation to Completed.
-const SMOKE_RUN_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long `deploy --local`'s smoke run may take from creation to Completed.
+pub const SMOKE_RUN_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// A local deploy must never reach a developer's real server: every PREFECT_* setting
 /// (URL, key, profile) of `host` is dropped and replaced by the local ones; this is the
@@ -82,25 +82,30 @@ pub struct SmokeRun {
     pub state: String,
 }
 
-/// Creates one flow run of `deployment` (its parameters are the yaml's: the server fills them
-/// from the deployment) and waits for a final state.
+/// Creates one flow run of `deployment` with `parameters` (`{}`: the deployment's own, which the
+/// server fills in) and waits at most `timeout` for a final state. Prints the run's link; a run
+/// that does not complete is an error with the tail of its logs (Prefect's logs endpoint) and of
+/// `worker_log` when given. Used by `deploy --local` and by deploy's `--smoke`.
 pub fn smoke_run(
     client: &PrefectClient,
     deployment: &Value,
-    state: &LocalState,
-    pool: Option<&str>,
+    parameters: Value,
+    worker_log: Option<PathBuf>,
+    timeout: Duration,
 ) -> Result<SmokeRun> {
     let deployment_id = deployment["id"]
         .as_str()
         .context("the deployment has no id")?;
-    let run = client.create_flow_run_from_deployment(deployment_id, json!({}))?;
+    let run = client.create_flow_run_from_deployment(deployment_id, parameters)?;
     let id = run["id"]
         .as_str()
         .context("the new flow run has no id")?
         .to_string();
     let name = run["name"].as_str().unwrap_or("?").to_string();
-    eprintln!("    flow run {name} ({id})");
-    let worker_log = pool.map(|p| state.worker_log(p));
+    eprintln!(
+        "    flow run {name} ({id}): {}",
+        run_link(&client.display_url(), &id)
+    );
     let start = Instant::now();
     let mut last_state = String::new();
     loop {
@@ -132,7 +137,7 @@ pub fn smoke_run(
             }
             _ => {}
         }
-        if start.elapsed() > SMOKE_RUN_TIMEOUT {
+        if start.elapsed() > timeout {
             let hint = if matches!(state_type.as_str(), "SCHEDULED" | "PENDING") {
                 "no worker picked it up; is the worker running? "
             } else {
@@ -140,13 +145,21 @@ pub fn smoke_run(
             };
             bail!(
                 "the smoke run {name} is still {state_name} after {}s ({hint}see the worker log)\n{}{}",
-                SMOKE_RUN_TIMEOUT.as_secs(),
+                timeout.as_secs(),
                 run_logs(client, &id),
                 worker_log.as_deref().map(|l| log_tail(l, 30)).unwrap_or_default()
             );
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// The run's page in the Prefect UI, which a self-hosted server serves next to its API
+/// (`…/api` → `…/runs/flow-run/<id>`; Prefect's own default for `PREFECT_UI_URL`).
+pub fn run_link(api_url: &str, run_id: &str) -> String {
+    let base = api_url.trim_end_matches('/');
+    let base = base.strip_suffix("/api").unwrap_or(base);
+    format!("{base}/runs/flow-run/{run_id}")
 }
 
 /// (type, name, message) of a flow run's state.
@@ -188,6 +201,18 @@ fn run_logs(client: &PrefectClient, run_id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_links_point_at_the_ui_next_to_the_api() {
+        assert_eq!(
+            run_link("https://p.example/prefect/api", "r1"),
+            "https://p.example/prefect/runs/flow-run/r1"
+        );
+        assert_eq!(
+            run_link("http://127.0.0.1:4200/api/", "r1"),
+            "http://127.0.0.1:4200/runs/flow-run/r1"
+        );
+    }
 
     #[test]
     fn reads_run_states() {

@@ -29,15 +29,16 @@ def slow(seconds: int = 20) -> str:
 "#;
 
 /// A sandboxed project whose fly.toml runs a Prefect worker on a pool of its own, with the
-/// project's kill_signal/kill_timeout, and its "worker Machine": a real process worker.
-struct World {
-    sandbox: Sandbox,
-    pool: String,
+/// project's kill_signal/kill_timeout, and its "worker Machine": a real process worker (also
+/// the world of `verify`'s tests).
+pub(crate) struct World {
+    pub(crate) sandbox: Sandbox,
+    pub(crate) pool: String,
     machine: PathBuf,
 }
 
 impl World {
-    fn new(test: &str) -> World {
+    pub(crate) fn new(test: &str) -> World {
         let mut sandbox = Sandbox::new(test);
         let pool = format!("captionacc-workers-prod-{}", sandbox.tag);
         ensure_pool(&client(), &pool);
@@ -111,7 +112,7 @@ primary_region = "iad"
     }
 
     /// Registers the deployment and starts the first worker Machine.
-    fn start(&self) {
+    pub(crate) fn start(&self) {
         let run = self.sandbox.run(&["register-flows"]);
         assert_eq!(run.code, Some(0), "{}", run.all());
         let status = std::process::Command::new(self.machine.join("start"))

@@ -10,7 +10,9 @@ use xtask::fly::{self, DeployRequest, FlyError, FlyFailure};
 use crate::support::fly::{
     url_with_credentials, Sandbox, API_KEY, AUTH_STRING, FLY_TOKEN, SENTINELS,
 };
-use crate::support::{client, ensure_pool, repo_root, secured_server, server_url};
+use crate::support::{
+    client, ensure_pool, repo_root, secured_server, server_url, worker_heartbeat,
+};
 
 const IMAGE: &str = "registry.fly.io/captionacc-api:deadbeef";
 
@@ -19,6 +21,13 @@ fn ready(test: &str) -> Sandbox {
     // The release command validates that the pools exist before it writes anything.
     ensure_pool(&client(), "captionacc-workers-prod");
     ensure_pool(&client(), "captionacc-workers-dev");
+    // Verify wants a worker online in every pool the yaml uses.
+    worker_heartbeat(
+        &client(),
+        "captionacc-workers-prod",
+        "fly-pipeline-stand-in",
+    );
+    worker_heartbeat(&client(), "captionacc-workers-dev", "fly-pipeline-stand-in");
     let mut sandbox = Sandbox::new(test);
     let url = server_url();
     sandbox.write_secrets(&[
@@ -552,6 +561,11 @@ fn hanging_fake_is_killed_by_the_outer_timeout() {
 /// loud warning instead of the failure it used to be.
 fn seed(test: &str) -> Sandbox {
     ensure_pool(&client(), "captionacc-workers-prod");
+    worker_heartbeat(
+        &client(),
+        "captionacc-workers-prod",
+        "fly-pipeline-stand-in",
+    );
     let mut sandbox = Sandbox::new(test);
     for file in ["fly.toml", "prefect.yaml"] {
         std::fs::copy(repo_root().join(file), sandbox.project.join(file)).unwrap();
@@ -573,9 +587,10 @@ fn the_seeds_setup_deploys_with_a_loud_warning() {
         "[warn] PREFECT_API_AUTH_STRING or PREFECT_API_KEY: MISSING, and http://127.0.0.1",
     );
     run.assert_stderr_has("ANYONE WHO CAN REACH THAT URL CAN CHANGE DEPLOYMENTS");
+    // fly.toml runs a worker group: verify checks its Machines run the image.
     assert_eq!(
         sandbox.call_names(),
-        ["secrets list", "deploy", "status"],
+        ["secrets list", "deploy", "status", "machines list"],
         "{}",
         run.all()
     );

@@ -24,4 +24,5 @@ mod release_hygiene;
 mod secrets_hygiene;
 mod sync_faults;
 mod tidy;
+mod verify;
 mod workflows;

@@ -21,6 +21,17 @@
 //!   starts the new one (which writes the new `worker.pid`). Each step is a line in its
 //!   `events.log`: `stopped pid=… signal=… graceful=true|false ms=…` and `started pid=…`, with
 //!   `at=` milliseconds since the epoch;
+//! - with `$FAKE_FLY_STATE` (a directory) it keeps the app's releases and Machines as Fly does:
+//!   every `deploy` adds a release (`releases --json`: `Version`, `Status` `complete` or `failed`,
+//!   `ImageRef`, `CreatedAt`, `Description`) and, when it completes, puts one Machine per
+//!   fly.toml `[processes]` group on the new image (`machines list --json`: `id`, `state`,
+//!   `config.image`, `image_ref`, `config.metadata.fly_process_group` and
+//!   `fly_release_version`); `$FAKE_FLY_STALE=<group>` leaves that group on its old image (a
+//!   Machine Fly failed to update);
+//! - with `$FAKE_FLY_IMAGES` (a directory) an image is a directory `<images>/<ref with / and : as
+//!   _>` holding that release's project: the release command runs there (fly.toml, its `[env]`
+//!   and release_command still come from `--config`, as with Fly); an image that is not there is
+//!   Fly's "manifest unknown";
 //! - `$FAKE_FLY_HANG=deploy` makes `deploy` hang, `$FAKE_FLY_HANG=chatter` makes it hang while
 //!   printing a line every 10 ms; `$FAKE_FLY_NOT_LOGGED_IN=1` fails every call like flyctl
 //!   without a token.
@@ -53,6 +64,8 @@ fn main() {
     match words.as_slice() {
         ["secrets", "list", ..] => secrets_list(),
         ["status", ..] => status(&args),
+        ["machines", "list", ..] | ["machine", "list", ..] => machines_list(),
+        ["releases", ..] => releases_list(),
         ["deploy", ..] => deploy(&args),
         _ => {
             eprintln!("Error: fake fly does not support `{}`", args.join(" "));
@@ -196,28 +209,49 @@ fn deploy(args: &[String]) {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+    let workdir = match std::env::var("FAKE_FLY_IMAGES") {
+        Ok(images) => {
+            let dir = Path::new(&images).join(image.replace(['/', ':'], "_"));
+            if !dir.is_dir() {
+                eprintln!("Error: failed to fetch an image or build from source: image not found: {image}: manifest unknown");
+                exit(1);
+            }
+            dir
+        }
+        Err(_) => config
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf(),
+    };
     if let Some(release) = &toml.release_command {
         let timeout = flag(args, &["--release-command-timeout"])
             .as_deref()
             .map(go_duration)
             .unwrap_or(Some(Duration::from_secs(300)));
-        run_release_command(&app, &image, release, &toml, &config, timeout);
+        if let Err(code) = run_release_command(&app, &image, release, &toml, &workdir, timeout) {
+            record_release(&image, "failed");
+            exit(code);
+        }
     }
     println!("Updating existing machines in '{app}' with rolling strategy");
     if let Ok(dir) = std::env::var("FAKE_FLY_MACHINE") {
         replace_machine(Path::new(&dir), &toml);
     }
+    let version = record_release(&image, "complete");
+    update_machines(&image, &toml, version);
     println!("✓ Machine {MACHINE} is now in a good state\nVisit your newly deployed app at https://{app}.fly.dev/");
 }
 
+/// Runs the release command; Err(exit code) after printing flyctl's failure texts.
 fn run_release_command(
     app: &str,
     image: &str,
     release: &str,
     toml: &FlyToml,
-    config: &Path,
+    workdir: &Path,
     timeout: Option<Duration>,
-) {
+) -> Result<(), i32> {
     eprintln!("Running {app} release_command: {release}");
     let argv = split(release).unwrap_or_else(|e| {
         eprintln!("Error: failed to parse release command: {e}");
@@ -244,10 +278,6 @@ fn run_release_command(
         eprintln!("Error: release command failed - aborting deployment. machine {MACHINE} exited with non-zero status of 127");
         exit(1)
     });
-    let workdir = config
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
     let mut child = Command::new(resolved)
         .args(rest)
         .env_clear()
@@ -267,7 +297,7 @@ fn run_release_command(
         if timeout.is_some_and(|t| started.elapsed() > t) {
             let _ = child.kill();
             eprintln!("Error: release command failed - aborting deployment. error waiting for release_command machine {MACHINE} to finish running: timeout reached");
-            exit(1);
+            return Err(1);
         }
         std::thread::sleep(Duration::from_millis(20));
     };
@@ -277,9 +307,94 @@ fn run_release_command(
             "Error release_command failed running on machine {MACHINE} with exit code {code}."
         );
         eprintln!("Error: release command failed - aborting deployment. machine {MACHINE} exited with non-zero status of {code}");
-        exit(1);
+        return Err(1);
     }
     eprintln!("Starting machine\n✔ release_command {MACHINE} completed successfully");
+    Ok(())
+}
+
+fn state_file(name: &str) -> Option<PathBuf> {
+    let dir = PathBuf::from(std::env::var("FAKE_FLY_STATE").ok()?);
+    std::fs::create_dir_all(&dir).expect("create FAKE_FLY_STATE");
+    Some(dir.join(name))
+}
+
+/// One JSON object per line (the fake's own storage), printed as a JSON list.
+fn read_records(name: &str) -> Vec<String> {
+    state_file(name)
+        .and_then(|path| std::fs::read_to_string(path).ok())
+        .map(|text| text.lines().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+fn write_records(name: &str, records: &[String]) {
+    if let Some(path) = state_file(name) {
+        let text: String = records.iter().map(|r| format!("{r}\n")).collect();
+        std::fs::write(path, text).expect("write the fake's state");
+    }
+}
+
+/// Appends a release; returns its version.
+fn record_release(image: &str, status: &str) -> usize {
+    let mut releases = read_records("releases.jsonl");
+    let version = releases.len() + 1;
+    releases.push(format!(
+        "{{\"ID\":\"rel_{version}\",\"Version\":{version},\"Stable\":{stable},\"InProgress\":false,\"Status\":\"{status}\",\"Description\":\"Release\",\"Reason\":\"release\",\"User\":{{\"Email\":\"ci@example.com\"}},\"CreatedAt\":\"2026-01-01T00:{min:02}:{sec:02}Z\",\"ImageRef\":{image}}}",
+        stable = status == "complete",
+        min = version / 60 % 60,
+        sec = version % 60,
+        image = json_string(image)
+    ));
+    write_records("releases.jsonl", &releases);
+    version
+}
+
+/// One Machine per process group on `image` (a `$FAKE_FLY_STALE` group keeps its old one).
+fn update_machines(image: &str, toml: &FlyToml, version: usize) {
+    let stale = std::env::var("FAKE_FLY_STALE").unwrap_or_default();
+    let old = read_records("machines.jsonl");
+    let groups: Vec<String> = if toml.processes.is_empty() {
+        vec!["app".into()]
+    } else {
+        toml.processes.clone()
+    };
+    let machines: Vec<String> = groups
+        .iter()
+        .enumerate()
+        .map(|(i, group)| {
+            let id = format!("{MACHINE}{i:02}");
+            let previous = old.iter().find(|m| m.contains(&format!("\"id\":\"{id}\"")));
+            match previous {
+                Some(previous) if *group == stale => previous.clone(),
+                _ => machine_json(&id, group, image, version),
+            }
+        })
+        .collect();
+    write_records("machines.jsonl", &machines);
+}
+
+fn machine_json(id: &str, group: &str, image: &str, version: usize) -> String {
+    let (repository, tag) = image.rsplit_once(':').unwrap_or((image, "latest"));
+    let (registry, repository) = repository.split_once('/').unwrap_or(("", repository));
+    format!(
+        "{{\"id\":\"{id}\",\"name\":\"{group}-{id}\",\"state\":\"started\",\"region\":\"iad\",\"image_ref\":{{\"registry\":{},\"repository\":{},\"tag\":{},\"digest\":\"sha256:{version:064}\"}},\"config\":{{\"image\":{},\"metadata\":{{\"fly_process_group\":{},\"fly_release_id\":\"rel_{version}\",\"fly_release_version\":\"{version}\"}}}}}}",
+        json_string(registry),
+        json_string(repository),
+        json_string(tag),
+        json_string(image),
+        json_string(group)
+    )
+}
+
+fn machines_list() {
+    println!("[{}]", read_records("machines.jsonl").join(","));
+}
+
+fn releases_list() {
+    // Newest first, as flyctl lists them.
+    let mut releases = read_records("releases.jsonl");
+    releases.reverse();
+    println!("[{}]", releases.join(","));
 }
 
 fn now_ms() -> u128 {
@@ -476,6 +591,8 @@ struct FlyToml {
     kill_signal: Option<String>,
     kill_timeout: Option<String>,
     env: BTreeMap<String, String>,
+    /// `[processes]` group names, in file order.
+    processes: Vec<String>,
 }
 
 impl FlyToml {
@@ -501,7 +618,7 @@ impl FlyToml {
                     .to_string();
                 continue;
             }
-            if !matches!(section.as_str(), "" | "deploy" | "env") {
+            if !matches!(section.as_str(), "" | "deploy" | "env" | "processes") {
                 continue;
             }
             let Some((key, value)) = line.split_once('=') else {
@@ -530,6 +647,7 @@ impl FlyToml {
                 ("env", _) => {
                     toml.env.insert(key, value);
                 }
+                ("processes", _) => toml.processes.push(key),
                 _ => {}
             }
         }

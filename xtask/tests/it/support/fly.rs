@@ -138,6 +138,7 @@ deployments:
             .env("PATH", format!("{}:/usr/bin:/bin", self.bin.display()))
             .env("HOME", &self.root)
             .env("FAKE_FLY_LOG", &self.log)
+            .env("FAKE_FLY_STATE", self.root.join("fly-state"))
             .env("FAKE_FLY_SECRETS", &self.secrets);
         for (name, value) in &self.extra_env {
             cmd.env(name, value);

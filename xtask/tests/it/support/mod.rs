@@ -95,6 +95,18 @@ pub fn ensure_pool(client: &PrefectClient, name: &str) {
         .unwrap_or_else(|e| panic!("cannot create work pool {name}: {e}"));
 }
 
+/// Records a worker heartbeat in `pool` (a stand-in for a worker Machine that is up): online for
+/// an hour, as far as deploy's verify stage can tell.
+pub fn worker_heartbeat(client: &PrefectClient, pool: &str, worker: &str) {
+    client
+        .post(
+            // Test pool names are plain words: no escaping needed.
+            &format!("/work_pools/{pool}/workers/heartbeat"),
+            &serde_json::json!({"name": worker, "heartbeat_interval_seconds": 3600}),
+        )
+        .unwrap_or_else(|e| panic!("cannot record a heartbeat in {pool}: {e}"));
+}
+
 /// An empty directory of its own (removed and recreated if it exists), outside any git
 /// checkout, so that the binary falls back to the file hash as the default version unless a
 /// test makes the directory a repository on purpose. `label` must be unique in the run.
