@@ -49,6 +49,10 @@ pub enum Command {
     /// natively over the REST API: validated before any write, only what changed, all-or-nothing.
     /// This is also Fly's release_command inside the image.
     RegisterFlows(RegisterFlowsArgs),
+    /// One screen: each deployment in sync or drifted, paused, next and last run, its release;
+    /// each work pool's workers; each Fly process group's Machines, image and release. Reads
+    /// only. Exit 0 healthy, 2 degraded (drift, no worker, last run failed), 1 could not read.
+    Status(StatusArgs),
     /// Prove the secrets a release needs exist, locally and in the Fly app. Never prints values.
     CheckSecrets(CheckSecretsArgs),
     /// Build the production image from the Dockerfile (docker, or Fly's builder with --fly).
@@ -276,6 +280,22 @@ impl RegisterFlowsArgs {
             release: None,
         }
     }
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Which environment to look at.
+    #[arg(long, value_enum, default_value_t = EnvArg::Prod)]
+    pub env: EnvArg,
+    /// Fly app name (default: `app` in fly.toml).
+    #[arg(long, env = "FLY_APP")]
+    pub app: Option<String>,
+    /// The JSON document on stdout instead of the screen (docs/status-json.md).
+    #[arg(long)]
+    pub json: bool,
+    /// Only the deployments this pattern names (repeatable; as register-flows -n).
+    #[arg(short = 'n', long = "name", value_name = "PATTERN", value_parser = NamePattern::parse)]
+    pub names: Vec<NamePattern>,
 }
 
 #[derive(Debug, Args, Clone)]

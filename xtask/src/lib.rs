@@ -9,5 +9,6 @@ pub mod github; // CI on GitHub through `gh`: the plan comment on a pull request
 pub mod local; // deploy --local: venv, throwaway Prefect server, process workers, smoke run
 pub mod prefect; // Prefect's model (pure: yaml, templates, schedules, flows → schemas) + steps, API client
 pub mod project; // where things are: project root, prefect file, prod/dev, state and venv dirs
+pub mod status; // cargo xtask status: deployments, pools, Fly groups at a glance (report pure)
 pub mod sync; // register-flows: desired state and plan (pure); load, server reads, apply (I/O); report
 pub mod sys; // plumbing: stage runner, redaction, exit codes, the environment snapshot

@@ -8,4 +8,5 @@ pub mod deploy;
 pub mod github;
 pub mod local;
 pub mod register_flows;
+pub mod status;
 pub mod test;
