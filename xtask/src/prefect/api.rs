@@ -664,6 +664,11 @@ impl PrefectClient {
             .map(|_| ())
     }
 
+    /// Every record a `/…/filter` endpoint lists for `filter` (without limit/offset), all pages.
+    pub fn read_listing(&self, path: &str, filter: Value) -> Result<Vec<Value>, ApiError> {
+        self.read_all_pages(path, filter)
+    }
+
     fn read_all_pages(&self, path: &str, filter: Value) -> Result<Vec<Value>, ApiError> {
         let mut all = Vec::new();
         let mut body = match filter {

@@ -12,4 +12,5 @@ pub mod resources_yaml;
 pub mod schedule;
 pub mod steps;
 pub mod template;
+pub mod work_pool_template;
 pub mod yaml;

@@ -950,11 +950,23 @@ fn check_concurrency_limit(item: &Node, dep: Option<&str>, report: &mut Report) 
                         ),
                     );
                 }
-                if let Some((other, _)) = pairs.iter().find(|(k, _)| k.key_string() != "global") {
+                if let Some((other, _)) = pairs.iter().find(|(k, _)| k.key_string() == "limit") {
                     report.error(
                         other,
                         dep,
-                        "`concurrency_limit.global` names a shared limit; it cannot be combined with the deployment's own `limit`, `collision_strategy` or `grace_period_seconds`",
+                        "`concurrency_limit.global` names a shared limit; it cannot be combined with the deployment's own `limit`",
+                    );
+                }
+                // Prefect's loader reads the mapping as a null limit with these options, and
+                // refuses a null `collision_strategy`: without one, `prefect deploy` fails.
+                if !pairs
+                    .iter()
+                    .any(|(k, v)| k.key_string() == "collision_strategy" && !v.is_null())
+                {
+                    report.warn(
+                        k,
+                        dep,
+                        "`concurrency_limit: {global: …}` without `collision_strategy` makes `prefect deploy` (and --engine prefect-cli) fail; add `collision_strategy: ENQUEUE` (what the server does when the limit is full) to keep the file deployable by Prefect",
                     );
                 }
             }
@@ -1338,10 +1350,17 @@ impl Templated<'_> {
     }
 
     /// As Prefect sends them: int → (Some(n), None); mapping → (limit, {collision_strategy[, grace_period_seconds]}).
-    /// A `global` mapping sends neither (the deployment runs under the named shared limit).
+    /// A `global` mapping has no limit of its own (the deployment runs under the named shared
+    /// limit), only its options.
     fn concurrency(&self, errors: &mut Located) -> (Option<i64>, Option<Value>) {
         let spec = match self.get("concurrency_limit") {
-            Some(Value::Object(spec)) if spec.contains_key("global") => return (None, None),
+            // A shared limit: the options (what to do when it is full) are still the deployment's.
+            Some(Value::Object(spec))
+                if spec.contains_key("global")
+                    && spec.get("collision_strategy").map_or(true, Value::is_null) =>
+            {
+                return (None, None)
+            }
             Some(Value::Object(spec)) => spec,
             Some(Value::Number(n)) => return (n.as_i64(), None),
             _ => return (None, None),
@@ -1823,6 +1842,21 @@ deployments:
         );
         assert_eq!(r.global_concurrency_limit.as_deref(), Some("gpu"));
         assert_eq!((r.concurrency_limit, r.concurrency_options), (None, None));
+        // Without a collision strategy Prefect's own loader fails on the file: a warning says so.
+        let f = ok(
+            "deployments:\n- name: d\n  entrypoint: f.py:f\n  concurrency_limit: {global: gpu}\n",
+        );
+        assert!(f.warnings[0].to_string().starts_with("prefect.yaml:4:23: deployment 'd': `concurrency_limit: {global: …}` without `collision_strategy` makes `prefect deploy`"), "{:?}", f.warnings);
+        // With one, the options are the deployment's, the limit the shared one's.
+        let r = resolved(
+            "deployments:\n- name: d\n  entrypoint: f.py:f\n  concurrency_limit: {global: gpu, collision_strategy: CANCEL_NEW}\n",
+        );
+        assert_eq!(r.global_concurrency_limit.as_deref(), Some("gpu"));
+        assert_eq!(r.concurrency_limit, None);
+        assert_eq!(
+            r.concurrency_options,
+            Some(serde_json::json!({"collision_strategy": "CANCEL_NEW"}))
+        );
         let e = errs("deployments:\n- name: d\n  entrypoint: f.py:f\n  concurrency_limit: {global: 3, limit: 2}\n");
         assert!(
             e.contains("prefect.yaml:4:31: deployment 'd': `concurrency_limit.global` must name a global concurrency limit, got an integer"),

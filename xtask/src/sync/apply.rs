@@ -23,6 +23,7 @@ use crate::sync::desired::{DesiredDeployment, DesiredSchedule, Ownership};
 use crate::sync::plan::{
     self, Action, DeploymentUpdate, Plan, PlanItem, ScheduleOp, ServerDeployment,
 };
+use crate::sync::resources_apply::{self, ResourceUndo};
 
 pub(crate) struct ApplyOptions<'a> {
     /// Writes in flight at most.
@@ -55,6 +56,8 @@ pub struct ApplyReport {
     pub interrupted: bool,
     /// What the rollback did, in the order it did it (empty when nothing had to be rolled back).
     pub rollback: Vec<RollbackStep>,
+    /// Parallel to `plan.resources.items` (empty when the plan has none).
+    pub resource_status: Vec<ItemStatus>,
 }
 
 impl ApplyReport {
@@ -75,6 +78,9 @@ enum Undo {
         flow_name: String,
         name: String,
         made: Made,
+        /// It runs under a shared limit: detach it first (deleting a deployment deletes the
+        /// limit attached to it, shared or not).
+        detach_limit: bool,
     },
     /// A PATCH: put the snapshot's values back.
     RestoreFields {
@@ -100,6 +106,8 @@ enum Undo {
         id: String,
         raw: Value,
     },
+    /// A work pool, queue, global limit, variable or the ownership ledger.
+    Resource(ResourceUndo),
 }
 
 /// What the answer to a create said about who made the deployment (`POST /deployments/` is an
@@ -132,6 +140,25 @@ pub(crate) fn apply(
         stop: AtomicBool::new(false),
         first_error: Mutex::new(None),
     };
+    let stopping = || run.stop.load(Ordering::SeqCst) || opts.cancel.load(Ordering::SeqCst);
+    let journal_resource = &mut |undo: ResourceUndo| {
+        run.journal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Undo::Resource(undo));
+    };
+    // Pools, queues, limits and variables before the deployments that use them.
+    let mut progress = resources_apply::Progress::default();
+    if let Err(message) = resources_apply::execute(
+        client,
+        &plan.resources,
+        false,
+        &mut progress,
+        journal_resource,
+        &stopping,
+    ) {
+        run.fail(message);
+    }
     let mut status: Vec<ItemStatus> = plan
         .items
         .iter()
@@ -145,16 +172,56 @@ pub(crate) fn apply(
         .collect();
 
     // Flows first (an upsert by name; never rolled back, as Prefect never deletes flows).
-    let flow_ids = match create_flows(client, plan, opts) {
-        Ok(ids) => ids,
-        Err(message) => {
-            run.fail(message);
-            HashMap::new()
+    let flow_ids = if stopping() {
+        HashMap::new()
+    } else {
+        match create_flows(client, plan, opts) {
+            Ok(ids) => ids,
+            Err(message) => {
+                run.fail(message);
+                HashMap::new()
+            }
         }
     };
-    for (index, outcome) in execute_items(client, plan, opts, &run, &flow_ids) {
+    for (index, outcome) in execute_items(client, plan, opts, &run, &flow_ids, &progress.limit_ids)
+    {
         status[index] = outcome;
     }
+    // Deletes of pools, queues, limits and variables after the deployments; then the ledger.
+    if !stopping() {
+        let outcome = resources_apply::execute(
+            client,
+            &plan.resources,
+            true,
+            &mut progress,
+            journal_resource,
+            &stopping,
+        )
+        .and_then(|()| {
+            resources_apply::write_ledger(
+                client,
+                &plan.resources,
+                opts.owner,
+                &progress,
+                journal_resource,
+            )
+        });
+        if let Err(message) = outcome {
+            run.fail(message);
+        }
+    }
+    let resource_status = plan
+        .resources
+        .items
+        .iter()
+        .zip(progress.status.iter().chain(std::iter::repeat(&None)))
+        .map(|(item, done)| match (item.action, done) {
+            (Action::Unchanged, _) => ItemStatus::Done,
+            (_, None) => ItemStatus::NotStarted,
+            (_, Some(Ok(()))) => ItemStatus::Done,
+            (_, Some(Err(why))) => ItemStatus::Failed(why.clone()),
+        })
+        .collect();
 
     let interrupted = opts.cancel.load(Ordering::SeqCst);
     let mut error = run
@@ -170,6 +237,7 @@ pub(crate) fn apply(
         error,
         interrupted,
         rollback: Vec::new(),
+        resource_status,
     };
     (report, Journal(journal))
 }
@@ -238,6 +306,7 @@ fn execute_items(
     opts: &ApplyOptions,
     run: &Run,
     flow_ids: &HashMap<String, String>,
+    limit_ids: &HashMap<String, String>,
 ) -> Vec<(usize, ItemStatus)> {
     let work: Vec<usize> = (0..plan.items.len())
         .filter(|&i| plan.items[i].action() != Action::Unchanged)
@@ -261,6 +330,7 @@ fn execute_items(
                     cancel: opts.cancel,
                     owner: opts.owner,
                     limiter: &limiter,
+                    limit_ids,
                 };
                 let outcome = match execute_item(&ctx, item, flow_ids) {
                     Ok(()) => ItemStatus::Done,
@@ -303,6 +373,8 @@ fn create_flows(
 
 struct ItemContext<'a> {
     client: &'a PrefectClient,
+    /// Global limit ids by name, for deployments that run under one.
+    limit_ids: &'a HashMap<String, String>,
     limiter: &'a Limiter,
     run: &'a Run,
     cancel: &'a AtomicBool,
@@ -388,12 +460,32 @@ fn execute_create(
 ) -> Result<(), Halt> {
     let client = ctx.client;
     let flow_id = flow_ids.get(&desired.flow_name).ok_or(Halt::Stopped)?;
+    let shared_limit = desired
+        .fields
+        .get("global_concurrency_limit")
+        .and_then(Value::as_str);
+    let limit_id = match shared_limit {
+        Some(name) => Some(limit_id(ctx.limit_ids, name).map_err(Halt::Failed)?),
+        None => None,
+    };
     let entry = ctx.before_write(Some(Undo::DeleteCreated {
         flow_name: desired.flow_name.clone(),
         name: desired.name.clone(),
         made: Made::Unanswered,
+        detach_limit: limit_id.is_some(),
     }))?;
-    let (body, defaulted) = desired.lean_create_body(flow_id, ctx.owner);
+    let (mut body, mut defaulted) = desired.lean_create_body(flow_id, ctx.owner);
+    if let (Some(id), Value::Object(map)) = (&limit_id, &mut body) {
+        // Never `concurrency_limit` next to a shared limit: the server would create or delete
+        // a limit of the deployment's own, and a repair PATCH of a null limit deletes the shared one.
+        map.remove("concurrency_limit");
+        if map.get("concurrency_options").is_some_and(Value::is_null) {
+            map.remove("concurrency_options");
+        }
+        map.insert("global_concurrency_limit_id".into(), json!(id));
+        defaulted.remove("concurrency_limit");
+        defaulted.remove("concurrency_options");
+    }
     let answered = ctx.write(|| client.create_deployment_answered(&body))?;
     let created = answered.body;
     let id = created
@@ -424,12 +516,15 @@ fn execute_update(ctx: &ItemContext, update: &DeploymentUpdate) -> Result<(), Ha
     let full_name = update.server.full_name();
     let id = update.server.id.as_str();
     if !update.patch.is_empty() {
+        let patches = limit_safe_patches(&update.patch, ctx.limit_ids).map_err(Halt::Failed)?;
         ctx.before_write(Some(Undo::RestoreFields {
             full_name: full_name.clone(),
             id: id.to_string(),
             body: update.restore_patch.clone(),
         }))?;
-        ctx.write(|| client.update_deployment(id, &update.patch))?;
+        for patch in &patches {
+            ctx.write(|| client.update_deployment(id, patch))?;
+        }
     }
     if !update.schedule_ops.is_empty() {
         let snapshot = update
@@ -467,7 +562,62 @@ fn execute_delete(ctx: &ItemContext, server: &ServerDeployment) -> Result<(), Ha
         id: server.id.clone(),
         raw: server.raw.clone(),
     }))?;
+    if resources_apply::shared_limit_name(&server.raw).is_some() {
+        // Deleting a deployment deletes the limit attached to it: detach the shared one first.
+        ctx.write(|| ctx.client.update_deployment(&server.id, &detach_limit()))?;
+    }
     ctx.write(|| ctx.client.delete_deployment(&server.id))
+}
+
+/// The PATCH that takes a deployment off its shared limit (the limit stays).
+fn detach_limit() -> Map<String, Value> {
+    let mut body = Map::new();
+    body.insert("global_concurrency_limit_id".into(), Value::Null);
+    body
+}
+
+/// The id of the global limit `name` (the server's, or created by this run).
+fn limit_id(ids: &HashMap<String, String>, name: &str) -> Result<String, String> {
+    ids.get(name).cloned().ok_or_else(|| {
+        format!("global concurrency limit '{name}' is not on the server (deleted after the plan?)")
+    })
+}
+
+/// A deployment PATCH as the server must receive it when it changes the limit the deployment
+/// runs under, in order: the shared limit named by `global_concurrency_limit` resolved to its id;
+/// attaching one after the rest (which drops the deployment's own limit: a null
+/// `concurrency_limit` deletes whatever limit is attached), detaching one before the rest (which
+/// may re-create its own limit). Any other body is sent as it is.
+fn limit_safe_patches(
+    body: &Map<String, Value>,
+    ids: &HashMap<String, String>,
+) -> Result<Vec<Map<String, Value>>, String> {
+    let mut rest = body.clone();
+    if let Some(name) = rest.remove("global_concurrency_limit") {
+        let id = match name.as_str() {
+            Some(name) => json!(limit_id(ids, name)?),
+            None => Value::Null,
+        };
+        rest.insert("global_concurrency_limit_id".into(), id);
+    }
+    let Some(id) = rest.remove("global_concurrency_limit_id") else {
+        return Ok(vec![rest]);
+    };
+    let mut limit = Map::new();
+    limit.insert("global_concurrency_limit_id".into(), id.clone());
+    let mut out = Vec::new();
+    if id.is_null() {
+        out.push(limit);
+        if !rest.is_empty() {
+            out.push(rest);
+        }
+    } else {
+        if !rest.is_empty() {
+            out.push(rest);
+        }
+        out.push(limit);
+    }
+    Ok(out)
 }
 
 fn write_schedule_op(
@@ -620,7 +770,12 @@ fn run_undo(client: &PrefectClient, undo: &Undo) -> Vec<RollbackStep> {
             flow_name,
             name,
             made,
-        } => undo_create(client, flow_name, name, made),
+            detach_limit,
+        } => undo_create(client, flow_name, name, made, *detach_limit),
+        Undo::Resource(undo) => {
+            let (ok, text) = resources_apply::undo(client, undo);
+            step(ok, text)
+        }
         Undo::RestoreFields {
             full_name,
             id,
@@ -668,6 +823,7 @@ impl Undo {
             | Undo::RestoreSchedules { full_name, .. }
             | Undo::RestoreAutomations { full_name, .. }
             | Undo::Recreate { full_name, .. } => full_name.clone(),
+            Undo::Resource(undo) => undo.subject(),
         }
     }
 
@@ -686,11 +842,24 @@ impl Undo {
 /// Deletes the deployment this run created, and only that: by its id when the create's answer
 /// said this run made it; by name when no answer came (it may be ours; its id never reached us);
 /// never one someone else created between our read and our write (the upsert updated theirs).
-fn undo_create(client: &PrefectClient, flow_name: &str, name: &str, made: &Made) -> RollbackStep {
+fn undo_create(
+    client: &PrefectClient,
+    flow_name: &str,
+    name: &str,
+    made: &Made,
+    detach_limit: bool,
+) -> RollbackStep {
     let full = format!("{flow_name}/{name}");
+    // Deleting a deployment deletes the limit attached to it: a shared one is detached first.
+    let delete = |id: &str| -> Result<(), ApiError> {
+        if detach_limit {
+            client.update_deployment(id, &self::detach_limit())?;
+        }
+        client.delete_deployment(id)
+    };
     match made {
         Made::ByThisRun(id) => {
-            return match client.delete_deployment(id) {
+            return match delete(id) {
                 Ok(()) => step(true, format!("deleted {full} (created by this run)")),
                 Err(e) => step(
                     false,
@@ -705,7 +874,7 @@ fn undo_create(client: &PrefectClient, flow_name: &str, name: &str, made: &Made)
             )
         }
         Made::Unknown(id) => {
-            return match client.delete_deployment(id) {
+            return match delete(id) {
                 Ok(()) => step(true, format!("deleted {full} (id {id}; created by this run unless someone else created it while this run's create went unanswered)")),
                 Err(e) => step(
                     false,
@@ -731,7 +900,7 @@ fn undo_create(client: &PrefectClient, flow_name: &str, name: &str, made: &Made)
     else {
         return step(true, format!("{full} was not created (nothing to delete)"));
     };
-    match client.delete_deployment(id) {
+    match delete(id) {
         Ok(()) => step(true, format!("deleted {full} (created by this run)")),
         Err(e) => step(
             false,
@@ -747,7 +916,12 @@ fn restore_fields(
     body: &Map<String, Value>,
 ) -> RollbackStep {
     let fields: Vec<&str> = body.keys().map(String::as_str).collect();
-    match client.update_deployment(id, body) {
+    // A restore names limits by id, never by name: the split cannot fail.
+    let patches = limit_safe_patches(body, &HashMap::new()).unwrap_or_else(|_| vec![body.clone()]);
+    let restored = patches
+        .iter()
+        .try_for_each(|patch| client.update_deployment(id, patch));
+    match restored {
         Ok(()) => step(true, format!("restored {full_name}: {}", fields.join(", "))),
         Err(e) => step(
             false,
@@ -853,6 +1027,43 @@ mod tests {
     use super::*;
 
     #[test]
+    fn limit_changes_are_split_so_no_shared_limit_is_deleted_or_changed() {
+        let ids = HashMap::from([("gpu".to_string(), "l-gpu".to_string())]);
+        let body = |v: Value| v.as_object().cloned().unwrap();
+        // Attach after dropping the deployment's own limit.
+        assert_eq!(
+            limit_safe_patches(
+                &body(json!({"global_concurrency_limit": "gpu", "concurrency_limit": null, "tags": []})),
+                &ids
+            )
+            .unwrap(),
+            vec![
+                body(json!({"concurrency_limit": null, "tags": []})),
+                body(json!({"global_concurrency_limit_id": "l-gpu"}))
+            ]
+        );
+        // Detach before re-creating an own limit.
+        assert_eq!(
+            limit_safe_patches(
+                &body(json!({"global_concurrency_limit_id": null, "concurrency_limit": 3})),
+                &ids
+            )
+            .unwrap(),
+            vec![
+                body(json!({"global_concurrency_limit_id": null})),
+                body(json!({"concurrency_limit": 3}))
+            ]
+        );
+        assert_eq!(
+            limit_safe_patches(&body(json!({"tags": []})), &ids).unwrap(),
+            vec![body(json!({"tags": []}))]
+        );
+        let err = limit_safe_patches(&body(json!({"global_concurrency_limit": "gone"})), &ids)
+            .unwrap_err();
+        assert!(err.contains("'gone' is not on the server"), "{err}");
+    }
+
+    #[test]
     fn limiter_grows_on_fast_writes_and_settles_after_retries() {
         use std::time::Duration;
         let fast = Duration::from_millis(20);
@@ -909,6 +1120,7 @@ mod tests {
                 flow_name: "f".into(),
                 name: "new".into(),
                 made: Made::ByThisRun("id-1".into()),
+                detach_limit: false,
             },
             Undo::RestoreFields {
                 full_name: "f/upd".into(),
@@ -947,6 +1159,7 @@ mod tests {
             flow_name: "f".into(),
             name: "raced".into(),
             made: Made::BySomeoneElse("id-9".into()),
+            detach_limit: false,
         };
         let steps = run_undo_patiently(
             &client,

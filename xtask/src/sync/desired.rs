@@ -41,6 +41,9 @@ pub const OWNED_FIELDS: &[&str] = &[
     "parameter_openapi_schema",
     "pull_steps",
     "enforce_parameter_schema",
+    // Not an API field: the name of the global limit in `concurrency_limit: {global: NAME}`
+    // (compared with the name the server reports; sent as `global_concurrency_limit_id`).
+    "global_concurrency_limit",
 ];
 
 /// A field and the value the server gives it when a create leaves it out.
@@ -260,6 +263,8 @@ impl std::fmt::Display for Ownership {
 pub struct DesiredState {
     pub owner: Ownership,
     pub deployments: Vec<DesiredDeployment>,
+    /// The work pools, global limits and variables the yaml declares.
+    pub resources: crate::sync::resources::DesiredResources,
     /// Non-fatal findings (unknown keys, degraded parameter types), already located.
     pub warnings: Vec<String>,
 }
@@ -532,14 +537,27 @@ pub(crate) fn from_resolved(
     if let Some(paused) = resolved.paused {
         fields.insert("paused".into(), json!(paused));
     }
-    fields.insert(
-        "concurrency_limit".into(),
-        json!(resolved.concurrency_limit),
-    );
-    fields.insert(
-        "concurrency_options".into(),
-        resolved.concurrency_options.unwrap_or(Value::Null),
-    );
+    match &resolved.global_concurrency_limit {
+        // A shared limit: the deployment's own `concurrency_limit` is never sent (a null one
+        // makes Prefect delete the limit the deployment runs under, the shared one included).
+        Some(name) => {
+            fields.insert("global_concurrency_limit".into(), json!(name));
+            fields.insert(
+                "concurrency_options".into(),
+                resolved.concurrency_options.unwrap_or(Value::Null),
+            );
+        }
+        None => {
+            fields.insert(
+                "concurrency_limit".into(),
+                json!(resolved.concurrency_limit),
+            );
+            fields.insert(
+                "concurrency_options".into(),
+                resolved.concurrency_options.unwrap_or(Value::Null),
+            );
+        }
+    }
     fields.insert("tags".into(), json!(resolved.tags));
     fields.insert(
         "work_queue_name".into(),

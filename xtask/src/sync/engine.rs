@@ -205,6 +205,20 @@ pub fn sync(
 fn selected_plan(desired: &DesiredState, server: &ServerState, options: &SyncOptions) -> Plan {
     let desired = release::with_release(desired, server, options.release.as_ref());
     let mut plan = plan::plan(&desired, server, options.prune);
+    if options.prune && !options.selection.is_all() {
+        // `-n` selects deployments: pools, limits and variables are planned, never pruned.
+        let pruning = std::mem::take(&mut plan.resources);
+        plan.warnings.retain(|w| !pruning.warnings.contains(w));
+        plan.resources = crate::sync::resources::plan(
+            &desired.resources,
+            &server.resources,
+            &desired.owner,
+            false,
+            &Default::default(),
+        );
+        plan.warnings
+            .extend(plan.resources.warnings.iter().cloned());
+    }
     plan.items.retain(|item| match item {
         PlanItem::Delete(have) => options.selection.selects(
             have.raw

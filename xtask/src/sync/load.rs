@@ -11,14 +11,17 @@ use serde_json::{Map, Value};
 use crate::prefect::api::PrefectClient;
 use crate::prefect::flow;
 use crate::prefect::prefect_yaml;
+use crate::prefect::resources_yaml::{Resources, TemplateDecl};
 use crate::prefect::steps::Steps;
 use crate::prefect::template::{self, PlaceholderKind, TemplateValues};
+use crate::prefect::work_pool_template;
 use crate::project::Project;
 use crate::sync::desired::{
     check_unique_names, from_resolved, project_name, DesiredState, FieldError, FlowFile,
     GitVersion, Inferred, Ownership, SourceLocation, ValidationErrors,
 };
 use crate::sync::release::{Release, RELEASE_FILE};
+use crate::sync::resources::{DesiredPool, DesiredResources};
 use crate::sync::selection::Selection;
 use crate::sys::env_vars::EnvVars;
 use crate::sys::redact::{self, Secrets, SECRET_ENV_VARS};
@@ -114,6 +117,7 @@ pub(crate) fn desired_state(
     };
     let mut deployments = Vec::new();
     let mut pools = Vec::new();
+    let mut limits = Vec::new();
     for ((config, steps), secrets) in file.deployments.iter().zip(&selected).zip(&secrets_of) {
         let source = source_of(config);
         values.step_outputs = Map::new();
@@ -149,11 +153,14 @@ pub(crate) fn desired_state(
             }
         };
         if let Some(limit) = &resolved.global_concurrency_limit {
-            let at = SourceLocation {
-                file: source.file.clone(),
-                line: config.position_of("concurrency_limit.global").0,
-            };
-            errors.push(Some(&at), Some(&config.name), format!("`concurrency_limit: {{global: {limit}}}` is validated but not applied yet by this version of register-flows"));
+            limits.push(LimitUse {
+                at: SourceLocation {
+                    file: source.file.clone(),
+                    line: config.position_of("concurrency_limit.global").0,
+                },
+                deployment: config.name.clone(),
+                limit: limit.clone(),
+            });
         }
         let has_triggers = config.raw.contains_key("triggers");
         // Checked even when the flow file has a problem: every problem is reported at once.
@@ -194,7 +201,9 @@ pub(crate) fn desired_state(
         }
     }
     check_unique_names(&deployments, &mut errors);
-    check_work_pools(&pools, client, &mut errors)?;
+    check_work_pools(&pools, &file.resources, client, &mut errors)?;
+    check_global_limits(&limits, &file.resources, client, &mut errors)?;
+    let resources = desired_resources(&file, &label, client, &mut errors)?;
     if !errors.is_empty() {
         return Err(errors.into());
     }
@@ -204,6 +213,7 @@ pub(crate) fn desired_state(
             prefect_file: label,
         },
         deployments,
+        resources,
         warnings,
     })
 }
@@ -264,6 +274,12 @@ fn template_values(
                 }
                 PlaceholderKind::Variable { name } => {
                     if let Entry::Vacant(slot) = values.variables.entry(name.clone()) {
+                        // Declared in the same file: the value it will have once applied (no
+                        // chicken-and-egg on a fresh server).
+                        if let Some(declared) = file.resources.variable(&name) {
+                            slot.insert(Some(declared.value.clone()));
+                            continue;
+                        }
                         let variable = client
                             .read_variable(&name)
                             .with_context(|| format!("cannot read variable '{name}'"))?;
@@ -314,12 +330,37 @@ struct PoolUse {
     pool: Option<String>,
 }
 
-/// Every distinct work pool must exist on the server (one GET each) and not be a `prefect-agent` pool.
+/// Every distinct work pool must be declared in `work_pools` or exist on the server (one GET
+/// each) and not be a `prefect-agent` pool; a declared pool that exists must have the declared
+/// type (Prefect cannot change a pool's type).
 fn check_work_pools(
     uses: &[PoolUse],
+    resources: &Resources,
     client: &PrefectClient,
     errors: &mut ValidationErrors,
 ) -> anyhow::Result<()> {
+    for pool in &resources.work_pools {
+        let found = client
+            .read_work_pool(&pool.name)
+            .with_context(|| format!("cannot check work pool '{}'", pool.name))?;
+        let server_type = found
+            .as_ref()
+            .and_then(|f| f.get("type"))
+            .and_then(Value::as_str);
+        if let Some(server_type) = server_type.filter(|t| *t != pool.pool_type) {
+            errors.push(
+                Some(&SourceLocation {
+                    file: resources_file(uses),
+                    line: pool.line,
+                }),
+                None,
+                format!(
+                    "work pool '{}': declared with type '{}', but the server's pool is of type '{server_type}'; Prefect cannot change a pool's type (delete the pool by hand, or declare type '{server_type}')",
+                    pool.name, pool.pool_type
+                ),
+            );
+        }
+    }
     let mut checked: std::collections::HashMap<&str, Result<(), String>> =
         std::collections::HashMap::new();
     for using in uses {
@@ -331,10 +372,13 @@ fn check_work_pools(
             );
             continue;
         };
+        if resources.pool(pool).is_some() {
+            continue;
+        }
         if !checked.contains_key(pool) {
             let verdict = match client.read_work_pool(pool) {
                 Ok(None) => Err(format!(
-                    "work pool '{pool}' does not exist on the server, so no worker could run this deployment; create it first (e.g. `prefect work-pool create {pool} --type process`)"
+                    "work pool '{pool}' is neither declared in `work_pools` nor on the server, so no worker could run this deployment; declare it (`work_pools: [{{name: {pool}, type: process}}]`) or create it first"
                 )),
                 Ok(Some(found)) if found.get("type").and_then(Value::as_str) == Some("prefect-agent") => {
                     Err(format!("work pool '{pool}' is of type 'prefect-agent', which project deployments cannot use"))
@@ -369,4 +413,123 @@ pub fn image_release(root: &Path, env: &EnvVars) -> anyhow::Result<Option<Releas
         .get("FLY_IMAGE_REF")
         .filter(|image| !image.is_empty())
         .and_then(Release::from_image_ref))
+}
+
+/// The file label for a location when only the uses know it.
+fn resources_file(uses: &[PoolUse]) -> String {
+    uses.first()
+        .map(|u| u.source.file.clone())
+        .unwrap_or_else(|| "prefect.yaml".to_string())
+}
+
+/// A deployment's `concurrency_limit: {global: NAME}`, to check.
+struct LimitUse {
+    at: SourceLocation,
+    deployment: String,
+    limit: String,
+}
+
+/// A global limit a deployment names must be declared in `concurrency_limits` or exist on the
+/// server (one GET per distinct undeclared name).
+fn check_global_limits(
+    uses: &[LimitUse],
+    resources: &Resources,
+    client: &PrefectClient,
+    errors: &mut ValidationErrors,
+) -> anyhow::Result<()> {
+    let mut exists: std::collections::HashMap<&str, bool> = std::collections::HashMap::new();
+    for using in uses {
+        if resources.limit(&using.limit).is_some() {
+            continue;
+        }
+        let found = match exists.get(using.limit.as_str()) {
+            Some(found) => *found,
+            None => {
+                let found = client
+                    .get(&format!(
+                        "/v2/concurrency_limits/{}",
+                        crate::prefect::api::encode_segment(&using.limit)
+                    ))
+                    .with_context(|| {
+                        format!("cannot check global concurrency limit '{}'", using.limit)
+                    })?
+                    .is_some();
+                exists.insert(&using.limit, found);
+                found
+            }
+        };
+        if !found {
+            errors.push(
+                Some(&using.at),
+                Some(&using.deployment),
+                format!(
+                    "global concurrency limit '{}' is neither declared in `concurrency_limits` nor on the server; declare it (`concurrency_limits: [{{name: {}, limit: 1}}]`)",
+                    using.limit, using.limit
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The declared work pools with their base job templates (the type's default with the
+/// `job_variables` set, or the stated template), limits and variables.
+fn desired_resources(
+    file: &prefect_yaml::PrefectFile,
+    label: &str,
+    _client: &PrefectClient,
+    errors: &mut ValidationErrors,
+) -> anyhow::Result<DesiredResources> {
+    let mut pools = Vec::new();
+    for decl in &file.resources.work_pools {
+        let at = SourceLocation {
+            file: label.to_string(),
+            line: decl.line,
+        };
+        let default = work_pool_template::default_template(&decl.pool_type);
+        let unknown_type = || {
+            format!(
+                "work pool '{}': Prefect 3.9.1 knows no default base job template for type '{}' offline (known: {}); state the whole `base_job_template`",
+                decl.name,
+                decl.pool_type,
+                work_pool_template::known_types().join(", ")
+            )
+        };
+        let template = match &decl.template {
+            TemplateDecl::Full(template) => Some(template.clone()),
+            TemplateDecl::Overrides(overrides) => match &default {
+                Some(base) => match work_pool_template::with_job_variables(base, overrides) {
+                    Ok(template) => Some(template),
+                    Err(problem) => {
+                        errors.push(
+                            Some(&at),
+                            None,
+                            format!("work pool '{}': {problem}", decl.name),
+                        );
+                        continue;
+                    }
+                },
+                None => {
+                    errors.push(Some(&at), None, unknown_type());
+                    continue;
+                }
+            },
+            TemplateDecl::Unstated => None,
+        };
+        let Some(create_template) = template.clone().or(default) else {
+            errors.push(Some(&at), None, unknown_type());
+            continue;
+        };
+        pools.push(DesiredPool {
+            decl: decl.clone(),
+            template,
+            create_template,
+        });
+    }
+    Ok(DesiredResources {
+        file: label.to_string(),
+        pools,
+        limits: file.resources.concurrency_limits.clone(),
+        variables: file.resources.variables.clone(),
+    })
 }

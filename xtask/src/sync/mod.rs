@@ -9,6 +9,8 @@ pub mod plan;
 pub mod pool_lint;
 pub mod release;
 pub mod render;
+pub mod resources;
+pub mod resources_apply;
 pub mod selection;
 pub mod server_state;
 

@@ -14,6 +14,8 @@ use serde_json::{json, Map, Value};
 use crate::prefect::json::python_eq;
 use crate::prefect::schedule;
 use crate::sync::desired::{DesiredDeployment, DesiredSchedule, DesiredState, Ownership};
+use crate::sync::resources::{self, Leaving, ResourceItem, ResourcePlan, ServerResources};
+use crate::sync::resources_apply;
 use crate::sys::redact::{SECRET_NEW, SECRET_OLD};
 
 /// Bumped when the JSON document (docs/register-flows-json.md) changes incompatibly.
@@ -42,6 +44,8 @@ pub(crate) struct ServerState {
     pub deployments: Vec<ServerDeployment>,
     /// Automations by owning deployment id; None when they were not read (no yaml states triggers).
     pub automations: Option<HashMap<String, Vec<Value>>>,
+    /// The work pools, queues, global limits and variables the plan compares.
+    pub resources: ServerResources,
 }
 
 impl ServerState {
@@ -81,6 +85,7 @@ impl ServerState {
         Ok(ServerState {
             deployments: out,
             automations,
+            resources: ServerResources::default(),
         })
     }
 }
@@ -305,6 +310,9 @@ impl PlanItem {
 pub struct Plan {
     pub items: Vec<PlanItem>,
     pub warnings: Vec<String>,
+    /// Work pools, queues, global limits and variables: created and updated before the
+    /// deployments, deleted after them.
+    pub resources: ResourcePlan,
 }
 
 impl Plan {
@@ -314,12 +322,14 @@ impl Plan {
 
     /// True when executing the plan would write anything (the `--check` drift signal).
     pub(crate) fn has_changes(&self) -> bool {
-        self.items.iter().any(|i| i.action() != Action::Unchanged)
+        self.items.iter().any(|i| i.action() != Action::Unchanged) || self.resources.has_changes()
     }
 
     /// Write requests executing the plan takes (without retries).
     pub(crate) fn write_count(&self) -> usize {
-        self.flows_of_creates().len() + self.items.iter().map(PlanItem::write_count).sum::<usize>()
+        self.flows_of_creates().len()
+            + self.items.iter().map(PlanItem::write_count).sum::<usize>()
+            + self.resources.write_count()
     }
 
     /// The flows of the deployments to create, each once: apply ensures each exists first.
@@ -360,6 +370,47 @@ pub(crate) fn plan(desired: &DesiredState, server: &ServerState, prune: bool) ->
     if prune {
         out.items
             .extend(prunable(desired, server).map(PlanItem::Delete));
+    }
+    let leaving = leaving(&out.items);
+    out.resources = resources::plan(
+        &desired.resources,
+        &server.resources,
+        &desired.owner,
+        prune,
+        &leaving,
+    );
+    out.warnings.extend(out.resources.warnings.iter().cloned());
+    out
+}
+
+/// The deployments that stop using their work pool, queue or shared limit in this plan (deleted,
+/// or changed to another): what they use now may be deleted after them.
+fn leaving(items: &[PlanItem]) -> Leaving {
+    let mut out = Leaving::default();
+    for item in items {
+        let full = item.full_name();
+        match item {
+            PlanItem::Delete(_) => {
+                out.pool.insert(full.clone());
+                out.queue.insert(full.clone());
+                out.limit.insert(full);
+            }
+            PlanItem::Update(update) => {
+                for (field, set) in [
+                    ("work_pool_name", &mut out.pool),
+                    ("work_queue_name", &mut out.queue),
+                    ("global_concurrency_limit", &mut out.limit),
+                ] {
+                    if update.patch.contains_key(field) {
+                        set.insert(full.clone());
+                    }
+                }
+                if update.patch.contains_key("work_pool_name") {
+                    out.queue.insert(full.clone());
+                }
+            }
+            _ => {}
+        }
     }
     out
 }
@@ -406,7 +457,14 @@ fn diff_deployment(
 ) -> PlanItem {
     let mut changes = Vec::new();
     let mut patch = Map::new();
-    for (field, value) in &want.fields {
+    let mut fields = want.fields.clone();
+    if !fields.contains_key("global_concurrency_limit") {
+        // The yaml states the deployment's own limit (or none): a shared limit it runs under
+        // is detached (a null or integer `concurrency_limit` would delete or change the shared
+        // limit itself).
+        fields.insert("global_concurrency_limit".into(), Value::Null);
+    }
+    for (field, value) in &fields {
         let old = server_field(field, &have.raw);
         let new = comparable_desired(field, value);
         if !python_eq(&old, &new) {
@@ -422,7 +480,10 @@ fn diff_deployment(
         (change.old, change.new) = (old, new);
     }
     couple_fields(&mut patch, want);
-    let restore_patch = restore_body(&patch, &have.raw);
+    let mut restore_patch = restore_body(&patch, &have.raw);
+    if patch.contains_key("global_concurrency_limit") {
+        global_limit_writes(&mut patch, &mut restore_patch, &have.raw);
+    }
     let schedule_ops = match &want.schedules {
         Some(schedules) => reconcile_schedules(
             schedules,
@@ -455,6 +516,40 @@ fn diff_deployment(
         schedule_ops,
         replaced_automations,
     }))
+}
+
+/// A change of the shared limit a deployment runs under: the PATCH drops the deployment's own
+/// limit if it has one (`concurrency_limit: null`; the apply sends it before attaching, as the
+/// server deletes whatever limit is attached when it sees a null limit), and the restore detaches
+/// the shared limit, then re-attaches the snapshot's (its id) or re-creates its own limit.
+fn global_limit_writes(
+    patch: &mut Map<String, Value>,
+    restore: &mut Map<String, Value>,
+    raw: &Value,
+) {
+    let attached = raw.get("global_concurrency_limit").filter(|l| !l.is_null());
+    let own = attached.is_some() && resources_apply::shared_limit_name(raw).is_none();
+    restore.remove("global_concurrency_limit");
+    if own {
+        patch.insert("concurrency_limit".into(), Value::Null);
+        restore.insert("global_concurrency_limit_id".into(), Value::Null);
+        restore.insert(
+            "concurrency_limit".into(),
+            server_field("concurrency_limit", raw),
+        );
+        restore.insert(
+            "concurrency_options".into(),
+            server_field("concurrency_options", raw),
+        );
+    } else {
+        restore.insert(
+            "global_concurrency_limit_id".into(),
+            attached
+                .and_then(|l| l.get("id"))
+                .cloned()
+                .unwrap_or(Value::Null),
+        );
+    }
 }
 
 /// Fields the server only interprets together: a queue name alone would name a pool-less legacy
@@ -508,6 +603,13 @@ pub(crate) fn repair_patch(defaulted: &Map<String, Value>, created: &Value) -> M
 /// A field of a DeploymentResponse as it compares with the desired value.
 pub fn server_field(field: &str, raw: &Value) -> Value {
     match field {
+        // The shared limit's name; Prefect's own `deployment:<id>` limit is the deployment's
+        // integer `concurrency_limit`, not a shared one.
+        "global_concurrency_limit" => {
+            resources_apply::shared_limit_name(raw).map_or(Value::Null, |name| json!(name))
+        }
+        // Under a shared limit the deployment has no limit of its own.
+        "concurrency_limit" if resources_apply::shared_limit_name(raw).is_some() => Value::Null,
         // Stored as a global concurrency limit; the response shows `concurrency_limit: null`.
         "concurrency_limit" => raw
             .get("global_concurrency_limit")
@@ -591,7 +693,12 @@ pub(crate) fn recreate_body(raw: &Value) -> Value {
                 .collect()
         })
         .unwrap_or_default();
-    json!({
+    let shared_limit = resources_apply::shared_limit_name(raw).and_then(|_| {
+        raw.get("global_concurrency_limit")
+            .and_then(|l| l.get("id"))
+            .cloned()
+    });
+    let mut body = json!({
         "name": get("name"),
         "flow_id": get("flow_id"),
         "paused": get("paused"),
@@ -611,7 +718,13 @@ pub(crate) fn recreate_body(raw: &Value) -> Value {
         "entrypoint": get("entrypoint"),
         "job_variables": raw.get("job_variables").cloned().unwrap_or(json!({})),
         "version": get("version"),
-    })
+    });
+    // Under a shared limit: re-attached by id (its own limit would copy the shared one's value).
+    if let (Some(id), Value::Object(map)) = (shared_limit, &mut body) {
+        map.remove("concurrency_limit");
+        map.insert("global_concurrency_limit_id".into(), id);
+    }
+    body
 }
 
 /// The writes that leave the server with exactly `desired`'s schedules, keeping every schedule
@@ -818,7 +931,12 @@ fn json_contains(have: &Value, want: &Value) -> bool {
 }
 
 /// Collects the differing leaves under `path` (objects by key, same-length arrays by index).
-fn diff_into(path: &str, old: Option<&Value>, new: Option<&Value>, out: &mut Vec<FieldChange>) {
+pub(crate) fn diff_into(
+    path: &str,
+    old: Option<&Value>,
+    new: Option<&Value>,
+    out: &mut Vec<FieldChange>,
+) {
     match (old, new) {
         (Some(a), Some(b)) if python_eq(a, b) => {}
         (Some(Value::Object(a)), Some(Value::Object(b))) => {
@@ -930,9 +1048,9 @@ pub(crate) fn describe_schedule_op(op: &ScheduleOp) -> String {
 }
 
 impl Plan {
-    /// The human plan, one block per deployment, for stderr.
+    /// The human plan, one block per pool, queue, limit or variable, then per deployment, for stderr.
     pub(crate) fn render_text(&self) -> String {
-        let mut out = String::new();
+        let mut out = self.resources.render_text();
         for item in &self.items {
             render_item(item, &mut out);
         }
@@ -943,6 +1061,15 @@ impl Plan {
             self.count(Action::Unchanged),
             self.count(Action::Delete)
         ));
+        if !self.resources.items.is_empty() {
+            out.push_str(&format!(
+                "Pools, queues, limits, variables: {} to create, {} to update, {} unchanged, {} to delete.\n",
+                self.resources.count(Action::Create),
+                self.resources.count(Action::Update),
+                self.resources.count(Action::Unchanged),
+                self.resources.count(Action::Delete)
+            ));
+        }
         out
     }
 
@@ -958,6 +1085,7 @@ impl Plan {
                 "delete": self.count(Action::Delete),
             },
             "warnings": self.warnings,
+            "resources": self.resources.items.iter().map(ResourceItem::to_json).collect::<Vec<_>>(),
         })
     }
 }
@@ -1169,6 +1297,7 @@ mod tests {
         ServerState {
             deployments,
             automations: None,
+            resources: Default::default(),
         }
     }
 
@@ -1177,6 +1306,7 @@ mod tests {
             owner: owner(),
             deployments,
             warnings: vec![],
+            resources: Default::default(),
         }
     }
 
@@ -1588,6 +1718,7 @@ mod tests {
         let server = ServerState {
             deployments: vec![have.clone()],
             automations: Some(automations),
+            resources: Default::default(),
         };
         assert_eq!(
             plan(&state(vec![a.clone()]), &server, false).items[0].action(),
@@ -1617,8 +1748,80 @@ mod tests {
         let none = ServerState {
             deployments: vec![have],
             automations: Some(HashMap::new()),
+            resources: Default::default(),
         };
         assert!(plan(&state(vec![a]), &none, false).items[0].triggers_changed());
+    }
+
+    #[test]
+    fn a_shared_limit_is_attached_by_name_and_restored_as_it_was() {
+        let mut want = sample("a");
+        want.fields.remove("concurrency_limit");
+        want.fields.remove("concurrency_options");
+        want.fields
+            .insert("global_concurrency_limit".into(), json!("gpu"));
+        let gpu = json!({"id": "l-gpu", "name": "gpu", "limit": 1});
+        // Already under it: unchanged (the shared limit's own `limit` is not the deployment's).
+        let mut have = server_copy(&want, "id-a");
+        have.raw["global_concurrency_limit"] = gpu.clone();
+        assert_eq!(
+            plan(
+                &state(vec![want.clone()]),
+                &server(vec![have.clone()]),
+                false
+            )
+            .items[0]
+                .action(),
+            Action::Unchanged
+        );
+        // No limit before: attach; the restore detaches.
+        have.raw["global_concurrency_limit"] = Value::Null;
+        let p = plan(
+            &state(vec![want.clone()]),
+            &server(vec![have.clone()]),
+            false,
+        );
+        let u = update(&p.items[0]);
+        assert_eq!(
+            Value::Object(u.patch.clone()),
+            json!({"global_concurrency_limit": "gpu"})
+        );
+        assert_eq!(
+            Value::Object(u.restore_patch.clone()),
+            json!({"global_concurrency_limit_id": null})
+        );
+        assert_eq!(
+            change_lines(&p.items[0]),
+            vec!["global_concurrency_limit: null → \"gpu\""]
+        );
+        // Its own limit before: dropped (null limit), restored as its own limit of 3.
+        have.raw["global_concurrency_limit"] =
+            json!({"id": "l-own", "name": "deployment:id-a", "limit": 3});
+        let p = plan(
+            &state(vec![want.clone()]),
+            &server(vec![have.clone()]),
+            false,
+        );
+        let u = update(&p.items[0]);
+        assert_eq!(
+            Value::Object(u.patch.clone()),
+            json!({"global_concurrency_limit": "gpu", "concurrency_limit": null})
+        );
+        assert_eq!(
+            Value::Object(u.restore_patch.clone()),
+            json!({"global_concurrency_limit_id": null, "concurrency_limit": 3, "concurrency_options": null})
+        );
+        // Someone else's shared limit before: re-attached by id.
+        have.raw["global_concurrency_limit"] = json!({"id": "l-x", "name": "x", "limit": 9});
+        let p = plan(&state(vec![want]), &server(vec![have.clone()]), false);
+        assert_eq!(
+            Value::Object(update(&p.items[0]).restore_patch.clone()),
+            json!({"global_concurrency_limit_id": "l-x"})
+        );
+        // A pruned deployment under a shared limit comes back under it, by id.
+        let body = recreate_body(&have.raw);
+        assert_eq!(body["global_concurrency_limit_id"], json!("l-x"));
+        assert!(body.get("concurrency_limit").is_none());
     }
 
     #[test]

@@ -235,6 +235,7 @@ mod tests {
                 })
                 .collect(),
             warnings: vec![],
+            resources: Default::default(),
         }
     }
 

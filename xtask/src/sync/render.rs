@@ -164,9 +164,28 @@ fn summary_word(outcome: &SyncOutcome, mode: &str) -> &'static str {
     }
 }
 
-/// One line per deployment (created / updated: fields / unchanged / deleted), details indented.
+/// One line per pool, queue, limit or variable, then per deployment (created / updated: fields /
+/// unchanged / deleted), details indented.
 pub(crate) fn render_result(outcome: &SyncOutcome) -> String {
     let mut out = String::new();
+    for (i, item) in outcome.plan.resources.items.iter().enumerate() {
+        let status = outcome
+            .report
+            .as_ref()
+            .and_then(|r| r.resource_status.get(i))
+            .cloned()
+            .unwrap_or(ItemStatus::Done);
+        out.push_str(&format!(
+            "{} {}\n",
+            verb(outcome, item.action, status),
+            item.title()
+        ));
+        if item.action != Action::Unchanged {
+            for line in item.detail_lines() {
+                out.push_str(&format!("    {line}\n"));
+            }
+        }
+    }
     for (i, item) in outcome.plan.items.iter().enumerate() {
         let fields = if item.action() == Action::Update {
             format!(": {}", item.changed_fields().join(", "))
@@ -197,22 +216,27 @@ fn result_verb(outcome: &SyncOutcome, i: usize) -> String {
         .and_then(|r| r.status.get(i))
         .cloned()
         .unwrap_or(ItemStatus::Done);
+    verb(outcome, item.action(), status)
+}
+
+/// What happened to an item with `action` and `status` in an apply.
+fn verb(outcome: &SyncOutcome, action: Action, status: ItemStatus) -> String {
     let failed = outcome.failed();
     let rolled_back = outcome
         .report
         .as_ref()
         .is_some_and(|r| r.rollback_complete());
-    match (item.action(), &status) {
+    match (action, &status) {
         (Action::Unchanged, _) => "unchanged".to_string(),
-        (_, ItemStatus::NotStarted) => format!("not {}", past(item.action())),
-        (_, ItemStatus::Failed(why)) => format!("FAILED to {} ({why})", item.action().as_str()),
+        (_, ItemStatus::NotStarted) => format!("not {}", past(action)),
+        (_, ItemStatus::Failed(why)) => format!("FAILED to {} ({why})", action.as_str()),
         (_, ItemStatus::Done) if failed && rolled_back => {
-            format!("{} (rolled back)", past(item.action()))
+            format!("{} (rolled back)", past(action))
         }
         (_, ItemStatus::Done) if failed => {
-            format!("{} (rollback incomplete, see ✗ below)", past(item.action()))
+            format!("{} (rollback incomplete, see ✗ below)", past(action))
         }
-        (_, ItemStatus::Done) => past(item.action()).to_string(),
+        (_, ItemStatus::Done) => past(action).to_string(),
     }
 }
 
@@ -280,6 +304,40 @@ pub fn report_markdown(
         out.push('\n');
     }
     let mut unchanged = Vec::new();
+    for (i, item) in plan.resources.items.iter().enumerate() {
+        if item.action == Action::Unchanged {
+            unchanged.push(item.title());
+            continue;
+        }
+        let what = if applied {
+            let status = outcome
+                .report
+                .as_ref()
+                .and_then(|r| r.resource_status.get(i))
+                .cloned()
+                .unwrap_or(ItemStatus::Done);
+            verb(outcome, item.action, status)
+        } else {
+            format!("{} {}", item.action.sigil(), item.action.as_str())
+        };
+        let location = item
+            .source
+            .as_ref()
+            .map(|s| format!(" ({s})"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "<details><summary><code>{}</code> <b>{}</b>{}</summary>\n",
+            html_escape(&what),
+            html_escape(&item.title()),
+            html_escape(&location)
+        );
+        let lines = item.detail_lines();
+        if !lines.is_empty() {
+            out.push_str(&code_block(&lines.join("\n")));
+        }
+        out.push_str("\n</details>\n\n");
+    }
     for (i, item) in plan.items.iter().enumerate() {
         let action = item.action();
         if action == Action::Unchanged {
@@ -443,6 +501,24 @@ pub fn json_document(
             item["status"] = json!(status);
         }
     }
+    let resource_statuses = outcome.report.as_ref().map(|r| r.resource_status.clone());
+    if let Some(Value::Array(items)) = doc.get_mut("resources") {
+        for (i, item) in items.iter_mut().enumerate() {
+            let status = match resource_statuses.as_ref().and_then(|s| s.get(i)) {
+                None if mode == "apply" => "done",
+                None => "planned",
+                Some(ItemStatus::Done)
+                    if outcome.report.as_ref().is_some_and(|r| !r.succeeded()) =>
+                {
+                    "rolled_back"
+                }
+                Some(ItemStatus::Done) => "done",
+                Some(ItemStatus::NotStarted) => "not_started",
+                Some(ItemStatus::Failed(_)) => "failed",
+            };
+            item["status"] = json!(status);
+        }
+    }
     let mut out = document_header(client, project, desired, mode, outcome, timings);
     if let (Value::Object(out), Value::Object(plan)) = (&mut out, doc) {
         for (key, value) in plan {
@@ -558,6 +634,7 @@ mod tests {
                 item(Action::Unchanged, "same", vec![]),
             ],
             warnings: vec![],
+            resources: Default::default(),
         };
         SyncOutcome {
             plan,
@@ -586,6 +663,7 @@ mod tests {
             error: None,
             interrupted: false,
             rollback: vec![],
+            resource_status: vec![],
         };
         let text = render_result(&outcome(Some(ok)));
         assert_eq!(
@@ -604,6 +682,7 @@ mod tests {
                 ok: true,
                 text: "deleted f/new".into(),
             }],
+            resource_status: vec![],
         };
         let out = outcome(Some(failed));
         let text = render_result(&out);
@@ -669,6 +748,7 @@ mod tests {
                 },
                 deployments: Vec::new(),
                 warnings,
+                resources: Default::default(),
             },
             outcome,
             timings: Timings {
@@ -759,6 +839,7 @@ mod tests {
                 ok: true,
                 text: "deleted f/new".into(),
             }],
+            resource_status: vec![],
         };
         let reg = registration(outcome(Some(failed)), vec![]);
         let md = report_markdown(

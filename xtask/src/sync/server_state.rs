@@ -1,5 +1,6 @@
 //! Reading the server's side of the plan: the deployments and flows the yaml names (or all of
-//! them, to prune) and the automations of deployments with triggers, in a few bulk reads.
+//! them, to prune), the automations of deployments with triggers, and the work pools, limits and
+//! variables the yaml declares (`resources_apply::read`), in a few bulk reads.
 
 use std::collections::HashMap;
 
@@ -67,7 +68,20 @@ pub(crate) fn read_server_state(
     } else {
         None
     };
-    ServerState::from_json(deployments, &flows, automations)
+    let mut state = ServerState::from_json(deployments, &flows, automations)?;
+    let limits_used = desired
+        .deployments
+        .iter()
+        .any(|d| d.fields.contains_key("global_concurrency_limit"));
+    state.resources = crate::sync::resources_apply::read(
+        client,
+        &desired.resources,
+        &desired.owner,
+        prune,
+        &state.deployments,
+        limits_used,
+    )?;
+    Ok(state)
 }
 
 /// The automations related to each existing deployment whose yaml states `triggers` (one GET

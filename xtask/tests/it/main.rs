@@ -21,6 +21,7 @@ mod parity;
 mod prefect_api;
 mod register_flows;
 mod release_hygiene;
+mod resources;
 mod secrets_hygiene;
 mod status;
 mod sync_faults;

@@ -98,8 +98,14 @@ fn feature_cases() -> Vec<Case> {
     triggers.rerun = true;
     let gitrepo = fixture_case("gitrepo", make_git_repo);
     let types = fixture_case("types", |_| {});
+    let mut resources = fixture_case("resources", |_| {});
+    resources.setup = Setup {
+        pools: vec!["parity-pool".into(), "parity-res-pool".into()],
+        variables: vec![("parity_res_model".into(), json!("whisper-tiny"))],
+        ..Setup::default()
+    };
     vec![
-        full, templating, buildsteps, yaml11, triggers, gitrepo, types,
+        full, templating, buildsteps, yaml11, triggers, gitrepo, types, resources,
     ]
 }
 

@@ -79,6 +79,7 @@ pub fn state(project: &str, deployments: Vec<DesiredDeployment>) -> DesiredState
         },
         deployments,
         warnings: vec![],
+        resources: Default::default(),
     }
 }
 
