@@ -49,6 +49,11 @@ pub enum Command {
     /// natively over the REST API: validated before any write, only what changed, all-or-nothing.
     /// This is also Fly's release_command inside the image.
     RegisterFlows(RegisterFlowsArgs),
+    /// Go back to an earlier Fly release (default: the last completed one before the current):
+    /// shows what changes on the Prefect server, drains the workers, `fly deploy --image` of
+    /// that release's image (whose release command re-registers its deployments and prunes the
+    /// newer ones), then verifies. Fly secrets and fly.toml are not rolled back.
+    Rollback(RollbackArgs),
     /// One screen: each deployment in sync or drifted, paused, next and last run, its release;
     /// each work pool's workers; each Fly process group's Machines, image and release. Reads
     /// only. Exit 0 healthy, 2 degraded (drift, no worker, last run failed), 1 could not read.
@@ -280,6 +285,41 @@ impl RegisterFlowsArgs {
             release: None,
         }
     }
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// Which environment to roll back.
+    #[arg(long, value_enum, default_value_t = EnvArg::Prod)]
+    pub env: EnvArg,
+    /// Fly app name (default: `app` in fly.toml).
+    #[arg(long, env = "FLY_APP")]
+    pub app: Option<String>,
+    /// The release to go back to: `vN` (Fly's release version), its image tag (the release
+    /// recorded on deployments) or its image reference.
+    #[arg(long, value_name = "RELEASE")]
+    pub to: Option<String>,
+    /// Show the release, the plan and the commands; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Give up on `fly deploy` after this many seconds.
+    #[arg(long, default_value_t = 1200, value_name = "SECONDS")]
+    pub timeout: u64,
+    /// Timeout for the release command (default: fly.toml's, else 5m).
+    #[arg(long, value_name = "DURATION")]
+    pub release_command_timeout: Option<String>,
+    /// Do not drain the workers first (runs in progress are killed with their Machines).
+    #[arg(long, conflicts_with = "drain_timeout")]
+    pub no_drain: bool,
+    /// How long to wait for runs in progress before the Machines are replaced.
+    #[arg(long, value_name = "DURATION")]
+    pub drain_timeout: Option<String>,
+    /// As deploy's --verify-timeout.
+    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+    pub verify_timeout: u64,
+    /// As deploy's --smoke (repeatable).
+    #[arg(long, value_name = "DEPLOYMENT[=PARAMS_JSON]", value_parser = SmokeSpec::parse)]
+    pub smoke: Vec<SmokeSpec>,
 }
 
 #[derive(Debug, Args)]

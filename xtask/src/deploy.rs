@@ -21,6 +21,7 @@
 //! the checks it can make without one, the plan, and the exact commands of the other stages.
 
 pub mod drain;
+pub mod rollback;
 pub mod verify;
 
 use std::path::Path;

@@ -5,6 +5,7 @@
 //! - `deploy`          → commands::deploy          → xtask::deploy (the Fly pipeline: fly, docker, sync)
 //! - `deploy --local`  → commands::local           → xtask::local, sync
 //! - `register-flows`  → commands::register_flows  (also Fly's release_command) → xtask::sync
+//! - `rollback`        → commands::rollback        → xtask::deploy::rollback (fly releases, drain, verify)
 //! - `status`          → commands::status          → xtask::status (reads only)
 //! - `check-secrets`   → commands::check_secrets   → xtask::fly::checklist
 //! - `build-image`     → commands::build_image     → xtask::docker
@@ -27,6 +28,7 @@ fn main() -> ExitCode {
         Command::Deploy(args) if args.local => commands::local::deploy_local(&cli.global, &args),
         Command::Deploy(args) => commands::deploy::run(&cli.global, args),
         Command::RegisterFlows(args) => commands::register_flows::run(&cli.global, args),
+        Command::Rollback(args) => commands::rollback::run(&cli.global, args),
         Command::Status(args) => commands::status::run(&cli.global, args),
         Command::CheckSecrets(args) => commands::check_secrets::run(&cli.global, args),
         Command::BuildImage(args) => commands::build_image::run(&cli.global, args),

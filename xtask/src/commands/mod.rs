@@ -8,5 +8,6 @@ pub mod deploy;
 pub mod github;
 pub mod local;
 pub mod register_flows;
+pub mod rollback;
 pub mod status;
 pub mod test;

@@ -722,7 +722,7 @@ mod tests {
         assert_eq!(toml.app.as_deref(), Some("captionacc-api"));
         assert_eq!(
             toml.release_command.as_deref(),
-            Some("xtask register-flows")
+            Some("xtask register-flows --prune")
         );
         assert_eq!(toml.release_command_timeout.as_deref(), Some("5m"));
         assert_eq!(toml.env.get("APP_DIR").map(String::as_str), Some("/app"));

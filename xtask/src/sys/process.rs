@@ -531,6 +531,23 @@ pub(crate) fn git(root: &Path, args: &[&str], env: &EnvVars) -> Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
+/// `tar -x -f ARCHIVE -C DIR` (a `git archive` of an old release), within the git time limit.
+pub(crate) fn untar(archive: &Path, dir: &Path) -> Result<()> {
+    let tar = which::which("tar").context("`tar` is not on PATH")?;
+    let sh = shell()?;
+    let cmd = cmd!(sh, "{tar} -x -f {archive} -C {dir}");
+    let output = capture_within(cmd, GIT_TIMEOUT, MAX_CAPTURED_BYTES)
+        .with_context(|| format!("cannot run tar -x -f {}", archive.display()))?;
+    if !output.status.success() {
+        bail!(
+            "tar -x -f {} failed: {}",
+            archive.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // Printing command lines
 

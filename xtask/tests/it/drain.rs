@@ -47,7 +47,7 @@ impl World {
         std::fs::write(
             sandbox.project.join("prefect.yaml"),
             format!(
-                r#"name: captionacc
+                r#"name: captionacc-{tag}
 prefect-version: 3.9.1
 pull:
   - prefect.deployments.steps.set_working_directory:

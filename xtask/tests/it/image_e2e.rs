@@ -318,7 +318,7 @@ fn production_image_end_to_end() {
     let fly = fly_config(&root);
     assert_eq!(
         fly.release_command,
-        ["xtask", "register-flows"],
+        ["xtask", "register-flows", "--prune"],
         "fly.toml's release_command changed; update this test"
     );
 

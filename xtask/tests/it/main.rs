@@ -22,6 +22,7 @@ mod prefect_api;
 mod register_flows;
 mod release_hygiene;
 mod resources;
+mod rollback;
 mod secrets_hygiene;
 mod status;
 mod sync_faults;

@@ -87,11 +87,13 @@ primary_region = "iad"
         std::fs::write(self.project.join("fly.toml"), text).unwrap();
     }
 
-    /// prefect.yaml with two deployments named `captionacc-<env>-<tag>-…` on `pool`.
+    /// prefect.yaml with two deployments named `captionacc-<env>-<tag>-…` on `pool`, as project
+    /// `captionacc-<tag>` (docs/ownership.md): a pruning release command of one test never
+    /// deletes another test's deployments on the shared server.
     pub fn write_prefect_yaml(&self, env: &str, pool: &str) {
         let tag = &self.tag;
         let text = format!(
-            r#"name: captionacc
+            r#"name: captionacc-{tag}
 prefect-version: 3.9.1
 pull:
   - prefect.deployments.steps.set_working_directory:
