@@ -39,12 +39,13 @@ ENV PYTHONUNBUFFERED=1 \
     PATH=/opt/venv/bin:$PATH \
     APP_DIR=/app
 
-# Prefect from the single pin (app/requirements.txt), in a venv owned by root: the app user can
-# run it but not modify it.
-COPY app/requirements.txt /tmp/requirements.txt
+# Prefect from the single pin (app/requirements.txt) as locked with every dependency by version
+# and hash (app/requirements.lock, `cargo xtask lock-python`): two builds of one commit install
+# the same files. A venv owned by root: the app user can run it but not modify it.
+COPY app/requirements.lock /tmp/requirements.lock
 RUN python3 -m venv /opt/venv \
- && /opt/venv/bin/pip install --no-cache-dir --requirement /tmp/requirements.txt \
- && rm /tmp/requirements.txt \
+ && /opt/venv/bin/pip install --no-cache-dir --require-hashes --requirement /tmp/requirements.lock \
+ && rm /tmp/requirements.lock \
  && prefect --version
 
 RUN useradd --create-home --home-dir /home/app --uid 10001 --user-group --shell /usr/sbin/nologin app

@@ -64,6 +64,10 @@ pub enum Command {
     BuildImage(BuildImageArgs),
     /// Stop the local Prefect server and worker that `deploy --local` started.
     Down(DownArgs),
+    /// Regenerate app/requirements.lock (every Python package by version and hash) from the one
+    /// pin, app/requirements.txt, with uv (installed by hash from xtask/python-lock-tool.txt).
+    /// The image, the venv and the tests install the lock; a test fails when it does not match the pin.
+    LockPython(LockPythonArgs),
     /// Run the whole test suite: bootstraps the venv, starts throwaway Prefect servers,
     /// runs unit and integration tests, stops the servers (also on failure).
     Test(TestArgs),
@@ -380,6 +384,9 @@ pub struct BuildImageArgs {
 
 #[derive(Debug, Args)]
 pub struct DownArgs {}
+
+#[derive(Debug, Args)]
+pub struct LockPythonArgs {}
 
 #[derive(Debug, Args)]
 pub struct TestArgs {

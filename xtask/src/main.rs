@@ -10,6 +10,7 @@
 //! - `check-secrets`   → commands::check_secrets   → xtask::fly::checklist
 //! - `build-image`     → commands::build_image     → xtask::docker
 //! - `down`            → commands::local           → xtask::local
+//! - `lock-python`     → commands::lock_python     → xtask::local::python_lock
 //! - `test`            → commands::test            (tidy gate, throwaway servers, cargo test)
 //! - `bench`           → commands::bench           → xtask::bench
 //! - `github …`        → commands::github          → xtask::github (the workflows' comment and issue)
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
         Command::CheckSecrets(args) => commands::check_secrets::run(&cli.global, args),
         Command::BuildImage(args) => commands::build_image::run(&cli.global, args),
         Command::Down(args) => commands::local::down(&cli.global, args),
+        Command::LockPython(args) => commands::lock_python::run(&cli.global, args),
         Command::Test(args) => commands::test::run(&cli.global, args),
         Command::Bench(args) => commands::bench::run(&cli.global, args),
         Command::Github(command) => commands::github::run(command),

@@ -43,7 +43,7 @@ pub fn deploy_local(global: &GlobalArgs, args: &DeployArgs) -> Result<ExitCode> 
     }
 
     step("Python venv with the pinned Prefect");
-    let venv = venv::ensure(&venv_dir(), &repo_root().join("app/requirements.txt"))?;
+    let venv = venv::ensure(&venv_dir(), &repo_root())?;
     let prefect = venv.prefect();
 
     step("local Prefect server");

@@ -7,6 +7,7 @@ pub mod check_secrets;
 pub mod deploy;
 pub mod github;
 pub mod local;
+pub mod lock_python;
 pub mod register_flows;
 pub mod rollback;
 pub mod status;

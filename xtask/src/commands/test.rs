@@ -42,7 +42,7 @@ pub fn run(global: &GlobalArgs, args: TestArgs) -> Result<ExitCode> {
     }
 
     eprintln!("==> Python venv with the pinned Prefect");
-    let venv = venv::ensure(&venv_dir(), &repo_root().join("app/requirements.txt"))?;
+    let venv = venv::ensure(&venv_dir(), &repo_root())?;
     eprintln!("==> workflow linters (actionlint, zizmor)");
     let tools = venv::ensure_tools(
         &tools_venv_dir(),

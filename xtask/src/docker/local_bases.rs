@@ -10,7 +10,7 @@
 //!    toolchain (Debian's rustc is too old for the lockfile), copied in from the active sysroot.
 //! 3. The build's downloads, baked into thin derived images because containers here cannot
 //!    download during `docker build` (HTTPS to the package registries goes through a
-//!    TLS-intercepting proxy the images do not trust): a wheel directory of app/requirements.txt
+//!    TLS-intercepting proxy the images do not trust): a wheel directory of app/requirements.lock
 //!    (`PIP_NO_INDEX` + `PIP_FIND_LINKS`), downloaded inside the Python base with the host's CA
 //!    bundle, and `cargo vendor` output from the host with a source replacement in `CARGO_HOME`.
 //!
@@ -26,6 +26,7 @@ use anyhow::{bail, Context, Result};
 use md5::{Digest, Md5};
 use xshell::{cmd, Cmd};
 
+use crate::local::python_lock;
 use crate::sys::process::{self, shell};
 
 /// Bump when the debootstrap recipe changes (the derived images hash their own recipes).
@@ -149,11 +150,11 @@ fn rust_dockerfile(debian: &str) -> String {
 fn python_offline_dockerfile(python: &str) -> String {
     format!(
         "FROM {python} AS download\n\
-         COPY requirements.txt host-ca.crt /tmp/\n\
+         COPY requirements.lock host-ca.crt /tmp/\n\
          RUN python3 -m venv /tmp/pip \\\n \
          && if [ -s /tmp/host-ca.crt ]; then export PIP_CERT=/tmp/host-ca.crt; fi \\\n \
          && /tmp/pip/bin/pip download --disable-pip-version-check --only-binary=:all: \\\n \
-         --requirement /tmp/requirements.txt --dest /wheels\n\
+         --require-hashes --requirement /tmp/requirements.lock --dest /wheels\n\
          \n\
          FROM {python}\n\
          COPY --from=download /wheels /opt/wheelhouse\n\
@@ -246,7 +247,7 @@ fn build_if_missing(docker: &Path, tag: &str, build: impl FnOnce() -> Result<()>
 
 /// The tags `ensure` would use, without building anything (for `--dry-run`).
 pub fn tags_for(root: &Path) -> Result<BaseTags> {
-    let requirements = read(&root.join("app/requirements.txt"))?;
+    let requirements = read(&root.join(python_lock::LOCK_FILE))?;
     let lockfile = read(&root.join("Cargo.lock"))?;
     let sh = shell()?;
     sh.change_dir(root);
@@ -337,14 +338,14 @@ fn docker_build_dir(docker: &Path, tag: &str, context: &Path) -> Result<()> {
         .with_context(|| format!("building the base image {tag} failed"))
 }
 
-/// The context of the wheel image: the pin and the host's CA bundle. The wheels are downloaded
+/// The context of the wheel image: the lock and the host's CA bundle. The wheels are downloaded
 /// inside the Python base itself, so that dependency markers (`python_full_version < "3.11.3"`)
 /// and wheel tags are evaluated for the image's interpreter (`pip download --python-version` on
 /// the host still evaluates markers against the host's Python). The host's CA bundle lets that
 /// step trust what the host trusts (a TLS-intercepting proxy); it stays in the download stage.
 fn prepare_wheel_download(root: &Path, context: &Path) -> Result<()> {
-    let requirements = root.join("app/requirements.txt");
-    std::fs::copy(&requirements, context.join("requirements.txt"))
+    let requirements = root.join(python_lock::LOCK_FILE);
+    std::fs::copy(&requirements, context.join("requirements.lock"))
         .with_context(|| format!("cannot copy {}", requirements.display()))?;
     let bundle = match host_ca_bundle() {
         Some(path) => read(&path)?,

@@ -5,6 +5,7 @@
 
 pub mod deploy;
 pub mod process;
+pub mod python_lock;
 pub mod server;
 pub mod venv;
 pub mod worker;

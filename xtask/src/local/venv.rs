@@ -1,7 +1,9 @@
-//! The project-local Python venv with the pinned Prefect (`.venv/`, from `app/requirements.txt`).
+//! The project-local Python venv with the pinned Prefect (`.venv/`): the pin is
+//! `app/requirements.txt`, what is installed is its lock `app/requirements.lock` (every package
+//! by version and hash, `pip --require-hashes`; [`super::python_lock`]).
 //!
 //! The hot path (venv already there) spawns no process: it compares a stamp file holding the
-//! hash of the requirements with the current file, and reads the installed Prefect version
+//! hash of the lock with the current file, and reads the installed Prefect version
 //! from the `prefect-<version>.dist-info` directory name.
 
 use std::path::{Path, PathBuf};
@@ -11,6 +13,7 @@ use anyhow::{bail, Context, Result};
 use md5::{Digest, Md5};
 use xshell::cmd;
 
+use super::python_lock;
 use crate::sys::process::{self, shell};
 
 /// Prefect 3.9 requires Python >= 3.11 (its `Requires-Python`).
@@ -92,7 +95,10 @@ pub(crate) fn decide(observed: &Observed, expected_stamp: &str, pinned: &str) ->
         return Action::Install(format!("prefect {found} is installed, {pinned} is pinned"));
     }
     if observed.stamp.as_deref() != Some(expected_stamp) {
-        return Action::Install("app/requirements.txt changed since the last install".into());
+        return Action::Install(format!(
+            "{} changed since the last install",
+            python_lock::LOCK_FILE
+        ));
     }
     Action::Reuse
 }
@@ -142,18 +148,24 @@ fn observe(dir: &Path) -> Observed {
     }
 }
 
-/// Makes `dir` a venv with the requirements installed, creating or updating it as needed
-/// (with pip's progress on the terminal), and returns it. Fast when nothing changed.
-pub fn ensure(dir: &Path, requirements: &Path) -> Result<Venv> {
-    let text = std::fs::read_to_string(requirements)
-        .with_context(|| format!("cannot read {}", requirements.display()))?;
+/// Makes `dir` a venv with the lock of the repository at `root` installed, creating or updating
+/// it as needed (with pip's progress on the terminal), and returns it. Fast when nothing changed.
+/// A lock that does not match the pin is an error before anything is installed.
+pub fn ensure(dir: &Path, root: &Path) -> Result<Venv> {
+    let pin = root.join(python_lock::PIN_FILE);
+    let requirements = root.join(python_lock::LOCK_FILE);
+    let text =
+        std::fs::read_to_string(&pin).with_context(|| format!("cannot read {}", pin.display()))?;
     let pinned = pinned_prefect_version(&text).with_context(|| {
         format!(
             "{} does not pin prefect (expected a line `prefect==X.Y.Z`)",
-            requirements.display()
+            pin.display()
         )
     })?;
-    let expected_stamp = stamp_text(&text);
+    python_lock::check(root)?;
+    let lock = std::fs::read_to_string(&requirements)
+        .with_context(|| format!("cannot read {}", requirements.display()))?;
+    let expected_stamp = stamp_text(&lock);
     let venv = Venv {
         dir: dir.to_path_buf(),
     };
@@ -177,7 +189,7 @@ pub fn ensure(dir: &Path, requirements: &Path) -> Result<Venv> {
             requirements.display(),
             dir.display()
         );
-        install(&venv, requirements, &[], host_pip.as_deref())?;
+        install(&venv, &requirements, HASHED, host_pip.as_deref())?;
     }
     let after = observe(dir);
     if !after.has_prefect || !after.installed_prefect.contains(&pinned) {
@@ -191,6 +203,9 @@ pub fn ensure(dir: &Path, requirements: &Path) -> Result<Venv> {
         .with_context(|| format!("cannot write {}", dir.join(STAMP_FILE).display()))?;
     Ok(venv)
 }
+
+/// pip's options for the app venv: every file checked against the lock's hashes.
+const HASHED: &[&str] = &["--require-hashes"];
 
 /// pip's options for a tools venv: every wheel pinned by hash, no source builds, nothing
 /// pulled in that the file does not pin.

@@ -613,3 +613,77 @@ fn production_image_end_to_end() {
     );
     let _ = std::fs::remove_dir_all(&scratch);
 }
+
+/// The build context the repository's `.dockerignore` lets through, on the real engine: a
+/// context with the repository's `.dockerignore` and a tree holding what a developer keeps
+/// beside the code, copied whole into a `FROM scratch` image whose files are then listed.
+#[test]
+fn dockerignore_keeps_local_secrets_and_venvs_out_of_the_context() {
+    if !xtask::docker::engine_available() {
+        say("SKIPPED image_e2e::dockerignore_keeps_local_secrets_and_venvs_out_of_the_context: no Docker engine reachable");
+        return;
+    }
+    let root = xtask::project::repo_root();
+    let dir = &crate::support::scratch_dir(&crate::support::unique("dockerignore"));
+    std::fs::copy(root.join(".dockerignore"), dir.join(".dockerignore")).unwrap();
+    let kept = [
+        "app/__init__.py",
+        "app/api.py",
+        "app/flows/clean.py",
+        "app/flows/pkg/util.py",
+        "app/requirements.txt",
+        "app/requirements.lock",
+        "prefect.yaml",
+        "fly.toml",
+        "xtask/src/lib.rs",
+        "Cargo.lock",
+    ];
+    let left_out = [
+        "app/.env",
+        "app/.venv/bin/python",
+        "app/.venv/lib/python3.11/site-packages/secret.py",
+        "app/flows/.env.local",
+        "app/venv/lib/x.py",
+        "app/.git/config",
+        "app/flows/__pycache__/clean.cpython-311.pyc",
+        ".env",
+        "target/debug/xtask",
+        ".venv/bin/python",
+    ];
+    for path in kept.iter().chain(&left_out) {
+        let path = dir.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, "x").unwrap();
+    }
+    std::fs::write(dir.join("Dockerfile"), "FROM scratch\nCOPY . /context/\n").unwrap();
+    let tag = format!("xtask-dockerignore-test:{}", std::process::id());
+    docker_ok(&["build", "--quiet", "--tag", &tag, &dir.to_string_lossy()]);
+    let container = docker_ok(&["create", &tag, "/none"]);
+    let tar = dir.join("export.tar");
+    let exported = docker(&["export", "--output", &tar.to_string_lossy(), &container]);
+    docker(&["rm", &container]);
+    docker(&["rmi", "--force", &tag]);
+    assert!(
+        exported.status.success(),
+        "docker export failed: {exported:?}"
+    );
+    let listing = Command::new("tar").arg("-tf").arg(&tar).output().unwrap();
+    let files: Vec<String> = String::from_utf8_lossy(&listing.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("context/"))
+        .filter(|l| !l.ends_with('/'))
+        .map(str::to_string)
+        .collect();
+    for path in kept {
+        assert!(
+            files.iter().any(|f| f == path),
+            "{path} is missing from the context: {files:?}"
+        );
+    }
+    for path in left_out {
+        assert!(
+            !files.iter().any(|f| f == path),
+            "{path} reached the image's build context: {files:?}"
+        );
+    }
+}
