@@ -264,6 +264,10 @@ pub struct RegisterFlowsArgs {
     /// nothing else; a pattern that matches nothing is an error.
     #[arg(short = 'n', long = "name", value_name = "PATTERN", value_parser = NamePattern::parse)]
     pub names: Vec<NamePattern>,
+    /// How long to wait for another run of this project that is writing to the server (its
+    /// lock, docs/register-flows.md) before giving up.
+    #[arg(long, default_value_t = xtask::sync::lock::LOCK_WAIT.as_secs(), value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub lock_wait: u64,
 }
 
 impl RegisterFlowsArgs {
@@ -287,6 +291,7 @@ impl RegisterFlowsArgs {
             selection: Selection::new(self.names.clone()),
             // The command reads it from the image (`commands::register_flows`).
             release: None,
+            lock_wait: std::time::Duration::from_secs(self.lock_wait),
         }
     }
 }
@@ -394,9 +399,22 @@ pub struct TestArgs {
     /// test; CI always runs it.
     #[arg(long)]
     pub no_tidy: bool,
+    /// Which passes run. `all`: the suite against the SQLite servers, then the sync, fault and
+    /// concurrency suites against a production-shaped server (PostgreSQL + Redis, several API
+    /// workers; skipped with the reason when their programs are missing, and when cargo test
+    /// arguments are given). `production`: only that pass (with the cargo test arguments, if any).
+    #[arg(long, value_enum, default_value_t = TestPasses::All)]
+    pub servers: TestPasses,
     /// Arguments passed through to `cargo test` (e.g. a test name filter).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub cargo_args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TestPasses {
+    All,
+    Sqlite,
+    Production,
 }
 
 #[derive(Debug, Args)]

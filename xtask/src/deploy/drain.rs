@@ -225,15 +225,9 @@ pub struct Pauser {
 impl Pauser {
     /// This process, deploying `app`.
     pub fn this_process(app: &str) -> Pauser {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-            .map(|h| h.trim().to_string())
-            .ok()
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "unknown host".into());
         Pauser {
             app: app.to_string(),
-            host,
+            host: crate::sys::process::hostname(),
             pid: std::process::id(),
         }
     }

@@ -640,6 +640,17 @@ impl PrefectClient {
         )
     }
 
+    /// Creates the variable; one of that name already there is a 409 error.
+    pub(crate) fn create_variable(
+        &self,
+        name: &str,
+        value: &Value,
+        tags: &[&str],
+    ) -> Result<(), ApiError> {
+        let body = json!({"name": name, "value": value, "tags": tags});
+        self.post("/variables/", &body).map(|_| ())
+    }
+
     /// Creates the variable, or sets the value of the one of that name.
     pub(crate) fn put_variable(
         &self,
@@ -647,9 +658,8 @@ impl PrefectClient {
         value: &Value,
         tags: &[&str],
     ) -> Result<(), ApiError> {
-        let body = json!({"name": name, "value": value, "tags": tags});
-        match self.post("/variables/", &body) {
-            Ok(_) => Ok(()),
+        match self.create_variable(name, value, tags) {
+            Ok(()) => Ok(()),
             Err(err) if err.status() == Some(409) => self.patch(
                 &format!("/variables/name/{}", encode_segment(name)),
                 &json!({"value": value, "tags": tags}),

@@ -12,6 +12,7 @@ use crate::project::Project;
 use crate::sync::apply::{self, ApplyOptions, ApplyReport};
 use crate::sync::desired::DesiredState;
 use crate::sync::load;
+use crate::sync::lock;
 use crate::sync::plan::{self, Plan, PlanItem, ServerState};
 use crate::sync::release::{self, Release};
 use crate::sync::render;
@@ -48,6 +49,8 @@ pub struct SyncOptions {
     /// it from the image; deploy's checks know the image they shipped). None: the server's
     /// record is left as it is.
     pub release: Option<Release>,
+    /// How long an apply waits for another run of the project to release its lock.
+    pub lock_wait: Duration,
 }
 
 impl Default for SyncOptions {
@@ -61,6 +64,7 @@ impl Default for SyncOptions {
             run_steps: true,
             selection: Selection::default(),
             release: None,
+            lock_wait: lock::LOCK_WAIT,
         }
     }
 }
@@ -140,6 +144,29 @@ pub fn sync(
         outcome.retries = client.retry_count();
         return Ok(outcome);
     }
+    // One writing run per project at a time; a run that had to wait plans again against what
+    // the other run left.
+    let lock = lock::acquire(
+        client,
+        &desired.owner,
+        &crate::sys::process::hostname(),
+        options.lock_wait,
+        cancel,
+    )?;
+    if lock.waited {
+        let again = Instant::now();
+        let server = read_server_state(client, desired, options.prune)?;
+        outcome.plan = plan::plan(desired, &server, options.prune);
+        outcome.writes_planned = outcome.plan.write_count();
+        read += again.elapsed();
+        outcome.read = read;
+        if !outcome.plan.has_changes() {
+            drop(lock);
+            outcome.requests = client.request_count();
+            outcome.retries = client.retry_count();
+            return Ok(outcome);
+        }
+    }
     let apply_options = ApplyOptions {
         concurrency: usize::from(options.concurrency),
         cancel,
@@ -193,6 +220,8 @@ pub fn sync(
             report.rollback = steps;
         }
     }
+    // Released before the counts are taken: its requests are part of this run's.
+    drop(lock);
     outcome.read = read;
     outcome.requests = client.request_count();
     outcome.retries = client.retry_count();

@@ -573,6 +573,16 @@ pub(crate) fn shell_quote(word: &str) -> String {
     }
 }
 
+/// This machine's name, for records of who holds or paused something ("unknown host" if unreadable).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown host".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -553,3 +553,86 @@ fn a_failing_later_round_rolls_back_the_earlier_rounds() {
         report.rollback
     );
 }
+
+/// One writing run per project at a time: a run with writes to make waits for another run's
+/// lock and gives up naming its holder, writing nothing; a dead run's expired lock is taken over;
+/// the lock is gone after a run that succeeded and after one that failed and rolled back.
+/// (Two runs at once end in the yaml's state: register_flows::two_concurrent_runs_end_in_the_yaml_state.)
+#[test]
+fn one_writing_run_per_project_at_a_time() {
+    use std::sync::atomic::AtomicBool;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+    use xtask::sync::lock::{lock_name, LockRecord, LOCK_TAG};
+
+    let s = scenario("lock");
+    let direct = client_with_retries(&server_url(), 5);
+    let name = lock_name(&s.before.owner);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let hold = |expires: u64| {
+        let other = LockRecord {
+            token: "another-run".into(),
+            host: "other-host".into(),
+            pid: 4242,
+            acquired: now - 60,
+            expires,
+        };
+        direct
+            .post(
+                "/variables/",
+                &json!({"name": name, "value": other.to_value(), "tags": [LOCK_TAG]}),
+            )
+            .expect("create the other run's lock");
+    };
+    let lock_exists = || direct.read_variable(&name).unwrap().is_some();
+
+    // Held by a live run: waits, then fails naming it, and writes nothing.
+    hold(now + 900);
+    let mut waiting = args(false, 4);
+    waiting.lock_wait = Duration::from_secs(2);
+    let err = xtask::sync::sync(&direct, &s.before, &waiting, &AtomicBool::new(false))
+        .err()
+        .expect("the run must not write while another holds the lock");
+    let message = format!("{err:#}");
+    assert!(
+        message.contains("other-host pid 4242") && message.contains(&name),
+        "{message}"
+    );
+    assert!(
+        snapshot(&direct, &s.flow).is_empty(),
+        "wrote despite the lock"
+    );
+    // A dry run and a check only read: no lock needed, no wait.
+    let mut dry = args(false, 4);
+    dry.dry_run = true;
+    dry.lock_wait = Duration::ZERO;
+    assert!(run_sync(&direct, &s.before, &dry).writes_planned > 0);
+    assert!(lock_exists(), "a dry run touched the other run's lock");
+
+    // Expired (its run died): taken over; the run succeeds and releases it.
+    direct
+        .delete(&format!("/variables/name/{name}"))
+        .expect("delete the lock");
+    hold(now - 1);
+    run_sync_ok(&direct, &s.before, &args(false, 4));
+    assert_eq!(snapshot(&direct, &s.flow).len(), 3);
+    assert!(!lock_exists(), "the lock outlived the run");
+
+    // A run that fails and rolls back releases it too.
+    let proxy = FaultProxy::start(
+        &server_url(),
+        Rules {
+            nth_write: Some((1, Fault::Status(500))),
+            ..Rules::default()
+        },
+    );
+    let outcome = run_sync(
+        &client_with_retries(&proxy.api_url, 1),
+        &s.after,
+        &args(false, 4),
+    );
+    assert!(outcome.failed());
+    assert!(!lock_exists(), "a failed run left its lock");
+}

@@ -64,6 +64,15 @@ pub struct FaultProxy {
     port: u16,
 }
 
+/// A request for the run's lock (`xtask::sync::lock`): taking it (a POST of a variable tagged
+/// `xtask-lock`) and releasing it. Not counted as a write and never faulted: the scenarios count
+/// and break the deployment writes; what a lock does under faults is tested on its own.
+pub fn is_lock_request(path: &str, body: &[u8]) -> bool {
+    let tag = xtask::sync::lock::LOCK_TAG.as_bytes();
+    path.contains("/variables/name/xtask-lock-")
+        || (path.ends_with("/variables/") && body.windows(tag.len()).any(|w| w == tag))
+}
+
 /// A write: anything but GET, except the read-only `…/filter` and `…/count` POSTs.
 pub fn is_write(method: &str, path: &str) -> bool {
     let path = path.split('?').next().unwrap_or(path);
@@ -176,7 +185,7 @@ fn handle(mut client: TcpStream, shared: &Shared) {
     let mut parts = request_line.split(' ');
     let method = parts.next().unwrap_or_default().to_string();
     let path = parts.next().unwrap_or_default().to_string();
-    let write = is_write(&method, &path);
+    let write = is_write(&method, &path) && !is_lock_request(&path, &body);
     let fault = {
         let rules = shared.rules.lock().unwrap().clone();
         let mut fault = None;

@@ -89,9 +89,7 @@ pub fn args(prune: bool, concurrency: u16) -> SyncOptions {
         check: false,
         prune,
         concurrency,
-        run_steps: true,
-        selection: Default::default(),
-        release: None,
+        ..SyncOptions::default()
     }
 }
 
