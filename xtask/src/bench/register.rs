@@ -140,6 +140,7 @@ impl BenchServer {
             port: server::pick_free_port()?,
             ui: false,
             env: Vec::new(),
+            workers: 1,
         };
         Ok(BenchServer::Own(ServerGuard::start(
             &spec,

@@ -18,7 +18,8 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use xshell::cmd;
 
-use crate::cli::{GlobalArgs, TestArgs};
+use crate::cli::{GlobalArgs, TestArgs, TestPasses};
+use xtask::local::production_server::{self, ProductionSpec};
 use xtask::local::server::{self, ServerGuard, ServerSpec};
 use xtask::local::venv;
 use xtask::project::{repo_root, state_dir, tools_venv_dir, venv_dir};
@@ -57,30 +58,105 @@ pub fn run(global: &GlobalArgs, args: TestArgs) -> Result<ExitCode> {
     eprintln!("==> starting {SERVERS} throwaway Prefect servers (server 2 with an auth string and CSRF protection)");
     let auth_2 = format!("xtask-test:{}", uuid::Uuid::new_v4().simple());
     let servers = start_servers(&venv.prefect(), &dir, &auth_2)?;
+    let urls = servers.urls();
 
-    let mut cmd = cargo_test_command(&args.cargo_args, &servers.urls(), &venv.dir, &tools.dir)?;
-    cmd.env("XTASK_TEST_PREFECT_AUTH_STRING_2", &auth_2);
-    if global.verbose {
-        cmd.arg("--verbose");
+    let mut failed = Vec::new();
+    if args.servers != TestPasses::Production {
+        let mut cmd = cargo_test_command(&args.cargo_args, &urls, &venv.dir, &tools.dir)?;
+        cmd.env("XTASK_TEST_PREFECT_AUTH_STRING_2", &auth_2);
+        if global.verbose {
+            cmd.arg("--verbose");
+        }
+        eprintln!(
+            "==> cargo test --workspace --no-fail-fast {}",
+            args.cargo_args.join(" ")
+        );
+        let status = process::status_with_pid(cmd, &CARGO_TEST_PID, "cargo test")?;
+        if !status.success() {
+            failed.push(format!("the suite against the SQLite servers ({status})"));
+        }
     }
-    eprintln!(
-        "==> cargo test --workspace --no-fail-fast {}",
-        args.cargo_args.join(" ")
-    );
-    let status = process::status_with_pid(cmd, &CARGO_TEST_PID, "cargo test")?;
+    if let Some(cargo_args) = production_pass_args(args.servers, &args.cargo_args) {
+        if !INTERRUPTED.load(Ordering::SeqCst) {
+            match production_server::find_programs() {
+                Err(reason) => {
+                    eprintln!(
+                        "==> SKIPPED the production-shaped pass (PostgreSQL + Redis): {reason}"
+                    )
+                }
+                Ok(programs) => {
+                    let spec = ProductionSpec {
+                        programs,
+                        venv: venv.clone(),
+                        root: repo_root(),
+                        dir: dir.join("production"),
+                        workers: production_server::DEFAULT_WORKERS,
+                    };
+                    eprintln!("==> starting the production-shaped server");
+                    let server = production_server::start(&spec)?;
+                    eprintln!("    ready at {}: {}", server.api_url(), server.describe());
+                    // Server 2 stays the secured SQLite one: no suite of this pass writes to it.
+                    let urls = [server.api_url(), urls[1].clone()];
+                    let mut cmd = cargo_test_command(&cargo_args, &urls, &venv.dir, &tools.dir)?;
+                    cmd.env("XTASK_TEST_PREFECT_AUTH_STRING_2", &auth_2);
+                    cmd.env("XTASK_TEST_SERVER_SHAPE", "production");
+                    eprintln!(
+                        "==> cargo test against the production-shaped server: {}",
+                        cargo_args.join(" ")
+                    );
+                    let status = process::status_with_pid(cmd, &CARGO_TEST_PID, "cargo test")?;
+                    if !status.success() {
+                        failed.push(format!(
+                            "the sync, fault and concurrency suites against the production-shaped server ({status})"
+                        ));
+                    }
+                    eprintln!("==> stopping the production-shaped server");
+                }
+            }
+        }
+    }
 
     drop(servers);
     if INTERRUPTED.load(Ordering::SeqCst) {
         bail!("interrupted; the test servers are stopped");
     }
-    if !status.success() {
+    if !failed.is_empty() {
         bail!(
-            "the test suite failed ({status}) after {:.0?}",
-            started.elapsed()
+            "failed after {:.0?}: {}",
+            started.elapsed(),
+            failed.join("; ")
         );
     }
     eprintln!("==> all tests passed ({:.0?})", started.elapsed());
     Ok(ExitCode::from(code::OK))
+}
+
+/// The suites that exercise concurrency against the server: the sync end to end (racing creates,
+/// two runs at once, the adaptive write window), the fault suite (rollback under faults) and
+/// paging over a listing other writers change.
+const PRODUCTION_SUITES: &[&str] = &[
+    "--test",
+    "it",
+    "--",
+    "register_flows::",
+    "sync_faults::",
+    "prefect_api::filters_read_every_page",
+];
+
+/// The cargo test arguments of the production-shaped pass, or `None` when it does not run:
+/// with `all`, only for the whole suite (a filter given while iterating is not rerun there).
+fn production_pass_args(servers: TestPasses, cargo_args: &[String]) -> Option<Vec<String>> {
+    let default = || PRODUCTION_SUITES.iter().map(|s| s.to_string()).collect();
+    match servers {
+        TestPasses::Sqlite => None,
+        TestPasses::All if !cargo_args.is_empty() => {
+            eprintln!("==> the production-shaped pass is skipped: cargo test arguments were given (`--servers production` runs them there)");
+            None
+        }
+        TestPasses::All => Some(default()),
+        TestPasses::Production if cargo_args.is_empty() => Some(default()),
+        TestPasses::Production => Some(cargo_args.to_vec()),
+    }
 }
 
 /// The tidy gate: the tree is rustfmt-clean and clippy finds nothing, warnings included.
@@ -178,6 +254,7 @@ fn start_servers(prefect: &Path, dir: &Path, auth_2: &str) -> Result<TestServers
             } else {
                 Vec::new()
             },
+            workers: 1,
         };
         let pid_file = dir.join(format!("server-{n}.pid.json"));
         servers

@@ -5,6 +5,7 @@
 
 pub mod deploy;
 pub mod process;
+pub mod production_server;
 pub mod python_lock;
 pub mod server;
 pub mod venv;
@@ -130,6 +131,7 @@ pub fn ensure_server(state: &LocalState, prefect: &Path, port: Option<u16>) -> R
         port,
         ui: true,
         env: Vec::new(),
+        workers: 1,
     };
     // Stopped (and its pid file removed) if it does not come up; kept running once it does.
     let server = ServerGuard::start(&spec, Some(pid_file), "local server")?;

@@ -52,6 +52,11 @@ pub fn read_pid_file(path: &Path) -> Option<PidRecord> {
 /// (another run, `down`) sees the old record or the new one, never a torn one.
 pub(crate) fn write_pid_file(path: &Path, record: &PidRecord) -> Result<()> {
     let text = serde_json::to_string_pretty(record).context("cannot encode the pid record")?;
+    write_atomically(path, &(text + "\n"))
+}
+
+/// Writes `text` to a temporary file beside `path` and renames it into place.
+pub(crate) fn write_atomically(path: &Path, text: &str) -> Result<()> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
     let temp = path.with_file_name(format!(
         ".{}.{}.tmp",
@@ -61,7 +66,7 @@ pub(crate) fn write_pid_file(path: &Path, record: &PidRecord) -> Result<()> {
     let written = std::fs::File::create(&temp)
         .and_then(|mut file| {
             use std::io::Write;
-            file.write_all((text + "\n").as_bytes())?;
+            file.write_all(text.as_bytes())?;
             file.sync_all()
         })
         .and_then(|()| std::fs::rename(&temp, path));

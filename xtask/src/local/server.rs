@@ -34,6 +34,9 @@ pub struct ServerSpec {
     pub ui: bool,
     /// Extra server settings, e.g. PREFECT_SERVER_API_AUTH_STRING for a secured test server.
     pub env: Vec<(String, String)>,
+    /// API worker processes (`--workers`); more than one needs PostgreSQL and Redis
+    /// ([`super::production_server`]).
+    pub workers: u16,
 }
 
 pub fn api_url(port: u16) -> String {
@@ -50,13 +53,18 @@ pub(crate) fn without_prefect_env(cmd: Cmd<'_>) -> Cmd<'_> {
     crate::sys::process::without_inherited(cmd, |name| name.starts_with("PREFECT_"))
 }
 
-/// `prefect server start --host 127.0.0.1 --port P` with an isolated environment.
+/// `prefect server start --host 127.0.0.1 --port P [--workers N]` with an isolated environment.
 pub(crate) fn server_command(spec: &ServerSpec) -> Result<Command> {
     let sh = shell()?;
     // Settings files (.env, prefect.toml) are read from the cwd: use the server's own dir.
     sh.change_dir(&spec.home);
     let (prefect, port) = (&spec.prefect, spec.port.to_string());
-    let cmd = cmd!(sh, "{prefect} server start --host 127.0.0.1 --port {port}");
+    let workers = (spec.workers > 1).then(|| ["--workers".to_string(), spec.workers.to_string()]);
+    let workers = workers.iter().flatten();
+    let cmd = cmd!(
+        sh,
+        "{prefect} server start --host 127.0.0.1 --port {port} {workers...}"
+    );
     let ui = if spec.ui { "true" } else { "false" };
     let cmd = without_prefect_env(cmd)
         .env("PREFECT_HOME", &spec.home)
@@ -339,6 +347,7 @@ mod tests {
                 "PREFECT_SERVER_CSRF_PROTECTION_ENABLED".into(),
                 "true".into(),
             )],
+            workers: 1,
         };
         let cmd = server_command(&spec).unwrap();
         assert_eq!(cmd.get_program(), "/r/.venv/bin/prefect");

@@ -249,6 +249,35 @@ pub fn ensure_tools(dir: &Path, requirements: &Path, programs: &[&str]) -> Resul
     Ok(venv)
 }
 
+/// Makes `dir` a package directory for `venv`'s interpreter holding `requirements` (pinned by
+/// hash, no dependencies: they must already be in the venv), for a process that gets `dir` on
+/// PYTHONPATH; the venv itself stays exactly its lock. Reinstalls when the file changed.
+pub fn ensure_overlay(venv: &Venv, dir: &Path, requirements: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(requirements)
+        .with_context(|| format!("cannot read {}", requirements.display()))?;
+    let expected_stamp = stamp_text(&text);
+    let stamp = std::fs::read_to_string(dir.join(STAMP_FILE)).ok();
+    if stamp.as_deref() == Some(expected_stamp.as_str()) {
+        return Ok(());
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("cannot clear {}", dir.display()))?;
+    }
+    let target = dir
+        .to_str()
+        .with_context(|| format!("{} is not UTF-8", dir.display()))?;
+    eprintln!(
+        "==> installing {} into {} (pinned by hash)",
+        requirements.display(),
+        dir.display()
+    );
+    let mut options = HASHED_BINARIES.to_vec();
+    options.extend(["--target", target]);
+    install(venv, requirements, &options, None)?;
+    std::fs::write(dir.join(STAMP_FILE), &expected_stamp)
+        .with_context(|| format!("cannot write {}", dir.join(STAMP_FILE).display()))
+}
+
 /// The interpreter used to create the venv: `XTASK_PYTHON`, else `python3` on PATH.
 fn host_python() -> Result<PathBuf> {
     if let Some(python) = std::env::var_os("XTASK_PYTHON").filter(|p| !p.is_empty()) {
