@@ -782,6 +782,11 @@ impl PrefectClient {
             if let Some(body) = body {
                 request = request.json(body);
             }
+            let request = self.bounded(request).map_err(|kind| ApiError {
+                method: method_name,
+                path: path.to_string(),
+                kind,
+            })?;
             let started = Instant::now();
             let outcome = self.execute(request);
             self.inner.requests.fetch_add(1, Ordering::Relaxed);
@@ -922,6 +927,26 @@ impl PrefectClient {
         }
     }
 
+    /// Under a deadline (a rollback's budget) one slow request must not overrun it: its timeout
+    /// is the time left; none left is a timeout without sending anything.
+    fn bounded(&self, request: RequestBuilder) -> Result<RequestBuilder, ApiErrorKind> {
+        match self.time_left() {
+            None => Ok(request),
+            Some(left) if left.is_zero() => Err(ApiErrorKind::Timeout),
+            Some(left) => Ok(request.timeout(left.min(self.inner.cfg.timeout))),
+        }
+    }
+
+    /// Time until the deadline, if one is set.
+    fn time_left(&self) -> Option<Duration> {
+        let deadline = *self
+            .inner
+            .deadline
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        deadline.map(|end| end.saturating_duration_since(Instant::now()))
+    }
+
     fn past_deadline(&self, delay: Duration) -> bool {
         let deadline = *self
             .inner
@@ -980,7 +1005,7 @@ impl PrefectClient {
             }
         }
         let path = format!("/csrf-token?client={}", self.inner.csrf_client_id);
-        let response = self.execute(self.inner.http.get(self.url(&path)))?;
+        let response = self.execute(self.bounded(self.inner.http.get(self.url(&path)))?)?;
         self.inner.requests.fetch_add(1, Ordering::Relaxed);
         self.inner.csrf_exchanges.fetch_add(1, Ordering::Relaxed);
         let status = response.status();
@@ -1482,6 +1507,33 @@ mod tests {
         let rolling_back = client.clone();
         ends(move || rolling_back.post("/x", &json!({})).unwrap_err());
         assert!(client.retry_count() >= 2, "{}", client.retry_count());
+    }
+
+    /// A rollback's deadline bounds each request too: a server that never answers costs the time
+    /// left, not the request timeout (a minute here) per attempt.
+    #[test]
+    fn a_deadline_cuts_a_request_that_would_overrun_it() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/api", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming().flatten() {
+                held.push(stream); // accepted, never answered
+            }
+        });
+        let mut cfg = ApiConfig::for_url(&url);
+        cfg.timeout = Duration::from_secs(3600);
+        cfg.max_retries = 5;
+        let client = PrefectClient::new(cfg).unwrap();
+        client.set_deadline(Some(Instant::now() + Duration::from_secs(2)));
+        let err = ends(move || client.delete("/deployments/x").unwrap_err());
+        assert!(matches!(err.kind, ApiErrorKind::Timeout), "{err}");
+        // Past the deadline nothing is sent at all.
+        let client = PrefectClient::new(ApiConfig::for_url(&url)).unwrap();
+        client.set_deadline(Some(Instant::now()));
+        let err = client.delete("/deployments/x").unwrap_err();
+        assert!(matches!(err.kind, ApiErrorKind::Timeout), "{err}");
+        assert_eq!(client.request_count(), 0);
     }
 
     #[test]
