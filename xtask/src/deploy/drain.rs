@@ -329,6 +329,9 @@ fn resume_pool(client: &PrefectClient, pool: &str) -> Result<(), ApiError> {
     client.delete_variable(&marker_name(pool))
 }
 
+/// How long resuming the pools may take in all, retries included.
+const RESUME_BUDGET: Duration = Duration::from_secs(60);
+
 /// The pools a drain paused (or took over from a killed deploy). They are resumed by
 /// [`PausedPools::resume`], or, should that never be called (an early return, a panic), when
 /// this is dropped. A SIGKILL skips both; the markers then tell the next deploy.
@@ -344,6 +347,10 @@ impl PausedPools {
     }
 
     fn resume_all(&mut self) -> Result<()> {
+        // Resuming must still retry after Ctrl-C (the client ends retry pauses on an interruption
+        // unless a deadline is set), within a bound of its own.
+        self.client
+            .set_deadline(Some(Instant::now() + RESUME_BUDGET));
         let mut failed = Vec::new();
         for pool in std::mem::take(&mut self.pools) {
             match resume_pool(&self.client, &pool) {
@@ -354,6 +361,7 @@ impl PausedPools {
                 }
             }
         }
+        self.client.set_deadline(None);
         if !failed.is_empty() {
             bail!(
                 "work pool(s) {} are still paused: no flow run starts until they are resumed \
@@ -555,6 +563,8 @@ pub(crate) fn run_stage(
     }
     let pauser = Pauser::this_process(input.app);
     let cancel = interrupt_flag();
+    // Ctrl-C/SIGTERM ends a retry pause at once: the drain stops and resumes the pools.
+    client.set_interrupt(cancel.clone());
     let request = DrainRequest {
         pools: input.pools,
         pauser: &pauser,
