@@ -636,3 +636,74 @@ fn one_writing_run_per_project_at_a_time() {
     assert!(outcome.failed());
     assert!(!lock_exists(), "a failed run left its lock");
 }
+
+/// A server that never settles (another writer, outside any lock, undoes one of our fields after
+/// every write of ours): the run gives up after its rounds, rolls back every round's writes,
+/// and says so — the earlier rounds' creates are gone, the report is true, the exit code is 1.
+#[test]
+fn an_unconverged_run_is_rolled_back_whole() {
+    use crate::support::fault_proxy::AfterWrite;
+    use std::sync::Arc;
+
+    let flow = unique("flow-unsettled");
+    let pool = unique("pool-unsettled");
+    let direct = client_with_retries(&server_url(), 5);
+    ensure_pool(&direct, &pool);
+    let project = unique("proj-unsettled");
+    let contested = deployment(&flow, "contested", &pool, vec![cron("0 9 * * *")]);
+    run_sync_ok(
+        &direct,
+        &state(&project, vec![contested.clone()]),
+        &args(false, 1),
+    );
+    let contested_id = deployment_id(&direct, &flow, "contested").expect("contested exists");
+    let desired = state(
+        &project,
+        vec![
+            contested,
+            deployment(&flow, "fresh", &pool, vec![cron("0 10 * * *")]),
+        ],
+    );
+    // After each of our writes, the other writer changes `contested` again (directly, not
+    // through the proxy), so every read-back finds it changed.
+    let intruder = client_with_retries(&server_url(), 5);
+    let hook_id = contested_id.clone();
+    let proxy = FaultProxy::start(
+        &server_url(),
+        Rules {
+            after_write: Some(AfterWrite(Arc::new(move |_, _| {
+                let _ = intruder.patch(
+                    &format!("/deployments/{hook_id}"),
+                    &json!({"parameters": {"n": 99}}),
+                );
+            }))),
+            ..Rules::default()
+        },
+    );
+    let outcome = run_sync(
+        &client_with_retries(&proxy.api_url, 2),
+        &desired,
+        &args(false, 2),
+    );
+    proxy.set_rules(Rules::default());
+    assert_eq!(outcome.rounds, 3, "{:#?}", proxy.write_lines());
+    assert!(outcome.unconverged.is_some(), "the run claimed to converge");
+    assert!(outcome.failed());
+    assert_eq!(outcome.exit_code(&args(false, 2)), 1);
+    let report = outcome.report.as_ref().expect("applied");
+    assert!(report.rollback_complete(), "{:#?}", report.rollback);
+    assert_eq!(
+        deployment_id(&direct, &flow, "fresh"),
+        None,
+        "round 1's create was kept: {:#?}",
+        report.rollback
+    );
+    assert!(
+        report
+            .rollback
+            .iter()
+            .any(|step| step.text.contains("deleted") && step.text.contains("fresh")),
+        "{:#?}",
+        report.rollback
+    );
+}

@@ -37,6 +37,21 @@ pub struct Rules {
     pub every_write: Option<Fault>,
     /// Probability (0..1) that any request is answered 503 without forwarding.
     pub random_503: f64,
+    /// Called after each write the server answered, before the answer reaches the client: a
+    /// concurrent writer that always gets in between a write and the read that follows it.
+    pub after_write: Option<AfterWrite>,
+}
+
+/// A hook run with the method and path of a write the server has answered.
+#[derive(Clone)]
+pub struct AfterWrite(pub Arc<WriteHook>);
+
+pub type WriteHook = dyn Fn(&str, &str) + Send + Sync;
+
+impl std::fmt::Debug for AfterWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AfterWrite(..)")
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -283,6 +298,12 @@ fn handle(mut client: TcpStream, shared: &Shared) {
         let _ = shared
             .writes
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+    }
+    if write {
+        let hook = shared.rules.lock().unwrap().after_write.clone();
+        if let Some(AfterWrite(hook)) = hook {
+            hook(&method, &path);
+        }
     }
     log(status);
     let _ = client.write_all(&response);
