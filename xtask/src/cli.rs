@@ -435,9 +435,13 @@ pub struct BenchArgs {
     /// so give a longer --settle (10 s or more).
     #[arg(long, value_name = "URL")]
     pub api_url: Option<String>,
+    /// Measure against a throwaway production-shaped server: PostgreSQL + Redis (Debian's
+    /// packages), several API workers, the services in their own process (docs/benchmark.md).
+    #[arg(long, conflicts_with = "api_url")]
+    pub production_server: bool,
     /// Measure compile cost instead: clean build against the card's dependency set, an edit's
     /// rebuild, the test build (docs/compile-time.md).
-    #[arg(long, conflicts_with_all = ["deployments", "settle", "api_url"])]
+    #[arg(long, conflicts_with_all = ["deployments", "settle", "api_url", "production_server"])]
     pub compile: bool,
     /// With --compile: the image too (source-only rebuild, binary size, start-up); needs Docker.
     #[arg(long, requires = "compile")]

@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 use xshell::cmd;
 
+use crate::local::production_server::{self, ProductionServer, ProductionSpec};
 use crate::local::server::{self, ServerGuard, ServerSpec};
 use crate::local::venv;
 use crate::prefect::api::PrefectClient;
@@ -29,6 +30,9 @@ pub struct BenchOptions {
     pub settle: f64,
     /// Measure against this server instead of a throwaway local one.
     pub api_url: Option<String>,
+    /// Measure against a throwaway production-shaped server (PostgreSQL + Redis, several API
+    /// workers; [`crate::local::production_server`]) instead of the SQLite one.
+    pub production_server: bool,
 }
 
 /// Runs every scenario with both engines and prints the report on stderr.
@@ -45,10 +49,7 @@ pub fn run(args: &BenchOptions) -> Result<()> {
 
     eprintln!("==> building the release xtask (what runs in the image)");
     let xtask = build_release_xtask()?;
-    let venv = venv::ensure(
-        &crate::project::venv_dir(),
-        &crate::project::repo_root().join("app/requirements.txt"),
-    )?;
+    let venv = venv::ensure(&crate::project::venv_dir(), &crate::project::repo_root())?;
     let prefect = venv.prefect();
 
     let server = match &args.api_url {
@@ -58,6 +59,21 @@ pub fn run(args: &BenchOptions) -> Result<()> {
                 crate::sys::redact::mask_url_credentials(url)
             );
             BenchServer::External(url.trim_end_matches('/').to_string())
+        }
+        None if args.production_server => {
+            let programs = production_server::find_programs().map_err(|reason| {
+                anyhow::anyhow!("cannot start a production-shaped server: {reason}")
+            })?;
+            eprintln!("==> starting a throwaway production-shaped Prefect server");
+            let server = production_server::start(&ProductionSpec {
+                programs,
+                venv: venv.clone(),
+                root: crate::project::repo_root(),
+                dir: state.join("production"),
+                workers: production_server::DEFAULT_WORKERS,
+            })?;
+            eprintln!("    {}", server.describe());
+            BenchServer::Production(Box::new(server))
         }
         None => {
             eprintln!("==> starting a throwaway Prefect server");
@@ -126,6 +142,7 @@ pub fn run(args: &BenchOptions) -> Result<()> {
 /// dropped), or one given with `--api-url` (e.g. a Postgres-backed one), left running.
 enum BenchServer {
     Own(ServerGuard),
+    Production(Box<ProductionServer>),
     External(String),
 }
 
@@ -153,6 +170,10 @@ impl BenchServer {
     fn describe(&self) -> String {
         match self {
             BenchServer::Own(_) => "a throwaway local Prefect server: SQLite, one process".into(),
+            BenchServer::Production(server) => format!(
+                "a throwaway production-shaped Prefect server: {}",
+                server.describe()
+            ),
             BenchServer::External(url) => format!(
                 "the Prefect server at {}",
                 crate::sys::redact::mask_url_credentials(url)
@@ -163,6 +184,7 @@ impl BenchServer {
     fn api_url(&self) -> String {
         match self {
             BenchServer::Own(server) => server.api_url(),
+            BenchServer::Production(server) => server.api_url(),
             BenchServer::External(url) => url.clone(),
         }
     }

@@ -22,6 +22,7 @@ pub fn run(_global: &GlobalArgs, args: BenchArgs) -> Result<ExitCode> {
             runs: args.runs.unwrap_or(5),
             settle: args.settle,
             api_url: args.api_url,
+            production_server: args.production_server,
         })?;
     }
     Ok(ExitCode::from(code::OK))

@@ -367,7 +367,7 @@ fn scripts_run_only_cargo_xtask_commands_that_exist() {
     ];
     const SYSTEM_SETUP: [&str; 2] = [
         "sudo apt-get update -qq",
-        "sudo apt-get install -y -qq --no-install-recommends debootstrap",
+        "sudo apt-get install -y -qq --no-install-recommends debootstrap postgresql redis-server",
     ];
     const AS_ROOT: &str = "sudo -E env \"PATH=$PATH\" ";
     let mut commands = BTreeSet::new();
