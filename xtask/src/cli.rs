@@ -184,12 +184,17 @@ pub struct DeployArgs {
     pub port: Option<u16>,
     /// How long verify waits for the worker Machines to run the new image and for a worker
     /// to be online in every work pool the yaml uses.
-    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+    #[arg(
+        long,
+        default_value_t = 120,
+        value_name = "SECONDS",
+        conflicts_with = "local"
+    )]
     pub verify_timeout: u64,
     /// After the release, run this deployment now (`name` or `flow/name`, optionally
     /// `=PARAMS_JSON`) and fail the deploy unless it completes; repeatable. On failure the
     /// run's link and the tail of its logs are printed.
-    #[arg(long, value_name = "DEPLOYMENT[=PARAMS_JSON]", value_parser = SmokeSpec::parse)]
+    #[arg(long, value_name = "DEPLOYMENT[=PARAMS_JSON]", value_parser = SmokeSpec::parse, conflicts_with = "local")]
     pub smoke: Vec<SmokeSpec>,
 }
 
@@ -472,6 +477,19 @@ mod tests {
                 "proceed",
             ],
             &["xtask", "deploy", "--no-drain"],
+            &[
+                "xtask",
+                "deploy",
+                "--smoke",
+                "d",
+                "--smoke",
+                "f/d={\"n\": 1}",
+                "--verify-timeout",
+                "30",
+            ],
+            &["xtask", "register-flows", "-n", "a", "--name", "f/*"],
+            &["xtask", "status", "--json", "--env", "dev", "-n", "a"],
+            &["xtask", "rollback", "--to", "v3", "--dry-run"],
             &["xtask", "register-flows", "--dry-run", "--json"],
             &["xtask", "register-flows", "--check", "--prune"],
             &[
@@ -572,6 +590,17 @@ mod tests {
             &["xtask", "build-image", "--fly", "--local-bases"],
             &["xtask", "deploy", "--no-drain", "--drain-timeout", "5m"],
             &["xtask", "deploy", "--on-drain-timeout", "ask"],
+            &["xtask", "deploy", "--local", "--smoke", "d"],
+            &["xtask", "deploy", "--smoke", "d=[1]"],
+            &["xtask", "register-flows", "-n", "a/b/c"],
+            &[
+                "xtask",
+                "register-flows",
+                "--engine",
+                "prefect-cli",
+                "-n",
+                "",
+            ],
         ] {
             assert!(
                 Cli::try_parse_from(args).is_err(),

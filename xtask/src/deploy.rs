@@ -194,8 +194,11 @@ fn run_stages(
             dry_run: true,
             // "Run nothing": build steps are shown, not run.
             run_steps: !dry_run,
-            // Known here only for `--image`; a build's release shows up in the check (stage 6).
-            release: args.image.as_deref().and_then(Release::from_image_ref),
+            // The release the image will record: `--image`'s tag, else the tag the build gives it.
+            release: match &args.image {
+                Some(image) => Release::from_image_ref(image),
+                None => docker::planned_release(&project.root, host_env),
+            },
             ..SyncOptions::default()
         };
         let reported = register_reported(project, &release, args.verbose, &plan)?;

@@ -137,6 +137,17 @@ pub fn build_image(project: &Project, opts: &BuildOptions) -> Result<String> {
     Ok(image_ref)
 }
 
+/// The release a build of this checkout will be (its image tag; docs/releases.md), for deploy's
+/// plan before the image exists; None outside a git checkout (the build then fails anyway).
+pub(crate) fn planned_release(root: &Path, env: &EnvVars) -> Option<crate::sync::release::Release> {
+    let git = git_state(root, env).ok()?;
+    Some(crate::sync::release::Release {
+        id: image_tag(&git),
+        image: None,
+        commit: Some(git.commit),
+    })
+}
+
 // ---- pure parts ----------------------------------------------------------------------------
 
 /// The caller's build arguments plus `XTASK_IMAGE` and `XTASK_COMMIT`, which the Dockerfile
