@@ -7,7 +7,9 @@ use anyhow::Result;
 
 use crate::cli::{CheckSecretsArgs, GlobalArgs};
 use xtask::fly;
-use xtask::fly::checklist::{checklist, FlyCheck};
+use xtask::fly::checklist::{checklist, work_pool_items, FlyCheck};
+use xtask::fly::secrets::Scope;
+use xtask::prefect::prefect_yaml;
 use xtask::project::{Env, Project};
 use xtask::sys::env_vars::EnvVars;
 use xtask::sys::redact::redact;
@@ -19,10 +21,27 @@ pub fn run(global: &GlobalArgs, args: CheckSecretsArgs) -> Result<ExitCode> {
     } else {
         FlyCheck::Run
     };
-    let list = checklist(&EnvVars::capture(), fly, || {
+    let vars = EnvVars::capture();
+    let mut list = checklist(&vars, fly, || {
         let project = Project::discover(global.prefect_file.as_deref(), Env::Prod)?;
         fly::target(&project, Env::Prod, args.app.as_deref())
     })?;
+    // The pools the deployments use, when the prefect file is there and reads.
+    if let Some(file) = Project::discover(global.prefect_file.as_deref(), Env::Prod)
+        .ok()
+        .and_then(|project| {
+            let bytes = std::fs::read(&project.prefect_file).ok()?;
+            prefect_yaml::parse(&project.prefect_file_label(), &bytes).ok()
+        })
+    {
+        // With the other checks of this machine, before the Fly app's.
+        let at = list
+            .items
+            .iter()
+            .rposition(|item| item.scope == Scope::Local)
+            .map_or(0, |i| i + 1);
+        list.items.splice(at..at, work_pool_items(&vars, &file));
+    }
     let text = redact(&list.render_text());
     if args.json {
         eprint!("{text}");

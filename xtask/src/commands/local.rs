@@ -63,7 +63,13 @@ pub fn deploy_local(global: &GlobalArgs, args: &DeployArgs) -> Result<ExitCode> 
 
     step("work pools");
     for pool in &pools {
-        if client.read_work_pool(pool)?.is_some() {
+        if let Some(declared) = file.resources.pool(pool) {
+            // Configured as in production: register-flows creates or updates it from `work_pools`.
+            eprintln!(
+                "    {pool}: declared in work_pools (type {}), made so by register-flows",
+                declared.pool_type
+            );
+        } else if client.read_work_pool(pool)?.is_some() {
             eprintln!("    {pool}: exists");
         } else {
             client.create_work_pool(pool, "process")?;
@@ -167,7 +173,7 @@ fn print_dry_run(
         state.dir.display()
     );
     println!(
-        "  3. create the work pools if missing (type process): {}",
+        "  3. work pools: those declared in `work_pools` as declared (by register-flows), the others created if missing (type process): {}",
         pools.join(", ")
     );
     println!(

@@ -15,6 +15,7 @@ use crate::fly::secrets::{
 };
 use crate::fly::{self, FlyTarget};
 use crate::prefect::api::{plain_http_warning, ApiConfig, ApiError, ApiErrorKind, PrefectClient};
+use crate::prefect::prefect_yaml::PrefectFile;
 use crate::sys::env_vars::EnvVars;
 use crate::sys::redact::redact;
 
@@ -362,9 +363,93 @@ fn is_register_flows(argv: &[String]) -> bool {
     program == Some("xtask") && argv.iter().any(|a| a == "register-flows")
 }
 
+/// The work pools the deployments of `file` name: each must be declared in its `work_pools` or
+/// exist on the server at `vars`' PREFECT_API_URL (one GET per undeclared pool); otherwise no
+/// worker could run them and register-flows refuses the file.
+pub fn work_pool_items(vars: &EnvVars, file: &PrefectFile) -> Vec<CheckItem> {
+    let client = ApiConfig::from_vars(vars).and_then(PrefectClient::new);
+    file.work_pools()
+        .iter()
+        .map(|pool| {
+            let users: Vec<&str> = file
+                .deployments
+                .iter()
+                .filter(|d| d.work_pool_name() == Some(pool.as_str()))
+                .map(|d| d.name.as_str())
+                .collect();
+            let on_server = if file.resources.pool(pool).is_some() {
+                Ok(true)
+            } else {
+                match &client {
+                    Ok(client) => client
+                        .read_work_pool(pool)
+                        .map(|found| found.is_some())
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(format!("{e:#}")),
+                }
+            };
+            pool_item(pool, &users, file.resources.pool(pool).is_some(), on_server)
+        })
+        .collect()
+}
+
+/// One pool's line: declared, on the server, missing (a failure), or not checkable.
+fn pool_item(
+    pool: &str,
+    users: &[&str],
+    declared: bool,
+    on_server: Result<bool, String>,
+) -> CheckItem {
+    let check = format!("work pool {pool}");
+    let (status, detail) = match (declared, on_server) {
+        (true, _) => (
+            CheckStatus::Ok,
+            "declared in work_pools (register-flows creates or updates it)".to_string(),
+        ),
+        (false, Ok(true)) => (CheckStatus::Ok, "exists on the server".to_string()),
+        (false, Ok(false)) => (
+            CheckStatus::Fail,
+            format!(
+                "used by {} but neither declared in work_pools nor on the server: no worker could run them; declare it in the prefect file",
+                users.join(", ")
+            ),
+        ),
+        (false, Err(why)) => (
+            CheckStatus::Skipped,
+            redact(&format!("cannot read it from the server: {why}")),
+        ),
+    };
+    CheckItem::new(Scope::Local, check, status, detail)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pool_used_but_neither_declared_nor_on_the_server_fails() {
+        let declared = pool_item("p", &["d"], true, Ok(false));
+        assert_eq!(declared.status, CheckStatus::Ok);
+        assert!(declared.detail.starts_with("declared in work_pools"));
+        assert_eq!(
+            pool_item("p", &["d"], false, Ok(true)).status,
+            CheckStatus::Ok
+        );
+        let missing = pool_item("p", &["d", "e"], false, Ok(false));
+        assert_eq!(missing.status, CheckStatus::Fail);
+        assert_eq!(missing.check, "work pool p");
+        assert!(
+            missing
+                .detail
+                .starts_with("used by d, e but neither declared in work_pools nor on the server"),
+            "{}",
+            missing.detail
+        );
+        assert_eq!(
+            pool_item("p", &["d"], false, Err("down".into())).status,
+            CheckStatus::Skipped
+        );
+    }
 
     #[test]
     fn release_command_recognised() {

@@ -47,6 +47,9 @@ fn deploy_all_command(
 /// streams to stderr (progress, like ours); the server comes from PREFECT_API_URL
 /// (environment or `extra_env`).
 pub fn deploy_all(project: &Project, prefect_bin: &Path, extra_env: &[(&str, &str)]) -> Result<()> {
+    for warning in shared_limit_warnings(project) {
+        eprintln!("warning: {warning}");
+    }
     let status = process::status_to_stderr(deploy_all_command(project, prefect_bin, extra_env)?)
         .with_context(|| format!("cannot run {}", prefect_bin.display()))?;
     if !status.success() {
@@ -56,6 +59,27 @@ pub fn deploy_all(project: &Project, prefect_bin: &Path, extra_env: &[(&str, &st
         );
     }
     Ok(())
+}
+
+/// Deployments under a shared global limit: Prefect's upsert sends them a null limit, which makes
+/// the server delete the limit attached to them, the shared one (docs/resources.md).
+fn shared_limit_warnings(project: &Project) -> Vec<String> {
+    let Some(file) = std::fs::read(&project.prefect_file)
+        .ok()
+        .and_then(|bytes| super::prefect_yaml::parse(&project.prefect_file_label(), &bytes).ok())
+    else {
+        return Vec::new();
+    };
+    file.deployments
+        .iter()
+        .filter_map(|d| {
+            let limit = d.global_limit_name()?;
+            Some(format!(
+                "deployment '{}' runs under the global limit '{limit}' (concurrency_limit: {{global: …}}); `prefect deploy` registers it without the limit and makes Prefect 3.9.1 delete the limit it is attached to (the next native register-flows re-creates it)",
+                d.name
+            ))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -95,6 +119,28 @@ mod tests {
                 Some(std::ffi::OsStr::new("/r"))
             )]
         );
+    }
+
+    #[test]
+    fn warns_about_deployments_under_a_shared_limit() {
+        let dir = std::env::temp_dir().join(format!("xtask-shared-limit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("prefect.yaml"),
+            "deployments:\n- {name: a, entrypoint: f.py:f, concurrency_limit: {global: gpu, collision_strategy: ENQUEUE}}\n- {name: b, entrypoint: f.py:f, concurrency_limit: 2}\n",
+        )
+        .unwrap();
+        let project = Project {
+            root: dir.clone(),
+            prefect_file: dir.join("prefect.yaml"),
+        };
+        let warnings = shared_limit_warnings(&project);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("deployment 'a' runs under the global limit 'gpu'"),
+            "{warnings:?}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

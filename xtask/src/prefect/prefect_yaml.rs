@@ -1096,6 +1096,14 @@ impl PrefectFile {
 }
 
 impl DeploymentConfig {
+    /// The shared limit of `concurrency_limit: {global: NAME}` as written, if any.
+    pub fn global_limit_name(&self) -> Option<&str> {
+        self.raw
+            .get("concurrency_limit")
+            .and_then(|c| c.get("global"))
+            .and_then(Value::as_str)
+    }
+
     /// `work_pool.name` as written (before templating), if it is a string.
     pub fn work_pool_name(&self) -> Option<&str> {
         self.raw

@@ -892,6 +892,73 @@ mod tests {
     }
 
     #[test]
+    fn pools_limits_and_variables_are_reported_in_every_format() {
+        use crate::sync::resources::{Kind, ResourceItem, ResourceOp};
+        let mut out = outcome(None);
+        let at = crate::sync::desired::SourceLocation {
+            file: "prefect.yaml".into(),
+            line: 7,
+        };
+        out.plan.resources.items = vec![
+            ResourceItem {
+                kind: Kind::Pool,
+                name: "pool".into(),
+                pool: None,
+                source: Some(at.clone()),
+                action: Action::Update,
+                changes: vec![FieldChange {
+                    path: "base_job_template.variables.properties.env.default.A".into(),
+                    old: Some(json!("1")),
+                    new: Some(json!("2")),
+                }],
+                op: ResourceOp::Update {
+                    patch: Default::default(),
+                    restore: Default::default(),
+                },
+            },
+            ResourceItem {
+                kind: Kind::Variable,
+                name: "model".into(),
+                pool: None,
+                source: Some(at),
+                action: Action::Unchanged,
+                changes: vec![],
+                op: ResourceOp::None,
+            },
+        ];
+        let reg = registration(out, vec![]);
+        let md = report_markdown(
+            &fixture_client(),
+            &fixture_project(),
+            &options(true, false),
+            &reg,
+        );
+        assert!(md.contains("<details><summary><code>~ update</code> <b>work pool 'pool'</b> (prefect.yaml:7)</summary>"), "{md}");
+        assert!(
+            md.contains("base_job_template.variables.properties.env.default.A: \"1\" → \"2\""),
+            "{md}"
+        );
+        assert!(md.contains("- <code>variable 'model'</code>"), "{md}");
+        let text = report_text(
+            &fixture_client(),
+            &fixture_project(),
+            &options(true, false),
+            &reg,
+        );
+        assert!(text.contains("~ update    work pool 'pool'  (prefect.yaml:7)\n    base_job_template.variables.properties.env.default.A: \"1\" → \"2\"\n"), "{text}");
+        assert!(text.contains("Pools, queues, limits, variables: 0 to create, 1 to update, 1 unchanged, 0 to delete."), "{text}");
+        let doc = json_document(
+            &fixture_client(),
+            &fixture_project(),
+            &options(true, false),
+            &reg,
+        );
+        assert_eq!(doc["resources"][0]["kind"], json!("work_pool"));
+        assert_eq!(doc["resources"][0]["status"], json!("planned"));
+        assert_eq!(doc["resources"][1]["action"], json!("unchanged"));
+    }
+
+    #[test]
     fn code_blocks_cannot_be_closed_by_their_content() {
         assert_eq!(code_block("a"), "```text\na\n```\n");
         assert_eq!(code_block("x ```` y"), "`````text\nx ```` y\n`````\n");

@@ -3,8 +3,8 @@
 //! deletes after them), the ownership ledger, and undoing each write.
 //!
 //! A create is journaled once its answer came (or none came: then it may be ours, and its undo
-//! deletes the object of that name if it exists); a create answered 409 was someone else's and
-//! is not undone. Updates restore the snapshot's values; a delete re-creates the snapshot (a
+//! deletes the object of that name if it exists); a create answered 409 met an object someone
+//! created after our read (a concurrent run): it is updated instead, and its undo restores it. Updates restore the snapshot's values; a delete re-creates the snapshot (a
 //! pool with its queues; a re-created limit gets a new id, so deployments that ran under it lose
 //! the link, which is why prune never deletes a limit a deployment uses).
 
@@ -360,11 +360,11 @@ fn execute_item(
         ResourceOp::Create(body) => {
             let answer = client.post(&collection(kind, pool.as_deref()), body);
             match &answer {
-                // Someone else's: not ours to undo.
+                // Someone else created it after our read (another run of the same project, most
+                // likely): make theirs what the yaml says, as a deployment create's upsert does,
+                // and undo that by putting back what they wrote. Not ours: not in the ledger.
                 Err(e) if e.status() == Some(409) => {
-                    return Err(format!(
-                        "it exists now: someone else created it after this run's read ({e})"
-                    ))
+                    return update_existing(client, item, body, journal);
                 }
                 Err(e) if e.status().is_some() => return Err(e.to_string()),
                 _ => journal(ResourceUndo::DeleteCreated {
@@ -413,6 +413,45 @@ fn execute_item(
             Ok(())
         }
     }
+}
+
+/// A create answered 409: PATCH the existing object to the create's fields, journaling how to put
+/// back what it holds now.
+fn update_existing(
+    client: &PrefectClient,
+    item: &ResourceItem,
+    body: &Value,
+    journal: &mut dyn FnMut(ResourceUndo),
+) -> Result<(), String> {
+    let at = path(item.kind, &item.name, item.pool.as_deref());
+    let current = client
+        .get(&at)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| "it was created and deleted by someone else meanwhile".to_string())?;
+    let mut patch = Map::new();
+    let mut restore = Map::new();
+    for (key, value) in body.as_object().into_iter().flatten() {
+        if matches!(key.as_str(), "name" | "type") {
+            continue;
+        }
+        patch.insert(key.clone(), value.clone());
+        restore.insert(
+            key.clone(),
+            current.get(key).cloned().unwrap_or(Value::Null),
+        );
+    }
+    if patch.is_empty() {
+        return Ok(());
+    }
+    journal(ResourceUndo::Restore {
+        kind: item.kind,
+        name: item.name.clone(),
+        pool: item.pool.clone(),
+        body: restore,
+    });
+    client
+        .patch(&at, &Value::Object(patch))
+        .map_err(|e| e.to_string())
 }
 
 /// Writes the ledger when what this run created or deleted changes it; journals its undo.

@@ -10,8 +10,10 @@ use crate::support::fly::{
 };
 use crate::support::server_url;
 
-/// A sandbox whose host environment and Fly app are complete, with sentinel credentials.
+/// A sandbox whose host environment and Fly app are complete, with sentinel credentials (and
+/// the work pool its prefect.yaml uses on the server).
 fn complete(test: &str) -> Sandbox {
+    crate::support::ensure_pool(&crate::support::client(), "captionacc-workers-prod");
     let mut sandbox = Sandbox::new(test);
     let url = server_url();
     sandbox.write_secrets(&[
@@ -292,4 +294,28 @@ fn credentials_over_plain_http_are_warned_about_once() {
     let run = complete("plain-http-loopback").run(&["check-secrets", "--local-only"]);
     assert_eq!(run.code, Some(0), "{}", run.all());
     assert!(!run.all().contains("plain http"), "{}", run.all());
+}
+
+/// A work pool the deployments use must be declared in `work_pools` or exist on the server.
+#[test]
+fn a_pool_neither_declared_nor_on_the_server_fails_the_check() {
+    let sandbox = complete("pool-missing");
+    let pool = crate::support::unique("cs-missing-pool");
+    sandbox.write_prefect_yaml("prod", &pool);
+    let run = sandbox.run(&["check-secrets", "--local-only"]);
+    assert_eq!(run.code, Some(1), "{}", run.all());
+    run.assert_stdout_has(&format!("work pool {pool}"));
+    run.assert_stdout_has("neither declared in work_pools nor on the server");
+    // Declared in the prefect file: register-flows will create it, the check passes.
+    let path = sandbox.project.join("prefect.yaml");
+    let yaml = std::fs::read_to_string(&path).unwrap().replacen(
+        "deployments:\n",
+        &format!("work_pools:\n  - {{name: {pool}, type: process}}\ndeployments:\n"),
+        1,
+    );
+    std::fs::write(&path, yaml).unwrap();
+    let run = sandbox.run(&["check-secrets", "--local-only"]);
+    assert_eq!(run.code, Some(0), "{}", run.all());
+    run.assert_stdout_has("declared in work_pools");
+    run.assert_no_secrets(SENTINELS);
 }

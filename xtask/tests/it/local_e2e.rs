@@ -99,6 +99,29 @@ fn deploy_local_runs_a_flow_then_down_stops_everything() {
         .unwrap()
         .expect("work pool created");
     assert_eq!(pool["type"], "process");
+    // Configured from prefect.yaml's `work_pools`, as in production; its limit and variable too.
+    assert_eq!(
+        pool["description"],
+        "Fly.io process workers of the captionacc app (production)"
+    );
+    let limit = client
+        .get("/v2/concurrency_limits/captionacc-prod-video-processing")
+        .unwrap()
+        .expect("the declared global limit");
+    assert_eq!(limit["limit"], 2);
+    let smoke = deployments
+        .iter()
+        .find(|d| d["name"] == "captionacc-prod-video-initial-processing")
+        .expect("the smoke deployment");
+    assert_eq!(
+        smoke["global_concurrency_limit"]["name"],
+        "captionacc-prod-video-processing"
+    );
+    let variable = client
+        .read_variable("captionacc_prod_caption_retention_days")
+        .unwrap()
+        .expect("the declared variable");
+    assert_eq!(variable["value"], 7);
 
     // Second run: same server and worker, another completed run.
     let (out, second) = deploy_local(&state_dir);
