@@ -100,34 +100,31 @@ pub fn lock_name(owner: &Ownership) -> String {
     format!("{LOCK_TAG}-{safe}-{hash}")
 }
 
-/// A held lock; deleted when dropped (if it is still ours).
+/// A held lock; deleted when dropped.
 pub struct ServerLock<'a> {
     client: &'a PrefectClient,
     name: String,
-    token: String,
+    /// The variable's id: deleting by id removes only our own (after an expiry another run may
+    /// hold a variable of the same name, with another id), in one request.
+    id: String,
     /// Another run held it first: what the server holds may have changed since it was read.
     pub waited: bool,
 }
 
 impl Drop for ServerLock<'_> {
     fn drop(&mut self) {
-        // Only our own: after an expiry another run may hold it now.
-        let ours = self
-            .client
-            .read_variable(&self.name)
-            .ok()
-            .flatten()
-            .and_then(|v| v.get("value").and_then(LockRecord::from_value))
-            .is_some_and(|r| r.token == self.token);
-        if ours {
-            if let Err(err) = self.client.delete_variable(&self.name) {
-                eprintln!(
-                    "warning: cannot delete the lock variable {} ({err}); it expires by itself",
-                    self.name
-                );
-            }
+        if let Err(err) = self.client.delete(&format!("/variables/{}", self.id)) {
+            eprintln!(
+                "warning: cannot delete the lock variable {} ({err}); it expires by itself",
+                self.name
+            );
         }
     }
+}
+
+/// The `id` of a variable as the server returns it.
+fn variable_id(variable: &Value) -> Option<String> {
+    variable.get("id")?.as_str().map(str::to_string)
 }
 
 fn now() -> u64 {
@@ -160,14 +157,18 @@ pub fn acquire<'a>(
             acquired,
             expires: acquired + LOCK_TTL.as_secs(),
         };
-        match client.create_variable(&name, &record.to_value(), &[LOCK_TAG]) {
-            Ok(()) => {
+        let body = json!({"name": name, "value": record.to_value(), "tags": [LOCK_TAG]});
+        match client.post("/variables/", &body) {
+            Ok(created) => {
+                let Some(id) = variable_id(&created) else {
+                    bail!("the server created the lock {name} but returned no id");
+                };
                 return Ok(ServerLock {
                     client,
                     name,
-                    token,
+                    id,
                     waited,
-                })
+                });
             }
             Err(err) if err.status() == Some(409) => {}
             Err(err) => bail!("cannot take the lock {name} on the server: {err}"),
@@ -184,12 +185,15 @@ pub fn acquire<'a>(
         match record {
             // Our own create, answered with 409 on a retry after its answer was lost.
             Some(r) if r.token == token => {
+                let Some(id) = variable_id(&held) else {
+                    bail!("the server returned the lock {name} without an id");
+                };
                 return Ok(ServerLock {
                     client,
                     name,
-                    token,
+                    id,
                     waited,
-                })
+                });
             }
             Some(r) if r.is_stale(now()) => {
                 waited = true;

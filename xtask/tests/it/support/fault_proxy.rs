@@ -70,6 +70,9 @@ struct Shared {
     log: Mutex<Vec<Logged>>,
     rng: AtomicU64,
     stopped: AtomicBool,
+    /// Ids of the lock variables created through the proxy (their release is `DELETE
+    /// /variables/<id>`).
+    lock_ids: Mutex<Vec<String>>,
 }
 
 pub struct FaultProxy {
@@ -80,12 +83,28 @@ pub struct FaultProxy {
 }
 
 /// A request for the run's lock (`xtask::sync::lock`): taking it (a POST of a variable tagged
-/// `xtask-lock`) and releasing it. Not counted as a write and never faulted: the scenarios count
+/// `xtask-lock`) and releasing it (by name, or `DELETE /variables/<id>` of one created here). Not
+/// counted as a write and given no write fault (random 503s still apply): the scenarios count
 /// and break the deployment writes; what a lock does under faults is tested on its own.
-pub fn is_lock_request(path: &str, body: &[u8]) -> bool {
+fn is_lock_request(path: &str, body: &[u8], lock_ids: &[String]) -> bool {
+    is_lock_create(path, body)
+        || path.contains("/variables/name/xtask-lock-")
+        || lock_ids
+            .iter()
+            .any(|id| path.ends_with(&format!("/variables/{id}")))
+}
+
+fn is_lock_create(path: &str, body: &[u8]) -> bool {
     let tag = xtask::sync::lock::LOCK_TAG.as_bytes();
-    path.contains("/variables/name/xtask-lock-")
-        || (path.ends_with("/variables/") && body.windows(tag.len()).any(|w| w == tag))
+    path.ends_with("/variables/") && body.windows(tag.len()).any(|w| w == tag)
+}
+
+/// The `"id"` of a JSON object in an HTTP response (head and body, raw).
+fn response_id(response: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(response);
+    let body = text.split("\r\n\r\n").nth(1)?;
+    let value: serde_json::Value = serde_json::from_str(body).ok()?;
+    value.get("id")?.as_str().map(str::to_string)
 }
 
 /// A write: anything but GET, except the read-only `…/filter` and `…/count` POSTs.
@@ -114,6 +133,7 @@ impl FaultProxy {
             log: Mutex::new(Vec::new()),
             rng: AtomicU64::new(0x9E37_79B9_7F4A_7C15),
             stopped: AtomicBool::new(false),
+            lock_ids: Mutex::new(Vec::new()),
         });
         let accept_shared = shared.clone();
         std::thread::spawn(move || {
@@ -200,7 +220,8 @@ fn handle(mut client: TcpStream, shared: &Shared) {
     let mut parts = request_line.split(' ');
     let method = parts.next().unwrap_or_default().to_string();
     let path = parts.next().unwrap_or_default().to_string();
-    let write = is_write(&method, &path) && !is_lock_request(&path, &body);
+    let lock_request = is_lock_request(&path, &body, &shared.lock_ids.lock().unwrap());
+    let write = is_write(&method, &path) && !lock_request;
     let fault = {
         let rules = shared.rules.lock().unwrap().clone();
         let mut fault = None;
@@ -298,6 +319,11 @@ fn handle(mut client: TcpStream, shared: &Shared) {
         let _ = shared
             .writes
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+    }
+    if is_lock_create(&path, &body) {
+        if let Some(id) = response_id(&response) {
+            shared.lock_ids.lock().unwrap().push(id);
+        }
     }
     if write {
         let hook = shared.rules.lock().unwrap().after_write.clone();
