@@ -7,9 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use xtask::fly::{self, DeployRequest, FlyError, FlyFailure};
 
-use crate::support::fly::{
-    url_with_credentials, Sandbox, API_KEY, AUTH_STRING, FLY_TOKEN, SENTINELS,
-};
+use crate::support::fly::{Sandbox, API_KEY, AUTH_STRING, FLY_TOKEN, SENTINELS};
 use crate::support::{
     client, ensure_pool, repo_root, secured_server, server_url, worker_heartbeat,
 };
@@ -30,14 +28,7 @@ fn ready(test: &str) -> Sandbox {
     worker_heartbeat(&client(), "captionacc-workers-dev", "fly-pipeline-stand-in");
     let mut sandbox = Sandbox::new(test);
     let url = server_url();
-    sandbox.write_secrets(&[
-        ("PREFECT_API_URL", &url),
-        ("PREFECT_API_AUTH_STRING", AUTH_STRING),
-    ]);
-    sandbox
-        .env("PREFECT_API_URL", &url_with_credentials(&url))
-        .env("PREFECT_API_AUTH_STRING", AUTH_STRING)
-        .env("FLY_API_TOKEN", FLY_TOKEN);
+    sandbox.connect_to(&url);
     sandbox
 }
 

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::support::bin::{describe, run};
 use crate::support::fault_proxy::{FaultProxy, Rules};
-use crate::support::fly::{url_with_credentials, Sandbox, AUTH_STRING, FLY_TOKEN, SENTINELS};
+use crate::support::fly::{Sandbox, SENTINELS};
 use crate::support::{client, ensure_pool, server_url, worker_heartbeat};
 
 fn deployed(test: &str) -> (Sandbox, String) {
@@ -16,14 +16,7 @@ fn deployed(test: &str) -> (Sandbox, String) {
     worker_heartbeat(&client(), &pool, "status-stand-in");
     sandbox.write_prefect_yaml("prod", &pool);
     let url = server_url();
-    sandbox.write_secrets(&[
-        ("PREFECT_API_URL", &url),
-        ("PREFECT_API_AUTH_STRING", AUTH_STRING),
-    ]);
-    sandbox
-        .env("PREFECT_API_URL", &url_with_credentials(&url))
-        .env("PREFECT_API_AUTH_STRING", AUTH_STRING)
-        .env("FLY_API_TOKEN", FLY_TOKEN);
+    sandbox.connect_to(&url);
     let run = sandbox.run(&[
         "deploy",
         "--image",

@@ -487,26 +487,50 @@ fn a_rollback_never_deletes_a_deployment_someone_else_created() {
 
 /// A run is all or nothing across its rounds: when a later round fails, what the earlier rounds
 /// wrote is rolled back too, and the report says every write of all rounds was.
-#[test]
-fn a_failing_later_round_rolls_back_the_earlier_rounds() {
-    let flow = unique("flow-rounds");
-    let pool = unique("pool-rounds");
+/// A project with one deployment on the server and a yaml that adds a second, `fresh`.
+struct OneAndFresh {
+    flow: String,
+    direct: xtask::prefect::api::PrefectClient,
+    desired: xtask::sync::desired::DesiredState,
+    registered_id: String,
+}
+
+fn one_registered_and_one_fresh(tag: &str, registered: &str) -> OneAndFresh {
+    let flow = unique(&format!("flow-{tag}"));
+    let pool = unique(&format!("pool-{tag}"));
     let direct = client_with_retries(&server_url(), 5);
     ensure_pool(&direct, &pool);
-    let project = unique("proj-rounds");
-    let stable = deployment(&flow, "stable", &pool, vec![cron("0 9 * * *")]);
+    let project = unique(&format!("proj-{tag}"));
+    let first = deployment(&flow, registered, &pool, vec![cron("0 9 * * *")]);
     run_sync_ok(
         &direct,
-        &state(&project, vec![stable.clone()]),
+        &state(&project, vec![first.clone()]),
         &args(false, 1),
     );
+    let registered_id = deployment_id(&direct, &flow, registered).expect("registered");
     let desired = state(
         &project,
         vec![
-            stable,
+            first,
             deployment(&flow, "fresh", &pool, vec![cron("0 10 * * *")]),
         ],
     );
+    OneAndFresh {
+        flow,
+        direct,
+        desired,
+        registered_id,
+    }
+}
+
+#[test]
+fn a_failing_later_round_rolls_back_the_earlier_rounds() {
+    let OneAndFresh {
+        flow,
+        direct,
+        desired,
+        registered_id: stable_id,
+    } = one_registered_and_one_fresh("rounds", "stable");
     // Round 1: 1 = POST /flows/, 2 = create "fresh" (held back while another writer changes
     // "stable", which round 1's read-back then finds); round 2's first write (3) is refused.
     let proxy = FaultProxy::start(
@@ -518,7 +542,6 @@ fn a_failing_later_round_rolls_back_the_earlier_rounds() {
         },
     );
     let via_proxy = client_with_retries(&proxy.api_url, 2);
-    let stable_id = deployment_id(&direct, &flow, "stable").expect("stable exists");
     let outcome = std::thread::scope(|scope| {
         scope.spawn(|| {
             assert!(
@@ -645,25 +668,12 @@ fn an_unconverged_run_is_rolled_back_whole() {
     use crate::support::fault_proxy::AfterWrite;
     use std::sync::Arc;
 
-    let flow = unique("flow-unsettled");
-    let pool = unique("pool-unsettled");
-    let direct = client_with_retries(&server_url(), 5);
-    ensure_pool(&direct, &pool);
-    let project = unique("proj-unsettled");
-    let contested = deployment(&flow, "contested", &pool, vec![cron("0 9 * * *")]);
-    run_sync_ok(
-        &direct,
-        &state(&project, vec![contested.clone()]),
-        &args(false, 1),
-    );
-    let contested_id = deployment_id(&direct, &flow, "contested").expect("contested exists");
-    let desired = state(
-        &project,
-        vec![
-            contested,
-            deployment(&flow, "fresh", &pool, vec![cron("0 10 * * *")]),
-        ],
-    );
+    let OneAndFresh {
+        flow,
+        direct,
+        desired,
+        registered_id: contested_id,
+    } = one_registered_and_one_fresh("unsettled", "contested");
     // After each of our writes, the other writer changes `contested` again (directly, not
     // through the proxy), so every read-back finds it changed.
     let intruder = client_with_retries(&server_url(), 5);

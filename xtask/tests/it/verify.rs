@@ -6,7 +6,7 @@ use serde_json::json;
 
 use crate::drain::World;
 use crate::support::bin::run;
-use crate::support::fly::{url_with_credentials, Sandbox, AUTH_STRING, FLY_TOKEN, SENTINELS};
+use crate::support::fly::{Sandbox, SENTINELS};
 use crate::support::{client, ensure_pool, server_url, worker_heartbeat};
 
 const FAILING_FLOW: &str = r#"from prefect import flow, get_run_logger
@@ -99,14 +99,7 @@ fn a_deploy_whose_worker_never_comes_online_fails_verify() {
     ensure_pool(&client(), &pool);
     sandbox.write_prefect_yaml("prod", &pool);
     let url = server_url();
-    sandbox.write_secrets(&[
-        ("PREFECT_API_URL", &url),
-        ("PREFECT_API_AUTH_STRING", AUTH_STRING),
-    ]);
-    sandbox
-        .env("PREFECT_API_URL", &url_with_credentials(&url))
-        .env("PREFECT_API_AUTH_STRING", AUTH_STRING)
-        .env("FLY_API_TOKEN", FLY_TOKEN);
+    sandbox.connect_to(&url);
     let image = "registry.fly.io/captionacc-api:no-worker";
 
     let run = sandbox.run(&["deploy", "--image", image, "--verify-timeout", "3"]);

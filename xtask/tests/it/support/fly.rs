@@ -123,6 +123,19 @@ deployments:
         std::fs::write(&self.secrets, text).unwrap();
     }
 
+    /// Points the app and this machine at the Prefect server `url` as a deploy needs them: the
+    /// app's secrets (URL and auth string), the host's URL with credentials, auth string and
+    /// Fly token.
+    pub fn connect_to(&mut self, url: &str) -> &mut Sandbox {
+        self.write_secrets(&[
+            ("PREFECT_API_URL", url),
+            ("PREFECT_API_AUTH_STRING", AUTH_STRING),
+        ]);
+        self.env("PREFECT_API_URL", &url_with_credentials(url))
+            .env("PREFECT_API_AUTH_STRING", AUTH_STRING)
+            .env("FLY_API_TOKEN", FLY_TOKEN)
+    }
+
     /// Sets a variable for every command this sandbox runs.
     pub fn env(&mut self, name: &str, value: &str) -> &mut Sandbox {
         self.extra_env.push((name.into(), value.into()));
