@@ -612,3 +612,81 @@ print(json.dumps({"defaults": out, "env": config.env, "working_dir": str(config.
     assert_eq!(found["env"]["B"], json!("2"));
     assert_eq!(found["working_dir"], json!("/srv/app"));
 }
+
+/// A pool with work in progress is not pruned, even when no deployment uses it any more.
+#[test]
+fn prune_keeps_a_pool_with_runs_in_progress() {
+    let p = Project::new("busy");
+    let client = client_with_retries(&server_url(), 3);
+    let busy = unique("res-busy-pool");
+    let with_busy = |p: &Project, deployment_pool: &str| {
+        let sections = p.sections_v1().replacen(
+            "concurrency_limits:",
+            &format!("  - {{name: {busy}, type: process}}\nconcurrency_limits:"),
+            1,
+        );
+        p.write(&sections, "default", false);
+        let path = p.dir.join("prefect.yaml");
+        let yaml = std::fs::read_to_string(&path).unwrap().replace(
+            &format!("      name: {}\n", p.pool),
+            &format!("      name: {deployment_pool}\n"),
+        );
+        std::fs::write(&path, yaml).unwrap();
+    };
+    // The deployment runs on the busy pool; one of its runs is in progress.
+    with_busy(&p, &busy);
+    let out = p.run(&server_url(), &[]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let deployment = client
+        .get(&format!("/deployments/name/{}/d", p.flow))
+        .unwrap()
+        .unwrap();
+    assert_eq!(deployment["work_pool_name"], json!(busy));
+    let run = client
+        .post(
+            &format!(
+                "/deployments/{}/create_flow_run",
+                deployment["id"].as_str().unwrap()
+            ),
+            &json!({"parameters": {}}),
+        )
+        .unwrap();
+    let run_id = run["id"].as_str().unwrap();
+    for ty in ["PENDING", "RUNNING"] {
+        let answer = client
+            .post(
+                &format!("/flow_runs/{run_id}/set_state"),
+                &json!({"state": {"type": ty}}),
+            )
+            .unwrap();
+        assert_eq!(answer["status"], json!("ACCEPT"), "{answer}");
+    }
+    // The yaml moves the deployment to the other pool and drops the busy one: not deleted.
+    p.write(&p.sections_v1(), "default", false);
+    let out = p.run(&server_url(), &["--prune"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "warning: work pool '{busy}' is no longer in the yaml but is not deleted: 1 flow run(s) in it are pending or running"
+        )),
+        "{}",
+        text(&out)
+    );
+    assert!(client.read_work_pool(&busy).unwrap().is_some());
+    // Once the run finished, the next prune deletes it.
+    let answer = client
+        .post(
+            &format!("/flow_runs/{run_id}/set_state"),
+            &json!({"state": {"type": "COMPLETED"}}),
+        )
+        .unwrap();
+    assert_eq!(answer["status"], json!("ACCEPT"), "{answer}");
+    let out = p.run(&server_url(), &["--prune"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(
+        stderr(&out).contains(&format!("deleted work pool '{busy}'")),
+        "{}",
+        text(&out)
+    );
+    assert!(client.read_work_pool(&busy).unwrap().is_none());
+}
