@@ -123,6 +123,7 @@ fn read_capped(mut stream: impl Read + Send + 'static, cap: usize) -> mpsc::Rece
 /// Waits for `child`, killing it (and failing) once `timeout` has passed.
 fn wait_within(child: &mut Child, timeout: Duration, program: &str) -> Result<ExitStatus> {
     let started = Instant::now();
+    let mut poll = PollDelay::default();
     loop {
         if let Some(status) = child
             .try_wait()
@@ -135,7 +136,29 @@ fn wait_within(child: &mut Child, timeout: Duration, program: &str) -> Result<Ex
             let _ = child.wait();
             bail!("{program} did not finish within {timeout:?} and was stopped");
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(poll.next_delay());
+    }
+}
+
+/// Pauses between polls of a running child: 1 ms, doubling up to 20 ms. A short program (git,
+/// `xtask --version`) is reaped within a millisecond or two of its exit instead of at the next
+/// fixed 20 ms tick (which made every git call of a run cost 20 ms); a long one costs few wake-ups.
+#[derive(Debug)]
+pub(crate) struct PollDelay(Duration);
+
+impl Default for PollDelay {
+    fn default() -> Self {
+        PollDelay(Duration::from_millis(1))
+    }
+}
+
+impl PollDelay {
+    const MAX: Duration = Duration::from_millis(20);
+
+    pub(crate) fn next_delay(&mut self) -> Duration {
+        let delay = self.0;
+        self.0 = (self.0 * 2).min(Self::MAX);
+        delay
     }
 }
 
@@ -478,6 +501,7 @@ pub fn run_measured(cmd: impl Into<Command>, log: File) -> Result<Measured> {
     // SAFETY: rusage is plain old data; zero is a valid value.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let pid = child.id() as libc::pid_t;
+    let mut poll = PollDelay::default();
     let waited = loop {
         // SAFETY: the pid is our child, not yet reaped; status and usage are valid out-pointers.
         let waited = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
@@ -490,7 +514,7 @@ pub fn run_measured(cmd: impl Into<Command>, log: File) -> Result<Measured> {
             unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
             break -1;
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(poll.next_delay());
     };
     Ok(Measured {
         success: waited >= 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
@@ -585,6 +609,13 @@ pub fn hostname() -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn polls_start_at_a_millisecond_and_back_off_to_twenty() {
+        let mut poll = PollDelay::default();
+        let delays: Vec<u128> = (0..7).map(|_| poll.next_delay().as_millis()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 20, 20]);
+    }
+
     use super::*;
 
     #[test]
