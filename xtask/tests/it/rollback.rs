@@ -36,12 +36,17 @@ impl Releases {
         ]);
         let images = sandbox.root.join("images");
         std::fs::create_dir_all(&images).unwrap();
+        let ceiling = sandbox.root.display().to_string();
         sandbox
             .env("PREFECT_API_URL", &url_with_credentials(&url))
             .env("PREFECT_API_AUTH_STRING", AUTH_STRING)
             .env("FLY_API_TOKEN", FLY_TOKEN)
             .env("APP_DIR", "/app")
-            .env("FAKE_FLY_IMAGES", &images.display().to_string());
+            .env("FAKE_FLY_IMAGES", &images.display().to_string())
+            // The project is its own checkout and an image directory is none: git must not find
+            // the repository the tests run in, whose `origin` (a CI clone has one, a worktree
+            // not) would give the release command another deployment version than the check.
+            .env("GIT_CEILING_DIRECTORIES", &ceiling);
         git(&sandbox.project, &["init", "-q", "-b", "main"]);
         Releases { sandbox, images }
     }

@@ -271,6 +271,11 @@ fn run_release_command(
     if let Some(region) = &toml.primary_region {
         env.insert("PRIMARY_REGION".into(), region.clone());
     }
+    // An image's /app is no git checkout: the sandbox's git ceiling keeps the release command
+    // from finding the repository the tests run in (whose `origin` would set the version).
+    if let Ok(ceiling) = std::env::var("GIT_CEILING_DIRECTORIES") {
+        env.insert("GIT_CEILING_DIRECTORIES".into(), ceiling);
+    }
     // The image's PATH: here, the caller's (the test puts the compiled xtask on it).
     let path = std::env::var("PATH").unwrap_or_default();
     let resolved = resolve(program, &path).unwrap_or_else(|| {
