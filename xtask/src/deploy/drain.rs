@@ -110,18 +110,7 @@ impl PauseMarker {
 /// The marker variable of `pool`: `xtask-drain-<pool>` in the characters Prefect allows in a
 /// variable name (lowercase letters, digits, `-`, `_`); the exact pool name is in the value.
 pub(crate) fn marker_name(pool: &str) -> String {
-    let safe: String = pool
-        .to_lowercase()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let mut name = format!("{MARKER_TAG}-{safe}");
+    let mut name = format!("{MARKER_TAG}-{}", crate::prefect::variable_slug(pool));
     name.truncate(255);
     name
 }

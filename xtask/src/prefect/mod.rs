@@ -14,3 +14,14 @@ pub mod steps;
 pub mod template;
 pub mod work_pool_template;
 pub mod yaml;
+
+/// `text` in the characters Prefect allows in a variable name: lowercase ASCII letters, digits,
+/// `_`, and `-` for everything else (the names of this tool's marker, lock and ledger variables).
+pub(crate) fn variable_slug(text: &str) -> String {
+    text.chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9' | '_') => c,
+            _ => '-',
+        })
+        .collect()
+}

@@ -241,6 +241,34 @@ impl Ownership {
         labels
     }
 
+    /// The name of this project's variable of one kind (`prefix`: its ledger, its lock):
+    /// readable, in the characters Prefect allows in a variable name, and one to one with
+    /// (project, prefect file) by a hash of the exact pair (`a/b` and `a-b` slug alike).
+    pub(crate) fn variable_name(&self, prefix: &str) -> String {
+        let slug = |text: &str| {
+            let mut out = crate::prefect::variable_slug(text);
+            out.truncate(80);
+            out
+        };
+        // FNV-1a over the exact pair.
+        let mut hash: u64 = 0xcbf29ce484222325;
+        for byte in self
+            .project
+            .bytes()
+            .chain([0])
+            .chain(self.prefect_file.bytes())
+        {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x100000001b3);
+        }
+        format!(
+            "{prefix}-{}-{}-{:08x}",
+            slug(&self.project),
+            slug(&self.prefect_file),
+            hash as u32
+        )
+    }
+
     /// The marker a server deployment carries, if any (`labels` of a DeploymentResponse).
     pub(crate) fn from_labels(labels: &Value) -> Option<Ownership> {
         let project = labels.get(LABEL_PROJECT)?.as_str()?;

@@ -3,7 +3,7 @@
 //! Two runs of the same project at once (a Fly release and a developer's run, two merges deployed
 //! back to back) interleave their writes on a server whose API workers run requests in parallel:
 //! both add the same schedule, each sees the other's as drift, and one gives up and rolls back.
-//! So a run that has something to write first creates the variable `xtask-lock-<project>`
+//! So a run that has something to write first creates the variable `xtask-lock-<project>-…`
 //! (tagged [`LOCK_TAG`]); creating a variable whose name exists fails (409), which makes the
 //! create a mutex. A second run waits for it (saying who holds it), then reads the server again.
 //! The lock is deleted when the run ends, on every path but a hard kill; a lock whose holder died
@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Result};
-use md5::{Digest, Md5};
 use serde_json::{json, Value};
 
 use super::desired::Ownership;
@@ -79,25 +78,10 @@ impl LockRecord {
     }
 }
 
-/// The lock variable of a project: `xtask-lock-<project>-<hash of project and prefect file>`,
-/// in the characters Prefect allows in a variable name.
+/// The lock variable of a project: `xtask-lock-<project>-<prefect file>-<hash>`
+/// ([`Ownership::variable_name`]).
 pub fn lock_name(owner: &Ownership) -> String {
-    let safe: String = owner
-        .project
-        .to_lowercase()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(64)
-        .collect();
-    let digest = Md5::digest(format!("{}\n{}", owner.project, owner.prefect_file).as_bytes());
-    let hash: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
-    format!("{LOCK_TAG}-{safe}-{hash}")
+    owner.variable_name(LOCK_TAG)
 }
 
 /// A held lock; deleted when dropped.
@@ -276,6 +260,6 @@ mod tests {
         assert_ne!(prod, dev);
         // Names that sanitize alike still get their own lock.
         assert_ne!(lock_name(&owner("a/b")), lock_name(&owner("a-b")));
-        assert!(lock_name(&owner(&"x".repeat(1000))).len() < 100);
+        assert!(lock_name(&owner(&"x".repeat(1000))).len() <= 255);
     }
 }

@@ -91,37 +91,9 @@ pub struct Ledger {
 pub(crate) const LEDGER_TAG: &str = "xtask-ownership";
 
 impl Ledger {
-    /// The ledger variable's name for `owner`: readable, in the characters Prefect allows in a
-    /// variable name, and one to one with (project, prefect file) by a hash of the exact pair.
+    /// The ledger variable's name for `owner` ([`Ownership::variable_name`]).
     pub(crate) fn variable_name(owner: &Ownership) -> String {
-        let slug = |text: &str| -> String {
-            let mut out: String = text
-                .chars()
-                .map(|c| match c.to_ascii_lowercase() {
-                    c @ ('a'..='z' | '0'..='9' | '_') => c,
-                    _ => '-',
-                })
-                .collect();
-            out.truncate(80);
-            out
-        };
-        // FNV-1a over the exact pair: two pairs with the same slugs still get two ledgers.
-        let mut hash: u64 = 0xcbf29ce484222325;
-        for byte in owner
-            .project
-            .bytes()
-            .chain([0])
-            .chain(owner.prefect_file.bytes())
-        {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x100000001b3);
-        }
-        format!(
-            "xtask-owned-{}-{}-{:08x}",
-            slug(&owner.project),
-            slug(&owner.prefect_file),
-            hash as u32
-        )
+        owner.variable_name("xtask-owned")
     }
 
     /// The ledger a variable's value holds; an unreadable value reads as empty (nothing owned:
