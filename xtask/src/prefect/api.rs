@@ -640,15 +640,16 @@ impl PrefectClient {
         )
     }
 
-    /// Creates the variable; one of that name already there is a 409 error.
+    /// Creates the variable and returns it as the server stored it; one of that name already
+    /// there is a 409 error.
     pub(crate) fn create_variable(
         &self,
         name: &str,
         value: &Value,
         tags: &[&str],
-    ) -> Result<(), ApiError> {
+    ) -> Result<Value, ApiError> {
         let body = json!({"name": name, "value": value, "tags": tags});
-        self.post("/variables/", &body).map(|_| ())
+        self.post("/variables/", &body)
     }
 
     /// Creates the variable, or sets the value of the one of that name.
@@ -659,7 +660,7 @@ impl PrefectClient {
         tags: &[&str],
     ) -> Result<(), ApiError> {
         match self.create_variable(name, value, tags) {
-            Ok(()) => Ok(()),
+            Ok(_) => Ok(()),
             Err(err) if err.status() == Some(409) => self.patch(
                 &format!("/variables/name/{}", encode_segment(name)),
                 &json!({"value": value, "tags": tags}),

@@ -141,8 +141,7 @@ pub fn acquire<'a>(
             acquired,
             expires: acquired + LOCK_TTL.as_secs(),
         };
-        let body = json!({"name": name, "value": record.to_value(), "tags": [LOCK_TAG]});
-        match client.post("/variables/", &body) {
+        match client.create_variable(&name, &record.to_value(), &[LOCK_TAG]) {
             Ok(created) => {
                 let Some(id) = variable_id(&created) else {
                     bail!("the server created the lock {name} but returned no id");

@@ -483,42 +483,27 @@ pub fn json_document(
     } = registration;
     let mode = options.mode();
     let mut doc = outcome.plan.to_json();
-    let statuses = outcome.report.as_ref().map(|r| r.status.clone());
-    if let Some(Value::Array(items)) = doc.get_mut("deployments") {
+    let rolled_back = outcome.report.as_ref().is_some_and(|r| !r.succeeded());
+    // Each item of a list gets the status of the same item in the report's list.
+    let mut mark = |key: &str, statuses: Option<&[ItemStatus]>| {
+        let Some(Value::Array(items)) = doc.get_mut(key) else {
+            return;
+        };
         for (i, item) in items.iter_mut().enumerate() {
-            let status = match statuses.as_ref().and_then(|s| s.get(i)) {
+            let status = match statuses.and_then(|s| s.get(i)) {
                 None if mode == "apply" => "done",
                 None => "planned",
-                Some(ItemStatus::Done)
-                    if outcome.report.as_ref().is_some_and(|r| !r.succeeded()) =>
-                {
-                    "rolled_back"
-                }
+                Some(ItemStatus::Done) if rolled_back => "rolled_back",
                 Some(ItemStatus::Done) => "done",
                 Some(ItemStatus::NotStarted) => "not_started",
                 Some(ItemStatus::Failed(_)) => "failed",
             };
             item["status"] = json!(status);
         }
-    }
-    let resource_statuses = outcome.report.as_ref().map(|r| r.resource_status.clone());
-    if let Some(Value::Array(items)) = doc.get_mut("resources") {
-        for (i, item) in items.iter_mut().enumerate() {
-            let status = match resource_statuses.as_ref().and_then(|s| s.get(i)) {
-                None if mode == "apply" => "done",
-                None => "planned",
-                Some(ItemStatus::Done)
-                    if outcome.report.as_ref().is_some_and(|r| !r.succeeded()) =>
-                {
-                    "rolled_back"
-                }
-                Some(ItemStatus::Done) => "done",
-                Some(ItemStatus::NotStarted) => "not_started",
-                Some(ItemStatus::Failed(_)) => "failed",
-            };
-            item["status"] = json!(status);
-        }
-    }
+    };
+    let report = outcome.report.as_ref();
+    mark("deployments", report.map(|r| r.status.as_slice()));
+    mark("resources", report.map(|r| r.resource_status.as_slice()));
     let mut out = document_header(client, project, desired, mode, outcome, timings);
     if let (Value::Object(out), Value::Object(plan)) = (&mut out, doc) {
         for (key, value) in plan {

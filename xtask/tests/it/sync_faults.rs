@@ -355,92 +355,37 @@ fn untouched_schedules_keep_their_ids_and_runs() {
     );
 }
 
-/// Creates leave out fields that hold the server's defaults (`enforce_parameter_schema: true`,
-/// no concurrency limit) and check the response. When someone creates the same deployment between
-/// the plan and the POST, the POST upserts theirs, which keeps their values for the left-out
-/// fields: the check must see that and patch them to the yaml's.
-#[test]
-fn a_deployment_created_behind_our_back_still_ends_as_the_yaml_says() {
-    let flow = unique("flow-race");
-    let pool = unique("pool-race");
-    let direct = client_with_retries(&server_url(), 5);
-    ensure_pool(&direct, &pool);
-    let desired = state(
-        &unique("proj-race"),
-        vec![deployment(&flow, "raced", &pool, vec![cron("0 8 * * *")])],
-    );
-    // Writes: 1 = POST /flows/, 2 = POST /deployments/ (held back while the other writer acts).
-    let proxy = FaultProxy::start(
-        &server_url(),
-        Rules {
-            nth_write: Some((2, Fault::Delay(std::time::Duration::from_secs(3)))),
-            ..Rules::default()
-        },
-    );
-    let via_proxy = client_with_retries(&proxy.api_url, 5);
-    let outcome = std::thread::scope(|scope| {
-        scope.spawn(|| {
-            assert!(
-                wait_for(20, || proxy.writes() >= 2),
-                "the xtask never sent its create"
-            );
-            let flow_id = direct
-                .post("/flows/", &json!({ "name": flow }))
-                .expect("flow")["id"]
-                .clone();
-            direct
-                .post(
-                    "/deployments/",
-                    &json!({"name": "raced", "flow_id": flow_id, "work_pool_name": pool,
-                            "enforce_parameter_schema": false, "concurrency_limit": 3}),
-                )
-                .expect("the other writer's create");
-        });
-        run_sync(&via_proxy, &desired, &args(false, 1))
-    });
-    assert!(!outcome.failed(), "{:#?}", proxy.write_lines());
-    // Repaired right after the create, not by the read-back round that follows every apply
-    // (which only sees fields the yaml states; `enforce_parameter_schema` is not stated here).
-    assert_eq!(outcome.rounds, 1, "{:#?}", proxy.write_lines());
-    let raw = direct
-        .get(&format!("/deployments/name/{flow}/raced"))
-        .expect("read")
-        .expect("exists");
-    assert_eq!(raw["enforce_parameter_schema"], json!(true));
-    assert_eq!(
-        xtask::sync::plan::server_field("concurrency_limit", &raw),
-        json!(null)
-    );
-    // And a plain re-run agrees nothing is left to do.
-    let again = run_sync(&direct, &desired, &args(false, 1));
-    assert_eq!(again.plan.count(Action::Unchanged), 1);
+/// A sync creating the deployment `raced` while another writer creates the same one between our
+/// read and our create: writes are 1 = POST /flows/, 2 = POST /deployments/ (held back until the
+/// other writer's create is done), then `more_writes` faults; `retries` for our client.
+struct RacedCreate {
+    flow: String,
+    direct: xtask::prefect::api::PrefectClient,
+    proxy: FaultProxy,
+    desired: xtask::sync::desired::DesiredState,
+    outcome: xtask::sync::SyncOutcome,
+    /// The id of the other writer's deployment.
+    theirs: String,
 }
 
-/// `POST /deployments/` is an upsert: when someone else creates the deployment between our read
-/// and our create, the create answers 200 (updated) instead of 201, and a later failure must not
-/// make our rollback delete their deployment.
-#[test]
-fn a_rollback_never_deletes_a_deployment_someone_else_created() {
-    let flow = unique("flow-theirs");
-    let pool = unique("pool-theirs");
+fn race_a_create(tag: &str, more_writes: Vec<(usize, Fault)>, retries: u32) -> RacedCreate {
+    let flow = unique(&format!("flow-{tag}"));
+    let pool = unique(&format!("pool-{tag}"));
     let direct = client_with_retries(&server_url(), 5);
     ensure_pool(&direct, &pool);
     let desired = state(
-        &unique("proj-theirs"),
+        &unique(&format!("proj-{tag}")),
         vec![deployment(&flow, "raced", &pool, vec![cron("0 8 * * *")])],
     );
-    // Writes: 1 = POST /flows/, 2 = POST /deployments/ (held back while the other writer creates
-    // it), 3 = the PATCH repairing the fields the other writer set (refused; the rollback's
-    // writes after it go through).
     let proxy = FaultProxy::start(
         &server_url(),
         Rules {
             nth_write: Some((2, Fault::Delay(std::time::Duration::from_secs(3)))),
-            more_writes: vec![(3, Fault::Status(400))],
+            more_writes,
             ..Rules::default()
         },
     );
-    let via_proxy = client_with_retries(&proxy.api_url, 2);
+    let via_proxy = client_with_retries(&proxy.api_url, retries);
     let (outcome, theirs) = std::thread::scope(|scope| {
         let other = scope.spawn(|| {
             assert!(
@@ -465,6 +410,63 @@ fn a_rollback_never_deletes_a_deployment_someone_else_created() {
         let outcome = run_sync(&via_proxy, &desired, &args(false, 1));
         (outcome, other.join().expect("the other writer"))
     });
+    RacedCreate {
+        flow,
+        direct,
+        proxy,
+        desired,
+        outcome,
+        theirs,
+    }
+}
+
+/// Creates leave out fields that hold the server's defaults (`enforce_parameter_schema: true`,
+/// no concurrency limit) and check the response. When someone creates the same deployment between
+/// the plan and the POST, the POST upserts theirs, which keeps their values for the left-out
+/// fields: the check must see that and patch them to the yaml's.
+#[test]
+fn a_deployment_created_behind_our_back_still_ends_as_the_yaml_says() {
+    let RacedCreate {
+        flow,
+        direct,
+        proxy,
+        desired,
+        outcome,
+        ..
+    } = race_a_create("race", Vec::new(), 5);
+    assert!(!outcome.failed(), "{:#?}", proxy.write_lines());
+    // Repaired right after the create, not by the read-back round that follows every apply
+    // (which only sees fields the yaml states; `enforce_parameter_schema` is not stated here).
+    assert_eq!(outcome.rounds, 1, "{:#?}", proxy.write_lines());
+    let raw = direct
+        .get(&format!("/deployments/name/{flow}/raced"))
+        .expect("read")
+        .expect("exists");
+    assert_eq!(raw["enforce_parameter_schema"], json!(true));
+    assert_eq!(
+        xtask::sync::plan::server_field("concurrency_limit", &raw),
+        json!(null)
+    );
+    // And a plain re-run agrees nothing is left to do.
+    let again = run_sync(&direct, &desired, &args(false, 1));
+    assert_eq!(again.plan.count(Action::Unchanged), 1);
+}
+
+/// `POST /deployments/` is an upsert: when someone else creates the deployment between our read
+/// and our create, the create answers 200 (updated) instead of 201, and a later failure must not
+/// make our rollback delete their deployment.
+#[test]
+fn a_rollback_never_deletes_a_deployment_someone_else_created() {
+    // Write 3 is the PATCH repairing the fields the other writer set: refused (the rollback's
+    // writes after it go through).
+    let RacedCreate {
+        flow,
+        direct,
+        proxy,
+        outcome,
+        theirs,
+        ..
+    } = race_a_create("theirs", vec![(3, Fault::Status(400))], 2);
     let report = outcome.report.as_ref().expect("applied");
     assert!(outcome.failed(), "{:#?}", proxy.write_lines());
     assert_eq!(
@@ -485,8 +487,6 @@ fn a_rollback_never_deletes_a_deployment_someone_else_created() {
     );
 }
 
-/// A run is all or nothing across its rounds: when a later round fails, what the earlier rounds
-/// wrote is rolled back too, and the report says every write of all rounds was.
 /// A project with one deployment on the server and a yaml that adds a second, `fresh`.
 struct OneAndFresh {
     flow: String,
@@ -523,6 +523,8 @@ fn one_registered_and_one_fresh(tag: &str, registered: &str) -> OneAndFresh {
     }
 }
 
+/// A run is all or nothing across its rounds: when a later round fails, what the earlier rounds
+/// wrote is rolled back too, and the report says every write of all rounds was.
 #[test]
 fn a_failing_later_round_rolls_back_the_earlier_rounds() {
     let OneAndFresh {
@@ -658,6 +660,7 @@ fn one_writing_run_per_project_at_a_time() {
     );
     assert!(outcome.failed());
     assert!(!lock_exists(), "a failed run left its lock");
+
 }
 
 /// A server that never settles (another writer, outside any lock, undoes one of our fields after
