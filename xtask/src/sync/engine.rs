@@ -156,7 +156,7 @@ pub fn sync(
     if lock.waited {
         let again = Instant::now();
         let server = read_server_state(client, desired, options.prune)?;
-        outcome.plan = plan::plan(desired, &server, options.prune);
+        outcome.plan = selected_plan(desired, &server, options);
         outcome.writes_planned = outcome.plan.write_count();
         read += again.elapsed();
         outcome.read = read;

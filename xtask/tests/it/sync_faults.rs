@@ -661,6 +661,27 @@ fn one_writing_run_per_project_at_a_time() {
     assert!(outcome.failed());
     assert!(!lock_exists(), "a failed run left its lock");
 
+    // A run that waited plans again as it was asked to: with `-n upd` and --prune, nothing
+    // outside the selection is deleted (`gone` is owned and no longer in the yaml).
+    hold(now + 900);
+    let lock_path = format!("/variables/name/{name}");
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        client_with_retries(&server_url(), 5)
+            .delete(&lock_path)
+            .expect("the other run ends");
+    });
+    let mut selected = args(true, 4);
+    selected.selection = xtask::sync::selection::Selection::parse(&["upd"]).unwrap();
+    selected.lock_wait = Duration::from_secs(60);
+    let outcome = run_sync(&direct, &s.after, &selected);
+    releaser.join().unwrap();
+    assert!(!outcome.failed(), "{:?}", outcome.report.map(|r| r.error));
+    let names: Vec<String> = snapshot(&direct, &s.flow).keys().cloned().collect();
+    assert!(
+        names.contains(&"gone".to_string()),
+        "pruned outside -n: {names:?}"
+    );
 }
 
 /// A server that never settles (another writer, outside any lock, undoes one of our fields after
