@@ -245,25 +245,14 @@ fn run_stages(
     )?;
 
     let deployed = pipeline.run("fly deploy", || {
-        let cmd = fly::deploy_cmd(
+        fly_deploy(
             fly_program,
-            &DeployRequest {
-                config: target.config.clone(),
-                app: target.app.clone(),
-                image: image.clone(),
-                release_command_timeout: limits.release_timeout.clone(),
-            },
-        );
-        eprintln!("    $ {}", redact(&cmd.to_string()));
-        if dry_run {
-            return Ok(());
-        }
-        eprintln!(
-            "    (gives up after {}s; the release command runs register-flows first)",
-            limits.outer_timeout.as_secs()
-        );
-        fly::run_checked(&cmd, limits.outer_timeout, true)?;
-        Ok(())
+            target,
+            &image,
+            &limits.release_timeout,
+            limits.outer_timeout,
+            dry_run,
+        )
     });
     // Whatever fly deploy did, the new (or old) workers may take runs again.
     let resumed = paused.map_or(Ok(()), drain::PausedPools::resume);
@@ -344,4 +333,34 @@ pub fn yaml_pools(project: &Project) -> Result<Vec<String>> {
 
 fn indent(text: &str) -> String {
     text.lines().map(|l| format!("    {l}\n")).collect()
+}
+
+/// The `fly deploy` stage of `deploy` and `rollback`: `image` to the target app, the command
+/// printed; run unless `dry_run`, given up after `timeout`.
+pub(crate) fn fly_deploy(
+    fly_program: &Path,
+    target: &FlyTarget,
+    image: &str,
+    release_command_timeout: &str,
+    timeout: Duration,
+    dry_run: bool,
+) -> Result<()> {
+    let cmd = fly::deploy_cmd(
+        fly_program,
+        &DeployRequest {
+            config: target.config.clone(),
+            app: target.app.clone(),
+            image: image.to_string(),
+            release_command_timeout: release_command_timeout.to_string(),
+        },
+    );
+    eprintln!("    $ {}", redact(&cmd.to_string()));
+    if dry_run {
+        return Ok(());
+    }
+    eprintln!(
+        "    (gives up after {}s; the release command runs register-flows first)",
+        timeout.as_secs()
+    );
+    fly::run_checked(&cmd, timeout, true).map(|_| ())
 }

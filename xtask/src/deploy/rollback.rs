@@ -22,12 +22,11 @@ use anyhow::{bail, Result};
 use crate::deploy::{drain, verify, yaml_pools};
 use crate::fly::machines::{list_releases, FlyRelease};
 use crate::fly::release_env::release_env;
-use crate::fly::{self, split_command, DeployRequest, FlyTarget};
+use crate::fly::{self, split_command, FlyTarget};
 use crate::project::{Env, Project};
 use crate::sync::release::Release;
 use crate::sync::{register_reported, SyncOptions};
 use crate::sys::env_vars::EnvVars;
-use crate::sys::redact::redact;
 use crate::sys::report::code;
 use crate::sys::stages::{CiOutput, Pipeline};
 
@@ -238,29 +237,22 @@ fn run_stages(
         },
     )?;
     let deployed = pipeline.run("fly deploy", || {
-        let cmd = fly::deploy_cmd(
+        super::fly_deploy(
             fly_program,
-            &DeployRequest {
-                config: target.config.clone(),
-                app: target.app.clone(),
-                image: choice.target.image.clone(),
-                release_command_timeout: args.release_command_timeout.clone(),
-            },
-        );
-        eprintln!("    $ {}", redact(&cmd.to_string()));
-        if dry_run {
-            return Ok(());
-        }
-        fly::run_checked(&cmd, args.timeout, true).map_err(|err| {
-            match err.downcast_ref::<fly::FlyError>() {
-                Some(fly_err) if fly_err.failure == fly::FlyFailure::Image => anyhow::anyhow!(
-                    "release v{}'s image {} is no longer in Fly's registry (or cannot be pulled); \
+            target,
+            &choice.target.image,
+            &args.release_command_timeout,
+            args.timeout,
+            dry_run,
+        )
+        .map_err(|err| match err.downcast_ref::<fly::FlyError>() {
+            Some(fly_err) if fly_err.failure == fly::FlyFailure::Image => anyhow::anyhow!(
+                "release v{}'s image {} is no longer in Fly's registry (or cannot be pulled); \
                      nothing was changed. Pick another release with --to",
-                    choice.target.version,
-                    choice.target.image
-                ),
-                _ => err,
-            }
+                choice.target.version,
+                choice.target.image
+            ),
+            _ => err,
         })?;
         Ok(())
     });
